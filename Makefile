@@ -1,0 +1,37 @@
+# Two commands for a fresh machine with Python >= 3.11 and make:
+#   make demo   run the demo pipeline end to end (local files, local journal)
+#   make test   lint, type-check and run the whole test suite
+# Each creates or updates the virtualenv in .venv first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+DEMO_DATE ?= 2026-11-23
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/asyncflow run examples/etl.py:Report --date $(DEMO_DATE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dag.py
+
+clean:
+	rm -rf $(VENV) data .asyncflow

@@ -1,0 +1,224 @@
+"""The command line: ``asyncflow run module:Task --date 2026-11-23 --workers 8``.
+
+Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 bad usage
+(unknown task, bad parameter), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ._version import __version__
+from .errors import AsyncflowError, ConfigError, CycleError, ParameterError
+from .logging import configure_logging
+from .parameters import BoolParameter
+from .runner import DEFAULT_WORKERS, build
+from .task import Task
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "load_task", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(AsyncflowError):
+    """The command line cannot be carried out as written."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        task_cls = _task_from_argv(args_list)
+        parser = _parser(task_cls)
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            return int(exc.code or 0)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return _run(args, task_cls)
+    except (UsageError, ParameterError, ConfigError, CycleError) as exc:
+        print(f"asyncflow: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("asyncflow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _task_from_argv(argv: list[str]) -> type[Task] | None:
+    if not argv or argv[0] != "run":
+        return None
+    for arg in argv[1:]:
+        if not arg.startswith("-") and ":" in arg:
+            return load_task(arg)
+    return None
+
+
+def load_task(spec: str) -> type[Task]:
+    """Import ``module:Task`` (or ``path/to/file.py:Task``) and return the class.
+
+    Raises:
+        UsageError: the module cannot be imported or has no such task.
+    """
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:TASK (e.g. pipelines.daily:Report), got {spec!r}")
+    module = _import(module_name)
+    found = getattr(module, attr, None)
+    if not (isinstance(found, type) and issubclass(found, Task)):
+        tasks = sorted(
+            name for name, value in vars(module).items()
+            if isinstance(value, type) and issubclass(value, Task) and value.__module__ == module.__name__
+        )
+        what = "no attribute" if found is None else f"{type(found).__name__} (not a Task class)"
+        hint = f"; tasks defined there: {', '.join(tasks)}" if tasks else ""
+        raise UsageError(f"{module_name}:{attr}: {what}{hint}")
+    return found
+
+
+def _import(name: str) -> ModuleType:
+    if name.endswith(".py") or os.sep in name:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"no such file: {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+        raise
+
+
+def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asyncflow", description="Run asyncflow tasks from the command line."
+    )
+    parser.add_argument("--version", action="version", version=f"asyncflow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a task and everything it needs",
+        description="Run MODULE:TASK and every requirement that is not complete yet.",
+    )
+    run.add_argument("task", metavar="MODULE:TASK", help="e.g. pipelines.daily:Report")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                     help=f"task bodies running at once (default {DEFAULT_WORKERS})")
+    run.add_argument("--resources", action="append", default=[], metavar="NAME=AMOUNT[,...]",
+                     help="resource capacities, e.g. memory_gb=64,db=2")
+    journal = run.add_mutually_exclusive_group()
+    journal.add_argument("--journal", metavar="PATH",
+                         help="run journal (default: .asyncflow/journal.db)")
+    journal.add_argument("--no-journal", action="store_true", help="do not keep a journal")
+    run.add_argument("--fail-fast", action="store_true",
+                     help="stop at the first failure (default: keep going)")
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
+    if task_cls is not None:
+        group = run.add_argument_group(f"parameters of {task_cls.task_family}")
+        for name, param in task_cls.get_params().items():
+            flags = _flags(name)
+            help_text = _param_help(param)
+            if isinstance(param, BoolParameter):
+                group.add_argument(*flags, dest=f"param_{name}", action=argparse.BooleanOptionalAction,
+                                   default=None, help=help_text)
+            else:
+                group.add_argument(*flags, dest=f"param_{name}", metavar=name.upper(),
+                                   default=None, help=help_text)
+    return parser
+
+
+def _flags(name: str) -> list[str]:
+    dashed = name.replace("_", "-")
+    return [f"--{dashed}"] if dashed == name else [f"--{dashed}", f"--{name}"]
+
+
+def _param_help(param: Any) -> str:
+    parts = [param.description] if param.description else []
+    parts.append(param.type_name)
+    if param.has_default:
+        default = param.default
+        shown = "none" if default is None else param.serialize(default)
+        parts.append(f"default {shown}")
+    else:
+        parts.append("required")
+    return "; ".join(parts)
+
+
+def _run(args: argparse.Namespace, task_cls: type[Task] | None) -> int:
+    if task_cls is None:  # pragma: no cover - argparse demands the task first
+        raise UsageError("no task given")
+    texts: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, param in task_cls.get_params().items():
+        given = getattr(args, f"param_{name}")
+        if given is None:
+            continue
+        if isinstance(param, BoolParameter):
+            values[name] = bool(given)
+        else:
+            texts[name] = given
+    task = task_cls.from_str_params(texts) if not values else _with_values(task_cls, texts, values)
+    configure_logging(args.log_format, args.log_level)
+    journal: Any = None if args.no_journal else (args.journal or _DEFAULT)
+    options: dict[str, Any] = {
+        "workers": args.workers,
+        "resources": _resources(args.resources),
+        "keep_going": not args.fail_fast,
+    }
+    if journal is not _DEFAULT:
+        options["journal"] = journal
+    result = build(task, **options)
+    print(result.summary())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+_DEFAULT = object()
+
+
+def _with_values(task_cls: type[Task], texts: dict[str, str], values: dict[str, Any]) -> Task:
+    parsed = task_cls.from_str_params(texts).param_kwargs if texts else {}
+    given = {k: v for k, v in parsed.items() if k in texts}
+    return task_cls(**given, **values)
+
+
+def _resources(items: list[str]) -> dict[str, float]:
+    capacities: dict[str, float] = {}
+    for item in items:
+        for pair in item.split(","):
+            if not pair.strip():
+                continue
+            name, sep, amount = pair.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(f"--resources expects NAME=AMOUNT, got {pair!r}")
+            try:
+                value = float(amount)
+            except ValueError:
+                raise UsageError(f"--resources {name.strip()}: {amount!r} is not a number") from None
+            capacities[name.strip()] = int(value) if value.is_integer() else value
+    return capacities
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

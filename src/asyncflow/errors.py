@@ -1,0 +1,121 @@
+"""Every exception asyncflow raises, in one place.
+
+The hierarchy::
+
+    AsyncflowError
+    ├── ParameterError        a parameter value is missing, unknown or unparseable
+    ├── ConfigError           a configuration file, variable or run() argument is invalid
+    ├── GraphError            the task graph cannot be built
+    │   └── CycleError        requires() forms a cycle (the path is in the message)
+    ├── ResourceError         a task asks for more of a resource than exists
+    ├── TaskError             a task failed; raised and recorded per task
+    │   ├── MissingOutputError    run() returned without producing an output
+    │   ├── UpstreamFailed        a requirement of the task failed or is missing
+    │   └── TaskDefinitionError   requires(), output() or complete() raised
+    ├── TargetError           a target could not be read, written or probed
+    │   └── TargetNotFoundError   reading a target that does not exist (also FileNotFoundError)
+    └── JournalError          the journal cannot be opened or written
+
+Every message names the task id, and the path or URL where there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AsyncflowError",
+    "ConfigError",
+    "CycleError",
+    "GraphError",
+    "JournalError",
+    "MissingOutputError",
+    "ParameterError",
+    "ResourceError",
+    "TargetError",
+    "TargetNotFoundError",
+    "TaskDefinitionError",
+    "TaskError",
+    "UpstreamFailed",
+]
+
+
+class AsyncflowError(Exception):
+    """Base class of every asyncflow error."""
+
+
+class ParameterError(AsyncflowError, ValueError):
+    """A task parameter is missing, unknown, or has a value that cannot be used."""
+
+
+class ConfigError(AsyncflowError, ValueError):
+    """Configuration (file, environment or run() arguments) is invalid."""
+
+
+class GraphError(AsyncflowError):
+    """The task graph cannot be built."""
+
+
+class CycleError(GraphError):
+    """The requirements form a cycle.
+
+    ``cycle`` holds the task ids along the cycle, the first repeated at the end.
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__("dependency cycle: " + " -> ".join(self.cycle))
+
+
+class ResourceError(AsyncflowError, ValueError):
+    """A task requests more of a resource than the run has."""
+
+
+class TaskError(AsyncflowError):
+    """A task failed. ``task_id`` names it."""
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class MissingOutputError(TaskError):
+    """``run()`` returned without producing every output."""
+
+    def __init__(self, task_id: str, missing: Sequence[str]) -> None:
+        self.missing = list(missing)
+        names = ", ".join(self.missing)
+        super().__init__(
+            f"{task_id}: run() returned but did not produce its output(s): {names}",
+            task_id=task_id,
+        )
+
+
+class UpstreamFailed(TaskError):
+    """A requirement failed, was cancelled, or is an absent external input."""
+
+    def __init__(self, task_id: str, upstream: str, why: str) -> None:
+        self.upstream = upstream
+        super().__init__(f"{task_id}: not run because {upstream} {why}", task_id=task_id)
+
+
+class TaskDefinitionError(TaskError):
+    """``requires()``, ``output()`` or ``complete()`` of a task raised."""
+
+    def __init__(self, task_id: str, method: str, error: BaseException) -> None:
+        self.method = method
+        super().__init__(
+            f"{task_id}: {method}() raised {type(error).__name__}: {error}", task_id=task_id
+        )
+
+
+class TargetError(AsyncflowError):
+    """A target could not be probed, read or written. The message names its path or URL."""
+
+
+class TargetNotFoundError(TargetError, FileNotFoundError):
+    """A target was opened for reading but does not exist."""
+
+
+class JournalError(AsyncflowError):
+    """The journal cannot be opened, migrated or written. The message names its path."""

@@ -1,0 +1,170 @@
+"""Typed task events and their dispatch.
+
+The executor emits one stream of :class:`TaskEvent`. Two kinds of listener
+receive it:
+
+* handlers passed to a run (``run(..., handlers=[...])``): callables taking the
+  :class:`TaskEvent`;
+* class handlers registered with ``Task.event_handler(Event.X)``: called for
+  tasks of that class and its subclasses with Luigi's arguments (see
+  :func:`class_handler_args`).
+
+A handler may be a plain function or a coroutine function. A handler that
+raises is logged and never breaks the run.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["Event", "EventHandler", "TaskEvent"]
+
+_log = structlog.get_logger("asyncflow")
+
+
+class Event(enum.StrEnum):
+    """The kinds of task event."""
+
+    START = "start"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    RETRY = "retry"
+    TIMEOUT = "timeout"
+    PROCESSING_TIME = "processing_time"
+    DEPENDENCY_MISSING = "dependency_missing"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One thing that happened to one task in one run."""
+
+    kind: Event
+    task: Task
+    run_id: str
+    attempt: int = 1
+    error: BaseException | None = None
+    duration: float | None = None
+    time: float = field(default_factory=time.time)
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+
+EventHandler = Callable[[TaskEvent], object]
+"""A run-level handler: called with every event of the run."""
+
+
+def class_handler_args(event: TaskEvent) -> tuple[Any, ...]:
+    """The positional arguments a ``Task.event_handler`` callback receives.
+
+    As in Luigi: ``(task)`` for START, SUCCESS, DEPENDENCY_MISSING and CANCELLED;
+    ``(task, exception)`` for FAILURE, RETRY and TIMEOUT; ``(task, seconds)`` for
+    PROCESSING_TIME.
+    """
+    if event.kind is Event.PROCESSING_TIME:
+        return (event.task, event.duration)
+    if event.kind in (Event.FAILURE, Event.RETRY, Event.TIMEOUT):
+        return (event.task, event.error)
+    return (event.task,)
+
+
+def _handlers_of(cls: type, kind: Event) -> tuple[Callable[..., object], ...]:
+    found: list[Callable[..., object]] = []
+    for klass in reversed(cls.__mro__):
+        registry = klass.__dict__.get("_event_handlers")
+        if registry:
+            found.extend(registry.get(kind, ()))
+    return tuple(found)
+
+
+class EventBus:
+    """Delivers a run's events to its handlers and to class handlers.
+
+    ``spawn`` starts a coroutine in the run's task group (used for async
+    handlers so that a slow handler never holds a worker).
+    """
+
+    def __init__(
+        self,
+        handlers: Iterable[EventHandler],
+        spawn: Callable[[Callable[[], Awaitable[object]]], None] | None = None,
+    ) -> None:
+        self._handlers = tuple(handlers)
+        self._spawn = spawn
+        self._class_cache: dict[tuple[type, Event], tuple[Callable[..., object], ...]] = {}
+
+    def set_spawn(self, spawn: Callable[[Callable[[], Awaitable[object]]], None] | None) -> None:
+        self._spawn = spawn
+
+    def emit(
+        self,
+        kind: Event,
+        task: Task,
+        run_id: str,
+        *,
+        attempt: int = 1,
+        error: BaseException | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Deliver one event; cheap when nobody listens."""
+        key = (type(task), kind)
+        class_handlers = self._class_cache.get(key)
+        if class_handlers is None:
+            class_handlers = self._class_cache[key] = _handlers_of(type(task), kind)
+        if not class_handlers and not self._handlers:
+            return
+        event = TaskEvent(kind, task, run_id, attempt, error, duration)
+        for handler in self._handlers:
+            self._call(handler, (event,), event)
+        if class_handlers:
+            args = class_handler_args(event)
+            for callback in class_handlers:
+                self._call(callback, args, event)
+
+    def _call(self, handler: Callable[..., object], args: tuple[Any, ...], event: TaskEvent) -> None:
+        try:
+            outcome = handler(*args)
+        except Exception:
+            _log.exception(
+                "event handler failed", handler=_name(handler), kind=event.kind.value,
+                task_id=event.task_id,
+            )
+            return
+        if inspect.isawaitable(outcome):
+            self._schedule(handler, outcome, event)
+
+    def _schedule(self, handler: Callable[..., object], awaitable: Awaitable[object],
+                  event: TaskEvent) -> None:
+        async def guarded() -> None:
+            try:
+                await awaitable
+            except Exception:
+                _log.exception(
+                    "event handler failed", handler=_name(handler), kind=event.kind.value,
+                    task_id=event.task_id,
+                )
+
+        if self._spawn is None:
+            # Outside a run there is no task group to own the coroutine; close it
+            # rather than leave a "never awaited" warning behind.
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+            return
+        self._spawn(guarded)
+
+
+def _name(handler: Callable[..., object]) -> str:
+    return getattr(handler, "__qualname__", repr(handler))

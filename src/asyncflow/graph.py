@@ -1,0 +1,344 @@
+"""Expanding requested tasks into a graph, and finding what is already complete.
+
+:func:`expand` walks ``requires()`` from the requested tasks, iteratively (a
+10,000-long chain is fine), deduplicating by ``task_id``. Each task is probed
+for completeness by a bounded pool of coroutines, so one slow ``exists()``
+never holds up the others. As in Luigi, the requirements of a task that is
+already complete are not expanded. A cycle raises :class:`CycleError` before
+anything runs. An exception from ``requires()``, ``output()`` or
+``complete()`` fails that task only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import anyio
+
+from .errors import CycleError, GraphError, TaskDefinitionError
+from .result import Status
+from .targets.base import Target
+from .task import ExternalTask, Task, WrapperTask, flatten, resolve_requires
+
+__all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "expand"]
+
+DEFAULT_PROBE_CONCURRENCY = 64
+"""How many completeness probes (``complete()`` calls) may be in flight at once."""
+
+_YIELD_EVERY = 256
+
+
+class Node:
+    """One task in a run's graph, with its edges and its state."""
+
+    __slots__ = (
+        "attempts",
+        "dependents",
+        "deps",
+        "error",
+        "finished",
+        "outputs",
+        "pending",
+        "priority",
+        "seq",
+        "started",
+        "status",
+        "task",
+    )
+
+    def __init__(self, task: Task, seq: int) -> None:
+        self.task = task
+        self.seq = seq
+        self.deps: list[Node] = []
+        self.dependents: list[Node] = []
+        self.status: Status | None = None  # None: still to run
+        self.error: BaseException | None = None
+        self.outputs: list[Target] | None = None
+        self.pending = 0  # requirements not yet complete
+        self.priority = task.priority
+        self.attempts = 0
+        self.started: float | None = None
+        self.finished: float | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    def fail(self, error: BaseException, status: Status = Status.FAILED) -> None:
+        self.status = status
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<Node {self.task_id} {self.status}>"
+
+
+class Graph:
+    """The expanded graph of a run: nodes by task id, and the requested roots."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.roots: list[Node] = []
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+    def __getitem__(self, task: Task | str) -> Node:
+        return self.nodes[task if isinstance(task, str) else task.task_id]
+
+    def add(self, task: Task) -> tuple[Node, bool]:
+        """The node for ``task``, and whether it is new."""
+        node = self.nodes.get(task.task_id)
+        if node is not None:
+            if type(node.task) is not type(task):
+                raise GraphError(
+                    f"two different task classes produce the task id {task.task_id}: "
+                    f"{_qualname(type(node.task))} and {_qualname(type(task))}; "
+                    "give one of them another name or a task_namespace"
+                )
+            return node, False
+        node = Node(task, len(self.nodes))
+        self.nodes[task.task_id] = node
+        return node, True
+
+
+async def expand(
+    tasks: Sequence[Task], *, probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY
+) -> Graph:
+    """Build the graph of ``tasks`` and everything they need that is not complete.
+
+    Every node ends with a status (``ALREADY_COMPLETE``, ``MISSING``, ``FAILED``)
+    or ``None`` (to run), and ``pending`` counts its requirements still to run.
+
+    Raises:
+        CycleError: the requirements of incomplete tasks form a cycle.
+    """
+    graph = Graph()
+    queue: deque[Node] = deque()
+    for task in tasks:
+        node, new = graph.add(task)
+        if new:
+            queue.append(node)
+            graph.roots.append(node)
+        elif node not in graph.roots:
+            graph.roots.append(node)
+
+    async def visit(node: Node) -> None:
+        children = await _probe(node)
+        for child in children:
+            try:
+                dep, new = graph.add(child)
+            except GraphError as exc:
+                node.fail(exc)
+                continue
+            if new:
+                queue.append(dep)
+            if dep not in node.deps:
+                node.deps.append(dep)
+                dep.dependents.append(node)
+
+    await drain(queue, visit, probe_concurrency)
+    _settle(graph)
+    return graph
+
+
+async def _probe(node: Node) -> list[Task]:
+    """Probe one task; return the requirements to expand (none if it is complete)."""
+    task = node.task
+    cls = type(task)
+    if not (issubclass(cls, WrapperTask) and cls.complete is WrapperTask.complete):
+        done = await _is_complete(node)
+        if done is None:
+            return []
+        if done:
+            node.status = Status.ALREADY_COMPLETE
+            return []
+    if isinstance(task, ExternalTask):
+        node.status = Status.MISSING
+        return []
+    try:
+        requirements = await resolve_requires(task)
+        children = flatten(requirements)
+        for child in children:
+            if not isinstance(child, Task):
+                raise TypeError(
+                    f"requires() must return tasks (or a list/tuple/dict of tasks), "
+                    f"found {type(child).__name__} {child!r}"
+                )
+    except Exception as exc:
+        node.fail(TaskDefinitionError(task.task_id, "requires", exc))
+        return []
+    task._set_resolved_requires(requirements)
+    return children
+
+
+async def _is_complete(node: Node) -> bool | None:
+    """Whether the task is complete; None when probing it failed (the node is failed)."""
+    task = node.task
+    if not type(task)._default_complete:
+        try:
+            return bool(await task.complete())
+        except Exception as exc:
+            node.fail(TaskDefinitionError(task.task_id, "complete", exc))
+            return None
+    try:
+        outputs = node.outputs = _outputs(task)
+    except Exception as exc:
+        node.fail(TaskDefinitionError(task.task_id, "output", exc))
+        return None
+    if not outputs:
+        return False
+    try:
+        return await all_exist(outputs)
+    except Exception as exc:
+        node.fail(TaskDefinitionError(task.task_id, "complete", exc))
+        return None
+
+
+def _outputs(task: Task) -> list[Target]:
+    outputs = flatten(task.output())
+    for target in outputs:
+        if not isinstance(target, Target):
+            raise TypeError(
+                f"output() must return targets (or a list/dict of targets), "
+                f"found {type(target).__name__} {target!r}"
+            )
+    return outputs
+
+
+async def all_exist(targets: Sequence[Target]) -> bool:
+    """Whether every target exists; several are probed concurrently."""
+    if len(targets) == 1:
+        return await targets[0].exists()
+    found: list[bool] = []
+
+    async def probe(target: Target) -> None:
+        found.append(await target.exists())
+
+    async with anyio.create_task_group() as tg:
+        for target in targets:
+            tg.start_soon(probe, target)
+    return all(found)
+
+
+async def missing_targets(targets: Sequence[Target]) -> list[Target]:
+    """The targets that do not exist, probed concurrently."""
+    if len(targets) == 1:
+        return [] if await targets[0].exists() else [targets[0]]
+    missing: list[Target] = []
+
+    async def probe(target: Target) -> None:
+        if not await target.exists():
+            missing.append(target)
+
+    async with anyio.create_task_group() as tg:
+        for target in targets:
+            tg.start_soon(probe, target)
+    return missing
+
+
+def _settle(graph: Graph) -> None:
+    """Count pending requirements, settle wrappers, and reject cycles.
+
+    A topological pass (Kahn) over the tasks still to run: a wrapper whose
+    requirements were all complete is complete itself; whatever the pass
+    cannot reach lies on or behind a cycle.
+    """
+    todo = [n for n in graph.nodes.values() if n.status is None]
+    for node in todo:
+        node.pending = sum(1 for d in node.deps if d.status is None)
+    ready = deque(n for n in todo if n.pending == 0)
+    seen = 0
+    while ready:
+        node = ready.popleft()
+        seen += 1
+        if isinstance(node.task, WrapperTask) and all(
+            d.status is Status.ALREADY_COMPLETE for d in node.deps
+        ):
+            node.status = Status.ALREADY_COMPLETE
+        for parent in node.dependents:
+            if parent.status is None:
+                parent.pending -= 1
+                if parent.pending == 0:
+                    ready.append(parent)
+    if seen < len(todo):
+        raise CycleError(_find_cycle([n for n in todo if n.pending > 0]))
+    # The pass consumed the counters; restore them for the executor.
+    for node in todo:
+        if node.status is None:
+            node.pending = sum(1 for d in node.deps if d.status is None)
+
+
+def _find_cycle(stuck: list[Node]) -> list[str]:
+    """Follow stuck requirements from a stuck node until one repeats."""
+    stuck_ids = {id(n) for n in stuck}
+    path: list[Node] = []
+    index: dict[int, int] = {}
+    node = stuck[0]
+    while id(node) not in index:
+        index[id(node)] = len(path)
+        path.append(node)
+        node = next(d for d in node.deps if id(d) in stuck_ids and d.pending > 0)
+    cycle = path[index[id(node)] :]
+    return [n.task_id for n in cycle] + [node.task_id]
+
+
+async def drain(
+    queue: deque[Any], process: Callable[[Any], Awaitable[None]], concurrency: int
+) -> None:
+    """Run ``process`` over a queue that processing may refill, ``concurrency`` at a time.
+
+    Returns when the queue is empty and nothing is in flight. ``process`` must
+    not raise ``Exception`` (catch and record instead).
+    """
+    if not queue:
+        return
+    loop = asyncio.get_running_loop()
+    idle: list[asyncio.Future[None]] = []
+    busy = 0
+
+    def wake(count: int) -> None:
+        while count > 0 and idle:
+            waiter = idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    async def worker() -> None:
+        nonlocal busy
+        handled = 0
+        while True:
+            if queue:
+                item = queue.popleft()
+                busy += 1
+                try:
+                    await process(item)
+                finally:
+                    busy -= 1
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    # Probes of in-memory targets never suspend: let the loop breathe.
+                    await asyncio.sleep(0)
+                if queue:
+                    wake(len(queue))
+                elif busy == 0:
+                    wake(len(idle))
+                continue
+            if busy == 0:
+                return
+            waiter = loop.create_future()
+            idle.append(waiter)
+            await waiter
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(max(1, concurrency)):
+            tg.start_soon(worker)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,0 +1,930 @@
+"""Task parameters: typed values that a task is constructed from and identified by.
+
+Parameters are declared as class attributes of a task::
+
+    class Report(Task):
+        date = DateParameter()
+        region = Parameter(default="eu")
+        retries = IntParameter(default=3, significant=False)
+
+Every parameter class turns values into one canonical, immutable form:
+
+* ``normalize(value)`` accepts the native type or its text form (it is called on
+  every value a task is built with, so the native case is a fast path);
+* ``parse(text)`` reads the text form (command line, configuration);
+* ``serialize(value)`` writes it back, so that ``parse(serialize(v)) == v``;
+* ``to_json(value)`` gives a JSON-native value, equal for equal values, from which
+  the task's identity hash is built.
+
+Methods raise ``ValueError`` or ``TypeError`` describing the value; the task
+module adds the task and parameter name. A bad ``default`` is found when the
+parameter is declared and raises :class:`~asyncflow.errors.ParameterError`.
+
+``None`` is a valid value only for an *optional* parameter, one whose default is
+``None``. Its text form is the empty string, so ``parse("")`` gives ``None``; for
+a plain string parameter this means ``""`` and ``None`` are the same value, and
+``normalize("")`` gives ``None`` (as Luigi's ``OptionalParameter`` does).
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import datetime as dt
+import enum
+import json
+import math
+import operator
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeAlias, cast, final
+
+from .errors import ParameterError
+
+if TYPE_CHECKING:
+    # A TypeVar default makes a bare ``Parameter()`` a ``Parameter[str]`` for type
+    # checkers; Python 3.11's own TypeVar has no ``default`` and needs none at runtime.
+    from typing_extensions import TypeVar
+
+    T = TypeVar("T", default=str)
+else:
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
+E = TypeVar("E", bound=enum.Enum)
+
+__all__ = [
+    "MISSING",
+    "BoolParameter",
+    "DateHourParameter",
+    "DateParameter",
+    "DictParameter",
+    "EnumParameter",
+    "FloatParameter",
+    "FrozenDict",
+    "IntParameter",
+    "JSONValue",
+    "ListParameter",
+    "Parameter",
+    "TimeDeltaParameter",
+    "parameter_for_annotation",
+]
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+"""A value the standard :mod:`json` module writes as-is."""
+
+
+class _Missing(enum.Enum):
+    """The type of :data:`MISSING` (an enum, so that type checkers can narrow it)."""
+
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing.MISSING
+"""The ``default`` of a parameter that has none: a value must be given."""
+
+
+def _describe(value: object) -> str:
+    """``repr`` of a value followed by its type, for error messages."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+class Parameter(Generic[T]):
+    """A task parameter; used directly, a string parameter.
+
+    Subclasses handle other types. A plain ``Parameter`` takes ``str`` values only:
+    other types such as ``5`` are rejected rather than converted with ``str()``.
+    Its text form is the string itself. With ``default=None`` it is optional and
+    the empty string stands for ``None``.
+
+    Args:
+        default: the value used when none is given, normalized once here;
+            ``MISSING`` (the default) makes the parameter required, ``None`` makes
+            it optional.
+        significant: whether the value is part of the task's identity.
+        description: help text for the command line.
+
+    Raises:
+        ParameterError: ``default`` is not a valid value for this parameter.
+    """
+
+    type_name: str = "str"
+    """How the command line's help names the type of the values."""
+
+    def __init__(
+        self,
+        default: object = MISSING,
+        *,
+        significant: bool = True,
+        description: str | None = None,
+    ) -> None:
+        self.name: str | None = None
+        self.owner_name: str | None = None
+        self.significant = significant
+        self.description = description
+        self.default: T | _Missing | None = MISSING
+        self.default = self._declare_default(default)
+
+    def _declare_default(self, default: object) -> T | _Missing | None:
+        # Python 3.11 wraps exceptions raised in __set_name__ in RuntimeError, so a
+        # bad default is reported here, where the name is not known yet; the
+        # traceback points at the declaring line.
+        if default is MISSING or default is None:
+            return default
+        try:
+            return self.normalize(default)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"invalid default for {type(self).__name__}: {exc}") from None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.owner_name = owner.__name__
+
+    def __repr__(self) -> str:
+        where = f" {self.owner_name}.{self.name}" if self.name is not None else ""
+        return f"<{type(self).__name__}{where} default={self.default!r}>"
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the parameter has a default (possibly ``None``) and may be omitted."""
+        return self.default is not MISSING
+
+    def normalize(self, value: object) -> T:
+        """Return the canonical, immutable form of a native value or its text form.
+
+        Optional parameters also return ``None``.
+
+        Raises:
+            TypeError: the value has a type this parameter does not take.
+            ValueError: the value has the right type but is not allowed.
+        """
+        if isinstance(value, str):
+            return self.parse(value)
+        if value is None:
+            return self._none()
+        return self._convert(value)
+
+    def parse(self, text: str) -> T:
+        """Read a value from its text form (command line, configuration).
+
+        Optional parameters read ``""`` as ``None``.
+
+        Raises:
+            ValueError: the text is not a valid value; the message quotes it.
+        """
+        if not text and self.default is None:
+            return cast(T, None)
+        return self._parse(text)
+
+    def serialize(self, value: T) -> str:
+        """Write a normalized value as text; ``parse(serialize(v)) == v``."""
+        if value is None:
+            return ""
+        return self._serialize(value)
+
+    def to_json(self, value: T) -> JSONValue:
+        """A JSON-native form of a normalized value, equal for equal values."""
+        if value is None:
+            return None
+        return self._to_json(value)
+
+    def _none(self) -> T:
+        if self.default is None:
+            return cast(T, None)
+        raise TypeError(
+            f"expected a {self.type_name}, got None "
+            "(None is allowed only for a parameter whose default is None)"
+        )
+
+    # The hooks below implement the string parameter; subclasses override them.
+
+    def _convert(self, value: object) -> T:
+        """Normalize a value that is neither ``str`` nor ``None``."""
+        raise TypeError(f"expected a str, got {_describe(value)}")
+
+    def _parse(self, text: str) -> T:
+        # str.__str__ turns a str subclass (a StrEnum member, say) into a plain str.
+        if type(text) is not str:
+            text = str.__str__(text)
+        return cast(T, text)
+
+    def _serialize(self, value: T) -> str:
+        return cast(str, value)
+
+    def _to_json(self, value: T) -> JSONValue:
+        return cast(str, value)
+
+
+@final
+class IntParameter(Parameter[int]):
+    """An integer parameter; ``bool`` and ``float`` values are rejected.
+
+    Text forms: ``42``, ``-7``, ``1_000``.
+    """
+
+    type_name = "int"
+
+    def normalize(self, value: object) -> int:
+        if type(value) is int:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> int:
+        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+            raise TypeError(f"expected an int, got {_describe(value)}")
+        # Objects with __index__ (IntEnum members, numpy integers) are exact integers.
+        return operator.index(value)  # type: ignore[arg-type]
+
+    def _parse(self, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer like 42, got {text!r}") from None
+
+    def _serialize(self, value: int) -> str:
+        return str(value)
+
+    def _to_json(self, value: int) -> JSONValue:
+        return value
+
+
+def _finite(value: float, shown: object) -> float:
+    """``value`` with -0.0 made 0.0, or ``ValueError`` if it is NaN or infinite."""
+    if not math.isfinite(value):
+        raise ValueError(
+            f"expected a finite number, got {shown!r} (NaN and infinity are not allowed)"
+        )
+    # Adding 0.0 turns -0.0 into 0.0: the two are equal, so their JSON must be too.
+    return value + 0.0
+
+
+@final
+class FloatParameter(Parameter[float]):
+    """A finite floating-point parameter; ``int`` values are converted to ``float``.
+
+    NaN and infinity are rejected: they have no JSON form. Text forms: ``1.5``,
+    ``-2``, ``1e-3``.
+    """
+
+    type_name = "float"
+
+    def normalize(self, value: object) -> float:
+        if type(value) is float:
+            return _finite(value, value)
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a float or an int, got {_describe(value)}")
+        try:
+            return _finite(float(value), value)
+        except OverflowError:
+            raise ValueError(f"{value!r} is too large for a float") from None
+
+    def _parse(self, text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number like 1.5, got {text!r}") from None
+        return _finite(number, text)
+
+    def _serialize(self, value: float) -> str:
+        return repr(value)  # the shortest text that reads back as the same float
+
+    def _to_json(self, value: float) -> JSONValue:
+        return value
+
+
+_TRUE_TEXTS: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE_TEXTS: Final = frozenset({"false", "0", "no", "off"})
+
+
+@final
+class BoolParameter(Parameter[bool]):
+    """A boolean parameter, ``False`` unless another default is given.
+
+    Only ``bool`` values and text are accepted (not ``1`` or ``0``). Text forms,
+    in any case: ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``.
+    """
+
+    type_name = "bool"
+
+    def __init__(
+        self,
+        default: object = False,
+        *,
+        significant: bool = True,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(default, significant=significant, description=description)
+
+    def normalize(self, value: object) -> bool:
+        if value is True or value is False:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> bool:
+        raise TypeError(f"expected a bool, got {_describe(value)}")
+
+    def _parse(self, text: str) -> bool:
+        folded = text.strip().lower()
+        if folded in _TRUE_TEXTS:
+            return True
+        if folded in _FALSE_TEXTS:
+            return False
+        raise ValueError(f"expected a boolean (true/false, yes/no, on/off or 1/0), got {text!r}")
+
+    def _serialize(self, value: bool) -> str:
+        return "true" if value else "false"
+
+    def _to_json(self, value: bool) -> JSONValue:
+        return value
+
+
+_DATE_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _parse_date(text: str, expected: str, shown: str) -> dt.date:
+    """The date of an exact ``YYYY-MM-DD`` text, or ``ValueError`` quoting ``shown``."""
+    if _DATE_TEXT.fullmatch(text) is None:
+        raise ValueError(f"expected {expected}, got {shown!r}")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"expected {expected}, got {shown!r}: {exc}") from None
+
+
+@final
+class DateParameter(Parameter[dt.date]):
+    """A calendar date parameter (``datetime.date``; a ``datetime`` is rejected).
+
+    Text form: ISO 8601 ``YYYY-MM-DD``, e.g. ``2026-11-23``.
+    """
+
+    type_name = "date (YYYY-MM-DD)"
+
+    def normalize(self, value: object) -> dt.date:
+        if type(value) is dt.date:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> dt.date:
+        if isinstance(value, dt.datetime):
+            raise TypeError(f"expected a date, got the datetime {value!r}; use its .date()")
+        if not isinstance(value, dt.date):
+            raise TypeError(f"expected a date, got {_describe(value)}")
+        return dt.date(value.year, value.month, value.day)
+
+    def _parse(self, text: str) -> dt.date:
+        return _parse_date(text.strip(), "a date like 2026-11-23", text)
+
+    def _serialize(self, value: dt.date) -> str:
+        return value.isoformat()
+
+    def _to_json(self, value: dt.date) -> JSONValue:
+        return value.isoformat()
+
+
+_DATE_HOUR_TEXT: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2})(?::00(?::00)?)?")
+
+
+@final
+class DateHourParameter(Parameter[dt.datetime]):
+    """A naive ``datetime.datetime`` at a whole hour (minutes, seconds and microseconds zero).
+
+    Datetimes with a timezone are rejected. Text form: ``2026-11-23T05``; parsing
+    also accepts ``2026-11-23T05:00``, ``2026-11-23T05:00:00`` and ``2026-11-23 05``.
+    """
+
+    type_name = "date and hour (YYYY-MM-DDTHH)"
+
+    def normalize(self, value: object) -> dt.datetime:
+        if (
+            type(value) is dt.datetime
+            and value.tzinfo is None
+            and not (value.minute or value.second or value.microsecond)
+        ):
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> dt.datetime:
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime at a whole hour, got {_describe(value)}")
+        if value.tzinfo is not None:
+            raise ValueError(f"expected a naive datetime (no timezone), got {value!r}")
+        if value.minute or value.second or value.microsecond:
+            raise ValueError(
+                "expected a datetime at a whole hour (minute, second and microsecond zero), "
+                f"got {value!r}"
+            )
+        return dt.datetime(value.year, value.month, value.day, value.hour)
+
+    def _parse(self, text: str) -> dt.datetime:
+        expected = "a date and hour like 2026-11-23T05"
+        match = _DATE_HOUR_TEXT.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"expected {expected}, got {text!r}")
+        day = _parse_date(match[1], expected, text)
+        hour = int(match[2])
+        if hour > 23:
+            raise ValueError(f"expected {expected}, got {text!r}: hour must be in 0..23")
+        return dt.datetime(day.year, day.month, day.day, hour)
+
+    def _serialize(self, value: dt.datetime) -> str:
+        # Not strftime: its padding of years before 1000 differs between platforms.
+        return f"{value.date().isoformat()}T{value.hour:02d}"
+
+    def _to_json(self, value: dt.datetime) -> JSONValue:
+        return self._serialize(value)
+
+
+_NUMBER: Final = r"(\d+(?:\.\d+)?|\.\d+)"
+_ISO_NUMBER: Final = r"(\d+(?:[.,]\d+)?|[.,]\d+)"  # ISO 8601 allows a decimal comma
+_ISO_DURATION: Final = re.compile(
+    rf"P(?:{_ISO_NUMBER}W)?(?:{_ISO_NUMBER}D)?"
+    rf"(?:T(?:{_ISO_NUMBER}H)?(?:{_ISO_NUMBER}M)?(?:{_ISO_NUMBER}S)?)?",
+    re.IGNORECASE,
+)
+_COMPACT_DURATION: Final = re.compile(
+    rf"(?:{_NUMBER}\s*w)?\s*(?:{_NUMBER}\s*d)?\s*(?:{_NUMBER}\s*h)?"
+    rf"\s*(?:{_NUMBER}\s*m)?\s*(?:{_NUMBER}\s*s)?",
+    re.IGNORECASE,
+)
+_SECONDS: Final = re.compile(_NUMBER)
+_CALENDAR_UNITS: Final = re.compile(r"\s*P[^T]*[YM]", re.IGNORECASE)
+_MICROSECONDS_PER: Final = (604_800_000_000, 86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000)
+"""Microseconds in a week, day, hour, minute and second: the units of the patterns."""
+_ZERO: Final = dt.timedelta(0)
+
+
+def _duration_microseconds(text: str) -> int | None:
+    """Whole microseconds in a duration text (rounded), or ``None`` if it has no known form."""
+    match = _ISO_DURATION.fullmatch(text)
+    if match is None or text[-1] in "Tt":  # "PT" and "P1DT" name no time part
+        match = _COMPACT_DURATION.fullmatch(text)
+    if match is not None:
+        amounts = zip(match.groups(), _MICROSECONDS_PER, strict=True)
+        found = [(amount, unit) for amount, unit in amounts if amount is not None]
+    elif _SECONDS.fullmatch(text) is not None:
+        found = [(text, 1_000_000)]
+    else:
+        return None
+    if not found:
+        return None
+    total = sum(Fraction(amount.replace(",", ".")) * unit for amount, unit in found)
+    return round(total)
+
+
+@final
+class TimeDeltaParameter(Parameter[dt.timedelta]):
+    """A non-negative duration (``datetime.timedelta``), to the microsecond.
+
+    Text forms (units in any case):
+
+    * ISO 8601: ``P1DT2H30M``, ``PT90S``, ``P2W``, ``PT1.5S`` (no years or months:
+      their length varies);
+    * compact: ``1d2h30m15s``, ``1d 2h``, ``90s``, ``1.5h`` (units w, d, h, m, s);
+    * a bare number of seconds: ``3600``, ``0.25``.
+
+    ``serialize`` writes ISO 8601 with days, hours, minutes and (fractional)
+    seconds: ``P1DT2H30M15S``, ``PT0.5S``, and ``PT0S`` for zero.
+    """
+
+    type_name = "duration (e.g. P1DT2H30M, 1d2h30m or seconds)"
+
+    def normalize(self, value: object) -> dt.timedelta:
+        if type(value) is dt.timedelta and value.days >= 0:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> dt.timedelta:
+        if not isinstance(value, dt.timedelta):
+            raise TypeError(
+                f"expected a timedelta, got {_describe(value)}; "
+                "give a timedelta or a text such as '3600' or 'PT1H'"
+            )
+        if value < _ZERO:
+            raise ValueError(f"expected a non-negative duration, got {value!r}")
+        return dt.timedelta(value.days, value.seconds, value.microseconds)
+
+    def _parse(self, text: str) -> dt.timedelta:
+        microseconds = _duration_microseconds(text.strip())
+        if microseconds is None:
+            hint = "; years and months are not supported" if _CALENDAR_UNITS.match(text) else ""
+            raise ValueError(
+                f"expected a duration like P1DT2H30M, 1d2h30m or 3600 (seconds), got {text!r}{hint}"
+            )
+        try:
+            return dt.timedelta(microseconds=microseconds)
+        except OverflowError:
+            raise ValueError(
+                f"duration {text!r} is too long (at most {dt.timedelta.max})"
+            ) from None
+
+    def _serialize(self, value: dt.timedelta) -> str:
+        hours, rest = divmod(value.seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        date_part = f"{value.days}D" if value.days else ""
+        time_part = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+        if seconds or value.microseconds:
+            fraction = f".{value.microseconds:06d}".rstrip("0").rstrip(".")
+            time_part += f"{seconds}{fraction}S"
+        if not (date_part or time_part):
+            return "PT0S"
+        return f"P{date_part}T{time_part}" if time_part else f"P{date_part}"
+
+    def _to_json(self, value: dt.timedelta) -> JSONValue:
+        return self._serialize(value)
+
+
+_Enum: Final = enum.Enum  # EnumParameter's argument named ``enum`` hides the module
+
+
+@final
+class EnumParameter(Parameter[E]):
+    """A parameter whose values are the members of an :class:`enum.Enum`.
+
+    Members are given as themselves or as text: a member's *name* (``RED``), or,
+    when the text is no name, the text of its value (``red``, ``1``).
+    ``serialize`` and ``to_json`` give the name.
+
+    Args:
+        enum: the Enum class (required).
+
+    Raises:
+        TypeError: ``enum`` is not an Enum class.
+        ParameterError: ``default`` is not a member of ``enum``.
+    """
+
+    def __init__(
+        self,
+        *,
+        enum: type[E],
+        default: object = MISSING,
+        significant: bool = True,
+        description: str | None = None,
+    ) -> None:
+        if not (isinstance(enum, type) and issubclass(enum, _Enum)):
+            raise TypeError(f"EnumParameter(enum=...) must be an Enum class, got {enum!r}")
+        self.enum = enum
+        self._by_name: dict[str, E] = dict(enum.__members__)
+        self._by_value: dict[str, E] = {}
+        for member in enum:
+            self._by_value.setdefault(str(member.value), member)
+        self._names = ", ".join(member.name for member in enum)
+        self.type_name = f"{enum.__name__} ({'|'.join(member.name for member in enum)})"
+        super().__init__(default, significant=significant, description=description)
+
+    def normalize(self, value: object) -> E:
+        if type(value) is self.enum:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> E:
+        raise TypeError(
+            f"expected a member of {self.enum.__name__} or its name, got {_describe(value)}"
+        )
+
+    def _parse(self, text: str) -> E:
+        member = self._by_name.get(text)
+        if member is None:
+            member = self._by_value.get(text)
+        if member is None:
+            raise ValueError(
+                f"expected a name of {self.enum.__name__} ({self._names}), got {text!r}"
+            )
+        return member
+
+    def _serialize(self, value: E) -> str:
+        return value.name
+
+    def _to_json(self, value: E) -> JSONValue:
+        return value.name
+
+
+@final
+class FrozenDict(Mapping[str, Any]):
+    """An immutable, hashable mapping; the normalized form of a ``DictParameter`` value.
+
+    It compares equal to any mapping with the same items, like ``dict`` does, and
+    its hash does not depend on the order of the items. Values must be hashable
+    for ``hash()`` to work.
+
+    >>> FrozenDict({"b": 1, "a": 2}) == {"a": 2, "b": 1}
+    True
+    """
+
+    __slots__ = ("_data", "_hash", "_json")
+
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /) -> None:
+        self._data: dict[str, Any] = dict(items)
+        self._hash: int | None = None
+        self._json = False  # set by _freeze once the contents are known to be frozen JSON
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenDict):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        return (FrozenDict, (self._data,))
+
+
+_JSON_KINDS: Final = "str, int, float, bool, None, list, tuple or dict with str keys"
+
+
+class _NotJSON(Exception):
+    """Raised inside ``_freeze``; collects the path to the bad element on the way out."""
+
+    def __init__(self, error: type[Exception], problem: str) -> None:
+        super().__init__(problem)
+        self.error = error
+        self.problem = problem
+        self.path: list[str] = []
+
+    def to_error(self) -> Exception:
+        """The ``TypeError`` or ``ValueError`` to show, naming the element's path."""
+        where = "".join(reversed(self.path)) or "the value"
+        return self.error(f"element {where}: {self.problem}")
+
+
+def _freeze(value: object) -> object:
+    """A deep-frozen copy of JSON-like ``value``: tuples for lists, FrozenDicts for dicts.
+
+    Already frozen parts are returned as they are, without copying.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return _freeze_float(cast(float, value))
+    if kind is tuple or kind is list:
+        return _freeze_sequence(cast("tuple[object, ...] | list[object]", value))
+    if kind is FrozenDict and cast(FrozenDict, value)._json:
+        return value
+    return _freeze_other(value)
+
+
+def _freeze_float(value: float) -> float:
+    if not math.isfinite(value):
+        raise _NotJSON(ValueError, f"{value!r} is not allowed (NaN and infinity have no JSON form)")
+    return value + 0.0  # -0.0 == 0.0, so both must give the same JSON
+
+
+def _freeze_other(value: object) -> object:
+    """Freeze the rarer kinds: mappings and subclasses of the JSON types."""
+    if isinstance(value, Mapping):
+        return _freeze_mapping(value)
+    if isinstance(value, list | tuple):
+        return _freeze_sequence(value)
+    # Subclasses (StrEnum and IntEnum members, numpy floats) become the plain type.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _freeze_float(float(value))
+    raise _NotJSON(TypeError, f"{_describe(value)} is not JSON; allowed are {_JSON_KINDS}")
+
+
+def _freeze_sequence(value: tuple[object, ...] | list[object]) -> tuple[object, ...]:
+    frozen: list[object] = []
+    try:
+        for item in value:
+            frozen.append(_freeze(item))
+    except _NotJSON as exc:
+        exc.path.append(f"[{len(frozen)}]")  # the failing item is the next one
+        raise
+    if type(value) is tuple and all(a is b for a, b in zip(frozen, value, strict=True)):
+        return value
+    return tuple(frozen)
+
+
+def _freeze_mapping(value: Mapping[Any, object]) -> FrozenDict:
+    for key in value:
+        if not isinstance(key, str):
+            raise _NotJSON(TypeError, f"key {_describe(key)} is not a str (JSON keys are strings)")
+    data: dict[str, object] = {}
+    for key in sorted(value):  # one canonical order, whatever order the items came in
+        try:
+            data[str.__str__(key)] = _freeze(value[key])
+        except _NotJSON as exc:
+            exc.path.append(f"[{key!r}]")
+            raise
+    frozen = FrozenDict(data)
+    frozen._json = True
+    return frozen
+
+
+def _thaw(value: object) -> JSONValue:
+    """The plain JSON form (lists and dicts) of a value made by ``_freeze``."""
+    if type(value) is tuple:
+        return [_thaw(item) for item in value]
+    if type(value) is FrozenDict:
+        return {key: _thaw(item) for key, item in value.items()}
+    return cast(JSONValue, value)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        counts = collections.Counter(key for key, _ in pairs)
+        twice = next(key for key, count in counts.items() if count > 1)
+        raise ValueError(f"key {twice!r} appears twice")
+    return data
+
+
+def _load_json(text: str, expected: str, kind: type) -> object:
+    """Parse JSON text that must be of ``kind``, or raise ``ValueError`` quoting it."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except ValueError as exc:
+        raise ValueError(f"expected {expected}, got {text!r}: {exc}") from None
+    if not isinstance(data, kind):
+        raise ValueError(f"expected {expected}, got {text!r}")
+    return data
+
+
+def _canonical_json(value: JSONValue) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _frozen_or_error(value: object) -> object:
+    try:
+        return _freeze(value)
+    except _NotJSON as exc:
+        raise exc.to_error() from None
+
+
+@final
+class ListParameter(Parameter[tuple[Any, ...]]):
+    """A list of JSON values, normalized to a deep-frozen tuple.
+
+    Takes a list or tuple whose contents are str, int, float, bool, None, lists,
+    tuples and dicts with str keys; nested lists become tuples and nested dicts
+    :class:`FrozenDict`. JSON types are kept as given, so ``[1]`` and ``[1.0]``
+    are different values to the identity hash. Text form: a JSON array, e.g.
+    ``["a", 1, {"k": true}]``; ``serialize`` writes canonical JSON (sorted keys,
+    no spaces).
+    """
+
+    type_name = "JSON list"
+
+    def normalize(self, value: object) -> tuple[Any, ...]:
+        if type(value) is tuple or type(value) is list:
+            return cast(tuple[Any, ...], _frozen_or_error(value))
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list or tuple, got {_describe(value)}")
+        return cast(tuple[Any, ...], _frozen_or_error(value))
+
+    def _parse(self, text: str) -> tuple[Any, ...]:
+        data = _load_json(text, 'a JSON array like ["a", 1]', list)
+        return cast(tuple[Any, ...], _frozen_or_error(data))
+
+    def _serialize(self, value: tuple[Any, ...]) -> str:
+        return _canonical_json(_thaw(value))
+
+    def _to_json(self, value: tuple[Any, ...]) -> JSONValue:
+        return _thaw(value)
+
+
+@final
+class DictParameter(Parameter[FrozenDict]):
+    """A mapping from str to JSON values, normalized to a deep-frozen :class:`FrozenDict`.
+
+    Takes any mapping with str keys; the contents follow the rules of
+    :class:`ListParameter`. Key order never matters. Text form: a JSON object,
+    e.g. ``{"region": "eu", "limit": 10}``; ``serialize`` writes canonical JSON.
+    """
+
+    type_name = "JSON object"
+
+    def normalize(self, value: object) -> FrozenDict:
+        if type(value) is FrozenDict and value._json:
+            return value
+        return super().normalize(value)
+
+    def _convert(self, value: object) -> FrozenDict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping with str keys, got {_describe(value)}")
+        return cast(FrozenDict, _frozen_or_error(value))
+
+    def _parse(self, text: str) -> FrozenDict:
+        data = _load_json(text, 'a JSON object like {"key": 1}', dict)
+        return cast(FrozenDict, _frozen_or_error(data))
+
+    def _serialize(self, value: FrozenDict) -> str:
+        return _canonical_json(_thaw(value))
+
+    def _to_json(self, value: FrozenDict) -> JSONValue:
+        return _thaw(value)
+
+
+_SUPPORTED_ANNOTATIONS: Final = (
+    "str, int, float, bool, datetime.date, datetime.datetime, datetime.timedelta, "
+    "an Enum subclass, list/tuple/Sequence, dict/Mapping with str keys, "
+    "and X | None of these"
+)
+_SCALAR_PARAMETERS: Final[dict[object, Callable[[object], Parameter[Any]]]] = {
+    str: Parameter,
+    int: IntParameter,
+    float: FloatParameter,
+    bool: BoolParameter,
+    # Looked up by identity, so datetime (a subclass of date) cannot match date.
+    dt.datetime: DateHourParameter,
+    dt.date: DateParameter,
+    dt.timedelta: TimeDeltaParameter,
+}
+_SEQUENCE_ORIGINS: Final = (list, tuple, collections.abc.Sequence)
+_MAPPING_ORIGINS: Final = (dict, collections.abc.Mapping)
+
+
+def _without_none(annotation: object) -> object:
+    """``X`` for ``X | None`` or ``Optional[X]``; other annotations unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
+
+
+def _factory_for(annotation: object) -> Callable[[object], Parameter[Any]] | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    scalar = _SCALAR_PARAMETERS.get(annotation)
+    if scalar is not None:
+        return scalar
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        enum_class = annotation
+        return lambda default: EnumParameter(enum=enum_class, default=default)
+    origin = typing.get_origin(annotation) or annotation
+    if origin in _SEQUENCE_ORIGINS:
+        return ListParameter
+    args = typing.get_args(annotation)
+    if origin in _MAPPING_ORIGINS and (not args or args[0] is str):
+        return DictParameter
+    return None
+
+
+def parameter_for_annotation(annotation: object, default: object = MISSING) -> Parameter[Any]:
+    """Build the parameter for a type annotation, as the ``@task`` decorator does.
+
+    ``X | None`` gives the parameter for ``X``; it accepts ``None`` only when
+    ``default`` is ``None``. Element types of lists and dicts are not checked, only
+    that the contents are JSON.
+
+    >>> parameter_for_annotation(int, default="3").default
+    3
+
+    Raises:
+        TypeError: the annotation is not supported (for instance, still a string).
+        ParameterError: ``default`` is not a valid value for the parameter.
+    """
+    factory = _factory_for(_without_none(annotation))
+    if factory is None:
+        hint = (
+            " (resolve string annotations with typing.get_type_hints)"
+            if isinstance(annotation, str)
+            else ""
+        )
+        raise TypeError(
+            f"unsupported parameter annotation {annotation!r}{hint}; "
+            f"supported are {_SUPPORTED_ANNOTATIONS}"
+        )
+    return factory(default)

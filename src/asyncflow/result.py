@@ -1,0 +1,198 @@
+"""The outcome of a run: a status per task, errors with tracebacks, a summary."""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["RunResult", "Status", "TaskResult"]
+
+
+class Status(enum.StrEnum):
+    """Where a task stands at the end of a run."""
+
+    DONE = "done"
+    """It ran in this run and succeeded."""
+    ALREADY_COMPLETE = "already_complete"
+    """It was complete before the run; it did not run."""
+    FAILED = "failed"
+    """It ran (or its definition raised) and did not succeed."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """It did not run because a requirement failed, was cancelled or is missing."""
+    MISSING = "missing"
+    """An external input that is absent."""
+    CANCELLED = "cancelled"
+    """The run was cancelled or stopped (fail-fast) before it finished."""
+
+    @property
+    def is_complete(self) -> bool:
+        return self is Status.DONE or self is Status.ALREADY_COMPLETE
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """What happened to one task."""
+
+    task: Task
+    status: Status
+    error: BaseException | None = None
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    @property
+    def traceback(self) -> str | None:
+        """The formatted traceback of :attr:`error`, if any."""
+        if self.error is None:
+            return None
+        return "".join(traceback.format_exception(self.error))
+
+
+@dataclass
+class RunResult:
+    """Returned by :func:`asyncflow.run` and :func:`asyncflow.build`.
+
+    ``ok`` is True only when every requested task is complete at the end.
+    """
+
+    run_id: str
+    requested: Sequence[Task]
+    results: dict[str, TaskResult] = field(repr=False)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(self.results[t.task_id].status.is_complete for t in self.requested)
+
+    def _get(self, task: Task | str) -> TaskResult:
+        key = task if isinstance(task, str) else task.task_id
+        try:
+            return self.results[key]
+        except KeyError:
+            raise KeyError(f"{key} is not part of run {self.run_id}") from None
+
+    def __getitem__(self, task: Task | str) -> TaskResult:
+        return self._get(task)
+
+    def __contains__(self, task: object) -> bool:
+        key = task if isinstance(task, str) else getattr(task, "task_id", None)
+        return key in self.results
+
+    def __iter__(self) -> Iterator[TaskResult]:
+        return iter(self.results.values())
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def status(self, task: Task | str) -> Status:
+        """The status of a task (or task id) of this run.
+
+        Raises:
+            KeyError: the task was not part of the run.
+        """
+        return self._get(task).status
+
+    def error(self, task: Task | str) -> BaseException | None:
+        """The exception that failed the task, with its traceback attached."""
+        return self._get(task).error
+
+    def with_status(self, *statuses: Status) -> list[TaskResult]:
+        """Every task result whose status is one of ``statuses``."""
+        return [r for r in self.results.values() if r.status in statuses]
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        return self.with_status(Status.FAILED)
+
+    def counts(self) -> dict[Status, int]:
+        counts: dict[Status, int] = defaultdict(int)
+        for r in self.results.values():
+            counts[r.status] += 1
+        return dict(counts)
+
+    def summary(self) -> str:
+        """A readable execution summary: counts per status, failures and why."""
+        return _summarise(self)
+
+
+_HEADINGS = {
+    Status.ALREADY_COMPLETE: "already complete",
+    Status.DONE: "ran successfully",
+    Status.FAILED: "failed",
+    Status.MISSING: "missing external inputs",
+    Status.UPSTREAM_FAILED: "not run because a requirement failed or is missing",
+    Status.CANCELLED: "cancelled",
+}
+_MAX_LISTED = 5
+_MAX_FAILURES = 20
+
+
+def _summarise(result: RunResult) -> str:
+    duration = max(result.finished - result.started, 0.0)
+    total = len(result.results)
+    lines = [
+        f"===== asyncflow run {result.run_id} =====",
+        f"Scheduled {total} task{'s' if total != 1 else ''} ({duration:.2f} s):",
+    ]
+    by_status: dict[Status, list[TaskResult]] = defaultdict(list)
+    for r in result.results.values():
+        by_status[r.status].append(r)
+    for status, heading in _HEADINGS.items():
+        group = by_status.get(status)
+        if not group:
+            continue
+        lines.append(f"* {len(group)} {heading}:")
+        if status in (Status.FAILED, Status.MISSING):
+            lines.extend(_failure_lines(group))
+        else:
+            lines.extend(_family_lines(group))
+    if result.ok:
+        lines.append("Run succeeded: every requested task is complete.")
+    else:
+        pending = [t for t in result.requested if not result.status(t).is_complete]
+        lines.append(
+            f"Run failed: {len(pending)} of {len(result.requested)} requested task(s) not complete."
+        )
+    return "\n".join(lines)
+
+
+def _family_lines(group: Iterable[TaskResult]) -> list[str]:
+    families: dict[str, list[TaskResult]] = defaultdict(list)
+    for r in group:
+        families[r.task.task_family].append(r)
+    lines = []
+    for family, members in families.items():
+        if len(members) <= _MAX_LISTED:
+            lines.extend(f"    - {r.task!r}" for r in members)
+        else:
+            shown = ", ".join(repr(r.task) for r in members[:2])
+            lines.append(f"    - {len(members)} {family} (e.g. {shown}, ...)")
+    return lines
+
+
+def _failure_lines(group: Sequence[TaskResult]) -> list[str]:
+    lines = []
+    for r in group[:_MAX_FAILURES]:
+        why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"
+        lines.append(f"    - {r.task!r}{why}")
+    if len(group) > _MAX_FAILURES:
+        lines.append(f"    ... and {len(group) - _MAX_FAILURES} more")
+    return lines

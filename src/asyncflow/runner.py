@@ -1,0 +1,191 @@
+"""The entry points: ``await asyncflow.run(...)`` and ``asyncflow.build(...)``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import structlog
+
+from .errors import AsyncflowError, ConfigError
+from .events import EventBus, EventHandler
+from .executor import Executor
+from .graph import DEFAULT_PROBE_CONCURRENCY, expand
+from .result import RunResult, TaskResult
+from .task import Task
+
+__all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
+
+DEFAULT_WORKERS: Final = 8
+"""Task bodies that may run at once when ``workers`` is not given."""
+
+
+class _DefaultJournal:
+    def __repr__(self) -> str:
+        return "DEFAULT_JOURNAL"
+
+
+DEFAULT_JOURNAL: Final = _DefaultJournal()
+"""``journal=`` default: the configured path, else ``.asyncflow/journal.db``."""
+
+JournalArg = str | os.PathLike[str] | _DefaultJournal | None
+
+
+async def run(
+    *tasks: Task | Iterable[Task],
+    workers: int = DEFAULT_WORKERS,
+    resources: Mapping[str, float] | None = None,
+    journal: JournalArg = DEFAULT_JOURNAL,
+    keep_going: bool = True,
+    max_running: Mapping[str, int] | None = None,
+    handlers: Iterable[EventHandler] = (),
+    probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
+) -> RunResult:
+    """Run ``tasks`` and everything they need that is not already complete.
+
+    Tasks may be given as arguments or as one list (``run([a, b])``).
+
+    Args:
+        workers: task bodies running at once (default 8). Sync bodies run in
+            worker threads, at most this many.
+        resources: capacities of named resources, e.g. ``{"memory_gb": 64}``.
+        journal: path of the SQLite run journal; ``None`` turns it off.
+        keep_going: when False, the first failure cancels running tasks and
+            stops the run.
+        max_running: per-family limits, overriding ``Task.max_running``.
+        handlers: callables receiving every :class:`~asyncflow.TaskEvent`.
+        probe_concurrency: completeness probes in flight at once.
+
+    Returns:
+        A :class:`RunResult`; ``result.ok`` tells whether every requested task
+        is complete.
+
+    Raises:
+        CycleError: the requirements form a cycle (nothing has run).
+        ConfigError: an argument is invalid.
+    """
+    roots = _requested(tasks)
+    options = _RunOptions(workers, resources, journal, max_running, probe_concurrency)
+    run_id = _new_run_id()
+    started = time.time()
+    with structlog.contextvars.bound_contextvars(run_id=run_id):
+        logger = structlog.get_logger("asyncflow").bind()
+        logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
+        graph = await expand(roots, probe_concurrency=options.probe_concurrency)
+        bus = EventBus(handlers)
+        executor = Executor(
+            graph, run_id=run_id, workers=options.workers, keep_going=keep_going, bus=bus,
+            logger=logger,
+        )
+        await executor.run()
+        results = {
+            node.task_id: TaskResult(
+                node.task, node.status, node.error, node.attempts, node.started, node.finished
+            )
+            for node in graph.nodes.values()
+            if node.status is not None
+        }
+        result = RunResult(run_id, roots, results, started, time.time())
+        logger.info("run.done", ok=result.ok, **{s.value: n for s, n in result.counts().items()})
+    return result
+
+
+def build(*tasks: Task | Iterable[Task], **options: Any) -> RunResult:
+    """Synchronous :func:`run`, for scripts and other code without an event loop.
+
+    Takes the same arguments as :func:`run`.
+
+    Raises:
+        AsyncflowError: called while an event loop is running in this thread
+            (in a notebook, an ``async def`` or a FastAPI handler): use
+            ``await asyncflow.run(...)`` there.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise AsyncflowError(
+            "asyncflow.build() cannot be called while an event loop is running in this thread "
+            "(a notebook cell, an async function, a FastAPI handler); "
+            "use `await asyncflow.run(...)` there instead"
+        )
+    return anyio.run(functools.partial(run, *tasks, **options), backend="asyncio")
+
+
+class _RunOptions:
+    """Validated run() arguments."""
+
+    def __init__(
+        self,
+        workers: int,
+        resources: Mapping[str, float] | None,
+        journal: JournalArg,
+        max_running: Mapping[str, int] | None,
+        probe_concurrency: int,
+    ) -> None:
+        self.workers = _positive_int("workers", workers)
+        self.probe_concurrency = _positive_int("probe_concurrency", probe_concurrency)
+        self.resources = dict(resources or {})
+        for name, amount in self.resources.items():
+            if not isinstance(name, str) or isinstance(amount, bool) or not isinstance(
+                amount, int | float
+            ) or amount < 0:
+                raise ConfigError(
+                    f"resources[{name!r}] must be a non-negative number, got {amount!r}"
+                )
+        self.max_running = dict(max_running or {})
+        for family, limit in self.max_running.items():
+            _positive_int(f"max_running[{family!r}]", limit)
+        self.journal = _journal_path(journal)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _journal_path(journal: JournalArg) -> Path | None:
+    if journal is None:
+        return None
+    if isinstance(journal, _DefaultJournal):
+        return Path(".asyncflow") / "journal.db"
+    if isinstance(journal, str | os.PathLike):
+        return Path(journal)
+    raise ConfigError(f"journal must be a path or None, got {journal!r}")
+
+
+def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
+    items: list[object] = []
+    for item in tasks:
+        if isinstance(item, Task):
+            items.append(item)
+        elif isinstance(item, list | tuple | set | frozenset):
+            items.extend(item)
+        else:
+            items.append(item)
+    roots: list[Task] = []
+    for item in items:
+        if isinstance(item, type) and issubclass(item, Task):
+            raise ConfigError(
+                f"run() takes task instances, got the class {item.__name__}; "
+                f"build one first, e.g. {item.__name__}(...)"
+            )
+        if not isinstance(item, Task):
+            raise ConfigError(f"run() takes tasks, got {type(item).__name__} {item!r}")
+        roots.append(item)
+    return roots
+
+
+def _new_run_id() -> str:
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,400 @@
+"""Tasks: identity, parameters, and the requires/output/run/complete protocol.
+
+A task is a class with parameters as class attributes::
+
+    class Transform(asyncflow.Task):
+        date = asyncflow.DateParameter()
+
+        def requires(self):
+            return Extract(self.date)
+
+        def output(self):
+            return asyncflow.LocalTarget(f"data/{self.date}.parquet")
+
+        async def run(self): ...
+
+Instances with equal significant parameters are equal and share a
+``task_id``: ``<family>_<readable summary>_<16 hex digits of SHA-256>`` over the
+canonical JSON of the significant parameters.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from .errors import AsyncflowError, ParameterError
+from .events import Event
+from .parameters import Parameter
+
+if TYPE_CHECKING:
+    from .targets.base import Target
+
+__all__ = ["ExternalTask", "Task", "WrapperTask", "flatten", "map_structure"]
+
+_C = TypeVar("_C", bound=Callable[..., object])
+
+_SUMMARY_PARAMS = 3
+_SUMMARY_WIDTH = 16
+_HASH_HEX = 16
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+class RunKind:
+    """How a task's ``run()`` is called."""
+
+    SYNC = "sync"  # plain def: in a worker thread
+    ASYNC = "async"  # async def: on the loop
+    GENERATOR = "generator"  # async generator: may yield dynamic requirements
+
+
+def _run_kind(run: object) -> str:
+    if inspect.isasyncgenfunction(run):
+        return RunKind.GENERATOR
+    if inspect.iscoroutinefunction(run):
+        return RunKind.ASYNC
+    return RunKind.SYNC
+
+
+def _check_class_attributes(cls: type[Task]) -> None:
+    """Reject nonsensical class attributes when the class is defined, not mid-run."""
+    name = cls.__qualname__
+    resources = cls.resources
+    if not isinstance(resources, Mapping):
+        raise TypeError(f"{name}.resources must be a dict of name -> amount, got {resources!r}")
+    for key, amount in resources.items():
+        if not isinstance(key, str) or isinstance(amount, bool) or not isinstance(
+            amount, int | float
+        ) or amount < 0:
+            raise TypeError(
+                f"{name}.resources[{key!r}] must be a non-negative number, got {amount!r}"
+            )
+    for attr, allow_none in (("max_running", True), ("retry_count", False), ("priority", False)):
+        value = getattr(cls, attr)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}.{attr} must be an int, got {value!r}")
+        if attr == "max_running" and value < 1:
+            raise TypeError(f"{name}.max_running must be at least 1 (or None), got {value!r}")
+        if attr == "retry_count" and value < 0:
+            raise TypeError(f"{name}.retry_count must be >= 0, got {value!r}")
+    for attr in ("retry_delay", "timeout"):
+        value = getattr(cls, attr)
+        if value is None and attr == "timeout":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise TypeError(f"{name}.{attr} must be a non-negative number, got {value!r}")
+        if attr == "timeout" and value == 0:
+            raise TypeError(f"{name}.timeout must be positive (or None), got {value!r}")
+
+
+class Task:
+    """Base class of every task.
+
+    Subclasses declare parameters as class attributes and may define
+    ``requires()``, ``output()``, ``run()`` and ``complete()``.
+
+    Class attributes (all optional):
+
+    * ``resources`` – amounts of named resources held while running.
+    * ``max_running`` – at most this many tasks of the family at once.
+    * ``priority`` – higher starts first among ready tasks.
+    * ``retry_count`` / ``retry_delay`` – extra attempts and the first delay.
+    * ``timeout`` – seconds an attempt may take.
+    * ``task_namespace`` – prefixed to the family (``"ns.Family"``).
+    """
+
+    task_namespace: ClassVar[str | None] = None
+    task_family: ClassVar[str] = "Task"
+    resources: ClassVar[Mapping[str, float]] = {}
+    max_running: ClassVar[int | None] = None
+    priority: ClassVar[int] = 0
+    retry_count: ClassVar[int] = 0
+    retry_delay: ClassVar[float] = 0.0
+    timeout: ClassVar[float | None] = None
+
+    _params: ClassVar[dict[str, Parameter[Any]]] = {}
+    _significant: ClassVar[tuple[str, ...]] = ()
+    _run_kind: ClassVar[str] = RunKind.SYNC
+    _default_complete: ClassVar[bool] = True
+
+    task_id: str
+    param_kwargs: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        params: dict[str, Parameter[Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, Parameter):
+                    params[attr] = value
+                elif attr in params:
+                    del params[attr]  # a subclass replaced the parameter with a plain value
+        cls._params = params
+        cls._significant = tuple(n for n, p in params.items() if p.significant)
+        if "task_family" not in cls.__dict__:
+            ns = cls.task_namespace
+            cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
+        cls._run_kind = _run_kind(cls.run)
+        cls._default_complete = cls.complete is Task.complete
+        _check_class_attributes(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        params = self._params
+        family = self.task_family
+        if len(args) > len(params):
+            names = ", ".join(params) or "none"
+            raise ParameterError(
+                f"{family}() takes {len(params)} positional parameter(s) ({names}) "
+                f"but {len(args)} were given"
+            )
+        given = dict(zip(params, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in params:
+                raise ParameterError(_unknown_parameter(family, name, params))
+            if name in given:
+                raise ParameterError(f"{family}: parameter {name!r} given twice")
+            given[name] = value
+        values: dict[str, Any] = {}
+        for name, param in params.items():
+            if name in given:
+                try:
+                    values[name] = param.normalize(given[name])
+                except (TypeError, ValueError) as exc:
+                    raise ParameterError(f"{family}: parameter {name!r}: {exc}") from None
+            elif param.has_default:
+                values[name] = param.default
+            else:
+                raise ParameterError(f"{family}: missing required parameter {name!r}")
+        state = self.__dict__
+        state.update(values)
+        state["param_kwargs"] = values
+        state["task_id"] = self._make_task_id(values)
+
+    def _make_task_id(self, values: dict[str, Any]) -> str:
+        params = self._params
+        significant = self._significant
+        try:
+            canonical = json.dumps(
+                {n: params[n].to_json(values[n]) for n in significant},
+                sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"{self.task_family}: parameters are not JSON-serialisable: {exc}"
+            ) from None
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:_HASH_HEX]
+        parts = [self.task_family]
+        for name in significant[:_SUMMARY_PARAMS]:
+            value = values[name]
+            text = "" if value is None else params[name].serialize(value)
+            text = _UNSAFE.sub("_", text).strip("_")[:_SUMMARY_WIDTH]
+            if text:
+                parts.append(text)
+        parts.append(digest)
+        return "_".join(parts)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._params:
+            raise AttributeError(
+                f"{self.task_family}: parameter {name!r} is read-only (it is part of the task's "
+                "identity); build a new task instead"
+            )
+        object.__setattr__(self, name, value)
+
+    # identity ----------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return type(self) is type(other) and self.task_id == other.task_id
+
+    def __hash__(self) -> int:
+        return hash(self.task_id)
+
+    def __repr__(self) -> str:
+        params = self._params
+        shown = ", ".join(
+            f"{n}={'None' if v is None else params[n].serialize(v)}"
+            for n, v in self.param_kwargs.items()
+            if params[n].significant
+        )
+        return f"{self.task_family}({shown})"
+
+    def to_str_params(self) -> dict[str, str]:
+        """Every parameter serialised to its text form (for the CLI and the journal)."""
+        params = self._params
+        return {
+            n: "" if v is None else params[n].serialize(v) for n, v in self.param_kwargs.items()
+        }
+
+    @classmethod
+    def from_str_params(cls, texts: Mapping[str, str]) -> Task:
+        """Build a task from text values (as on a command line).
+
+        Raises:
+            ParameterError: a name is unknown or a text does not parse.
+        """
+        values: dict[str, Any] = {}
+        for name, text in texts.items():
+            param = cls._params.get(name)
+            if param is None:
+                raise ParameterError(_unknown_parameter(cls.task_family, name, cls._params))
+            try:
+                values[name] = param.parse(text)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError(f"{cls.task_family}: parameter {name!r}: {exc}") from None
+        return cls(**values)
+
+    @classmethod
+    def get_params(cls) -> dict[str, Parameter[Any]]:
+        """The task's parameters by name, in declaration order."""
+        return dict(cls._params)
+
+    # the protocol --------------------------------------------------------------
+
+    def requires(self) -> Any:
+        """The tasks this one needs: a task, a list/tuple/dict of tasks, or None.
+
+        May be ``async def`` to discover requirements at run time.
+        """
+        return None
+
+    def output(self) -> Any:
+        """What this task produces: a Target, a list/dict of targets, or None."""
+        return None
+
+    def run(self) -> Any:
+        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread."""
+        return None
+
+    async def complete(self) -> bool:
+        """True when the task need not run. Default: every output exists.
+
+        A task without outputs is never complete by this method (the engine
+        may still find it complete in the run journal).
+        """
+        outputs = flatten(self.output())
+        if not outputs:
+            return False
+        for target in outputs:
+            if not await target.exists():
+                return False
+        return True
+
+    def input(self) -> Any:
+        """The outputs of ``requires()``, in the same structure."""
+        resolved = self.__dict__.get("_resolved_requires", _UNRESOLVED)
+        if resolved is _UNRESOLVED:
+            if inspect.iscoroutinefunction(type(self).requires):
+                raise AsyncflowError(
+                    f"{self.task_id}: input() of a task with an async requires() is only "
+                    "known once the engine has resolved its requirements (inside run())"
+                )
+            resolved = self.requires()
+        return map_structure(lambda t: t.output(), resolved)
+
+    def _set_resolved_requires(self, requirements: Any) -> None:
+        self.__dict__["_resolved_requires"] = requirements
+
+    # events ---------------------------------------------------------------------
+
+    @classmethod
+    def event_handler(cls, event: Event) -> Callable[[_C], _C]:
+        """Register a callback for ``event`` on this class and its subclasses.
+
+        ::
+
+            @Transform.event_handler(asyncflow.Event.FAILURE)
+            def alert(task, exception): ...
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"event_handler() takes an asyncflow.Event, got {event!r}")
+
+        def register(callback: _C) -> _C:
+            registry = cls.__dict__.get("_event_handlers")
+            if registry is None:
+                registry = {}
+                type.__setattr__(cls, "_event_handlers", registry)
+            registry.setdefault(event, []).append(callback)
+            return callback
+
+        return register
+
+
+class WrapperTask(Task):
+    """A task that only groups requirements: complete when all of them are."""
+
+    async def complete(self) -> bool:
+        for task in flatten(await _resolve(self.requires())):
+            if not await task.complete():
+                return False
+        return True
+
+
+class ExternalTask(Task):
+    """An input produced outside asyncflow. It never runs; a missing output is reported."""
+
+
+_UNRESOLVED = object()
+
+
+async def _resolve(requirements: Any) -> Any:
+    if inspect.isawaitable(requirements):
+        requirements = await requirements
+    if inspect.isasyncgen(requirements):
+        requirements = [item async for item in requirements]
+    elif inspect.isgenerator(requirements):
+        requirements = list(requirements)
+    return requirements
+
+
+async def resolve_requires(task: Task) -> Any:
+    """Call ``task.requires()`` (sync, async, or a generator) and return the structure."""
+    return await _resolve(task.requires())
+
+
+def flatten(struct: Any) -> list[Any]:
+    """The leaves of a task/target structure: None, a leaf, or nested list/tuple/dict."""
+    if struct is None:
+        return []
+    if isinstance(struct, list | tuple):
+        out: list[Any] = []
+        for item in struct:
+            out.extend(flatten(item))
+        return out
+    if isinstance(struct, Mapping):
+        return flatten(list(struct.values()))
+    return [struct]
+
+
+def map_structure(fn: Callable[[Any], Any], struct: Any) -> Any:
+    """Apply ``fn`` to every leaf, keeping list/tuple/dict shape."""
+    if struct is None:
+        return None
+    if isinstance(struct, list):
+        return [map_structure(fn, item) for item in struct]
+    if isinstance(struct, tuple):
+        return tuple(map_structure(fn, item) for item in struct)
+    if isinstance(struct, Mapping):
+        return {key: map_structure(fn, value) for key, value in struct.items()}
+    return fn(struct)
+
+
+def _unknown_parameter(family: str, name: str, params: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, list(params), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    known = ", ".join(params) or "none"
+    return f"{family}: unknown parameter {name!r} (parameters: {known}){hint}"
+
+
+def outputs_of(task: Task) -> list[Target]:
+    """The flat list of a task's output targets."""
+    return flatten(task.output())
+

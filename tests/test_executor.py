@@ -1,0 +1,383 @@
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+import structlog
+
+import asyncflow
+from asyncflow import Status
+from asyncflow.targets import LocalTarget, MemoryStore, MemoryTarget
+from asyncflow.testing import EventRecorder
+
+pytestmark = pytest.mark.anyio
+
+STORE = MemoryStore()
+
+
+@pytest.fixture(autouse=True)
+def _clean_store() -> None:
+    STORE.clear()
+
+
+class Step(asyncflow.Task):
+    """Writes its output; requires the steps named in `needs`."""
+
+    name = asyncflow.Parameter()
+    needs = asyncflow.ListParameter(default=[])
+    log: list[str] = []
+
+    def requires(self) -> list[Step]:
+        return [Step(n) for n in self.needs]
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(self.name, store=STORE)
+
+    async def run(self) -> None:
+        Step.log.append(self.name)
+        await self.output().write_bytes(b"done")
+
+
+class Boom(asyncflow.Task):
+    def output(self) -> MemoryTarget:
+        return MemoryTarget("boom", store=STORE)
+
+    async def run(self) -> None:
+        raise ValueError("bad data in row 7")
+
+
+class AfterBoom(asyncflow.Task):
+    def requires(self) -> Boom:
+        return Boom()
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget("after-boom", store=STORE)
+
+    async def run(self) -> None:
+        raise AssertionError("must not run")
+
+
+@pytest.fixture(autouse=True)
+def _clear_log() -> None:
+    Step.log.clear()
+
+
+async def test_runs_requirements_first_and_each_once() -> None:
+    """In a diamond every task runs once, after its requirements."""
+
+    class Diamond(asyncflow.WrapperTask):
+        def requires(self) -> Step:
+            return Step("top", ["a", "b"])
+
+    mids = {"a": Step("a", ["base"]), "b": Step("b", ["base"])}
+    original = Step.requires
+
+    def requires(self: Step) -> list[Step]:
+        return [mids.get(n, Step(n)) for n in self.needs]
+
+    Step.requires = requires  # type: ignore[method-assign]
+    try:
+        result = await asyncflow.run(Diamond(), journal=None)
+    finally:
+        Step.requires = original  # type: ignore[method-assign]
+    assert result.ok
+    assert sorted(Step.log) == ["a", "b", "base", "top"]
+    assert Step.log[0] == "base" and Step.log[-1] == "top"
+    assert len(result) == 5
+
+
+async def test_second_run_finds_everything_complete() -> None:
+    """A repeated run does nothing: the requested task is already complete."""
+    await asyncflow.run(Step("x", ["y"]), journal=None)
+    Step.log.clear()
+    result = await asyncflow.run(Step("x", ["y"]), journal=None)
+    assert Step.log == []
+    assert result.status(Step("x", ["y"])) is Status.ALREADY_COMPLETE
+
+
+async def test_workers_bound_running_bodies() -> None:
+    """No more than `workers` bodies run at once, and the bound is reached."""
+    running = 0
+    peak = 0
+
+    class Busy(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+        async def run(self) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            for _ in range(5):
+                await anyio.sleep(0)
+            running -= 1
+
+    result = await asyncflow.run([Busy(n) for n in range(20)], workers=3, journal=None)
+    assert result.ok
+    assert all(r.status is Status.DONE for r in result)
+    assert peak == 3
+
+
+async def test_sync_body_runs_in_thread_and_loop_stays_responsive() -> None:
+    """A blocking sync body runs off the loop while async tasks progress."""
+    released = threading.Event()
+    threads: list[str] = []
+
+    class Blocking(asyncflow.Task):
+        def run(self) -> None:
+            threads.append(threading.current_thread().name)
+            assert released.wait(timeout=10), "the loop was blocked"
+
+    class Releaser(asyncflow.Task):
+        async def run(self) -> None:
+            await anyio.sleep(0.01)
+            released.set()
+
+    with anyio.fail_after(20):
+        result = await asyncflow.run(Blocking(), Releaser(), workers=2, journal=None)
+    assert [r.status for r in result] == [Status.DONE, Status.DONE]
+    assert threads and threads[0] != threading.main_thread().name
+
+
+async def test_keep_going_runs_independent_branches() -> None:
+    """With keep_going, a failure stops only what is downstream of it."""
+    result = await asyncflow.run(AfterBoom(), Step("independent"), journal=None)
+    assert result.status(Boom()) is Status.FAILED
+    assert result.status(AfterBoom()) is Status.UPSTREAM_FAILED
+    assert result.status(Step("independent")) is Status.DONE
+    upstream = result.error(AfterBoom())
+    assert isinstance(upstream, asyncflow.UpstreamFailed)
+    assert Boom().task_id in str(upstream)
+    assert not result.ok
+
+
+async def test_fail_fast_cancels_running_and_pending() -> None:
+    """keep_going=False cancels running siblings and starts nothing more."""
+    started = anyio.Event()
+
+    class Sleeper(asyncflow.Task):
+        async def run(self) -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+    class FailsLater(asyncflow.Task):
+        async def run(self) -> None:
+            await started.wait()
+            raise RuntimeError("fatal")
+
+    class Waiting(asyncflow.Task):
+        def requires(self) -> Sleeper:
+            return Sleeper()
+
+    with anyio.fail_after(5):
+        result = await asyncflow.run(
+            Waiting(), FailsLater(), workers=2, keep_going=False, journal=None
+        )
+    assert result.status(FailsLater()) is Status.FAILED
+    assert result.status(Sleeper()) is Status.CANCELLED
+    assert result.status(Waiting()) is Status.CANCELLED
+
+
+async def test_missing_output_after_run_fails_naming_target(tmp_path: Path) -> None:
+    """A run() that returns without writing its output is FAILED, naming the target."""
+    path = tmp_path / "never.csv"
+
+    class Lazy(asyncflow.Task):
+        def output(self) -> LocalTarget:
+            return LocalTarget(path)
+
+        async def run(self) -> None:
+            return None
+
+    result = await asyncflow.run(Lazy(), journal=None)
+    assert result.status(Lazy()) is Status.FAILED
+    error = result.error(Lazy())
+    assert isinstance(error, asyncflow.MissingOutputError)
+    assert str(path) in str(error) and Lazy().task_id in str(error)
+
+
+async def test_failure_keeps_exception_and_traceback() -> None:
+    """The exception is kept on the result with its traceback."""
+    result = await asyncflow.run(Boom(), journal=None)
+    error = result.error(Boom())
+    assert isinstance(error, ValueError) and str(error) == "bad data in row 7"
+    traceback = result[Boom()].traceback
+    assert traceback is not None and "in run" in traceback and "bad data in row 7" in traceback
+
+
+async def test_missing_external_input() -> None:
+    """An absent ExternalTask output is MISSING and its dependents are not run."""
+
+    class Upload(asyncflow.ExternalTask):
+        def output(self) -> MemoryTarget:
+            return MemoryTarget("upload", store=STORE)
+
+    class Process(asyncflow.Task):
+        def requires(self) -> Upload:
+            return Upload()
+
+        async def run(self) -> None:
+            raise AssertionError("must not run")
+
+    recorder = EventRecorder()
+    result = await asyncflow.run(Process(), handlers=[recorder], journal=None)
+    assert result.status(Upload()) is Status.MISSING
+    assert result.status(Process()) is Status.UPSTREAM_FAILED
+    assert "missing" in str(result.error(Process()))
+    assert recorder.kinds(Upload()) == [asyncflow.Event.DEPENDENCY_MISSING]
+
+
+async def test_present_external_input_is_already_complete() -> None:
+    """An ExternalTask whose output exists is ALREADY_COMPLETE."""
+
+    class Upload(asyncflow.ExternalTask):
+        def output(self) -> MemoryTarget:
+            return MemoryTarget("upload", store=STORE)
+
+    await MemoryTarget("upload", store=STORE).write_bytes(b"x")
+    result = await asyncflow.run(Upload(), journal=None)
+    assert result.status(Upload()) is Status.ALREADY_COMPLETE and result.ok
+
+
+async def test_priority_orders_ready_tasks() -> None:
+    """Among ready tasks, higher priority starts first; ties start in order."""
+    order: list[str] = []
+
+    def make(name: str, prio: int) -> type[asyncflow.Task]:
+        async def run(self: asyncflow.Task) -> None:
+            order.append(name)
+
+        return type(name, (asyncflow.Task,), {"priority": prio, "run": run})
+
+    tasks = [make("low", 0)(), make("high", 10)(), make("mid", 5)(), make("mid2", 5)()]
+    await asyncflow.run(tasks, workers=1, journal=None)
+    assert order == ["high", "mid", "mid2", "low"]
+
+
+async def test_events_for_a_successful_task() -> None:
+    """A task that succeeds emits START, SUCCESS and PROCESSING_TIME, in order."""
+    recorder = EventRecorder()
+    await asyncflow.run(Step("e"), handlers=[recorder], journal=None)
+    assert recorder.kinds(Step("e")) == [
+        asyncflow.Event.START, asyncflow.Event.SUCCESS, asyncflow.Event.PROCESSING_TIME
+    ]
+    timing = recorder.of(Step("e"))[-1]
+    assert timing.duration is not None and timing.duration >= 0
+    assert len({e.run_id for e in recorder.events}) == 1
+
+
+async def test_class_event_handlers_apply_to_subclasses() -> None:
+    """Task.event_handler on a base class receives its subclasses' events, Luigi-style."""
+
+    class Base(asyncflow.Task):
+        async def run(self) -> None:
+            raise KeyError("k")
+
+    class Sub(Base):
+        pass
+
+    failures: list[tuple[asyncflow.Task, BaseException]] = []
+    starts: list[asyncflow.Task] = []
+    Base.event_handler(asyncflow.Event.FAILURE)(lambda t, e: failures.append((t, e)))
+    Sub.event_handler(asyncflow.Event.START)(starts.append)
+    await asyncflow.run(Sub(), Base(), journal=None)
+    assert {t for t, _ in failures} == {Sub(), Base()}
+    assert all(isinstance(e, KeyError) for _, e in failures)
+    assert starts == [Sub()]
+
+
+async def test_raising_handler_is_logged_and_run_continues() -> None:
+    """A handler that raises is logged; the run is unaffected."""
+
+    def broken(event: asyncflow.TaskEvent) -> None:
+        raise RuntimeError("handler bug")
+
+    with structlog.testing.capture_logs() as logs:
+        result = await asyncflow.run(Step("h"), handlers=[broken], journal=None)
+    assert result.ok
+    assert any(entry["event"] == "event handler failed" for entry in logs)
+
+
+async def test_async_handlers_are_awaited() -> None:
+    """An async handler runs to completion within the run."""
+    seen: list[asyncflow.Event] = []
+
+    async def handler(event: asyncflow.TaskEvent) -> None:
+        await anyio.sleep(0)
+        seen.append(event.kind)
+
+    await asyncflow.run(Step("ah"), handlers=[handler], journal=None)
+    assert sorted(seen) == sorted(
+        [asyncflow.Event.START, asyncflow.Event.SUCCESS, asyncflow.Event.PROCESSING_TIME]
+    )
+
+
+async def test_task_without_output_runs_every_time() -> None:
+    """Without outputs (and until a journal says so) a task is never complete."""
+    runs = 0
+
+    class NoOutput(asyncflow.Task):
+        async def run(self) -> None:
+            nonlocal runs
+            runs += 1
+
+    for _ in range(2):
+        result = await asyncflow.run(NoOutput(), journal=None)
+        assert result.status(NoOutput()) is Status.DONE
+    assert runs == 2
+
+
+async def test_outside_cancellation_cancels_bodies_and_leaves_no_output(
+    tmp_path: Path,
+) -> None:
+    """Cancelling the caller cancels running bodies; no partial output; not swallowed."""
+    path = tmp_path / "partial.txt"
+    entered = anyio.Event()
+
+    class Writer(asyncflow.Task):
+        def output(self) -> LocalTarget:
+            return LocalTarget(path)
+
+        async def run(self) -> None:
+            async with self.output().open("w") as f:
+                f.write("half")
+                entered.set()
+                await anyio.sleep_forever()
+
+    returned = False
+    async with anyio.create_task_group() as tg:
+
+        async def runner() -> None:
+            nonlocal returned
+            await asyncflow.run(Writer(), journal=None)
+            returned = True
+
+        tg.start_soon(runner)
+        await entered.wait()
+        tg.cancel_scope.cancel()
+    assert returned is False
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == []
+
+
+async def test_logs_carry_run_and_task_ids() -> None:
+    """Logging inside a body sees run_id and task_id bound as context variables."""
+    seen: dict[str, object] = {}
+
+    class Peek(asyncflow.Task):
+        async def run(self) -> None:
+            seen.update(structlog.contextvars.get_contextvars())
+
+    result = await asyncflow.run(Peek(), journal=None)
+    assert seen["task_id"] == Peek().task_id
+    assert seen["run_id"] == result.run_id
+    assert "run_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_run_installs_no_logging_handlers() -> None:
+    """A run leaves the root logger's handlers as they were."""
+    before = list(logging.getLogger().handlers)
+    await asyncflow.run(Step("quiet"), journal=None)
+    assert logging.getLogger().handlers == before

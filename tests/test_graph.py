@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import asyncflow
+from asyncflow.graph import expand
+from asyncflow.targets import MemoryStore, MemoryTarget
+
+pytestmark = pytest.mark.anyio
+
+STORE = MemoryStore()
+
+
+@pytest.fixture(autouse=True)
+def _clean_store() -> None:
+    STORE.clear()
+
+
+class Chain(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+    def requires(self) -> Chain | None:
+        return Chain(self.i - 1) if self.i > 0 else None
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"chain/{self.i}", store=STORE)
+
+    async def run(self) -> None:
+        await self.output().write_bytes(b"x")
+
+
+class Cyclic(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+    def requires(self) -> Cyclic:
+        return Cyclic((self.i + 1) % 3)
+
+
+async def test_expansion_dedupes_shared_requirements() -> None:
+    """A diamond has one node per distinct task."""
+
+    class Leaf(asyncflow.Task):
+        pass
+
+    class Mid(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+        def requires(self) -> Leaf:
+            return Leaf()
+
+    class Top(asyncflow.Task):
+        def requires(self) -> list[Mid]:
+            return [Mid(1), Mid(2)]
+
+    graph = await expand([Top()])
+    assert sorted(n.task.task_family for n in graph) == ["Leaf", "Mid", "Mid", "Top"]
+    assert len(graph[Leaf()].dependents) == 2
+
+
+async def test_complete_task_is_not_expanded() -> None:
+    """Requirements of a complete task are not visited (as in Luigi)."""
+    await MemoryTarget("chain/5", store=STORE).write_bytes(b"x")
+    graph = await expand([Chain(7)])
+    assert sorted(n.task.i for n in graph) == [5, 6, 7]
+    assert graph[Chain(5)].status is asyncflow.Status.ALREADY_COMPLETE
+
+
+async def test_ten_thousand_chain_expands_without_recursion() -> None:
+    """A 10,000-long chain expands (no recursion limit)."""
+    graph = await expand([Chain(9_999)])
+    assert len(graph) == 10_000
+    assert graph[Chain(9_999)].pending == 1 and graph[Chain(0)].pending == 0
+
+
+async def test_cycle_raises_with_path() -> None:
+    """A cycle is reported with the path of task ids, first repeated last."""
+    with pytest.raises(asyncflow.CycleError) as info:
+        await expand([Cyclic(0)])
+    cycle = info.value.cycle
+    assert cycle[0] == cycle[-1] and len(cycle) == 4
+    assert {c.split("_")[1] for c in cycle} == {"0", "1", "2"}
+    assert " -> " in str(info.value)
+
+
+async def test_cycle_raised_before_any_run() -> None:
+    """A cycle stops the run before any task body runs."""
+    ran: list[int] = []
+
+    class Body(asyncflow.Task):
+        async def run(self) -> None:
+            ran.append(1)
+
+    class Wrap(asyncflow.WrapperTask):
+        def requires(self) -> list[asyncflow.Task]:
+            return [Body(), Cyclic(0)]
+
+    with pytest.raises(asyncflow.CycleError):
+        await asyncflow.run(Wrap(), journal=None)
+    assert ran == []
+
+
+async def test_probes_run_concurrently() -> None:
+    """One slow exists() does not hold up the others (all probes overlap)."""
+    in_flight = 0
+    peak = 0
+    release = anyio.Event()
+
+    class Slow(MemoryTarget):
+        async def exists(self) -> bool:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if peak == 10:
+                release.set()
+            await release.wait()
+            in_flight -= 1
+            return True
+
+    class Probed(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+        def output(self) -> MemoryTarget:
+            return Slow(f"slow/{self.n}", store=STORE)
+
+    class Fan(asyncflow.Task):
+        def requires(self) -> list[Probed]:
+            return [Probed(n) for n in range(10)]
+
+    with anyio.fail_after(5):
+        graph = await expand([Fan()])
+    assert peak == 10
+    assert all(graph[Probed(n)].status is asyncflow.Status.ALREADY_COMPLETE for n in range(10))
+
+
+async def test_probe_concurrency_is_bounded() -> None:
+    """No more than probe_concurrency probes are in flight."""
+    in_flight = 0
+    peak = 0
+
+    class Counting(MemoryTarget):
+        async def exists(self) -> bool:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await anyio.sleep(0)
+            await anyio.sleep(0)
+            in_flight -= 1
+            return True
+
+    class Probed(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+        def output(self) -> MemoryTarget:
+            return Counting(f"c/{self.n}", store=STORE)
+
+    class Fan(asyncflow.Task):
+        def requires(self) -> list[Probed]:
+            return [Probed(n) for n in range(50)]
+
+    await expand([Fan()], probe_concurrency=4)
+    assert peak == 4
+
+
+def test_input_of_unresolved_async_requires_is_a_clear_error() -> None:
+    """input() before the engine resolved an async requires() says so."""
+
+    class Discover(asyncflow.Task):
+        async def requires(self) -> list[asyncflow.Task]:
+            return []
+
+    with pytest.raises(asyncflow.AsyncflowError, match="async requires"):
+        Discover().input()
+
+
+async def test_async_requires_is_awaited() -> None:
+    """An async def requires() is awaited and input() follows its result."""
+
+    class Source(asyncflow.Task):
+        name = asyncflow.Parameter()
+
+        def output(self) -> MemoryTarget:
+            return MemoryTarget(self.name, store=STORE)
+
+    class Discover(asyncflow.Task):
+        async def requires(self) -> list[Source]:
+            await anyio.sleep(0)
+            return [Source("a"), Source("b")]
+
+    graph = await expand([Discover()])
+    assert len(graph) == 3
+    assert graph[Discover()].task.input() == [
+        MemoryTarget("a", store=STORE), MemoryTarget("b", store=STORE)
+    ]
+
+
+@pytest.mark.parametrize("method", ["requires", "output", "complete"])
+async def test_definition_error_fails_only_that_task(method: str) -> None:
+    """An exception in requires()/output()/complete() fails that task, naming it."""
+
+    class Broken(asyncflow.Task):
+        def requires(self) -> None:
+            if method == "requires":
+                raise RuntimeError("boom")
+
+        def output(self) -> MemoryTarget:
+            if method == "output":
+                raise RuntimeError("boom")
+            return MemoryTarget("broken", store=STORE)
+
+        async def complete(self) -> bool:
+            if method == "complete":
+                raise RuntimeError("boom")
+            return await asyncflow.Task.complete(self)
+
+    class Fine(asyncflow.Task):
+        def output(self) -> MemoryTarget:
+            return MemoryTarget("fine", store=STORE)
+
+        async def run(self) -> None:
+            await self.output().write_bytes(b"ok")
+
+    result = await asyncflow.run(Broken(), Fine(), journal=None)
+    assert result.status(Fine()) is asyncflow.Status.DONE
+    assert result.status(Broken()) is asyncflow.Status.FAILED
+    error = result.error(Broken())
+    assert isinstance(error, asyncflow.TaskDefinitionError)
+    assert Broken().task_id in str(error) and "boom" in str(error)
+
+
+async def test_requires_returning_non_task_fails_with_clear_error() -> None:
+    """requires() returning something other than tasks names the bad value."""
+
+    class Wrong(asyncflow.Task):
+        def requires(self) -> list[str]:
+            return ["not a task"]
+
+    result = await asyncflow.run(Wrong(), journal=None)
+    assert result.status(Wrong()) is asyncflow.Status.FAILED
+    assert "must return tasks" in str(result.error(Wrong()))
+
+
+async def test_wrapper_of_complete_tasks_is_already_complete() -> None:
+    """A WrapperTask whose requirements are all complete is ALREADY_COMPLETE."""
+    await MemoryTarget("chain/0", store=STORE).write_bytes(b"x")
+    await MemoryTarget("chain/1", store=STORE).write_bytes(b"x")
+
+    class All(asyncflow.WrapperTask):
+        def requires(self) -> list[Chain]:
+            return [Chain(0), Chain(1)]
+
+    result = await asyncflow.run(All(), journal=None)
+    assert result.status(All()) is asyncflow.Status.ALREADY_COMPLETE
+    assert result.ok
+
+
+async def test_two_classes_with_one_family_are_reported() -> None:
+    """Two classes producing the same task id fail the requiring task clearly."""
+
+    def make() -> type[asyncflow.Task]:
+        class Twin(asyncflow.Task):
+            pass
+
+        return Twin
+
+    first, second = make(), make()
+
+    class Both(asyncflow.Task):
+        def requires(self) -> list[asyncflow.Task]:
+            return [first(), second()]
+
+    result = await asyncflow.run(Both(), journal=None)
+    assert result.status(Both()) is asyncflow.Status.FAILED
+    assert "two different task classes" in str(result.error(Both()))
