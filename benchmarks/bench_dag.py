@@ -35,6 +35,7 @@ RATIO_TARGET = 4.0
 RATIO_TARGET_MIN_N = 10_000
 PEAK_TARGET_MB = 1024.0
 PEAK_TARGET_N = 100_000
+BODIES = ("open", "write-bytes")
 SCRIPT = Path(__file__).resolve()
 
 
@@ -107,8 +108,13 @@ def _quiet_logging() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def _asyncflow_sinks(shape: str, n: int, tally: _Tally) -> list[Any]:
-    """Build the task classes of ``shape`` and return the tasks to request."""
+def _asyncflow_sinks(shape: str, n: int, tally: _Tally, body: str) -> list[Any]:
+    """Build the task classes of ``shape`` and return the tasks to request.
+
+    ``body`` "open" commits an empty output with ``async with open("wb")`` (no
+    thread hop); "write-bytes" uses ``write_bytes(b"")``, which also pays the
+    target's worker-thread round trip.
+    """
     import asyncflow
     from asyncflow.targets import MemoryStore, MemoryTarget
 
@@ -120,7 +126,11 @@ def _asyncflow_sinks(shape: str, n: int, tally: _Tally) -> list[Any]:
 
         async def run(self) -> None:
             tally.runs += 1
-            await self.output().write_bytes(b"")
+            if body == "open":
+                async with self.output().open("wb"):
+                    pass
+            else:
+                await self.output().write_bytes(b"")
 
     class ChainNode(_NoOp):
         i = asyncflow.IntParameter()
@@ -156,11 +166,11 @@ def _asyncflow_sinks(shape: str, n: int, tally: _Tally) -> list[Any]:
     return [LatticeNode(k=LAYERS - 1, j=j, width=width) for j in range(width)]
 
 
-async def _asyncflow_case(shape: str, n: int) -> float:
+async def _asyncflow_case(shape: str, n: int, body: str) -> float:
     import asyncflow
 
     tally = _Tally()
-    sinks = _asyncflow_sinks(shape, n, tally)
+    sinks = _asyncflow_sinks(shape, n, tally, body)
     start = time.perf_counter()
     result = await asyncflow.run(*sinks, workers=WORKERS, journal=None)
     wall = time.perf_counter() - start
@@ -176,11 +186,11 @@ def _peak_rss_mb() -> float:
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-def run_child(impl: str, shape: str, n: int) -> None:
+def run_child(impl: str, shape: str, n: int, body: str) -> None:
     """Run one case in this process and print its result as one JSON line."""
     if impl == "asyncflow":
         _quiet_logging()
-        wall = asyncio.run(_asyncflow_case(shape, n))
+        wall = asyncio.run(_asyncflow_case(shape, n, body))
     else:
         wall = asyncio.run(_floor_case(shape, n))
     record = {"impl": impl, "shape": shape, "n": n, "wall": wall, "peak_mb": _peak_rss_mb()}
@@ -196,6 +206,15 @@ class Measure:
 
     wall: float
     peak_mb: float
+
+
+@dataclass(frozen=True)
+class Options:
+    """How each case is run."""
+
+    repeat: int
+    timeout: float
+    body: str
 
 
 @dataclass
@@ -218,8 +237,9 @@ def _parse_child_output(stdout: str) -> dict[str, Any]:
     raise ValueError("no JSON result line in the child's output")
 
 
-def _run_once(impl: str, shape: str, n: int, timeout: float) -> dict[str, Any] | str:
-    cmd = [sys.executable, str(SCRIPT), "--child", impl, shape, str(n)]
+def _run_once(opts: Options, impl: str, shape: str, n: int) -> dict[str, Any] | str:
+    cmd = [sys.executable, str(SCRIPT), "--child", impl, shape, str(n), "--body", opts.body]
+    timeout = opts.timeout
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -233,12 +253,12 @@ def _run_once(impl: str, shape: str, n: int, timeout: float) -> dict[str, Any] |
         return str(exc)
 
 
-def measure(impl: str, shape: str, n: int, repeat: int, timeout: float) -> Measure | str:
-    """Median wall time and the largest peak RSS over ``repeat`` fresh processes."""
+def measure(opts: Options, impl: str, shape: str, n: int) -> Measure | str:
+    """Median wall time and the largest peak RSS over ``opts.repeat`` fresh processes."""
     walls: list[float] = []
     peaks: list[float] = []
-    for _ in range(repeat):
-        record = _run_once(impl, shape, n, timeout)
+    for _ in range(opts.repeat):
+        record = _run_once(opts, impl, shape, n)
         if isinstance(record, str):
             return record
         walls.append(float(record["wall"]))
@@ -297,14 +317,14 @@ def environment() -> str:
     )
 
 
-def run_benchmarks(shapes: Sequence[str], ns: Sequence[int], repeat: int, timeout: float) -> None:
-    print(environment(), flush=True)
+def run_benchmarks(shapes: Sequence[str], ns: Sequence[int], opts: Options) -> None:
+    print(f"{environment()}, body={opts.body}, repeat={opts.repeat}", flush=True)
     rows: list[Row] = []
     for n in ns:
         for shape in shapes:
             print(f"running {shape} N={n:,} ...", file=sys.stderr, flush=True)
-            af = measure("asyncflow", shape, n, repeat, timeout)
-            floor = measure("floor", shape, n, repeat, timeout)
+            af = measure(opts, "asyncflow", shape, n)
+            floor = measure(opts, "floor", shape, n)
             rows.append(Row(shape, n, af, floor))
     print()
     print(format_table(rows))
@@ -315,7 +335,7 @@ def run_benchmarks(shapes: Sequence[str], ns: Sequence[int], repeat: int, timeou
 # --------------------------------------------------------------------------- profile
 
 
-def run_profile(shape: str, n: int, sort: str, top: int) -> None:
+def run_profile(shape: str, n: int, body: str, sort: str, top: int) -> None:
     """One asyncflow case under cProfile; print the ``top`` functions by ``sort``."""
     import cProfile
     import pstats
@@ -323,9 +343,9 @@ def run_profile(shape: str, n: int, sort: str, top: int) -> None:
     _quiet_logging()
     profiler = cProfile.Profile()
     profiler.enable()
-    wall = asyncio.run(_asyncflow_case(shape, n))
+    wall = asyncio.run(_asyncflow_case(shape, n, body))
     profiler.disable()
-    print(f"asyncflow {shape} N={n:,}: {wall:.3f}s under cProfile ({environment()})")
+    print(f"asyncflow {shape} N={n:,} body={body}: {wall:.3f}s under cProfile ({environment()})")
     pstats.Stats(profiler).strip_dirs().sort_stats(sort).print_stats(top)
 
 
@@ -345,6 +365,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     p.add_argument("--repeat", type=_positive, default=1, help="runs per case (median)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per child process")
+    p.add_argument(
+        "--body", choices=BODIES, default="open", help="how each no-op task commits its output"
+    )
     p.add_argument("--profile", nargs=2, metavar=("SHAPE", "N"), help="profile one case")
     p.add_argument("--sort", default="cumulative", help="pstats sort key for --profile")
     p.add_argument("--top", type=_positive, default=25, help="functions shown by --profile")
@@ -367,16 +390,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.child:
         impl, shape, n = args.child[0], args.child[1], _positive(args.child[2])
         _check_case(p, impl, shape, n)
-        run_child(impl, shape, n)
+        run_child(impl, shape, n, args.body)
     elif args.profile:
         shape, n = args.profile[0], _positive(args.profile[1])
         _check_case(p, "asyncflow", shape, n)
-        run_profile(shape, n, args.sort, args.top)
+        run_profile(shape, n, args.body, args.sort, args.top)
     else:
         for shape in args.shapes:
             for n in args.n:
                 _check_case(p, "asyncflow", shape, n)
-        run_benchmarks(args.shapes, args.n, args.repeat, args.timeout)
+        run_benchmarks(args.shapes, args.n, Options(args.repeat, args.timeout, args.body))
 
 
 if __name__ == "__main__":

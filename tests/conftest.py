@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import sniffio
 
@@ -12,9 +10,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-async def _assert_real_backend(anyio_backend: str) -> AsyncIterator[None]:
+@pytest.fixture
+async def _backend_guard(anyio_backend: str) -> None:
     """Fail loudly if a test silently ran on another backend than it asked for."""
     name = anyio_backend if isinstance(anyio_backend, str) else anyio_backend[0]
     assert sniffio.current_async_library() == name
-    yield
+
+
+@pytest.fixture(autouse=True)
+def _guard_async_tests(request: pytest.FixtureRequest) -> None:
+    """Apply the backend guard to async tests only (sync tests must run loop-free)."""
+    if request.node.get_closest_marker("anyio") is not None:
+        request.getfixturevalue("_backend_guard")

@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 import structlog
 
@@ -111,7 +112,7 @@ async def test_workers_bound_running_bodies() -> None:
             running += 1
             peak = max(peak, running)
             for _ in range(5):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             running -= 1
 
     result = await asyncflow.run([Busy(n) for n in range(20)], workers=3, journal=None)
@@ -261,7 +262,9 @@ async def test_events_for_a_successful_task() -> None:
     recorder = EventRecorder()
     await asyncflow.run(Step("e"), handlers=[recorder], journal=None)
     assert recorder.kinds(Step("e")) == [
-        asyncflow.Event.START, asyncflow.Event.SUCCESS, asyncflow.Event.PROCESSING_TIME
+        asyncflow.Event.START,
+        asyncflow.Event.SUCCESS,
+        asyncflow.Event.PROCESSING_TIME,
     ]
     timing = recorder.of(Step("e"))[-1]
     assert timing.duration is not None and timing.duration >= 0
@@ -305,7 +308,7 @@ async def test_async_handlers_are_awaited() -> None:
     seen: list[asyncflow.Event] = []
 
     async def handler(event: asyncflow.TaskEvent) -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         seen.append(event.kind)
 
     await asyncflow.run(Step("ah"), handlers=[handler], journal=None)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import asyncflow
@@ -56,6 +57,18 @@ async def test_expansion_dedupes_shared_requirements() -> None:
     graph = await expand([Top()])
     assert sorted(n.task.task_family for n in graph) == ["Leaf", "Mid", "Mid", "Top"]
     assert len(graph[Leaf()].dependents) == 2
+
+
+async def test_requirement_listed_twice_is_one_edge() -> None:
+    """The same requirement twice in requires() gives one edge and one run."""
+
+    class Twice(asyncflow.Task):
+        def requires(self) -> list[Chain]:
+            return [Chain(0), Chain(0)]
+
+    graph = await expand([Twice()])
+    assert len(graph[Twice()].deps) == 1 and graph[Twice()].pending == 1
+    assert len(graph[Chain(0)].dependents) == 1
 
 
 async def test_complete_task_is_not_expanded() -> None:
@@ -143,8 +156,8 @@ async def test_probe_concurrency_is_bounded() -> None:
             nonlocal in_flight, peak
             in_flight += 1
             peak = max(peak, in_flight)
-            await anyio.sleep(0)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
             in_flight -= 1
             return True
 
@@ -184,13 +197,14 @@ async def test_async_requires_is_awaited() -> None:
 
     class Discover(asyncflow.Task):
         async def requires(self) -> list[Source]:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             return [Source("a"), Source("b")]
 
     graph = await expand([Discover()])
     assert len(graph) == 3
     assert graph[Discover()].task.input() == [
-        MemoryTarget("a", store=STORE), MemoryTarget("b", store=STORE)
+        MemoryTarget("a", store=STORE),
+        MemoryTarget("b", store=STORE),
     ]
 
 

@@ -9,7 +9,7 @@ import typing
 from typing import Annotated, Any, Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import asyncflow.parameters as parameters_module
@@ -29,11 +29,6 @@ from asyncflow.parameters import (
     TimeDeltaParameter,
     parameter_for_annotation,
 )
-
-# conftest.py has an autouse fixture that only asserts the event-loop backend; it
-# holds no state between the examples hypothesis generates.
-settings.register_profile("parameters", suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile("parameters")
 
 
 class Color(enum.Enum):
@@ -739,6 +734,12 @@ def test_list_rejects_bad_text(text: str) -> None:
         ListParameter().parse(text)
 
 
+def test_list_negative_zero_has_same_json_as_zero() -> None:
+    """-0.0 inside a list normalizes to 0.0, so equal lists give equal JSON."""
+    param = ListParameter()
+    assert param.serialize(param.normalize([-0.0])) == param.serialize(param.normalize([0.0]))
+
+
 def test_list_accepts_tuple() -> None:
     """A tuple is taken like a list."""
     assert ListParameter().normalize((1, [2])) == (1, (2,))
@@ -770,6 +771,12 @@ def test_dict_normalizes_to_deep_frozen_dict() -> None:
     assert type(value) is FrozenDict
     assert value == FrozenDict({"a": (1, FrozenDict({"b": (2,)}))})
     hash(value)
+
+
+def test_dict_normalizes_to_sorted_keys() -> None:
+    """The normalized FrozenDict iterates its keys in sorted order, whatever the input order."""
+    assert list(DictParameter().normalize({"b": 1, "a": {"d": 2, "c": 3}})) == ["a", "b"]
+    assert list(DictParameter().normalize({"a": {"d": 2, "c": 3}})["a"]) == ["c", "d"]
 
 
 def test_dict_to_json_gives_plain_containers() -> None:

@@ -51,13 +51,17 @@ def test_string_values_are_parsed() -> None:
 
 def test_missing_parameter_names_task_and_parameter() -> None:
     """A required parameter left out raises ParameterError naming both."""
-    with pytest.raises(asyncflow.ParameterError, match=r"Extract: missing required parameter 'date'"):
+    with pytest.raises(
+        asyncflow.ParameterError, match=r"Extract: missing required parameter 'date'"
+    ):
         Extract()
 
 
 def test_unknown_parameter_suggests_close_name() -> None:
     """An unknown keyword is refused with the known names and a suggestion."""
-    with pytest.raises(asyncflow.ParameterError, match=r"unknown parameter 'lmit'.*did you mean 'limit'"):
+    with pytest.raises(
+        asyncflow.ParameterError, match=r"unknown parameter 'lmit'.*did you mean 'limit'"
+    ):
         Extract(date=D, lmit=3)
 
 
@@ -212,9 +216,43 @@ def test_task_id_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     for seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
-            [sys.executable, "-c", ID_SCRIPT], env=env, capture_output=True, text=True,
-            check=True, cwd=tmp_path,
+            [sys.executable, "-c", ID_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
         )
         ids.add(out.stdout.strip())
     assert len(ids) == 1
     assert ids.pop().startswith("Extract_2026-11-23_api_10_")
+
+
+def test_canonical_encoding_matches_json_dumps() -> None:
+    """The fast canonical encoder gives exactly json.dumps(sort_keys=True) text."""
+    import json
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from asyncflow.task import _canonical_params
+
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text()
+        | st.floats(allow_nan=False, allow_infinity=False)
+    )
+    values = st.recursive(
+        scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=8
+    )
+
+    @given(st.dictionaries(st.text(min_size=1), values, max_size=5))
+    def check(params: dict[str, object]) -> None:
+        expected = json.dumps(
+            params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        assert _canonical_params(params, sorted(params)) == expected
+
+    check()

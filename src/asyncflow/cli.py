@@ -79,8 +79,11 @@ def load_task(spec: str) -> type[Task]:
     found = getattr(module, attr, None)
     if not (isinstance(found, type) and issubclass(found, Task)):
         tasks = sorted(
-            name for name, value in vars(module).items()
-            if isinstance(value, type) and issubclass(value, Task) and value.__module__ == module.__name__
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type)
+            and issubclass(value, Task)
+            and value.__module__ == module.__name__
         )
         what = "no attribute" if found is None else f"{type(found).__name__} (not a Task class)"
         hint = f"; tasks defined there: {', '.join(tasks)}" if tasks else ""
@@ -123,16 +126,27 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         description="Run MODULE:TASK and every requirement that is not complete yet.",
     )
     run.add_argument("task", metavar="MODULE:TASK", help="e.g. pipelines.daily:Report")
-    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                     help=f"task bodies running at once (default {DEFAULT_WORKERS})")
-    run.add_argument("--resources", action="append", default=[], metavar="NAME=AMOUNT[,...]",
-                     help="resource capacities, e.g. memory_gb=64,db=2")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"task bodies running at once (default {DEFAULT_WORKERS})",
+    )
+    run.add_argument(
+        "--resources",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT[,...]",
+        help="resource capacities, e.g. memory_gb=64,db=2",
+    )
     journal = run.add_mutually_exclusive_group()
-    journal.add_argument("--journal", metavar="PATH",
-                         help="run journal (default: .asyncflow/journal.db)")
+    journal.add_argument(
+        "--journal", metavar="PATH", help="run journal (default: .asyncflow/journal.db)"
+    )
     journal.add_argument("--no-journal", action="store_true", help="do not keep a journal")
-    run.add_argument("--fail-fast", action="store_true",
-                     help="stop at the first failure (default: keep going)")
+    run.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first failure (default: keep going)"
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
     if task_cls is not None:
@@ -141,11 +155,17 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
             flags = _flags(name)
             help_text = _param_help(param)
             if isinstance(param, BoolParameter):
-                group.add_argument(*flags, dest=f"param_{name}", action=argparse.BooleanOptionalAction,
-                                   default=None, help=help_text)
+                group.add_argument(
+                    *flags,
+                    dest=f"param_{name}",
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=help_text,
+                )
             else:
-                group.add_argument(*flags, dest=f"param_{name}", metavar=name.upper(),
-                                   default=None, help=help_text)
+                group.add_argument(
+                    *flags, dest=f"param_{name}", metavar=name.upper(), default=None, help=help_text
+                )
     return parser
 
 
@@ -167,8 +187,8 @@ def _param_help(param: Any) -> str:
 
 
 def _run(args: argparse.Namespace, task_cls: type[Task] | None) -> int:
-    if task_cls is None:  # pragma: no cover - argparse demands the task first
-        raise UsageError("no task given")
+    if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
+        task_cls = load_task(args.task)
     texts: dict[str, str] = {}
     values: dict[str, Any] = {}
     for name, param in task_cls.get_params().items():
@@ -215,7 +235,9 @@ def _resources(items: list[str]) -> dict[str, float]:
             try:
                 value = float(amount)
             except ValueError:
-                raise UsageError(f"--resources {name.strip()}: {amount!r} is not a number") from None
+                raise UsageError(
+                    f"--resources {name.strip()}: {amount!r} is not a number"
+                ) from None
             capacities[name.strip()] = int(value) if value.is_integer() else value
     return capacities
 

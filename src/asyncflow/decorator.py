@@ -124,7 +124,7 @@ def _make_task_class(
     if attributes["task_namespace"]:
         family = f"{attributes['task_namespace']}.{family}"
     namespace["task_family"] = family
-    cls = type(name or fn.__name__, (base,), namespace)
+    cls: type[Task] = type(name or fn.__name__, (base,), namespace)
     cls._run_kind = kind
     return cls
 
@@ -186,7 +186,7 @@ def _run_method(fn: _Fn, kind: str, wants_self: bool) -> Callable[..., Any]:
 
 def _provider(value: Any, params: Mapping[str, Parameter[Any]], what: str, fn: _Fn) -> Any:
     """A requires()/output() method from a constant or a callable of parameters."""
-    if not callable(value) or isinstance(value, Task) or isinstance(value, type):
+    if not callable(value) or isinstance(value, Task | type):
         constant = value
 
         def fixed(self: Task) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,9 @@ class TaskEvent:
         return self.task.task_id
 
 
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, Any]]], object]
+"""Starts a coroutine function in the run's task group (``TaskGroup.start_soon``)."""
+
 EventHandler = Callable[[TaskEvent], object]
 """A run-level handler: called with every event of the run."""
 
@@ -80,13 +83,15 @@ def class_handler_args(event: TaskEvent) -> tuple[Any, ...]:
     return (event.task,)
 
 
-def _handlers_of(cls: type, kind: Event) -> tuple[Callable[..., object], ...]:
-    found: list[Callable[..., object]] = []
+def _handlers_by_kind(cls: type) -> dict[Event, tuple[Callable[..., object], ...]]:
+    """The class handlers of ``cls`` and its bases, base classes' first; {} if none."""
+    found: dict[Event, list[Callable[..., object]]] = {}
     for klass in reversed(cls.__mro__):
         registry = klass.__dict__.get("_event_handlers")
         if registry:
-            found.extend(registry.get(kind, ()))
-    return tuple(found)
+            for kind, callbacks in registry.items():
+                found.setdefault(kind, []).extend(callbacks)
+    return {kind: tuple(callbacks) for kind, callbacks in found.items()}
 
 
 class EventBus:
@@ -99,13 +104,13 @@ class EventBus:
     def __init__(
         self,
         handlers: Iterable[EventHandler],
-        spawn: Callable[[Callable[[], Awaitable[object]]], None] | None = None,
+        spawn: Spawn | None = None,
     ) -> None:
         self._handlers = tuple(handlers)
         self._spawn = spawn
-        self._class_cache: dict[tuple[type, Event], tuple[Callable[..., object], ...]] = {}
+        self._class_cache: dict[type, dict[Event, tuple[Callable[..., object], ...]]] = {}
 
-    def set_spawn(self, spawn: Callable[[Callable[[], Awaitable[object]]], None] | None) -> None:
+    def set_spawn(self, spawn: Spawn | None) -> None:
         self._spawn = spawn
 
     def emit(
@@ -119,10 +124,10 @@ class EventBus:
         duration: float | None = None,
     ) -> None:
         """Deliver one event; cheap when nobody listens."""
-        key = (type(task), kind)
-        class_handlers = self._class_cache.get(key)
-        if class_handlers is None:
-            class_handlers = self._class_cache[key] = _handlers_of(type(task), kind)
+        by_kind = self._class_cache.get(type(task))
+        if by_kind is None:
+            by_kind = self._class_cache[type(task)] = _handlers_by_kind(type(task))
+        class_handlers = by_kind.get(kind) if by_kind else None
         if not class_handlers and not self._handlers:
             return
         event = TaskEvent(kind, task, run_id, attempt, error, duration)
@@ -133,26 +138,33 @@ class EventBus:
             for callback in class_handlers:
                 self._call(callback, args, event)
 
-    def _call(self, handler: Callable[..., object], args: tuple[Any, ...], event: TaskEvent) -> None:
+    def _call(
+        self, handler: Callable[..., object], args: tuple[Any, ...], event: TaskEvent
+    ) -> None:
         try:
             outcome = handler(*args)
         except Exception:
             _log.exception(
-                "event handler failed", handler=_name(handler), kind=event.kind.value,
+                "event handler failed",
+                handler=_name(handler),
+                kind=event.kind.value,
                 task_id=event.task_id,
             )
             return
         if inspect.isawaitable(outcome):
             self._schedule(handler, outcome, event)
 
-    def _schedule(self, handler: Callable[..., object], awaitable: Awaitable[object],
-                  event: TaskEvent) -> None:
+    def _schedule(
+        self, handler: Callable[..., object], awaitable: Awaitable[object], event: TaskEvent
+    ) -> None:
         async def guarded() -> None:
             try:
                 await awaitable
             except Exception:
                 _log.exception(
-                    "event handler failed", handler=_name(handler), kind=event.kind.value,
+                    "event handler failed",
+                    handler=_name(handler),
+                    kind=event.kind.value,
                     task_id=event.task_id,
                 )
 

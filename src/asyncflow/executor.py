@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from typing import Any
 
@@ -61,6 +62,7 @@ class Executor:
         self._threads = anyio.CapacityLimiter(workers)
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancelled_exc = anyio.get_cancelled_exc_class()
+        self._log_info = _enabled(logger, logging.INFO)
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -119,7 +121,8 @@ class Executor:
         node.attempts += 1
         node.started = time.time()
         self._bus.emit(Event.START, task, run_id, attempt=node.attempts)
-        self._log.info("task.start", task_id=node.task_id, attempt=node.attempts)
+        if self._log_info:
+            self._log.info("task.start", task_id=node.task_id, attempt=node.attempts)
         try:
             await self._call_run(node)
             await self._check_outputs(node)
@@ -140,12 +143,15 @@ class Executor:
             duration = finished - node.started
             self._bus.emit(Event.SUCCESS, task, run_id, attempt=node.attempts)
             self._bus.emit(Event.PROCESSING_TIME, task, run_id, duration=duration)
-            self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
+            if self._log_info:
+                self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
 
     async def _call_run(self, node: Node) -> None:
         task = node.task
         kind = type(task)._run_kind
-        with structlog.contextvars.bound_contextvars(task_id=node.task_id):
+        # bind/reset rather than bound_contextvars(): a third of the cost, per task.
+        tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
+        try:
             if kind is RunKind.ASYNC:
                 await task.run()
             elif kind is RunKind.SYNC:
@@ -159,6 +165,8 @@ class Executor:
                     )
             else:
                 await self._run_generator(node)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _run_generator(self, node: Node) -> None:
         body = node.task.run()
@@ -222,6 +230,17 @@ class Executor:
             task_id=node.task_id,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
+
+
+def _enabled(logger: Any, level: int) -> bool:
+    """Whether ``logger`` would emit at ``level`` (so hot paths can skip building records)."""
+    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(level))
+    except Exception:
+        return True
 
 
 def _close(awaitable: object) -> None:

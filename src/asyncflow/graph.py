@@ -21,7 +21,7 @@ import anyio
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Status
 from .targets.base import Target
-from .task import ExternalTask, Task, WrapperTask, flatten, resolve_requires
+from .task import Task, flatten, resolve_requires
 
 __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "expand"]
 
@@ -47,10 +47,12 @@ class Node:
         "started",
         "status",
         "task",
+        "task_id",
     )
 
     def __init__(self, task: Task, seq: int) -> None:
         self.task = task
+        self.task_id = task.task_id
         self.seq = seq
         self.deps: list[Node] = []
         self.dependents: list[Node] = []
@@ -62,10 +64,6 @@ class Node:
         self.attempts = 0
         self.started: float | None = None
         self.finished: float | None = None
-
-    @property
-    def task_id(self) -> str:
-        return self.task.task_id
 
     def fail(self, error: BaseException, status: Status = Status.FAILED) -> None:
         self.status = status
@@ -138,9 +136,8 @@ async def expand(
                 continue
             if new:
                 queue.append(dep)
-            if dep not in node.deps:
-                node.deps.append(dep)
-                dep.dependents.append(node)
+            node.deps.append(dep)
+            dep.dependents.append(node)
 
     await drain(queue, visit, probe_concurrency)
     _settle(graph)
@@ -150,15 +147,14 @@ async def expand(
 async def _probe(node: Node) -> list[Task]:
     """Probe one task; return the requirements to expand (none if it is complete)."""
     task = node.task
-    cls = type(task)
-    if not (issubclass(cls, WrapperTask) and cls.complete is WrapperTask.complete):
+    if not task._settles_by_requirements:
         done = await _is_complete(node)
         if done is None:
             return []
         if done:
             node.status = Status.ALREADY_COMPLETE
             return []
-    if isinstance(task, ExternalTask):
+    if task._is_external:
         node.status = Status.MISSING
         return []
     try:
@@ -170,6 +166,9 @@ async def _probe(node: Node) -> list[Task]:
                     f"requires() must return tasks (or a list/tuple/dict of tasks), "
                     f"found {type(child).__name__} {child!r}"
                 )
+        if len(children) > 1 and len({child.task_id for child in children}) < len(children):
+            # The same requirement listed twice is one edge (dicts keep the order).
+            children = list(dict.fromkeys(children))
     except Exception as exc:
         node.fail(TaskDefinitionError(task.task_id, "requires", exc))
         return []
@@ -203,12 +202,22 @@ async def _is_complete(node: Node) -> bool | None:
 def _outputs(task: Task) -> list[Target]:
     outputs = flatten(task.output())
     for target in outputs:
-        if not isinstance(target, Target):
-            raise TypeError(
-                f"output() must return targets (or a list/dict of targets), "
-                f"found {type(target).__name__} {target!r}"
-            )
+        if type(target) not in _TARGET_TYPES:
+            _check_target(target)
     return outputs
+
+
+_TARGET_TYPES: set[type] = set()  # Target is an ABC: cache the (slow) isinstance answers
+
+
+def _check_target(target: object) -> None:
+    if isinstance(target, Target):
+        _TARGET_TYPES.add(type(target))
+        return
+    raise TypeError(
+        f"output() must return targets (or a list/dict of targets), "
+        f"found {type(target).__name__} {target!r}"
+    )
 
 
 async def all_exist(targets: Sequence[Target]) -> bool:
@@ -250,40 +259,45 @@ def _settle(graph: Graph) -> None:
     cannot reach lies on or behind a cycle.
     """
     todo = [n for n in graph.nodes.values() if n.status is None]
+    left = [0] * len(graph.nodes)  # Kahn's own countdown, by node.seq
+    ready: deque[Node] = deque()
     for node in todo:
-        node.pending = sum(1 for d in node.deps if d.status is None)
-    ready = deque(n for n in todo if n.pending == 0)
+        count = 0
+        for dep in node.deps:
+            if dep.status is None:
+                count += 1
+        node.pending = left[node.seq] = count
+        if count == 0:
+            ready.append(node)
     seen = 0
     while ready:
         node = ready.popleft()
         seen += 1
-        if isinstance(node.task, WrapperTask) and all(
+        settled = node.task._settles_by_requirements and all(
             d.status is Status.ALREADY_COMPLETE for d in node.deps
-        ):
+        )
+        if settled:
             node.status = Status.ALREADY_COMPLETE
         for parent in node.dependents:
             if parent.status is None:
-                parent.pending -= 1
-                if parent.pending == 0:
+                if settled:
+                    parent.pending -= 1  # it no longer waits for this wrapper
+                left[parent.seq] -= 1
+                if left[parent.seq] == 0:
                     ready.append(parent)
     if seen < len(todo):
-        raise CycleError(_find_cycle([n for n in todo if n.pending > 0]))
-    # The pass consumed the counters; restore them for the executor.
-    for node in todo:
-        if node.status is None:
-            node.pending = sum(1 for d in node.deps if d.status is None)
+        raise CycleError(_find_cycle([n for n in todo if left[n.seq] > 0], left))
 
 
-def _find_cycle(stuck: list[Node]) -> list[str]:
+def _find_cycle(stuck: list[Node], left: list[int]) -> list[str]:
     """Follow stuck requirements from a stuck node until one repeats."""
-    stuck_ids = {id(n) for n in stuck}
     path: list[Node] = []
     index: dict[int, int] = {}
     node = stuck[0]
     while id(node) not in index:
         index[id(node)] = len(path)
         path.append(node)
-        node = next(d for d in node.deps if id(d) in stuck_ids and d.pending > 0)
+        node = next(d for d in node.deps if d.status is None and left[d.seq] > 0)
     cycle = path[index[id(node)] :]
     return [n.task_id for n in cycle] + [node.task_id]
 

@@ -20,6 +20,10 @@ Methods raise ``ValueError`` or ``TypeError`` describing the value; the task
 module adds the task and parameter name. A bad ``default`` is found when the
 parameter is declared and raises :class:`~asyncflow.errors.ParameterError`.
 
+A new parameter type subclasses ``Parameter[X]`` and overrides the hooks
+``_convert`` (native values other than ``str`` and ``None``), ``_parse``,
+``_serialize`` and ``_to_json``; the base class handles ``None`` and ``""``.
+
 ``None`` is a valid value only for an *optional* parameter, one whose default is
 ``None``. Its text form is the empty string, so ``parse("")`` gives ``None``; for
 a plain string parameter this means ``""`` and ``None`` are the same value, and
@@ -222,7 +226,6 @@ class Parameter(Generic[T]):
         return cast(str, value)
 
 
-@final
 class IntParameter(Parameter[int]):
     """An integer parameter; ``bool`` and ``float`` values are rejected.
 
@@ -265,7 +268,6 @@ def _finite(value: float, shown: object) -> float:
     return value + 0.0
 
 
-@final
 class FloatParameter(Parameter[float]):
     """A finite floating-point parameter; ``int`` values are converted to ``float``.
 
@@ -306,7 +308,6 @@ _TRUE_TEXTS: Final = frozenset({"true", "1", "yes", "on"})
 _FALSE_TEXTS: Final = frozenset({"false", "0", "no", "off"})
 
 
-@final
 class BoolParameter(Parameter[bool]):
     """A boolean parameter, ``False`` unless another default is given.
 
@@ -361,7 +362,6 @@ def _parse_date(text: str, expected: str, shown: str) -> dt.date:
         raise ValueError(f"expected {expected}, got {shown!r}: {exc}") from None
 
 
-@final
 class DateParameter(Parameter[dt.date]):
     """A calendar date parameter (``datetime.date``; a ``datetime`` is rejected).
 
@@ -395,7 +395,6 @@ class DateParameter(Parameter[dt.date]):
 _DATE_HOUR_TEXT: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2})(?::00(?::00)?)?")
 
 
-@final
 class DateHourParameter(Parameter[dt.datetime]):
     """A naive ``datetime.datetime`` at a whole hour (minutes, seconds and microseconds zero).
 
@@ -482,7 +481,6 @@ def _duration_microseconds(text: str) -> int | None:
     return round(total)
 
 
-@final
 class TimeDeltaParameter(Parameter[dt.timedelta]):
     """A non-negative duration (``datetime.timedelta``), to the microsecond.
 
@@ -547,7 +545,6 @@ class TimeDeltaParameter(Parameter[dt.timedelta]):
 _Enum: Final = enum.Enum  # EnumParameter's argument named ``enum`` hides the module
 
 
-@final
 class EnumParameter(Parameter[E]):
     """A parameter whose values are the members of an :class:`enum.Enum`.
 
@@ -716,7 +713,16 @@ def _freeze_other(value: object) -> object:
     raise _NotJSON(TypeError, f"{_describe(value)} is not JSON; allowed are {_JSON_KINDS}")
 
 
+_PLAIN_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
 def _freeze_sequence(value: tuple[object, ...] | list[object]) -> tuple[object, ...]:
+    if type(value) is tuple:
+        for item in value:
+            if type(item) not in _PLAIN_SCALARS:
+                break
+        else:
+            return value  # the common case, a normalized tuple of scalars: no copy
     frozen: list[object] = []
     try:
         for item in value:
@@ -789,7 +795,6 @@ def _frozen_or_error(value: object) -> object:
         raise exc.to_error() from None
 
 
-@final
 class ListParameter(Parameter[tuple[Any, ...]]):
     """A list of JSON values, normalized to a deep-frozen tuple.
 
@@ -824,12 +829,12 @@ class ListParameter(Parameter[tuple[Any, ...]]):
         return _thaw(value)
 
 
-@final
 class DictParameter(Parameter[FrozenDict]):
     """A mapping from str to JSON values, normalized to a deep-frozen :class:`FrozenDict`.
 
     Takes any mapping with str keys; the contents follow the rules of
-    :class:`ListParameter`. Key order never matters. Text form: a JSON object,
+    :class:`ListParameter`. Key order never matters: normalized dicts hold their
+    keys in sorted order. Text form: a JSON object,
     e.g. ``{"region": "eu", "limit": 10}``; ``serialize`` writes canonical JSON.
     """
 

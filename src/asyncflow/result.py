@@ -178,7 +178,7 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
     families: dict[str, list[TaskResult]] = defaultdict(list)
     for r in group:
         families[r.task.task_family].append(r)
-    lines = []
+    lines: list[str] = []
     for family, members in families.items():
         if len(members) <= _MAX_LISTED:
             lines.extend(f"    - {r.task!r}" for r in members)
@@ -189,7 +189,7 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
 
 
 def _failure_lines(group: Sequence[TaskResult]) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for r in group[:_MAX_FAILURES]:
         why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"
         lines.append(f"    - {r.task!r}{why}")

@@ -21,6 +21,7 @@ from .events import EventBus, EventHandler
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, expand
 from .result import RunResult, TaskResult
+from .targets._clients import client_scope
 from .task import Task
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
@@ -78,24 +79,40 @@ async def run(
     run_id = _new_run_id()
     started = time.time()
     with structlog.contextvars.bound_contextvars(run_id=run_id):
-        logger = structlog.get_logger("asyncflow").bind()
-        logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
-        graph = await expand(roots, probe_concurrency=options.probe_concurrency)
-        bus = EventBus(handlers)
-        executor = Executor(
-            graph, run_id=run_id, workers=options.workers, keep_going=keep_going, bus=bus,
-            logger=logger,
+        async with client_scope():
+            return await _run(roots, options, run_id, started, keep_going, handlers)
+
+
+async def _run(
+    roots: list[Task],
+    options: _RunOptions,
+    run_id: str,
+    started: float,
+    keep_going: bool,
+    handlers: Iterable[EventHandler],
+) -> RunResult:
+    logger = structlog.get_logger("asyncflow").bind()
+    logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
+    graph = await expand(roots, probe_concurrency=options.probe_concurrency)
+    bus = EventBus(handlers)
+    executor = Executor(
+        graph,
+        run_id=run_id,
+        workers=options.workers,
+        keep_going=keep_going,
+        bus=bus,
+        logger=logger,
+    )
+    await executor.run()
+    results = {
+        node.task_id: TaskResult(
+            node.task, node.status, node.error, node.attempts, node.started, node.finished
         )
-        await executor.run()
-        results = {
-            node.task_id: TaskResult(
-                node.task, node.status, node.error, node.attempts, node.started, node.finished
-            )
-            for node in graph.nodes.values()
-            if node.status is not None
-        }
-        result = RunResult(run_id, roots, results, started, time.time())
-        logger.info("run.done", ok=result.ok, **{s.value: n for s, n in result.counts().items()})
+        for node in graph.nodes.values()
+        if node.status is not None
+    }
+    result = RunResult(run_id, roots, results, started, time.time())
+    logger.info("run.done", ok=result.ok, **{s.value: n for s, n in result.counts().items()})
     return result
 
 
@@ -137,9 +154,12 @@ class _RunOptions:
         self.probe_concurrency = _positive_int("probe_concurrency", probe_concurrency)
         self.resources = dict(resources or {})
         for name, amount in self.resources.items():
-            if not isinstance(name, str) or isinstance(amount, bool) or not isinstance(
-                amount, int | float
-            ) or amount < 0:
+            if (
+                not isinstance(name, str)
+                or isinstance(amount, bool)
+                or not isinstance(amount, int | float)
+                or amount < 0
+            ):
                 raise ConfigError(
                     f"resources[{name!r}] must be a non-negative number, got {amount!r}"
                 )
@@ -167,7 +187,8 @@ def _journal_path(journal: JournalArg) -> Path | None:
 
 def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
     items: list[object] = []
-    for item in tasks:
+    for entry in tasks:
+        item: object = entry
         if isinstance(item, Task):
             items.append(item)
         elif isinstance(item, list | tuple | set | frozenset):

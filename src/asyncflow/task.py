@@ -20,17 +20,18 @@ canonical JSON of the significant parameters.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import AsyncflowError, ParameterError
 from .events import Event
-from .parameters import Parameter
+from .parameters import MISSING, BoolParameter, IntParameter, Parameter
 
 if TYPE_CHECKING:
     from .targets.base import Target
@@ -43,6 +44,8 @@ _SUMMARY_PARAMS = 3
 _SUMMARY_WIDTH = 16
 _HASH_HEX = 16
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+# Parameter classes whose to_json() returns the normalized value itself.
+_PLAIN_JSON = frozenset({Parameter, IntParameter, BoolParameter})
 
 
 class RunKind:
@@ -68,9 +71,12 @@ def _check_class_attributes(cls: type[Task]) -> None:
     if not isinstance(resources, Mapping):
         raise TypeError(f"{name}.resources must be a dict of name -> amount, got {resources!r}")
     for key, amount in resources.items():
-        if not isinstance(key, str) or isinstance(amount, bool) or not isinstance(
-            amount, int | float
-        ) or amount < 0:
+        if (
+            not isinstance(key, str)
+            or isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or amount < 0
+        ):
             raise TypeError(
                 f"{name}.resources[{key!r}] must be a non-negative number, got {amount!r}"
             )
@@ -102,12 +108,12 @@ class Task:
 
     Class attributes (all optional):
 
-    * ``resources`` – amounts of named resources held while running.
-    * ``max_running`` – at most this many tasks of the family at once.
-    * ``priority`` – higher starts first among ready tasks.
-    * ``retry_count`` / ``retry_delay`` – extra attempts and the first delay.
-    * ``timeout`` – seconds an attempt may take.
-    * ``task_namespace`` – prefixed to the family (``"ns.Family"``).
+    * ``resources`` - amounts of named resources held while running.
+    * ``max_running`` - at most this many tasks of the family at once.
+    * ``priority`` - higher starts first among ready tasks.
+    * ``retry_count`` / ``retry_delay`` - extra attempts and the first delay.
+    * ``timeout`` - seconds an attempt may take.
+    * ``task_namespace`` - prefixed to the family (``"ns.Family"``).
     """
 
     task_namespace: ClassVar[str | None] = None
@@ -121,8 +127,11 @@ class Task:
 
     _params: ClassVar[dict[str, Parameter[Any]]] = {}
     _significant: ClassVar[tuple[str, ...]] = ()
+    _json_keys: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
+    _is_external: ClassVar[bool] = False
+    _settles_by_requirements: ClassVar[bool] = False
 
     task_id: str
     param_kwargs: dict[str, Any]
@@ -138,6 +147,10 @@ class Task:
                     del params[attr]  # a subclass replaced the parameter with a plain value
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
+        cls._json_keys = tuple(
+            (_encode_str(n) + ":", n, type(params[n]) in _PLAIN_JSON)
+            for n in sorted(cls._significant)
+        )
         if "task_family" not in cls.__dict__:
             ns = cls.task_namespace
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
@@ -147,43 +160,59 @@ class Task:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         params = self._params
-        family = self.task_family
-        if len(args) > len(params):
-            names = ", ".join(params) or "none"
-            raise ParameterError(
-                f"{family}() takes {len(params)} positional parameter(s) ({names}) "
-                f"but {len(args)} were given"
-            )
-        given = dict(zip(params, args, strict=False))
-        for name, value in kwargs.items():
-            if name not in params:
-                raise ParameterError(_unknown_parameter(family, name, params))
-            if name in given:
-                raise ParameterError(f"{family}: parameter {name!r} given twice")
-            given[name] = value
+        given = self._given(args, kwargs) if args else kwargs
         values: dict[str, Any] = {}
+        used = 0
         for name, param in params.items():
-            if name in given:
+            value = given.get(name, _ABSENT)
+            if value is not _ABSENT:
+                used += 1
                 try:
-                    values[name] = param.normalize(given[name])
+                    values[name] = param.normalize(value)
                 except (TypeError, ValueError) as exc:
-                    raise ParameterError(f"{family}: parameter {name!r}: {exc}") from None
-            elif param.has_default:
+                    raise ParameterError(f"{self.task_family}: parameter {name!r}: {exc}") from None
+            elif param.default is not MISSING:
                 values[name] = param.default
             else:
-                raise ParameterError(f"{family}: missing required parameter {name!r}")
+                raise ParameterError(f"{self.task_family}: missing required parameter {name!r}")
+        if used != len(given):
+            unknown = next(name for name in given if name not in params)
+            raise ParameterError(_unknown_parameter(self.task_family, unknown, params))
         state = self.__dict__
         state.update(values)
         state["param_kwargs"] = values
         state["task_id"] = self._make_task_id(values)
 
+    def _given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Positional and keyword values by parameter name."""
+        params = self._params
+        if len(args) > len(params):
+            names = ", ".join(params) or "none"
+            raise ParameterError(
+                f"{self.task_family}() takes {len(params)} positional parameter(s) ({names}) "
+                f"but {len(args)} were given"
+            )
+        given = dict(zip(params, args, strict=False))
+        for name, value in kwargs.items():
+            if name in given:
+                raise ParameterError(f"{self.task_family}: parameter {name!r} given twice")
+            given[name] = value
+        return given
+
     def _make_task_id(self, values: dict[str, Any]) -> str:
         params = self._params
         significant = self._significant
         try:
-            canonical = json.dumps(
-                {n: params[n].to_json(values[n]) for n in significant},
-                sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+            # Canonical JSON of the significant parameters, keys sorted (see _canonical_params).
+            canonical = (
+                "{"
+                + ",".join(
+                    [
+                        key + _json_text(values[n] if plain else params[n].to_json(values[n]))
+                        for key, n, plain in self._json_keys
+                    ]
+                )
+                + "}"
             )
         except (TypeError, ValueError) as exc:
             raise ParameterError(
@@ -192,9 +221,7 @@ class Task:
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:_HASH_HEX]
         parts = [self.task_family]
         for name in significant[:_SUMMARY_PARAMS]:
-            value = values[name]
-            text = "" if value is None else params[name].serialize(value)
-            text = _UNSAFE.sub("_", text).strip("_")[:_SUMMARY_WIDTH]
+            text = _summary_text(params[name], values[name])
             if text:
                 parts.append(text)
         parts.append(digest)
@@ -331,6 +358,14 @@ class Task:
 class WrapperTask(Task):
     """A task that only groups requirements: complete when all of them are."""
 
+    _settles_by_requirements = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The graph settles a wrapper from its requirements' states, unless it
+        # defines its own complete().
+        cls._settles_by_requirements = cls.complete is WrapperTask.complete
+
     async def complete(self) -> bool:
         for task in flatten(await _resolve(self.requires())):
             if not await task.complete():
@@ -341,11 +376,19 @@ class WrapperTask(Task):
 class ExternalTask(Task):
     """An input produced outside asyncflow. It never runs; a missing output is reported."""
 
+    _is_external = True
+
 
 _UNRESOLVED = object()
+_ABSENT = object()
 
 
 async def _resolve(requirements: Any) -> Any:
+    kind = type(requirements)
+    if requirements is None or kind is list or kind is tuple or kind is dict:
+        return requirements
+    if isinstance(requirements, Task):
+        return requirements
     if inspect.isawaitable(requirements):
         requirements = await requirements
     if inspect.isasyncgen(requirements):
@@ -360,18 +403,81 @@ async def resolve_requires(task: Task) -> Any:
     return await _resolve(task.requires())
 
 
+def _summary_text(param: Parameter[Any], value: Any) -> str:
+    """A short, file-name-safe rendering of one value for the readable part of an id."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)  # always safe; skips serialize() and the regex
+    if kind is datetime.date:
+        return str(value.isoformat())
+    if value is None:
+        return ""
+    text = param.serialize(value)
+    if _UNSAFE.search(text):
+        text = _UNSAFE.sub("_", text).strip("_")
+    return text[:_SUMMARY_WIDTH]
+
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+_canonical_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as compact JSON; scalars without the encoder's overhead."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return _canonical_dumps(value)
+
+
+def _canonical_params(values: dict[str, Any], names: Sequence[str]) -> str:
+    """``json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    for ``names`` given sorted; the same text, built faster (every task id needs one).
+    """
+    return "{" + ",".join(f"{_encode_str(n)}:{_json_text(values[n])}" for n in names) + "}"
+
+
 def flatten(struct: Any) -> list[Any]:
     """The leaves of a task/target structure: None, a leaf, or nested list/tuple/dict."""
     if struct is None:
         return []
-    if isinstance(struct, list | tuple):
+    kind = type(struct)
+    if kind is list or kind is tuple:
         out: list[Any] = []
         for item in struct:
-            out.extend(flatten(item))
+            if item is None:
+                continue
+            if _is_container(item):
+                out.extend(flatten(item))
+            else:
+                out.append(item)
         return out
-    if isinstance(struct, Mapping):
-        return flatten(list(struct.values()))
+    if _is_container(struct):
+        return flatten(list(struct.values()) if isinstance(struct, Mapping) else list(struct))
     return [struct]
+
+
+_LEAF_TYPES: set[type] = set()  # types seen not to be containers: skips the ABC check
+
+
+def _is_container(item: object) -> bool:
+    kind = type(item)
+    if kind is list or kind is tuple or kind is dict:
+        return True
+    if kind in _LEAF_TYPES:
+        return False
+    if isinstance(item, list | tuple | Mapping):
+        return True
+    _LEAF_TYPES.add(kind)
+    return False
 
 
 def map_structure(fn: Callable[[Any], Any], struct: Any) -> Any:
@@ -397,4 +503,3 @@ def _unknown_parameter(family: str, name: str, params: Mapping[str, object]) -> 
 def outputs_of(task: Task) -> list[Target]:
     """The flat list of a task's output targets."""
     return flatten(task.output())
-

@@ -8,15 +8,11 @@ import pytest
 
 from asyncflow.errors import TargetNotFoundError
 
-from .conftest import TargetFactory
+from ._support import Boom, TargetFactory, write_then_raise
 
 pytestmark = pytest.mark.anyio
 
 UNICODE = "naïve café, 日本語, Ελληνικά, emoji 🐍\nsecond line\n"
-
-
-class Boom(Exception):
-    pass
 
 
 async def test_missing_target_does_not_exist(target_factory: TargetFactory) -> None:
@@ -68,9 +64,7 @@ async def test_exception_in_write_block_leaves_nothing(target_factory: TargetFac
     """An exception inside the write block means the target is never created."""
     target = target_factory("failed.txt")
     with pytest.raises(Boom):
-        async with target.open("w") as f:
-            f.write("partial")
-            raise Boom
+        await write_then_raise(target, "partial")
     assert not await target.exists()
 
 
@@ -81,9 +75,7 @@ async def test_exception_in_write_block_keeps_previous_version(
     target = target_factory("kept.txt")
     await target.write_text("old\n")
     with pytest.raises(Boom):
-        async with target.open("w") as f:
-            f.write("new\n")
-            raise Boom
+        await write_then_raise(target, "new\n")
     assert await target.read_text() == "old\n"
 
 
@@ -147,7 +139,7 @@ async def test_sync_form_in_worker_thread_discards_on_exception(
 async def test_reading_missing_target_raises_not_found(target_factory: TargetFactory) -> None:
     """Reading a missing target raises TargetNotFoundError, a FileNotFoundError, naming it."""
     target = target_factory("nowhere.txt")
-    with pytest.raises(TargetNotFoundError, match="nowhere.txt") as info:
+    with pytest.raises(TargetNotFoundError, match=r"nowhere\.txt") as info:
         async with target.open("r"):
             pass
     assert isinstance(info.value, FileNotFoundError)

@@ -18,12 +18,9 @@ import pytest
 from asyncflow.errors import TargetNotFoundError
 from asyncflow.targets import LocalTarget
 
+from ._support import Boom, write_then_raise, write_then_raise_sync
 
 pytestmark = pytest.mark.anyio
-
-
-class Boom(Exception):
-    pass
 
 
 # --- Recording filesystem calls through audit hooks (PEP 578) -------------------
@@ -115,6 +112,7 @@ def test_not_equal_to_a_plain_path(tmp_path: Path) -> None:
 
 # --- Atomic writes on disk ------------------------------------------------------
 
+
 async def test_parent_folders_are_created(tmp_path: Path) -> None:
     """Writing creates the missing parent folders."""
     target = LocalTarget(tmp_path / "a" / "b" / "c.txt")
@@ -146,9 +144,7 @@ async def test_no_temp_file_left_after_exception(tmp_path: Path) -> None:
     target = LocalTarget(tmp_path / "x.csv")
     await target.write_text("old")
     with pytest.raises(Boom):
-        async with target.open("w") as f:
-            f.write("new")
-            raise Boom
+        await write_then_raise(target, "new")
     assert os.listdir(tmp_path) == ["x.csv"]
     assert (tmp_path / "x.csv").read_text(encoding="utf-8") == "old"
 
@@ -164,14 +160,16 @@ async def test_no_temp_file_left_after_cancellation(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-async def test_write_replaces_file_instead_of_rewriting_it(tmp_path: Path) -> None:
+def test_write_replaces_file_instead_of_rewriting_it(tmp_path: Path) -> None:
     """A reader that opened the old file keeps reading the old content (os.replace)."""
     target = LocalTarget(tmp_path / "x.txt")
-    await target.write_text("old content")
+    with target.open("w") as f:
+        f.write("old content")
     with open(tmp_path / "x.txt", encoding="utf-8") as old_reader:
-        await target.write_text("new content")
+        with target.open("w") as f:
+            f.write("new content")
         assert old_reader.read() == "old content"
-    assert await target.read_text() == "new content"
+    assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "new content"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -209,10 +207,9 @@ def test_sync_form_works_without_event_loop(tmp_path: Path) -> None:
 
 def test_sync_form_discards_on_exception_without_event_loop(tmp_path: Path) -> None:
     """Without an event loop, a failed write also leaves nothing behind."""
-    target = LocalTarget(tmp_path / "x.bin")
-    with pytest.raises(Boom), target.open("wb") as f:
-        f.write(b"partial")
-        raise Boom
+    target = LocalTarget(tmp_path / "x.txt")
+    with pytest.raises(Boom):
+        write_then_raise_sync(target, "partial")
     assert os.listdir(tmp_path) == []
 
 
@@ -227,9 +224,7 @@ async def test_async_form_does_no_filesystem_call_on_event_loop_thread(
     target = LocalTarget(tmp_path / "sub" / "x.txt")
     await target.write_text("v1")
     with pytest.raises(Boom):
-        async with target.open("w") as f:
-            f.write("v2")
-            raise Boom
+        await write_then_raise(target, "v2")
     assert await target.read_text() == "v1"
     await target.remove()
 

@@ -9,11 +9,9 @@ import pytest
 from asyncflow.targets import MemoryStore, MemoryTarget
 from asyncflow.targets.memory import default_store
 
+from ._support import Boom, write_then_raise
+
 pytestmark = pytest.mark.anyio
-
-
-class Boom(Exception):
-    pass
 
 
 async def test_separate_stores_are_isolated() -> None:
@@ -58,9 +56,7 @@ async def test_failed_write_leaves_store_unchanged() -> None:
     """A write block that raises adds no key to the store."""
     store = MemoryStore()
     with pytest.raises(Boom):
-        async with MemoryTarget("k", store).open("wb") as f:
-            f.write(b"partial")
-            raise Boom
+        await write_then_raise(MemoryTarget("k", store), "partial")
     assert store.keys() == []
 
 

@@ -127,7 +127,7 @@ class LocalTarget(Target):
         try:
             return open(self.path, "rb")  # OpenTarget closes it
         except FileNotFoundError as error:
-            raise TargetNotFoundError(f"{self!r}: no such file: {self.path}") from error
+            raise TargetNotFoundError(f"no such file: {self.path}") from error
 
     def _open_writer(self) -> _LocalWriter:
         return _LocalWriter(self.path)

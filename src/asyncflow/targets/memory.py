@@ -113,11 +113,28 @@ class MemoryTarget(Target):
         """Delete the key if present."""
         self._data.pop(self.key, None)
 
+    async def read_bytes(self) -> bytes:
+        """Return the stored bytes (no worker thread: it is a dict lookup)."""
+        try:
+            return self._data[self.key]
+        except KeyError:
+            raise TargetNotFoundError(f"{self!r} does not exist") from None
+
+    async def read_text(self) -> str:
+        return (await self.read_bytes()).decode("utf-8")
+
+    async def write_bytes(self, data: bytes) -> None:
+        """Store ``data`` at once (one dict assignment, atomic)."""
+        self._data[self.key] = bytes(data)
+
+    async def write_text(self, text: str) -> None:
+        await self.write_bytes(text.encode("utf-8"))
+
     def _open_reader(self) -> BinaryIO:
         try:
             return io.BytesIO(self._data[self.key])
         except KeyError:
-            raise TargetNotFoundError(f"{self!r}: no such key: {self.key}") from None
+            raise TargetNotFoundError(f"{self!r} does not exist") from None
 
     async def _aopen_reader(self) -> BinaryIO:
         return self._open_reader()

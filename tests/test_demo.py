@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ETL = Path(__file__).parent.parent / "examples" / "etl.py"
+
+
+def run_demo(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncflow", "run", f"{ETL}:Report", "--date", "2026-11-23"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ASYNCFLOW_LOG_FORMAT": "json"},
+    )
+
+
+def test_demo_pipeline_end_to_end_twice(tmp_path: Path) -> None:
+    """The demo runs extract -> transform -> report; a second run does nothing."""
+    first = run_demo(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "* 3 ran successfully:" in first.stdout
+    frame = pd.read_parquet(tmp_path / "data" / "clean" / "2026-11-23.parquet")
+    assert list(frame.columns) == ["sensor", "value", "value_sq"]
+    assert (frame["value_sq"] == frame["value"] ** 2).all()
+    assert (tmp_path / "data" / "reports" / "2026-11-23.json").exists()
+
+    second = run_demo(tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "* 1 already complete:" in second.stdout
+    assert "ran successfully" not in second.stdout
+    assert '"event": "task.start"' not in second.stderr

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+import asyncflow
+from asyncflow.targets import MemoryStore, MemoryTarget
+
+STORE = MemoryStore()
+
+
+class Leaf(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"leaf/{self.n}", store=STORE)
+
+    async def run(self) -> None:
+        await self.output().write_bytes(b"1")
+
+
+class Failing(asyncflow.Task):
+    async def run(self) -> None:
+        raise RuntimeError("nope")
+
+
+def test_build_runs_from_sync_code() -> None:
+    """build() runs tasks from code without an event loop and returns a RunResult."""
+    STORE.clear()
+    result = asyncflow.build(Leaf(1), Leaf(2), journal=None)
+    assert isinstance(result, asyncflow.RunResult) and result.ok
+    assert sorted(STORE.keys()) == ["leaf/1", "leaf/2"]
+
+
+def test_build_accepts_one_list() -> None:
+    """build([a, b]) works as luigi.build([...]) does."""
+    STORE.clear()
+    result = asyncflow.build([Leaf(3), Leaf(4)], journal=None)
+    assert [r.status for r in result] == [asyncflow.Status.DONE] * 2
+
+
+@pytest.mark.anyio
+async def test_build_inside_running_loop_is_refused() -> None:
+    """build() inside a running loop says to await run() instead."""
+    with pytest.raises(asyncflow.AsyncflowError, match=r"await asyncflow.run"):
+        asyncflow.build(Leaf(5), journal=None)
+
+
+def test_task_class_instead_of_instance_is_refused() -> None:
+    """Passing a class instead of an instance gives a clear error."""
+    with pytest.raises(asyncflow.ConfigError, match=r"got the class Leaf"):
+        asyncflow.build(Leaf, journal=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workers": 0}, "workers must be a positive int"),
+        ({"resources": {"gpu": -1}}, r"resources\['gpu'\]"),
+        ({"journal": 42}, "journal must be a path or None"),
+        ({"max_running": {"Leaf": 0}}, r"max_running\['Leaf'\]"),
+    ],
+)
+def test_bad_run_arguments_are_refused(kwargs: dict[str, object], message: str) -> None:
+    """Invalid run() keywords raise ConfigError naming the keyword."""
+    with pytest.raises(asyncflow.ConfigError, match=message):
+        asyncflow.build(Leaf(6), **kwargs)
+
+
+def test_ok_is_false_when_a_requested_task_failed() -> None:
+    """ok is False when any requested task is not complete."""
+    STORE.clear()
+    result = asyncflow.build(Leaf(7), Failing(), journal=None)
+    assert result.status(Leaf(7)) is asyncflow.Status.DONE
+    assert not result.ok
+
+
+def test_status_of_unknown_task_is_a_key_error() -> None:
+    """Asking for a task that was not in the run names it."""
+    STORE.clear()
+    result = asyncflow.build(Leaf(8), journal=None)
+    with pytest.raises(KeyError, match="Leaf_9"):
+        result.status(Leaf(9))
+
+
+def test_summary_counts_and_explains_failures() -> None:
+    """The summary has counts per status and each failure with its error."""
+    STORE.clear()
+
+    class Needs(asyncflow.Task):
+        def requires(self) -> Failing:
+            return Failing()
+
+    result = asyncflow.build(Leaf(10), Needs(), journal=None)
+    summary = result.summary()
+    assert "Scheduled 3 tasks" in summary
+    assert "* 1 ran successfully:" in summary and "Leaf(n=10)" in summary
+    assert "* 1 failed:" in summary and "Failing(): RuntimeError: nope" in summary
+    assert "* 1 not run because a requirement failed" in summary
+    assert summary.rstrip().endswith("1 of 2 requested task(s) not complete.")
+
+
+def test_summary_groups_large_families() -> None:
+    """Many tasks of one family are summarised as a count with examples."""
+    STORE.clear()
+    result = asyncflow.build([Leaf(n) for n in range(100, 130)], journal=None)
+    assert "30 Leaf (e.g. Leaf(n=100), Leaf(n=101), ...)" in result.summary()
