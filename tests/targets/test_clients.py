@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import asyncflow
@@ -23,7 +24,7 @@ def factory_for(log: list[str]):  # type: ignore[no-untyped-def]
     async def make() -> AsyncIterator[FakeClient]:
         client = FakeClient(log)
         log.append("open")
-        await anyio.sleep(0)  # concurrent first uses must still share one client
+        await anyio.lowlevel.checkpoint()  # concurrent first uses must still share one client
         try:
             yield client
         finally:
