@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import sniffio
 
@@ -20,5 +22,6 @@ async def _backend_guard(anyio_backend: str) -> None:
 @pytest.fixture(autouse=True)
 def _guard_async_tests(request: pytest.FixtureRequest) -> None:
     """Apply the backend guard to async tests only (sync tests must run loop-free)."""
-    if request.node.get_closest_marker("anyio") is not None:
+    is_async = inspect.iscoroutinefunction(getattr(request.node, "function", None))
+    if is_async and request.node.get_closest_marker("anyio") is not None:
         request.getfixturevalue("_backend_guard")

@@ -19,10 +19,11 @@ from typing import Any
 import anyio
 import structlog
 
-from ._ready import ReadyQueue
+from ._scheduler import Scheduler
 from .errors import MissingOutputError, TaskDefinitionError, TaskError, UpstreamFailed
 from .events import Event, EventBus
 from .graph import Graph, Node, _outputs, missing_targets
+from .resources import running_release
 from .result import Status
 from .task import RunKind
 
@@ -50,6 +51,7 @@ class Executor:
         keep_going: bool,
         bus: EventBus,
         logger: Any,
+        scheduler: Scheduler,
     ) -> None:
         self._graph = graph
         self._run_id = run_id
@@ -57,7 +59,7 @@ class Executor:
         self._keep_going = keep_going
         self._bus = bus
         self._log = logger
-        self._queue: ReadyQueue[Node] = ReadyQueue()
+        self._queue = scheduler
         self._outstanding = 0
         self._threads = anyio.CapacityLimiter(workers)
         self._cancel_scope: anyio.CancelScope | None = None
@@ -108,7 +110,10 @@ class Executor:
             node = await queue.get()
             if node is None:
                 return
-            await self._execute(node)
+            try:
+                await self._execute(node)
+            finally:
+                queue.done(node)  # resources and family slot, on every path
             self._finish(node)
             handled += 1
             if handled % _YIELD_EVERY == 0:
@@ -151,6 +156,7 @@ class Executor:
         kind = type(task)._run_kind
         # bind/reset rather than bound_contextvars(): a third of the cost, per task.
         tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
+        release = running_release.set(self._releaser(node)) if node.held else None
         try:
             if kind is RunKind.ASYNC:
                 await task.run()
@@ -167,6 +173,14 @@ class Executor:
                 await self._run_generator(node)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+            if release is not None:
+                running_release.reset(release)
+
+    def _releaser(self, node: Node) -> Any:
+        def release(amounts: Any) -> None:
+            self._queue.release(node, amounts)
+
+        return release
 
     async def _run_generator(self, node: Node) -> None:
         body = node.task.run()

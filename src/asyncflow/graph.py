@@ -40,6 +40,7 @@ class Node:
         "deps",
         "error",
         "finished",
+        "held",
         "outputs",
         "pending",
         "priority",
@@ -64,6 +65,7 @@ class Node:
         self.attempts = 0
         self.started: float | None = None
         self.finished: float | None = None
+        self.held: dict[str, float] | None = None  # resources held while running
 
     def fail(self, error: BaseException, status: Status = Status.FAILED) -> None:
         self.status = status
@@ -269,10 +271,10 @@ def _settle(graph: Graph) -> None:
         node.pending = left[node.seq] = count
         if count == 0:
             ready.append(node)
-    seen = 0
+    order: list[Node] = []
     while ready:
         node = ready.popleft()
-        seen += 1
+        order.append(node)
         settled = node.task._settles_by_requirements and all(
             d.status is Status.ALREADY_COMPLETE for d in node.deps
         )
@@ -285,8 +287,14 @@ def _settle(graph: Graph) -> None:
                 left[parent.seq] -= 1
                 if left[parent.seq] == 0:
                     ready.append(parent)
-    if seen < len(todo):
+    if len(order) < len(todo):
         raise CycleError(_find_cycle([n for n in todo if left[n.seq] > 0], left))
+    # A task's priority lifts what it requires (dependents come later in `order`).
+    for node in reversed(order):
+        priority = node.priority
+        for dep in node.deps:
+            if dep.priority < priority:
+                dep.priority = priority
 
 
 def _find_cycle(stuck: list[Node], left: list[int]) -> list[str]:

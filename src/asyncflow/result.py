@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .resources import ResourceStatistics
     from .task import Task
 
 __all__ = ["RunResult", "Status", "TaskResult"]
@@ -77,6 +78,8 @@ class RunResult:
     results: dict[str, TaskResult] = field(repr=False)
     started: float = 0.0
     finished: float = 0.0
+    resources: dict[str, ResourceStatistics] = field(default_factory=dict)
+    """The resource pools at the end of the run (nothing should be in use)."""
 
     @property
     def ok(self) -> bool:
@@ -160,6 +163,8 @@ def _summarise(result: RunResult) -> str:
         if not group:
             continue
         lines.append(f"* {len(group)} {heading}:")
+        if status is Status.DONE:
+            group.sort(key=lambda r: r.started or 0.0)  # in the order they ran
         if status in (Status.FAILED, Status.MISSING):
             lines.extend(_failure_lines(group))
         else:

@@ -16,10 +16,12 @@ from typing import Any, Final
 import anyio
 import structlog
 
+from ._scheduler import Scheduler
 from .errors import AsyncflowError, ConfigError
 from .events import EventBus, EventHandler
 from .executor import Executor
-from .graph import DEFAULT_PROBE_CONCURRENCY, expand
+from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, expand
+from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, TaskResult
 from .targets._clients import client_scope
 from .task import Task
@@ -94,6 +96,7 @@ async def _run(
     logger = structlog.get_logger("asyncflow").bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
     graph = await expand(roots, probe_concurrency=options.probe_concurrency)
+    scheduler = _scheduler(graph, options, logger)
     bus = EventBus(handlers)
     executor = Executor(
         graph,
@@ -102,8 +105,13 @@ async def _run(
         keep_going=keep_going,
         bus=bus,
         logger=logger,
+        scheduler=scheduler,
     )
-    await executor.run()
+    pool_token = _current_pool.set(scheduler.pool)
+    try:
+        await executor.run()
+    finally:
+        _current_pool.reset(pool_token)
     results = {
         node.task_id: TaskResult(
             node.task, node.status, node.error, node.attempts, node.started, node.finished
@@ -111,9 +119,39 @@ async def _run(
         for node in graph.nodes.values()
         if node.status is not None
     }
-    result = RunResult(run_id, roots, results, started, time.time())
+    result = RunResult(run_id, roots, results, started, time.time(), scheduler.pool.statistics())
     logger.info("run.done", ok=result.ok, **{s.value: n for s, n in result.counts().items()})
     return result
+
+
+def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
+    """The run's resource pool and limits; refuses requests that can never be met.
+
+    Raises:
+        ResourceError: a task asks for more of a resource than the run has.
+    """
+    pool = ResourcePool(options.resources)
+    requests: dict[type, dict[str, float]] = {}
+    limits: dict[type, int | None] = {}
+    for node in graph.nodes.values():
+        if node.status is not None:
+            continue
+        cls = type(node.task)
+        if cls not in requests:
+            requests[cls] = dict(cls.resources)
+            limits[cls] = options.max_running.get(cls.task_family, cls.max_running)
+            for name in requests[cls]:
+                pool.declare(name)
+        pool.check(node.task_id, requests[cls])
+    for name in sorted(pool.defaulted):
+        logger.warning(
+            "resource.default_capacity",
+            resource=name,
+            capacity=DEFAULT_CAPACITY,
+            hint=f"tasks name {name!r} but the run gives it no capacity; it gets "
+            f"{DEFAULT_CAPACITY} (set resources={{{name!r}: N}} or --resources {name}=N)",
+        )
+    return Scheduler(pool, limits, requests)
 
 
 def build(*tasks: Task | Iterable[Task], **options: Any) -> RunResult:

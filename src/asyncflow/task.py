@@ -20,6 +20,7 @@ canonical JSON of the significant parameters.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import difflib
 import hashlib
@@ -29,9 +30,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import anyio.from_thread
+
 from .errors import AsyncflowError, ParameterError
 from .events import Event
 from .parameters import MISSING, BoolParameter, IntParameter, Parameter
+from .resources import running_release
 
 if TYPE_CHECKING:
     from .targets.base import Target
@@ -329,6 +333,28 @@ class Task:
 
     def _set_resolved_requires(self, requirements: Any) -> None:
         self.__dict__["_resolved_requires"] = requirements
+
+    def decrease_running_resources(self, amounts: Mapping[str, float]) -> None:
+        """Give back part of this task's resources while it runs (as in Luigi).
+
+        For example, after a memory-heavy phase: ``self.decrease_running_resources(
+        {"memory_gb": 6})``. Works from ``async def run()`` and from a sync
+        ``run()`` in its worker thread.
+
+        Raises:
+            AsyncflowError: called outside this task's ``run()``.
+        """
+        release = running_release.get()
+        if release is None:
+            raise AsyncflowError(
+                f"{self.task_id}: decrease_running_resources() works only inside run()"
+            )
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync body in its worker thread
+            anyio.from_thread.run_sync(release, dict(amounts))
+        else:
+            release(dict(amounts))
 
     # events ---------------------------------------------------------------------
 
