@@ -12,6 +12,7 @@
     print(result.summary())
 """
 
+from ._retry import RetryPolicy
 from ._version import __version__
 from .decorator import task
 from .errors import (
@@ -22,11 +23,13 @@ from .errors import (
     JournalError,
     MissingOutputError,
     ParameterError,
+    PermanentError,
     ResourceError,
     TargetError,
     TargetNotFoundError,
     TaskDefinitionError,
     TaskError,
+    TaskTimeout,
     UpstreamFailed,
 )
 from .events import Event, TaskEvent
@@ -42,7 +45,7 @@ from .parameters import (
     Parameter,
     TimeDeltaParameter,
 )
-from .result import RunResult, Status, TaskResult
+from .result import Attempt, RunResult, Status, TaskResult
 from .runner import DEFAULT_WORKERS, build, run
 from .targets import LocalTarget, MemoryTarget, Target
 from .task import ExternalTask, Task, WrapperTask
@@ -50,6 +53,7 @@ from .task import ExternalTask, Task, WrapperTask
 __all__ = [
     "DEFAULT_WORKERS",
     "AsyncflowError",
+    "Attempt",
     "BoolParameter",
     "ConfigError",
     "CycleError",
@@ -69,7 +73,9 @@ __all__ = [
     "MissingOutputError",
     "Parameter",
     "ParameterError",
+    "PermanentError",
     "ResourceError",
+    "RetryPolicy",
     "RunResult",
     "Status",
     "Target",
@@ -80,6 +86,7 @@ __all__ = [
     "TaskError",
     "TaskEvent",
     "TaskResult",
+    "TaskTimeout",
     "TimeDeltaParameter",
     "UpstreamFailed",
     "WrapperTask",

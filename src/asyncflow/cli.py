@@ -10,17 +10,21 @@ import argparse
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
+
 from ._version import __version__
 from .errors import AsyncflowError, ConfigError, CycleError, ParameterError
 from .logging import configure_logging
 from .parameters import BoolParameter
-from .runner import DEFAULT_WORKERS, build
+from .result import RunResult
+from .runner import DEFAULT_WORKERS, run
 from .task import Task
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "load_task", "main"]
@@ -209,9 +213,41 @@ def _run(args: argparse.Namespace, task_cls: type[Task] | None) -> int:
     }
     if journal is not _DEFAULT:
         options["journal"] = journal
-    result = build(task, **options)
+    result = anyio.run(_run_until_signalled, task, options, backend="asyncio")
+    if result is None:
+        print("asyncflow: interrupted; running tasks were cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(result.summary())
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _run_until_signalled(task: Task, options: dict[str, Any]) -> RunResult | None:
+    """Run; the first SIGINT/SIGTERM cancels the run cleanly, a second exits at once.
+
+    Returns None when the run was interrupted.
+    """
+    result: RunResult | None = None
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as run_scope:
+            tg.start_soon(_watch_signals, run_scope)
+            result = await run(task, **options)
+        tg.cancel_scope.cancel()  # stop watching
+    return result
+
+
+async def _watch_signals(run_scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if run_scope.cancel_called:
+                print("asyncflow: second signal, exiting now", file=sys.stderr, flush=True)
+                os._exit(EXIT_INTERRUPTED)
+            name = signal.Signals(signum).name
+            print(
+                f"asyncflow: {name}: cancelling running tasks (again to exit at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            run_scope.cancel()
 
 
 _DEFAULT = object()

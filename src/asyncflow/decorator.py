@@ -44,9 +44,13 @@ def task(
     output: Any = None,
     resources: Mapping[str, float] | None = None,
     max_running: int | None = None,
-    priority: int = 0,
-    retry_count: int = 0,
-    retry_delay: float = 0.0,
+    priority: int | None = None,
+    retry_count: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: float | None = None,
+    retry_max_delay: float | None = None,
+    retry_jitter: float | None = None,
+    retry_on: tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
     namespace: str | None = None,
     base: type[Task] = Task,
@@ -62,9 +66,13 @@ def task(
     output: Any = None,
     resources: Mapping[str, float] | None = None,
     max_running: int | None = None,
-    priority: int = 0,
-    retry_count: int = 0,
-    retry_delay: float = 0.0,
+    priority: int | None = None,
+    retry_count: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: float | None = None,
+    retry_max_delay: float | None = None,
+    retry_jitter: float | None = None,
+    retry_on: tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
     namespace: str | None = None,
     base: type[Task] = Task,
@@ -79,15 +87,21 @@ def task(
         TypeError: a function parameter has no supported annotation, or is
             ``*args``/``**kwargs``.
     """
-    attributes: dict[str, Any] = {
+    given = {
         "priority": priority,
         "retry_count": retry_count,
         "retry_delay": retry_delay,
+        "retry_backoff": retry_backoff,
+        "retry_max_delay": retry_max_delay,
+        "retry_jitter": retry_jitter,
+        "retry_on": retry_on,
         "timeout": timeout,
         "max_running": max_running,
-        "resources": dict(resources or {}),
+        "resources": dict(resources) if resources is not None else None,
         "task_namespace": namespace,
     }
+    # Only what was given: an unset retry attribute lets the run's defaults apply.
+    attributes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
 
     def decorate(function: _Fn) -> type[Task]:
         return _make_task_class(function, name, requires, output, attributes, base)
@@ -121,7 +135,7 @@ def _make_task_class(
     if output is not None:
         namespace["output"] = _provider(output, params, "output", fn)
     family = name or fn.__name__
-    if attributes["task_namespace"]:
+    if attributes.get("task_namespace"):
         family = f"{attributes['task_namespace']}.{family}"
     namespace["task_family"] = family
     cls: type[Task] = type(name or fn.__name__, (base,), namespace)

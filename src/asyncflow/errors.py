@@ -8,7 +8,9 @@ The hierarchy::
     ├── GraphError            the task graph cannot be built
     │   └── CycleError        requires() forms a cycle (the path is in the message)
     ├── ResourceError         a task asks for more of a resource than exists
+    ├── PermanentError        raised by a task: fail now, do not retry
     ├── TaskError             a task failed; raised and recorded per task
+    │   ├── TaskTimeout           an attempt ran longer than the task's timeout
     │   ├── MissingOutputError    run() returned without producing an output
     │   ├── UpstreamFailed        a requirement of the task failed or is missing
     │   └── TaskDefinitionError   requires(), output() or complete() raised
@@ -31,11 +33,13 @@ __all__ = [
     "JournalError",
     "MissingOutputError",
     "ParameterError",
+    "PermanentError",
     "ResourceError",
     "TargetError",
     "TargetNotFoundError",
     "TaskDefinitionError",
     "TaskError",
+    "TaskTimeout",
     "UpstreamFailed",
 ]
 
@@ -77,6 +81,24 @@ class TaskError(AsyncflowError):
     def __init__(self, message: str, *, task_id: str) -> None:
         self.task_id = task_id
         super().__init__(message)
+
+
+class PermanentError(AsyncflowError):
+    """Raise this from ``run()`` for a failure that retrying cannot fix (bad data, say).
+
+    The task fails at once, whatever its ``retry_count``.
+    """
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """An attempt ran longer than the task's ``timeout``."""
+
+    def __init__(self, task_id: str, timeout: float, attempt: int) -> None:
+        self.timeout = timeout
+        self.attempt = attempt
+        super().__init__(
+            f"{task_id}: attempt {attempt} timed out after {timeout:g} s", task_id=task_id
+        )
 
 
 class MissingOutputError(TaskError):

@@ -17,17 +17,19 @@ import time
 from typing import Any
 
 import anyio
-import structlog
 
+from ._attempt import call_run, check_outputs
+from ._retry import RetryPolicy
 from ._scheduler import Scheduler
-from .errors import MissingOutputError, TaskDefinitionError, TaskError, UpstreamFailed
+from .clock import Clock, SystemClock
+from .errors import TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
-from .graph import Graph, Node, _outputs, missing_targets
-from .resources import running_release
+from .graph import Graph, Node
 from .result import Status
-from .task import RunKind
 
 __all__ = ["Executor"]
+
+_RETRY = object()  # outcome of an attempt that is followed by another
 
 _YIELD_EVERY = 64
 
@@ -52,6 +54,8 @@ class Executor:
         bus: EventBus,
         logger: Any,
         scheduler: Scheduler,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._graph = graph
         self._run_id = run_id
@@ -65,6 +69,10 @@ class Executor:
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self._log_info = _enabled(logger, logging.INFO)
+        self._retry = retry
+        self._clock: Clock = clock or SystemClock()
+        self._policies: dict[type, RetryPolicy] = {}
+        self._spawn: Any = None
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -94,6 +102,7 @@ class Executor:
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
+                self._spawn = tg.start_soon
                 self._bus.set_spawn(tg.start_soon)
                 for _ in range(min(self._workers, self._outstanding)):
                     tg.start_soon(self._worker)
@@ -111,98 +120,125 @@ class Executor:
             if node is None:
                 return
             try:
-                await self._execute(node)
+                outcome = await self._attempt(node)
             finally:
                 queue.done(node)  # resources and family slot, on every path
+            if outcome is _RETRY:
+                # Waiting for the next attempt holds no worker and no resources.
+                assert self._spawn is not None
+                self._spawn(self._requeue, node, self._policy(node).delay_for(node.attempts))
+                continue
+            await self._settled(node)
             self._finish(node)
             handled += 1
             if handled % _YIELD_EVERY == 0:
                 # No-op bodies never suspend: give the rest of the loop a turn.
                 await asyncio.sleep(0)
 
-    async def _execute(self, node: Node) -> None:
+    async def _attempt(self, node: Node) -> object:
+        """One attempt of ``node``: DONE, FAILED, or _RETRY (another attempt is due)."""
         task = node.task
         run_id = self._run_id
-        node.attempts += 1
-        node.started = time.time()
-        self._bus.emit(Event.START, task, run_id, attempt=node.attempts)
+        attempt = node.attempts = node.attempts + 1
+        started = time.time()
+        if node.started is None:
+            node.started = started
+        self._bus.emit(Event.START, task, run_id, attempt=attempt)
         if self._log_info:
-            self._log.info("task.start", task_id=node.task_id, attempt=node.attempts)
+            self._log.info("task.start", task_id=node.task_id, attempt=attempt)
+        timeout = task.timeout
+        scope: anyio.CancelScope | None = None
         try:
-            await self._call_run(node)
-            await self._check_outputs(node)
+            if timeout is None:
+                await call_run(node, self._threads, self._releaser(node))
+            else:
+                with anyio.fail_after(timeout) as scope:
+                    await call_run(node, self._threads, self._releaser(node))
+            await check_outputs(node)
         except self._cancelled_exc:
             node.status = Status.CANCELLED
             node.finished = time.time()
-            self._bus.emit(Event.CANCELLED, task, run_id, attempt=node.attempts)
-            self._log.warning("task.cancelled", task_id=node.task_id)
+            node.record_attempt(attempt, started, node.finished, None)
+            self._bus.emit(Event.CANCELLED, task, run_id, attempt=attempt)
+            self._log.warning("task.cancelled", task_id=node.task_id, attempt=attempt)
             raise
         except Exception as exc:
-            node.finished = time.time()
-            node.fail(exc)
-            self._bus.emit(Event.FAILURE, task, run_id, attempt=node.attempts, error=exc)
-            self._log_failure(node)
-        else:
-            node.finished = finished = time.time()
-            node.status = Status.DONE
-            duration = finished - node.started
-            self._bus.emit(Event.SUCCESS, task, run_id, attempt=node.attempts)
-            self._bus.emit(Event.PROCESSING_TIME, task, run_id, duration=duration)
-            if self._log_info:
-                self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
+            error: Exception = exc
+            if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
+                error = TaskTimeout(node.task_id, timeout or 0.0, attempt)
+                error.__cause__ = exc
+            return self._failed_attempt(node, attempt, started, error)
+        finished = node.finished = time.time()
+        node.status = Status.DONE
+        node.record_attempt(attempt, started, finished, None)
+        duration = finished - started
+        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt)
+        self._bus.emit(Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration)
+        if self._log_info:
+            self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
+        return Status.DONE
 
-    async def _call_run(self, node: Node) -> None:
+    def _failed_attempt(self, node: Node, attempt: int, started: float, error: Exception) -> object:
         task = node.task
-        kind = type(task)._run_kind
-        # bind/reset rather than bound_contextvars(): a third of the cost, per task.
-        tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
-        release = running_release.set(self._releaser(node)) if node.held else None
+        finished = time.time()
+        duration = finished - started
+        node.record_attempt(attempt, started, finished, error)
+        if isinstance(error, TaskTimeout):
+            self._bus.emit(
+                Event.TIMEOUT, task, self._run_id, attempt=attempt, error=error, duration=duration
+            )
+        if self._policy(node).should_retry(error, attempt):
+            self._bus.emit(
+                Event.RETRY, task, self._run_id, attempt=attempt, error=error, duration=duration
+            )
+            self._log.warning(
+                "task.retry",
+                task_id=node.task_id,
+                attempt=attempt,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return _RETRY
+        node.finished = finished
+        node.fail(error)
+        self._bus.emit(
+            Event.FAILURE, task, self._run_id, attempt=attempt, error=error, duration=duration
+        )
+        self._log_failure(node)
+        return Status.FAILED
+
+    def _policy(self, node: Node) -> RetryPolicy:
+        cls = type(node.task)
+        policy = self._policies.get(cls)
+        if policy is None:
+            policy = self._policies[cls] = RetryPolicy.for_task(cls, self._retry)
+        return policy
+
+    async def _requeue(self, node: Node, delay: float) -> None:
+        if delay > 0:
+            await self._clock.sleep(delay)
+        self._queue.push(node)
+
+    async def _settled(self, node: Node) -> None:
+        """Call the task's on_success()/on_failure() hook; a raising hook is logged."""
+        task = node.task
         try:
-            if kind is RunKind.ASYNC:
-                await task.run()
-            elif kind is RunKind.SYNC:
-                outcome = await anyio.to_thread.run_sync(task.run, limiter=self._threads)
-                if inspect.isawaitable(outcome):
-                    _close(outcome)
-                    raise TaskError(
-                        f"{node.task_id}: run() is a plain function but returned an awaitable; "
-                        "declare it `async def run(self)`",
-                        task_id=node.task_id,
-                    )
+            if node.status is Status.DONE:
+                outcome = task.on_success()
             else:
-                await self._run_generator(node)
-        finally:
-            structlog.contextvars.reset_contextvars(**tokens)
-            if release is not None:
-                running_release.reset(release)
+                outcome = task.on_failure(node.error)  # type: ignore[arg-type]
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            self._log.exception("task.hook_failed", task_id=node.task_id)
 
     def _releaser(self, node: Node) -> Any:
+        if not node.held:
+            return None
+
         def release(amounts: Any) -> None:
             self._queue.release(node, amounts)
 
         return release
-
-    async def _run_generator(self, node: Node) -> None:
-        body = node.task.run()
-        async for _ in body:
-            await body.aclose()
-            raise TaskError(
-                f"{node.task_id}: run() yielded requirements, and dynamic requirements are "
-                "not supported yet",
-                task_id=node.task_id,
-            )
-
-    async def _check_outputs(self, node: Node) -> None:
-        outputs = node.outputs
-        if outputs is None:
-            try:
-                outputs = node.outputs = _outputs(node.task)
-            except Exception as exc:
-                raise TaskDefinitionError(node.task_id, "output", exc) from exc
-        if outputs:
-            missing = await missing_targets(outputs)
-            if missing:
-                raise MissingOutputError(node.task_id, [str(t) for t in missing])
 
     def _finish(self, node: Node) -> None:
         self._outstanding -= 1
@@ -255,9 +291,3 @@ def _enabled(logger: Any, level: int) -> bool:
         return bool(check(level))
     except Exception:
         return True
-
-
-def _close(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from .errors import CycleError, GraphError, TaskDefinitionError
-from .result import Status
+from .result import Attempt, Status
 from .targets.base import Target
 from .task import Task, flatten, resolve_requires
 
@@ -41,6 +41,7 @@ class Node:
         "error",
         "finished",
         "held",
+        "history",
         "outputs",
         "pending",
         "priority",
@@ -66,6 +67,14 @@ class Node:
         self.started: float | None = None
         self.finished: float | None = None
         self.held: dict[str, float] | None = None  # resources held while running
+        self.history: list[Attempt] | None = None  # one record per attempt, once run
+
+    def record_attempt(
+        self, number: int, started: float, finished: float, error: BaseException | None
+    ) -> None:
+        if self.history is None:
+            self.history = []
+        self.history.append(Attempt(number, started, finished, error))
 
     def fail(self, error: BaseException, status: Status = Status.FAILED) -> None:
         self.status = status

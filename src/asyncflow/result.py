@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .resources import ResourceStatistics
     from .task import Task
 
-__all__ = ["RunResult", "Status", "TaskResult"]
+__all__ = ["Attempt", "RunResult", "Status", "TaskResult"]
 
 
 class Status(enum.StrEnum):
@@ -37,6 +37,24 @@ class Status(enum.StrEnum):
         return self is Status.DONE or self is Status.ALREADY_COMPLETE
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a task: when, how long, and the error if it failed."""
+
+    number: int
+    started: float
+    finished: float
+    error: BaseException | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def timed_out(self) -> bool:
+        return isinstance(self.error, TimeoutError)
+
+
 @dataclass(slots=True)
 class TaskResult:
     """What happened to one task."""
@@ -47,6 +65,8 @@ class TaskResult:
     attempts: int = 0
     started: float | None = None
     finished: float | None = None
+    history: list[Attempt] = field(default_factory=list)
+    """Every attempt, in order (empty for tasks that did not run)."""
 
     @property
     def task_id(self) -> str:

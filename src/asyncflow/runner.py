@@ -16,7 +16,9 @@ from typing import Any, Final
 import anyio
 import structlog
 
+from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from .clock import Clock
 from .errors import AsyncflowError, ConfigError
 from .events import EventBus, EventHandler
 from .executor import Executor
@@ -52,6 +54,8 @@ async def run(
     max_running: Mapping[str, int] | None = None,
     handlers: Iterable[EventHandler] = (),
     probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
+    retry: RetryPolicy | None = None,
+    clock: Clock | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
 
@@ -67,6 +71,9 @@ async def run(
         max_running: per-family limits, overriding ``Task.max_running``.
         handlers: callables receiving every :class:`~asyncflow.TaskEvent`.
         probe_concurrency: completeness probes in flight at once.
+        retry: retry defaults for tasks whose classes set no retry attributes.
+        clock: the time source for waits between retries (tests pass a
+            :class:`asyncflow.testing.FakeClock`).
 
     Returns:
         A :class:`RunResult`; ``result.ok`` tells whether every requested task
@@ -78,6 +85,10 @@ async def run(
     """
     roots = _requested(tasks)
     options = _RunOptions(workers, resources, journal, max_running, probe_concurrency)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigError(f"retry must be an asyncflow.RetryPolicy, got {retry!r}")
+    options.retry = retry
+    options.clock = clock
     run_id = _new_run_id()
     started = time.time()
     with structlog.contextvars.bound_contextvars(run_id=run_id):
@@ -106,6 +117,8 @@ async def _run(
         bus=bus,
         logger=logger,
         scheduler=scheduler,
+        retry=options.retry,
+        clock=options.clock,
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:
@@ -114,7 +127,13 @@ async def _run(
         _current_pool.reset(pool_token)
     results = {
         node.task_id: TaskResult(
-            node.task, node.status, node.error, node.attempts, node.started, node.finished
+            node.task,
+            node.status,
+            node.error,
+            node.attempts,
+            node.started,
+            node.finished,
+            list(node.history or ()),
         )
         for node in graph.nodes.values()
         if node.status is not None
@@ -205,6 +224,8 @@ class _RunOptions:
         for family, limit in self.max_running.items():
             _positive_int(f"max_running[{family!r}]", limit)
         self.journal = _journal_path(journal)
+        self.retry: RetryPolicy | None = None
+        self.clock: Clock | None = None
 
 
 def _positive_int(name: str, value: object) -> int:

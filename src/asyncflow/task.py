@@ -94,7 +94,16 @@ def _check_class_attributes(cls: type[Task]) -> None:
             raise TypeError(f"{name}.max_running must be at least 1 (or None), got {value!r}")
         if attr == "retry_count" and value < 0:
             raise TypeError(f"{name}.retry_count must be >= 0, got {value!r}")
-    for attr in ("retry_delay", "timeout"):
+    retry_on = cls.retry_on
+    if not isinstance(retry_on, tuple) or not all(
+        isinstance(k, type) and issubclass(k, BaseException) for k in retry_on
+    ):
+        raise TypeError(f"{name}.retry_on must be a tuple of exception classes, got {retry_on!r}")
+    if cls.retry_backoff < 1:
+        raise TypeError(f"{name}.retry_backoff must be >= 1, got {cls.retry_backoff!r}")
+    if not 0 <= cls.retry_jitter <= 1:
+        raise TypeError(f"{name}.retry_jitter must be between 0 and 1, got {cls.retry_jitter!r}")
+    for attr in ("retry_delay", "retry_max_delay", "timeout"):
         value = getattr(cls, attr)
         if value is None and attr == "timeout":
             continue
@@ -115,7 +124,9 @@ class Task:
     * ``resources`` - amounts of named resources held while running.
     * ``max_running`` - at most this many tasks of the family at once.
     * ``priority`` - higher starts first among ready tasks.
-    * ``retry_count`` / ``retry_delay`` - extra attempts and the first delay.
+    * ``retry_count`` / ``retry_delay`` - extra attempts and the first delay;
+      ``retry_backoff`` (x2), ``retry_max_delay`` (300 s), ``retry_jitter``
+      (a fraction) and ``retry_on`` (exception types; default ``Exception``).
     * ``timeout`` - seconds an attempt may take.
     * ``task_namespace`` - prefixed to the family (``"ns.Family"``).
     """
@@ -127,6 +138,10 @@ class Task:
     priority: ClassVar[int] = 0
     retry_count: ClassVar[int] = 0
     retry_delay: ClassVar[float] = 0.0
+    retry_backoff: ClassVar[float] = 2.0
+    retry_max_delay: ClassVar[float] = 300.0
+    retry_jitter: ClassVar[float] = 0.0
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
     timeout: ClassVar[float | None] = None
 
     _params: ClassVar[dict[str, Parameter[Any]]] = {}
@@ -333,6 +348,14 @@ class Task:
 
     def _set_resolved_requires(self, requirements: Any) -> None:
         self.__dict__["_resolved_requires"] = requirements
+
+    def on_success(self) -> Any:
+        """Called once the task succeeded (after its last attempt). May be ``async def``."""
+        return None
+
+    def on_failure(self, exception: BaseException) -> Any:
+        """Called once the task failed for good (after its retries). May be ``async def``."""
+        return None
 
     def decrease_running_resources(self, amounts: Mapping[str, float]) -> None:
         """Give back part of this task's resources while it runs (as in Luigi).

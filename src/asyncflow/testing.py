@@ -9,11 +9,33 @@
 
 from __future__ import annotations
 
+import anyio.lowlevel
+
 from .events import Event, TaskEvent
 from .targets.memory import MemoryStore, MemoryTarget
 from .task import Task
 
-__all__ = ["EventRecorder", "MemoryStore", "MemoryTarget"]
+__all__ = ["EventRecorder", "FakeClock", "MemoryStore", "MemoryTarget"]
+
+
+class FakeClock:
+    """A clock whose sleeps return at once, advancing virtual time.
+
+    Pass it to a run (``run(..., clock=FakeClock())``) to test retry backoff
+    without waiting: ``clock.sleeps`` lists every requested delay, in order.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self._now += seconds
+        await anyio.lowlevel.checkpoint()
 
 
 class EventRecorder:

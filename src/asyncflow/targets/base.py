@@ -27,7 +27,9 @@ neither side of a pair is rejected when it is defined.
 from __future__ import annotations
 
 import abc
+import contextvars
 import io
+import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Generic, Literal, TypeVar, cast, final, overload
@@ -35,6 +37,8 @@ from typing import IO, Any, BinaryIO, Generic, Literal, TypeVar, cast, final, ov
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+
+from ..errors import TargetError
 
 __all__ = ["AtomicWriter", "OpenTarget", "Target"]
 
@@ -215,6 +219,23 @@ class Target(abc.ABC):
         return await anyio.to_thread.run_sync(self._open_writer)
 
 
+abandoned_attempt: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "asyncflow_abandoned_attempt", default=None
+)
+"""Set by the executor around a sync body: once the event is set (the attempt
+timed out or was cancelled and the run stopped waiting for its thread), the
+thread's writes must not be committed."""
+
+
+def _refuse_if_abandoned(target: Target) -> None:
+    flag = abandoned_attempt.get()
+    if flag is not None and flag.is_set():
+        raise TargetError(
+            f"{target!r}: write not committed: its task attempt was abandoned "
+            "(timed out or cancelled) while this worker thread was still running"
+        )
+
+
 @final
 class OpenTarget(Generic[_F]):
     """What :meth:`Target.open` returns: enter it once, with ``with`` or ``async with``.
@@ -299,6 +320,7 @@ class OpenTarget(Generic[_F]):
         else:
             try:
                 self._finish_text()
+                _refuse_if_abandoned(self._target)
                 writer.commit()
             except BaseException as error:
                 self._discard(writer, error)
