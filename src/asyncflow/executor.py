@@ -128,7 +128,8 @@ class Executor:
                 assert self._spawn is not None
                 self._spawn(self._requeue, node, self._policy(node).delay_for(node.attempts))
                 continue
-            await self._settled(node)
+            if node.task._has_hooks:
+                await self._settled(node)
             self._finish(node)
             handled += 1
             if handled % _YIELD_EVERY == 0:
@@ -170,7 +171,8 @@ class Executor:
             return self._failed_attempt(node, attempt, started, error)
         finished = node.finished = time.time()
         node.status = Status.DONE
-        node.record_attempt(attempt, started, finished, None)
+        if node.history is not None:  # a first attempt's success is implied by started/finished
+            node.record_attempt(attempt, started, finished, None)
         duration = finished - started
         self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt)
         self._bus.emit(Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration)

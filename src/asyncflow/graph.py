@@ -69,6 +69,14 @@ class Node:
         self.held: dict[str, float] | None = None  # resources held while running
         self.history: list[Attempt] | None = None  # one record per attempt, once run
 
+    def attempt_history(self) -> list[Attempt]:
+        """Every attempt so far (one that succeeded at once is not stored, only implied)."""
+        if self.history is not None:
+            return list(self.history)
+        if self.status is Status.DONE and self.started is not None and self.finished is not None:
+            return [Attempt(1, self.started, self.finished, None)]
+        return []
+
     def record_attempt(
         self, number: int, started: float, finished: float, error: BaseException | None
     ) -> None:

@@ -133,7 +133,7 @@ async def _run(
             node.attempts,
             node.started,
             node.finished,
-            list(node.history or ()),
+            node.attempt_history(),
         )
         for node in graph.nodes.values()
         if node.status is not None

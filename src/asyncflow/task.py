@@ -150,6 +150,7 @@ class Task:
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
     _is_external: ClassVar[bool] = False
+    _has_hooks: ClassVar[bool] = False
     _settles_by_requirements: ClassVar[bool] = False
 
     task_id: str
@@ -175,6 +176,9 @@ class Task:
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
         cls._run_kind = _run_kind(cls.run)
         cls._default_complete = cls.complete is Task.complete
+        cls._has_hooks = cls.on_success is not Task.on_success or (
+            cls.on_failure is not Task.on_failure
+        )
         _check_class_attributes(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
