@@ -384,3 +384,25 @@ async def test_run_installs_no_logging_handlers() -> None:
     before = list(logging.getLogger().handlers)
     await asyncflow.run(Step("quiet"), journal=None)
     assert logging.getLogger().handlers == before
+
+
+class Link(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+    def requires(self) -> Link | None:
+        return Link(self.i - 1) if self.i else None
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"link/{self.i}", store=STORE)
+
+    async def run(self) -> None:
+        await self.output().write_bytes(b"")
+
+
+async def test_ten_thousand_chain_runs_in_order() -> None:
+    """A 10,000-long chain runs end to end, every link once."""
+    result = await asyncflow.run(Link(9_999), journal=None)
+    assert result.ok and len(result) == 10_000
+    assert all(r.status is Status.DONE for r in result)
+    starts = [result[Link(i)].started for i in range(10_000)]
+    assert starts == sorted(starts)

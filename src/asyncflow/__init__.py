@@ -14,6 +14,7 @@
 
 from ._retry import RetryPolicy
 from ._version import __version__
+from .config import Config
 from .decorator import task
 from .errors import (
     AsyncflowError,
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncflowError",
     "Attempt",
     "BoolParameter",
+    "Config",
     "ConfigError",
     "CycleError",
     "DateHourParameter",

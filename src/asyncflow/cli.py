@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from ._version import __version__
+from .config import Config, parse_amounts
 from .errors import AsyncflowError, ConfigError, CycleError, ParameterError
 from .logging import configure_logging
 from .parameters import BoolParameter
@@ -133,8 +134,8 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=DEFAULT_WORKERS,
-        help=f"task bodies running at once (default {DEFAULT_WORKERS})",
+        default=None,
+        help=f"task bodies running at once (default: configured, else {DEFAULT_WORKERS})",
     )
     run.add_argument(
         "--resources",
@@ -151,8 +152,12 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     run.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failure (default: keep going)"
     )
-    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
+    run.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (default: configured, else INFO)",
+    )
+    run.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
     if task_cls is not None:
         group = run.add_argument_group(f"parameters of {task_cls.task_family}")
         for name, param in task_cls.get_params().items():
@@ -193,32 +198,46 @@ def _param_help(param: Any) -> str:
 def _run(args: argparse.Namespace, task_cls: type[Task] | None) -> int:
     if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
         task_cls = load_task(args.task)
-    texts: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for name, param in task_cls.get_params().items():
-        given = getattr(args, f"param_{name}")
-        if given is None:
-            continue
-        if isinstance(param, BoolParameter):
-            values[name] = bool(given)
-        else:
-            texts[name] = given
-    task = task_cls.from_str_params(texts) if not values else _with_values(task_cls, texts, values)
-    configure_logging(args.log_format, args.log_level)
-    journal: Any = None if args.no_journal else (args.journal or _DEFAULT)
+    config = Config.load()
+    task = _task_from_args(task_cls, args, config)
+    configure_logging(
+        args.log_format or config.log_format or "auto", args.log_level or config.log_level or "INFO"
+    )
     options: dict[str, Any] = {
         "workers": args.workers,
         "resources": _resources(args.resources),
-        "keep_going": not args.fail_fast,
+        "keep_going": False if args.fail_fast else None,
+        "config": config,
     }
-    if journal is not _DEFAULT:
-        options["journal"] = journal
+    if args.no_journal:
+        options["journal"] = None
+    elif args.journal:
+        options["journal"] = args.journal
     result = anyio.run(_run_until_signalled, task, options, backend="asyncio")
     if result is None:
         print("asyncflow: interrupted; running tasks were cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(result.summary())
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _task_from_args(task_cls: type[Task], args: argparse.Namespace, config: Config) -> Task:
+    """The task: command-line values over the configuration's ``[Family]`` defaults."""
+    texts = config.task_defaults(task_cls.task_family)
+    flags: dict[str, bool] = {}
+    for name, param in task_cls.get_params().items():
+        given = getattr(args, f"param_{name}")
+        if given is None:
+            continue
+        if isinstance(param, BoolParameter):
+            flags[name] = bool(given)
+            texts.pop(name, None)
+        else:
+            texts[name] = given
+    if not flags:
+        return task_cls.from_str_params(texts)
+    parsed = task_cls.from_str_params(texts).param_kwargs if texts else {}
+    return task_cls(**{k: v for k, v in parsed.items() if k in texts}, **flags)
 
 
 async def _run_until_signalled(task: Task, options: dict[str, Any]) -> RunResult | None:
@@ -250,31 +269,10 @@ async def _watch_signals(run_scope: anyio.CancelScope) -> None:
             run_scope.cancel()
 
 
-_DEFAULT = object()
-
-
-def _with_values(task_cls: type[Task], texts: dict[str, str], values: dict[str, Any]) -> Task:
-    parsed = task_cls.from_str_params(texts).param_kwargs if texts else {}
-    given = {k: v for k, v in parsed.items() if k in texts}
-    return task_cls(**given, **values)
-
-
 def _resources(items: list[str]) -> dict[str, float]:
     capacities: dict[str, float] = {}
     for item in items:
-        for pair in item.split(","):
-            if not pair.strip():
-                continue
-            name, sep, amount = pair.partition("=")
-            if not sep or not name.strip():
-                raise UsageError(f"--resources expects NAME=AMOUNT, got {pair!r}")
-            try:
-                value = float(amount)
-            except ValueError:
-                raise UsageError(
-                    f"--resources {name.strip()}: {amount!r} is not a number"
-                ) from None
-            capacities[name.strip()] = int(value) if value.is_integer() else value
+        capacities.update(parse_amounts(item, "--resources"))
     return capacities
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
+from .config import Config
 from .errors import AsyncflowError, ConfigError
 from .events import EventBus, EventHandler
 from .executor import Executor
@@ -47,33 +49,39 @@ JournalArg = str | os.PathLike[str] | _DefaultJournal | None
 
 async def run(
     *tasks: Task | Iterable[Task],
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     resources: Mapping[str, float] | None = None,
     journal: JournalArg = DEFAULT_JOURNAL,
-    keep_going: bool = True,
+    keep_going: bool | None = None,
     max_running: Mapping[str, int] | None = None,
     handlers: Iterable[EventHandler] = (),
     probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
     retry: RetryPolicy | None = None,
     clock: Clock | None = None,
+    config: Config | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
 
     Tasks may be given as arguments or as one list (``run([a, b])``).
 
     Args:
-        workers: task bodies running at once (default 8). Sync bodies run in
-            worker threads, at most this many.
-        resources: capacities of named resources, e.g. ``{"memory_gb": 64}``.
+        workers: task bodies running at once (default: configured, else 8).
+            Sync bodies run in worker threads, at most this many.
+        resources: capacities of named resources, e.g. ``{"memory_gb": 64}``,
+            on top of the configured ones.
         journal: path of the SQLite run journal; ``None`` turns it off.
+            Default: the configured path, else ``.asyncflow/journal.db``.
         keep_going: when False, the first failure cancels running tasks and
-            stops the run.
-        max_running: per-family limits, overriding ``Task.max_running``.
+            stops the run (default: configured, else True).
+        max_running: per-family limits, overriding ``Task.max_running`` and
+            the configured ones.
         handlers: callables receiving every :class:`~asyncflow.TaskEvent`.
         probe_concurrency: completeness probes in flight at once.
         retry: retry defaults for tasks whose classes set no retry attributes.
         clock: the time source for waits between retries (tests pass a
             :class:`asyncflow.testing.FakeClock`).
+        config: settings to use instead of reading ``asyncflow.toml`` /
+            ``pyproject.toml`` / ``ASYNCFLOW_*`` (see :class:`asyncflow.Config`).
 
     Returns:
         A :class:`RunResult`; ``result.ok`` tells whether every requested task
@@ -84,7 +92,21 @@ async def run(
         ConfigError: an argument is invalid.
     """
     roots = _requested(tasks)
-    options = _RunOptions(workers, resources, journal, max_running, probe_concurrency)
+    if config is None:
+        config = await anyio.to_thread.run_sync(Config.load)
+    elif not isinstance(config, Config):
+        raise ConfigError(f"config must be an asyncflow.Config, got {config!r}")
+    if journal is DEFAULT_JOURNAL and config.journal is not None:
+        journal = config.journal or None  # "" in the configuration: no journal
+    options = _RunOptions(
+        workers if workers is not None else config.workers or DEFAULT_WORKERS,
+        {**config.resources, **(resources or {})},
+        journal,
+        {**config.max_running, **(max_running or {})},
+        probe_concurrency,
+    )
+    if keep_going is None:
+        keep_going = config.keep_going if config.keep_going is not None else True
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigError(f"retry must be an asyncflow.RetryPolicy, got {retry!r}")
     options.retry = retry

@@ -1,0 +1,214 @@
+"""Configuration: ``asyncflow.toml``, ``[tool.asyncflow]`` in ``pyproject.toml``, ``ASYNCFLOW_*``.
+
+Nothing is read at import. :meth:`Config.load` reads, in increasing order of
+precedence:
+
+1. ``asyncflow.toml`` in the working folder, or else the ``[tool.asyncflow]``
+   table of its ``pyproject.toml``;
+2. environment variables ``ASYNCFLOW_WORKERS``, ``ASYNCFLOW_JOURNAL``,
+   ``ASYNCFLOW_RESOURCES`` (``memory_gb=64,db=2``), ``ASYNCFLOW_MAX_RUNNING``
+   (``Export=2``), ``ASYNCFLOW_KEEP_GOING``, ``ASYNCFLOW_LOG_LEVEL``,
+   ``ASYNCFLOW_LOG_FORMAT``.
+
+Arguments given to ``run()`` or on the command line override both. The file::
+
+    workers = 8
+    journal = ".asyncflow/journal.db"   # "" turns the journal off
+    keep_going = true
+
+    [resources]
+    memory_gb = 64
+
+    [max_running]
+    HeavyTransform = 2
+
+    [Report]             # any other table: parameter defaults of a task family
+    date = "2026-11-23"  # (applied by the command line)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Config", "parse_amounts"]
+
+_SCALARS = {"workers", "journal", "keep_going", "log_level", "log_format"}
+_TABLES = {"resources", "max_running"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for runs; every field is optional (None: not configured)."""
+
+    workers: int | None = None
+    journal: str | None = None
+    """A path; ``""`` means no journal; None means not configured."""
+    keep_going: bool | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    max_running: dict[str, int] = field(default_factory=dict)
+    tasks: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Parameter defaults by task family, as text."""
+    source: str | None = None
+    """The file the settings came from, if any."""
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Read the configuration file of ``directory`` (default: cwd) and ``environ``.
+
+        Raises:
+            ConfigError: a file does not parse or holds a bad value; the message
+                names the file and the key.
+        """
+        folder = Path(directory) if directory is not None else Path.cwd()
+        values, source = _read_file(folder)
+        values.update(_read_environ(os.environ if environ is None else environ))
+        return cls._build(values, source or "the environment")
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], where: str) -> Config:
+        known: dict[str, Any] = {}
+        tasks: dict[str, dict[str, str]] = {}
+        for key, value in values.items():
+            if key in _SCALARS:
+                known[key] = _scalar(key, value, where)
+            elif key in _TABLES:
+                known[key] = _table(key, value, where)
+            elif isinstance(value, dict):
+                tasks[key] = {name: _text(v) for name, v in value.items()}
+            else:
+                raise ConfigError(
+                    f"{where}: unknown setting {key!r} (settings: "
+                    f"{', '.join(sorted(_SCALARS | _TABLES))}; tables name task families)"
+                )
+        return cls(**known, tasks=tasks, source=where if where != "the environment" else None)
+
+    def task_defaults(self, family: str) -> dict[str, str]:
+        """The parameter defaults a ``[Family]`` section gives, as text."""
+        return dict(self.tasks.get(family, {}))
+
+
+def _read_file(folder: Path) -> tuple[dict[str, Any], str | None]:
+    own = folder / "asyncflow.toml"
+    if own.is_file():
+        return _parse_toml(own), str(own)
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file():
+        table = _parse_toml(pyproject).get("tool", {}).get("asyncflow")
+        if table is not None:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{pyproject}: [tool.asyncflow] must be a table")
+            return dict(table), f"{pyproject} [tool.asyncflow]"
+    return {}, None
+
+
+def _parse_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in _SCALARS | _TABLES:
+        text = environ.get(f"ASYNCFLOW_{key.upper()}")
+        if text is None:
+            continue
+        values[key] = parse_amounts(text, f"ASYNCFLOW_{key.upper()}") if key in _TABLES else text
+    return values
+
+
+def parse_amounts(text: str, where: str) -> dict[str, float]:
+    """``"memory_gb=64,db=2"`` as ``{"memory_gb": 64, "db": 2}``.
+
+    Raises:
+        ConfigError: a pair is not NAME=NUMBER; the message names ``where``.
+    """
+    amounts: dict[str, float] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        name, sep, amount = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{where}: expected NAME=AMOUNT, got {pair.strip()!r}")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ConfigError(f"{where}: {name.strip()}: {amount!r} is not a number") from None
+        amounts[name.strip()] = int(value) if value.is_integer() else value
+    return amounts
+
+
+def _scalar(key: str, value: Any, where: str) -> Any:
+    if key == "workers":
+        number = _int(value)
+        if number is None or number < 1:
+            raise ConfigError(f"{where}: workers must be a positive integer, got {value!r}")
+        return number
+    if key == "keep_going":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{where}: keep_going must be true or false, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _table(key: str, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table of NAME = NUMBER")
+    table: dict[str, Any] = {}
+    for name, amount in value.items():
+        if key == "max_running":
+            number = _int(amount)
+            if number is None or number < 1:
+                raise ConfigError(
+                    f"{where}: max_running.{name} must be a positive integer, got {amount!r}"
+                )
+            table[name] = number
+        else:
+            if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+                raise ConfigError(
+                    f"{where}: resources.{name} must be a non-negative number, got {amount!r}"
+                )
+            table[name] = amount
+    return table
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio.lowlevel
+import pytest
+
+import asyncflow
+from asyncflow import Config, ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+TOML = """
+workers = 3
+journal = "state/j.db"
+keep_going = false
+
+[resources]
+memory_gb = 16
+
+[max_running]
+Export = 2
+
+[Write]
+text = "from-config"
+count = 3
+"""
+
+
+def test_reads_asyncflow_toml(tmp_path: Path) -> None:
+    """asyncflow.toml settings and [Family] sections are read."""
+    (tmp_path / "asyncflow.toml").write_text(TOML)
+    config = Config.load(tmp_path, environ={})
+    assert (config.workers, config.journal, config.keep_going) == (3, "state/j.db", False)
+    assert config.resources == {"memory_gb": 16} and config.max_running == {"Export": 2}
+    assert config.task_defaults("Write") == {"text": "from-config", "count": "3"}
+    assert config.source == str(tmp_path / "asyncflow.toml")
+
+
+def test_reads_tool_table_of_pyproject(tmp_path: Path) -> None:
+    """Without asyncflow.toml, [tool.asyncflow] in pyproject.toml is used."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.asyncflow]\nworkers = 5\n\n'
+        "[tool.asyncflow.resources]\ndb = 2\n"
+    )
+    config = Config.load(tmp_path, environ={})
+    assert config.workers == 5 and config.resources == {"db": 2}
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    """ASYNCFLOW_* variables win over the file."""
+    (tmp_path / "asyncflow.toml").write_text(TOML)
+    config = Config.load(
+        tmp_path, environ={"ASYNCFLOW_WORKERS": "9", "ASYNCFLOW_RESOURCES": "gpu=1,cpu=0.5"}
+    )
+    assert config.workers == 9
+    assert config.resources == {"gpu": 1, "cpu": 0.5}
+
+
+def test_nothing_configured(tmp_path: Path) -> None:
+    """An empty folder and environment configure nothing."""
+    assert Config.load(tmp_path, environ={}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("workers = 0", "workers must be a positive integer"),
+        ("colour = 'red'", "unknown setting 'colour'"),
+        ("[resources]\nmem = -1", "resources.mem must be a non-negative number"),
+        ("workers = ", "not valid TOML"),
+    ],
+)
+def test_bad_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    """A bad setting is a ConfigError naming the file and what is wrong."""
+    (tmp_path / "asyncflow.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        Config.load(tmp_path, environ={})
+    assert "asyncflow.toml" in str(info.value)
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    """A malformed ASYNCFLOW_RESOURCES names the variable."""
+    with pytest.raises(ConfigError, match="ASYNCFLOW_RESOURCES"):
+        Config.load(tmp_path, environ={"ASYNCFLOW_RESOURCES": "gpu"})
+
+
+@pytest.mark.anyio
+async def test_run_uses_configured_capacities_and_arguments_override() -> None:
+    """run() takes capacities from its config; an explicit argument overrides them."""
+    running = peak = 0
+
+    class Heavy(asyncflow.Task):
+        n = asyncflow.IntParameter()
+        resources = {"mem": 4}
+
+        async def run(self) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()
+            running -= 1
+
+    config = Config(resources={"mem": 8}, workers=6)
+    await asyncflow.run([Heavy(i) for i in range(6)], config=config, journal=None)
+    assert peak == 2
+    peak = 0
+    await asyncflow.run(
+        [Heavy(i) for i in range(6, 12)], config=config, resources={"mem": 12}, journal=None
+    )
+    assert peak == 3
+
+
+def test_cli_applies_family_defaults_and_environment(tmp_path: Path) -> None:
+    """The command line fills parameters from [Family] and flags override them."""
+    (tmp_path / "asyncflow.toml").write_text(TOML)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    out = tmp_path / "o.txt"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asyncflow",
+            "run",
+            "tests.fixtures.cli_tasks:Write",
+            "--out",
+            str(out),
+            "--count",
+            "2",
+            "--no-journal",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == "from-configfrom-config"
