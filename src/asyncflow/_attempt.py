@@ -15,9 +15,9 @@ from .errors import MissingOutputError, TaskDefinitionError, TaskError
 from .graph import Node, _outputs, missing_targets
 from .resources import running_release
 from .targets.base import abandoned_attempt
-from .task import RunKind
+from .task import RunKind, map_structure
 
-__all__ = ["call_run", "check_outputs"]
+__all__ = ["Suspended", "call_run", "check_outputs"]
 
 
 async def call_run(
@@ -77,15 +77,37 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter) -> None:
         )
 
 
+class Suspended(Exception):
+    """The body yielded requirements; it waits for them holding nothing."""
+
+    def __init__(self, requirements: Any) -> None:
+        super().__init__("suspended on dynamic requirements")
+        self.requirements = requirements
+
+
 async def _run_generator(node: Node) -> None:
-    body: Any = node.task.run()
-    async for _ in body:
-        await body.aclose()
-        raise TaskError(
-            f"{node.task_id}: run() yielded requirements, and dynamic requirements are "
-            "not supported yet",
-            task_id=node.task_id,
-        )
+    """Start or resume an async-generator body until it yields or returns.
+
+    It is resumed with the outputs of what it yielded, in the same structure,
+    and never restarted from the top.
+    """
+    gen = node.gen
+    if gen is None:
+        gen = node.gen = node.task.run()
+        step = gen.__anext__()
+    else:
+        outputs = map_structure(lambda task: task.output(), node.waiting_on)
+        node.waiting_on = None
+        step = gen.asend(outputs)
+    try:
+        requirements = await step
+    except StopAsyncIteration:
+        node.gen = None
+        return
+    except BaseException:
+        node.gen = None  # it raised: this attempt is over
+        raise
+    raise Suspended(requirements)
 
 
 async def check_outputs(node: Node) -> None:

@@ -11,25 +11,29 @@ running tasks and stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import anyio
 
-from ._attempt import call_run, check_outputs
+from ._attempt import Suspended, call_run, check_outputs
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
-from .errors import TaskTimeout, UpstreamFailed
+from .errors import TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
-from .graph import Graph, Node
+from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Node, grow, settle_added
 from .result import Status
+from .task import Task, flatten
 
 __all__ = ["Executor"]
 
 _RETRY = object()  # outcome of an attempt that is followed by another
+_WAIT = object()  # outcome of a body suspended on dynamic requirements
 
 _YIELD_EVERY = 64
 
@@ -56,6 +60,7 @@ class Executor:
         scheduler: Scheduler,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
+        probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
     ) -> None:
         self._graph = graph
         self._run_id = run_id
@@ -73,6 +78,7 @@ class Executor:
         self._clock: Clock = clock or SystemClock()
         self._policies: dict[type, RetryPolicy] = {}
         self._spawn: Any = None
+        self._probe_concurrency = probe_concurrency
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -80,14 +86,8 @@ class Executor:
         to_run = [n for n in graph.nodes.values() if n.status is None]
         self._outstanding = len(to_run)
         for node in graph.nodes.values():
-            if node.status is Status.MISSING:
-                self._bus.emit(Event.DEPENDENCY_MISSING, node.task, self._run_id)
-                self._log.warning("task.missing", task_id=node.task_id)
-                self._propagate(node)
-            elif node.status is Status.FAILED:
-                self._bus.emit(Event.FAILURE, node.task, self._run_id, error=node.error)
-                self._log_failure(node)
-                self._propagate(node)
+            if node.status is Status.MISSING or node.status is Status.FAILED:
+                self._report_graph_failure(node)
         if not self._keep_going and self._outstanding < len(to_run):
             # Fail fast: something failed while the graph was built; start nothing.
             for node in to_run:
@@ -108,9 +108,11 @@ class Executor:
                     tg.start_soon(self._worker)
         finally:
             self._bus.set_spawn(None)
-            for node in to_run:
+            for node in graph.order:
                 if node.status is None:
                     node.status = Status.CANCELLED
+                if node.gen is not None:
+                    await _close_generator(node)
 
     async def _worker(self) -> None:
         queue = self._queue
@@ -123,6 +125,11 @@ class Executor:
                 outcome = await self._attempt(node)
             finally:
                 queue.done(node)  # resources and family slot, on every path
+            if outcome is _WAIT:
+                # Suspended on dynamic requirements: no worker, no resources held.
+                assert self._spawn is not None
+                self._spawn(self._wait_dynamic, node)
+                continue
             if outcome is _RETRY:
                 # Waiting for the next attempt holds no worker and no resources.
                 assert self._spawn is not None
@@ -140,13 +147,17 @@ class Executor:
         """One attempt of ``node``: DONE, FAILED, or _RETRY (another attempt is due)."""
         task = node.task
         run_id = self._run_id
-        attempt = node.attempts = node.attempts + 1
-        started = time.time()
-        if node.started is None:
-            node.started = started
-        self._bus.emit(Event.START, task, run_id, attempt=attempt)
-        if self._log_info:
-            self._log.info("task.start", task_id=node.task_id, attempt=attempt)
+        if node.gen is None:
+            attempt = node.attempts = node.attempts + 1
+            started = node.attempt_started = time.time()
+            if node.started is None:
+                node.started = started
+            self._bus.emit(Event.START, task, run_id, attempt=attempt)
+            if self._log_info:
+                self._log.info("task.start", task_id=node.task_id, attempt=attempt)
+        else:  # resuming a body that waited for its dynamic requirements
+            attempt = node.attempts
+            started = node.attempt_started or time.time()
         timeout = task.timeout
         scope: anyio.CancelScope | None = None
         try:
@@ -156,6 +167,9 @@ class Executor:
                 with anyio.fail_after(timeout) as scope:
                     await call_run(node, self._threads, self._releaser(node))
             await check_outputs(node)
+        except Suspended as suspended:
+            node.waiting_on = suspended.requirements
+            return _WAIT
         except self._cancelled_exc:
             node.status = Status.CANCELLED
             node.finished = time.time()
@@ -242,6 +256,70 @@ class Executor:
 
         return release
 
+    async def _wait_dynamic(self, node: Node) -> None:
+        """Add what a suspended body yielded to the graph; resume it once they are complete."""
+        graph = self._graph
+        before = len(graph.order)
+        try:
+            children = flatten(node.waiting_on)
+            for child in children:
+                if not isinstance(child, Task):
+                    raise TypeError(
+                        f"run() may yield tasks (or a list/tuple/dict of tasks), "
+                        f"found {type(child).__name__} {child!r}"
+                    )
+            queue: deque[Node] = deque()
+            child_nodes: list[Node] = []
+            for child in children:
+                child_node, new = graph.add(child)
+                if new:
+                    queue.append(child_node)
+                child_nodes.append(child_node)
+            await grow(graph, queue, self._probe_concurrency)
+            added = graph.order[before:]
+            for child_node in dict.fromkeys(child_nodes):
+                node.deps.append(child_node)
+                child_node.dependents.append(node)
+            settle_added(added, node)
+        except Exception as exc:
+            error = TaskError(f"{node.task_id}: yielded requirements: {exc}", task_id=node.task_id)
+            error.__cause__ = exc
+            await self._fail_waiting(node, error)
+            return
+        self._outstanding += sum(1 for n in added if n.status is None)
+        for added_node in added:
+            if added_node.status is Status.MISSING or added_node.status is Status.FAILED:
+                self._report_graph_failure(added_node)
+        if node.status is not None:  # failed through a yielded requirement
+            return
+        node.pending = sum(1 for d in node.deps if d.status is None)
+        for added_node in added:
+            if added_node.status is None and added_node.pending == 0:
+                self._queue.push(added_node)
+        if node.pending == 0:
+            self._queue.push(node)
+
+    async def _fail_waiting(self, node: Node, error: Exception) -> None:
+        await _close_generator(node)
+        node.finished = time.time()
+        node.record_attempt(
+            node.attempts, node.attempt_started or node.finished, node.finished, error
+        )
+        node.fail(error)
+        self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
+        self._log_failure(node)
+        self._finish(node)
+
+    def _report_graph_failure(self, node: Node) -> None:
+        """A task that failed (or is missing) while the graph was built."""
+        if node.status is Status.MISSING:
+            self._bus.emit(Event.DEPENDENCY_MISSING, node.task, self._run_id)
+            self._log.warning("task.missing", task_id=node.task_id)
+        else:
+            self._bus.emit(Event.FAILURE, node.task, self._run_id, error=node.error)
+            self._log_failure(node)
+        self._propagate(node)
+
     def _finish(self, node: Node) -> None:
         self._outstanding -= 1
         if node.status is Status.DONE:
@@ -266,10 +344,25 @@ class Executor:
             node, reason = stack.pop()
             for parent in node.dependents:
                 if parent.status is None:
-                    parent.fail(
-                        UpstreamFailed(parent.task_id, node.task_id, reason),
-                        Status.UPSTREAM_FAILED,
-                    )
+                    error = UpstreamFailed(parent.task_id, node.task_id, reason)
+                    if parent.gen is not None:
+                        # Its body had started and waits for what it yielded: it fails,
+                        # with the requirement's error as the cause.
+                        error.__cause__ = node.error
+                        parent.fail(error, Status.FAILED)
+                        parent.finished = time.time()
+                        self._bus.emit(
+                            Event.FAILURE,
+                            parent.task,
+                            self._run_id,
+                            attempt=parent.attempts,
+                            error=error,
+                        )
+                        self._log_failure(parent)
+                        if self._spawn is not None:
+                            self._spawn(_close_generator, parent)
+                    else:
+                        parent.fail(error, Status.UPSTREAM_FAILED)
                     self._outstanding -= 1
                     stack.append((parent, _UPSTREAM_WHY[Status.UPSTREAM_FAILED]))
         if self._outstanding <= 0:
@@ -293,3 +386,13 @@ def _enabled(logger: Any, level: int) -> bool:
         return bool(check(level))
     except Exception:
         return True
+
+
+async def _close_generator(node: Node) -> None:
+    """Close a suspended body so its ``finally`` blocks run; never raises."""
+    gen, node.gen = node.gen, None
+    if gen is None:
+        return
+    # A body that raises while being closed has already failed or been cancelled.
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await gen.aclose()

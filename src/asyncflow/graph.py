@@ -35,11 +35,13 @@ class Node:
     """One task in a run's graph, with its edges and its state."""
 
     __slots__ = (
+        "attempt_started",
         "attempts",
         "dependents",
         "deps",
         "error",
         "finished",
+        "gen",
         "held",
         "history",
         "outputs",
@@ -50,6 +52,7 @@ class Node:
         "status",
         "task",
         "task_id",
+        "waiting_on",
     )
 
     def __init__(self, task: Task, seq: int) -> None:
@@ -68,6 +71,9 @@ class Node:
         self.finished: float | None = None
         self.held: dict[str, float] | None = None  # resources held while running
         self.history: list[Attempt] | None = None  # one record per attempt, once run
+        self.attempt_started: float | None = None
+        self.gen: Any = None  # a run() generator suspended on dynamic requirements
+        self.waiting_on: Any = None  # what it yielded (resumed with their outputs)
 
     def attempt_history(self) -> list[Attempt]:
         """Every attempt so far (one that succeeded at once is not stored, only implied)."""
@@ -97,6 +103,7 @@ class Graph:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
+        self.order: list[Node] = []  # nodes in the order they were added (node.seq)
         self.roots: list[Node] = []
 
     def __len__(self) -> int:
@@ -121,6 +128,7 @@ class Graph:
             return node, False
         node = Node(task, len(self.nodes))
         self.nodes[task.task_id] = node
+        self.order.append(node)
         return node, True
 
 
@@ -145,6 +153,14 @@ async def expand(
         elif node not in graph.roots:
             graph.roots.append(node)
 
+    await grow(graph, queue, probe_concurrency)
+    _settle(graph)
+    return graph
+
+
+async def grow(graph: Graph, queue: deque[Node], probe_concurrency: int) -> None:
+    """Probe the queued nodes and add what the incomplete ones require, recursively."""
+
     async def visit(node: Node) -> None:
         children = await _probe(node)
         for child in children:
@@ -159,8 +175,49 @@ async def expand(
             dep.dependents.append(node)
 
     await drain(queue, visit, probe_concurrency)
-    _settle(graph)
-    return graph
+
+
+def settle_added(nodes: Sequence[Node], parent: Node) -> None:
+    """Pending counts for nodes added while running, below ``parent``.
+
+    Raises:
+        CycleError: the new requirements lead back to ``parent`` (or loop
+            among themselves).
+    """
+    for node in nodes:
+        if node.status is None:
+            node.pending = sum(1 for d in node.deps if d.status is None)
+    cycle = find_cycle(parent)
+    if cycle is not None:
+        raise CycleError(cycle)
+
+
+def find_cycle(start: Node) -> list[str] | None:
+    """A cycle among the still-to-run requirements reachable from ``start``, if any."""
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    path: list[Node] = []
+    stack: list[tuple[Node, Iterator[Node]]] = [(start, iter(start.deps))]
+    state[id(start)] = 1
+    path.append(start)
+    while stack:
+        node, deps = stack[-1]
+        for dep in deps:
+            if dep.status is not None:
+                continue
+            mark = state.get(id(dep))
+            if mark == 1:
+                cycle = path[path.index(dep) :]
+                return [n.task_id for n in cycle] + [dep.task_id]
+            if mark is None:
+                state[id(dep)] = 1
+                path.append(dep)
+                stack.append((dep, iter(dep.deps)))
+                break
+        else:
+            stack.pop()
+            path.pop()
+            state[id(node)] = 2
+    return None
 
 
 async def _probe(node: Node) -> list[Task]:

@@ -141,6 +141,7 @@ async def _run(
         scheduler=scheduler,
         retry=options.retry,
         clock=options.clock,
+        probe_concurrency=options.probe_concurrency,
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:
