@@ -15,6 +15,7 @@
 from ._retry import RetryPolicy
 from ._version import __version__
 from .config import Config
+from .dag import check_dag
 from .decorator import task
 from .errors import (
     AsyncflowError,
@@ -46,6 +47,7 @@ from .parameters import (
     Parameter,
     TimeDeltaParameter,
 )
+from .ranges import range_daily, range_hourly
 from .result import Attempt, RunResult, Status, TaskResult
 from .runner import DEFAULT_WORKERS, build, run
 from .targets import LocalTarget, MemoryTarget, Target
@@ -94,6 +96,9 @@ __all__ = [
     "WrapperTask",
     "__version__",
     "build",
+    "check_dag",
+    "range_daily",
+    "range_hourly",
     "run",
     "task",
 ]

@@ -7,6 +7,7 @@ Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 bad usage
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -21,9 +22,12 @@ import anyio
 
 from ._version import __version__
 from .config import Config, parse_amounts
+from .dag import render
 from .errors import AsyncflowError, ConfigError, CycleError, ParameterError
+from .graph import expand
 from .logging import configure_logging
 from .parameters import BoolParameter
+from .ranges import range_daily, range_hourly
 from .result import RunResult
 from .runner import DEFAULT_WORKERS, run
 from .task import Task
@@ -53,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        return _run(args, task_cls)
+        if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
+            task_cls = load_task(args.task)
+        command = {"run": _run, "graph": _graph, "backfill": _backfill}[args.command]
+        return command(args, task_cls)
     except (UsageError, ParameterError, ConfigError, CycleError) as exc:
         print(f"asyncflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -63,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _task_from_argv(argv: list[str]) -> type[Task] | None:
-    if not argv or argv[0] != "run":
+    if not argv or argv[0] not in _TASK_COMMANDS:
         return None
     for arg in argv[1:]:
         if not arg.startswith("-") and ":" in arg:
@@ -119,6 +126,9 @@ def _import(name: str) -> ModuleType:
         raise
 
 
+_TASK_COMMANDS = ("run", "graph", "backfill")
+
+
 def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asyncflow", description="Run asyncflow tasks from the command line."
@@ -130,52 +140,89 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         help="run a task and everything it needs",
         description="Run MODULE:TASK and every requirement that is not complete yet.",
     )
-    run.add_argument("task", metavar="MODULE:TASK", help="e.g. pipelines.daily:Report")
-    run.add_argument(
+    _add_task_spec(run)
+    _add_run_options(run)
+    graph = commands.add_parser(
+        "graph",
+        help="print a task's graph without running it",
+        description="Print the graph of MODULE:TASK (as if nothing were complete, unless --probe).",
+    )
+    _add_task_spec(graph)
+    graph.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")
+    graph.add_argument(
+        "--probe", action="store_true", help="probe what is complete ([x]) and skip below it"
+    )
+    backfill = commands.add_parser(
+        "backfill",
+        help="run a task for every missing date (or hour) of a range",
+        description="Run MODULE:TASK for every day (or hour) in [--start, --stop) that is "
+        "not complete yet.",
+    )
+    _add_task_spec(backfill)
+    backfill.add_argument("--start", required=True, help="first date (or hour), included")
+    backfill.add_argument("--stop", required=True, help="last date (or hour), excluded")
+    backfill.add_argument("--hourly", action="store_true", help="a range of hours, not days")
+    backfill.add_argument(
+        "--param", default=None, help="the date parameter (default: date, or date_hour)"
+    )
+    _add_run_options(backfill)
+    if task_cls is not None:
+        for command in (run, graph, backfill):
+            _add_task_params(command, task_cls)
+    return parser
+
+
+def _add_task_spec(command: argparse.ArgumentParser) -> None:
+    command.add_argument("task", metavar="MODULE:TASK", help="e.g. pipelines.daily:Report")
+
+
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
         "--workers",
         type=int,
         default=None,
         help=f"task bodies running at once (default: configured, else {DEFAULT_WORKERS})",
     )
-    run.add_argument(
+    command.add_argument(
         "--resources",
         action="append",
         default=[],
         metavar="NAME=AMOUNT[,...]",
         help="resource capacities, e.g. memory_gb=64,db=2",
     )
-    journal = run.add_mutually_exclusive_group()
+    journal = command.add_mutually_exclusive_group()
     journal.add_argument(
         "--journal", metavar="PATH", help="run journal (default: .asyncflow/journal.db)"
     )
     journal.add_argument("--no-journal", action="store_true", help="do not keep a journal")
-    run.add_argument(
+    command.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failure (default: keep going)"
     )
-    run.add_argument(
+    command.add_argument(
         "--log-level",
         default=None,
         help="DEBUG, INFO, WARNING or ERROR (default: configured, else INFO)",
     )
-    run.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
-    if task_cls is not None:
-        group = run.add_argument_group(f"parameters of {task_cls.task_family}")
-        for name, param in task_cls.get_params().items():
-            flags = _flags(name)
-            help_text = _param_help(param)
-            if isinstance(param, BoolParameter):
-                group.add_argument(
-                    *flags,
-                    dest=f"param_{name}",
-                    action=argparse.BooleanOptionalAction,
-                    default=None,
-                    help=help_text,
-                )
-            else:
-                group.add_argument(
-                    *flags, dest=f"param_{name}", metavar=name.upper(), default=None, help=help_text
-                )
-    return parser
+    command.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
+
+
+def _add_task_params(command: argparse.ArgumentParser, task_cls: type[Task]) -> None:
+    group = command.add_argument_group(f"parameters of {task_cls.task_family}")
+    for name, param in task_cls.get_params().items():
+        flags = _flags(name)
+        help_text = _param_help(param)
+        if isinstance(param, BoolParameter):
+            group.add_argument(
+                *flags,
+                dest=f"param_{name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                *flags, dest=f"param_{name}", metavar=name.upper(), default=None, help=help_text
+            )
 
 
 def _flags(name: str) -> list[str]:
@@ -195,11 +242,35 @@ def _param_help(param: Any) -> str:
     return "; ".join(parts)
 
 
-def _run(args: argparse.Namespace, task_cls: type[Task] | None) -> int:
-    if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
-        task_cls = load_task(args.task)
+def _run(args: argparse.Namespace, task_cls: type[Task]) -> int:
+    config = Config.load()
+    return _execute(_task_from_args(task_cls, args, config), args, config)
+
+
+def _graph(args: argparse.Namespace, task_cls: type[Task]) -> int:
     config = Config.load()
     task = _task_from_args(task_cls, args, config)
+    graph = anyio.run(functools.partial(expand, [task], probe=args.probe), backend="asyncio")
+    print(render(graph, args.format))
+    return EXIT_OK
+
+
+def _backfill(args: argparse.Namespace, task_cls: type[Task]) -> int:
+    config = Config.load()
+    param = args.param or ("date_hour" if args.hourly else "date")
+    if getattr(args, f"param_{param}", None) is not None:
+        raise UsageError(f"--{param.replace('_', '-')} is set by the range (--start/--stop)")
+    fixed: dict[str, Any] = config.task_defaults(task_cls.task_family)
+    fixed.pop(param, None)  # a configured default for the range's own parameter does not apply
+    for name in task_cls.get_params():
+        given = getattr(args, f"param_{name}")
+        if given is not None:
+            fixed[name] = given
+    make = range_hourly if args.hourly else range_daily
+    return _execute(make(task_cls, args.start, args.stop, param=param, **fixed), args, config)
+
+
+def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
     configure_logging(
         args.log_format or config.log_format or "auto", args.log_level or config.log_level or "INFO"
     )

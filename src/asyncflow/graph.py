@@ -133,12 +133,17 @@ class Graph:
 
 
 async def expand(
-    tasks: Sequence[Task], *, probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY
+    tasks: Sequence[Task],
+    *,
+    probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
+    probe: bool = True,
 ) -> Graph:
     """Build the graph of ``tasks`` and everything they need that is not complete.
 
     Every node ends with a status (``ALREADY_COMPLETE``, ``MISSING``, ``FAILED``)
     or ``None`` (to run), and ``pending`` counts its requirements still to run.
+    With ``probe=False`` nothing is probed: the whole graph is expanded, as if
+    nothing were complete (for inspection and DAG checks).
 
     Raises:
         CycleError: the requirements of incomplete tasks form a cycle.
@@ -153,16 +158,18 @@ async def expand(
         elif node not in graph.roots:
             graph.roots.append(node)
 
-    await grow(graph, queue, probe_concurrency)
+    await grow(graph, queue, probe_concurrency, probe=probe)
     _settle(graph)
     return graph
 
 
-async def grow(graph: Graph, queue: deque[Node], probe_concurrency: int) -> None:
+async def grow(
+    graph: Graph, queue: deque[Node], probe_concurrency: int, *, probe: bool = True
+) -> None:
     """Probe the queued nodes and add what the incomplete ones require, recursively."""
 
     async def visit(node: Node) -> None:
-        children = await _probe(node)
+        children = await _probe(node, probe)
         for child in children:
             try:
                 dep, new = graph.add(child)
@@ -220,10 +227,10 @@ def find_cycle(start: Node) -> list[str] | None:
     return None
 
 
-async def _probe(node: Node) -> list[Task]:
+async def _probe(node: Node, probe: bool = True) -> list[Task]:
     """Probe one task; return the requirements to expand (none if it is complete)."""
     task = node.task
-    if not task._settles_by_requirements:
+    if probe and not task._settles_by_requirements:
         done = await _is_complete(node)
         if done is None:
             return []
@@ -231,7 +238,8 @@ async def _probe(node: Node) -> list[Task]:
             node.status = Status.ALREADY_COMPLETE
             return []
     if task._is_external:
-        node.status = Status.MISSING
+        if probe:
+            node.status = Status.MISSING
         return []
     try:
         requirements = await resolve_requires(task)

@@ -1,0 +1,166 @@
+"""Backfills: one wrapper task for a range of dates or hours, requiring only what is missing.
+
+::
+
+    backfill = asyncflow.range_daily(Report, date(2026, 11, 1), date(2026, 11, 23))
+    await asyncflow.run(backfill)
+
+The range is ``[start, stop)``. To find what is missing, the wrapper asks the
+task class once if it defines a bulk check, e.g. one bucket listing for the
+whole range::
+
+    class Report(asyncflow.Task):
+        date = asyncflow.DateParameter()
+
+        @classmethod
+        async def bulk_complete(cls, tasks):
+            present = await list_report_dates()          # one request
+            return [t for t in tasks if t.date in present]
+
+and otherwise probes every candidate's ``complete()`` concurrently.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+from typing import Any, ClassVar
+
+import anyio
+
+from .errors import ParameterError
+from .parameters import DateHourParameter, DateParameter, DictParameter, Parameter
+from .task import Task, WrapperTask
+
+__all__ = ["range_daily", "range_hourly"]
+
+_PROBES_IN_FLIGHT = 64
+
+
+class _Range(WrapperTask):
+    """Requires every task of ``of`` over ``[start, stop)`` that is not complete."""
+
+    of: ClassVar[type[Task]]
+    param: ClassVar[str]
+    step: ClassVar[datetime.timedelta]
+
+    start: Any
+    stop: Any
+    fixed: Any  # the other parameters of every task
+
+    def candidates(self) -> list[Task]:
+        """Every task of the range, complete or not."""
+        tasks: list[Task] = []
+        moment = self.start
+        fixed = dict(self.fixed)
+        while moment < self.stop:
+            tasks.append(self.of(**{self.param: moment}, **fixed))
+            moment = moment + self.step
+        return tasks
+
+    async def requires(self) -> list[Task]:
+        candidates = self.candidates()
+        done = await _complete_among(self.of, candidates)
+        return [task for task in candidates if task not in done]
+
+
+async def _complete_among(cls: type[Task], tasks: list[Task]) -> set[Task]:
+    bulk = getattr(cls, "bulk_complete", None)
+    if bulk is not None:
+        found = bulk(tasks)
+        if inspect.isawaitable(found):
+            found = await found
+        return set(found)
+    complete: set[Task] = set()
+    limiter = anyio.CapacityLimiter(_PROBES_IN_FLIGHT)
+
+    async def probe(task: Task) -> None:
+        async with limiter:
+            if await task.complete():
+                complete.add(task)
+
+    async with anyio.create_task_group() as tg:
+        for task in tasks:
+            tg.start_soon(probe, task)
+    return complete
+
+
+_CLASSES: dict[tuple[type[Task], str, str], type[_Range]] = {}
+
+
+def _range_class(
+    of: type[Task], param: str, kind: str, bound: Parameter[Any], step: datetime.timedelta
+) -> type[_Range]:
+    key = (of, param, kind)
+    cls = _CLASSES.get(key)
+    if cls is None:
+        default_param = "date" if kind == "Daily" else "date_hour"
+        suffix = "" if param == default_param else f".{param}"
+        cls = type(
+            f"Range{kind}",
+            (_Range,),
+            {
+                "__module__": __name__,
+                "task_family": f"Range{kind}.{of.task_family}{suffix}",
+                "of": of,
+                "param": param,
+                "step": step,
+                "start": bound,
+                "stop": type(bound)(),
+                "fixed": DictParameter(default={}, description="the other parameters"),
+            },
+        )
+        _CLASSES[key] = cls
+    return cls
+
+
+def range_daily(
+    of: type[Task], start: Any, stop: Any, *, param: str = "date", **fixed: Any
+) -> Task:
+    """A wrapper requiring ``of`` for every missing day in ``[start, stop)``.
+
+    Raises:
+        ParameterError: ``param`` is not a DateParameter of ``of``, or a value is bad.
+    """
+    return _make(of, start, stop, param, fixed, "Daily", DateParameter, datetime.timedelta(days=1))
+
+
+def range_hourly(
+    of: type[Task], start: Any, stop: Any, *, param: str = "date_hour", **fixed: Any
+) -> Task:
+    """A wrapper requiring ``of`` for every missing hour in ``[start, stop)``.
+
+    Raises:
+        ParameterError: ``param`` is not a DateHourParameter of ``of``, or a value is bad.
+    """
+    return _make(
+        of, start, stop, param, fixed, "Hourly", DateHourParameter, datetime.timedelta(hours=1)
+    )
+
+
+def _make(
+    of: type[Task],
+    start: Any,
+    stop: Any,
+    param: str,
+    fixed: dict[str, Any],
+    kind: str,
+    expected: type[Parameter[Any]],
+    step: datetime.timedelta,
+) -> Task:
+    if not (isinstance(of, type) and issubclass(of, Task)):
+        raise TypeError(f"range_{kind.lower()}() takes a Task class, got {of!r}")
+    declared = of.get_params().get(param)
+    if not isinstance(declared, expected):
+        raise ParameterError(
+            f"{of.task_family}: range_{kind.lower()}() needs a {expected.__name__} named "
+            f"{param!r} (parameters: {', '.join(of.get_params()) or 'none'})"
+        )
+    if param in fixed:
+        raise ParameterError(f"{of.task_family}: {param!r} is set by the range; leave it out")
+    cls = _range_class(of, param, kind, expected(), step)
+    task = cls(start=start, stop=stop, fixed=fixed)
+    if task.stop < task.start:
+        raise ParameterError(f"{cls.task_family}: stop {task.stop} is before start {task.start}")
+    of(**{param: task.start}, **fixed)  # bad or missing other parameters fail now, not later
+    return task
