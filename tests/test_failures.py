@@ -291,3 +291,27 @@ async def test_decorator_retry_keywords() -> None:
     clock = FakeClock()
     result = await asyncflow.run(sometimes(), clock=clock, journal=None)
     assert result.ok and clock.sleeps == [3, 6]
+
+
+async def test_timed_out_attempt_releases_its_resources() -> None:
+    """A timed-out attempt gives its resources back; the next task gets them."""
+
+    class Stuck(asyncflow.Task):
+        resources = {"db": 1}
+        timeout = 0.05
+
+        async def run(self) -> None:
+            await anyio.sleep_forever()
+
+    class Next(asyncflow.Task):
+        resources = {"db": 1}
+        priority = -1
+
+        async def run(self) -> None:
+            pass
+
+    with anyio.fail_after(5):
+        result = await asyncflow.run(Stuck(), Next(), workers=2, resources={"db": 1}, journal=None)
+    assert result.status(Stuck()) is Status.FAILED
+    assert result.status(Next()) is Status.DONE
+    assert result.resources["db"].in_use == 0
