@@ -23,8 +23,9 @@ import anyio
 from ._version import __version__
 from .config import Config, parse_amounts
 from .dag import render
-from .errors import AsyncflowError, ConfigError, CycleError, ParameterError
+from .errors import AsyncflowError, ConfigError, CycleError, JournalError, ParameterError
 from .graph import expand
+from .journal import Journal, format_run, format_runs
 from .logging import configure_logging
 from .parameters import BoolParameter
 from .ranges import range_daily, range_hourly
@@ -57,11 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
+        if args.command == "history":
+            return _history(args)
+        if args.command == "show":
+            return _show(args)
         if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
             task_cls = load_task(args.task)
         command = {"run": _run, "graph": _graph, "backfill": _backfill}[args.command]
         return command(args, task_cls)
-    except (UsageError, ParameterError, ConfigError, CycleError) as exc:
+    except (UsageError, ParameterError, ConfigError, CycleError, JournalError) as exc:
         print(f"asyncflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -166,6 +171,25 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         "--param", default=None, help="the date parameter (default: date, or date_hour)"
     )
     _add_run_options(backfill)
+    history = commands.add_parser(
+        "history",
+        help="list recent runs from the journal",
+        description="List the most recent runs recorded in the journal.",
+    )
+    history.add_argument(
+        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+    )
+    history.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
+    show = commands.add_parser(
+        "show",
+        help="show one run's tasks and attempts",
+        description="Show every attempt of one run recorded in the journal.",
+    )
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument(
+        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+    )
+    show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
     if task_cls is not None:
         for command in (run, graph, backfill):
             _add_task_params(command, task_cls)
@@ -197,6 +221,13 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     journal.add_argument("--no-journal", action="store_true", help="do not keep a journal")
     command.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failure (default: keep going)"
+    )
+    command.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="FAMILY_OR_TASK_ID",
+        help="run these even though complete (repeatable)",
     )
     command.add_argument(
         "--log-level",
@@ -270,11 +301,42 @@ def _backfill(args: argparse.Namespace, task_cls: type[Task]) -> int:
     return _execute(make(task_cls, args.start, args.stop, param=param, **fixed), args, config)
 
 
+def _journal_file(args: argparse.Namespace) -> Path:
+    config = Config.load()
+    path = Path(args.journal or config.journal or Path(".asyncflow") / "journal.db")
+    if not path.is_file():
+        raise UsageError(f"no journal at {path} (pass --journal PATH)")
+    return path
+
+
+def _history(args: argparse.Namespace) -> int:
+    async def read() -> str:
+        async with Journal.open(_journal_file(args)) as journal:
+            return format_runs(await journal.runs(args.limit))
+
+    print(anyio.run(read, backend="asyncio"))
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def read() -> str | None:
+        async with Journal.open(_journal_file(args)) as journal:
+            found = await journal.run(args.run_id)
+            return None if found is None else format_run(found, tracebacks=args.tracebacks)
+
+    text = anyio.run(read, backend="asyncio")
+    if text is None:
+        raise UsageError(f"no run {args.run_id!r} in the journal (see `asyncflow history`)")
+    print(text)
+    return EXIT_OK
+
+
 def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
     configure_logging(
         args.log_format or config.log_format or "auto", args.log_level or config.log_level or "INFO"
     )
     options: dict[str, Any] = {
+        "force": args.force,
         "workers": args.workers,
         "resources": _resources(args.resources),
         "keep_going": False if args.fail_fast else None,

@@ -26,7 +26,7 @@ from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
 from .errors import TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
-from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Node, grow, settle_added
+from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Node, Probes, grow, settle_added
 from .result import Status
 from .task import Task, flatten
 
@@ -61,6 +61,7 @@ class Executor:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
+        probes: Probes | None = None,
     ) -> None:
         self._graph = graph
         self._run_id = run_id
@@ -79,6 +80,7 @@ class Executor:
         self._policies: dict[type, RetryPolicy] = {}
         self._spawn: Any = None
         self._probe_concurrency = probe_concurrency
+        self._probes = probes
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -275,7 +277,7 @@ class Executor:
                 if new:
                     queue.append(child_node)
                 child_nodes.append(child_node)
-            await grow(graph, queue, self._probe_concurrency)
+            await grow(graph, queue, self._probe_concurrency, probes=self._probes)
             added = graph.order[before:]
             for child_node in dict.fromkeys(child_nodes):
                 node.deps.append(child_node)

@@ -23,7 +23,7 @@ from .result import Attempt, Status
 from .targets.base import Target
 from .task import Task, flatten, resolve_requires
 
-__all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "expand"]
+__all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 
 DEFAULT_PROBE_CONCURRENCY = 64
 """How many completeness probes (``complete()`` calls) may be in flight at once."""
@@ -137,13 +137,15 @@ async def expand(
     *,
     probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
     probe: bool = True,
+    probes: Probes | None = None,
 ) -> Graph:
     """Build the graph of ``tasks`` and everything they need that is not complete.
 
     Every node ends with a status (``ALREADY_COMPLETE``, ``MISSING``, ``FAILED``)
     or ``None`` (to run), and ``pending`` counts its requirements still to run.
     With ``probe=False`` nothing is probed: the whole graph is expanded, as if
-    nothing were complete (for inspection and DAG checks).
+    nothing were complete (for inspection and DAG checks). ``probes`` adds the
+    run journal's answer for tasks without outputs, and forced tasks.
 
     Raises:
         CycleError: the requirements of incomplete tasks form a cycle.
@@ -158,18 +160,57 @@ async def expand(
         elif node not in graph.roots:
             graph.roots.append(node)
 
-    await grow(graph, queue, probe_concurrency, probe=probe)
+    await grow(graph, queue, probe_concurrency, probe=probe, probes=probes)
+    if probes is not None and probes.forced is not None:
+        _rerun_forced(graph, probes.forced)
     _settle(graph)
     return graph
 
 
+def _rerun_forced(graph: Graph, forced: Callable[[Task], bool]) -> None:
+    """Forced tasks run, and so does every complete task that depends on one:
+    its inputs are about to change."""
+    stack = [node for node in graph.order if forced(node.task)]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.status is Status.ALREADY_COMPLETE or node.status is None:
+            node.status = None
+            stack.extend(node.dependents)
+
+
+class Probes:
+    """What completeness probing needs beyond the tasks themselves.
+
+    ``succeeded``: the run journal's answer for tasks without outputs (a task
+    with no output is complete once the journal holds a success for it).
+    ``forced``: tasks to run even though complete.
+    """
+
+    def __init__(
+        self,
+        succeeded: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+        forced: Callable[[Task], bool] | None = None,
+    ) -> None:
+        self.succeeded = succeeded
+        self.forced = forced
+
+
 async def grow(
-    graph: Graph, queue: deque[Node], probe_concurrency: int, *, probe: bool = True
+    graph: Graph,
+    queue: deque[Node],
+    probe_concurrency: int,
+    *,
+    probe: bool = True,
+    probes: Probes | None = None,
 ) -> None:
     """Probe the queued nodes and add what the incomplete ones require, recursively."""
 
     async def visit(node: Node) -> None:
-        children = await _probe(node, probe)
+        children = await _probe(node, probe, probes)
         for child in children:
             try:
                 dep, new = graph.add(child)
@@ -227,16 +268,21 @@ def find_cycle(start: Node) -> list[str] | None:
     return None
 
 
-async def _probe(node: Node, probe: bool = True) -> list[Task]:
+async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -> list[Task]:
     """Probe one task; return the requirements to expand (none if it is complete)."""
     task = node.task
+    forced = probes.forced if probes is not None else None
+    if forced is not None and forced(task):
+        probe = False  # forced: run it whatever its outputs say
     if probe and not task._settles_by_requirements:
-        done = await _is_complete(node)
+        done = await _is_complete(node, probes)
         if done is None:
             return []
         if done:
             node.status = Status.ALREADY_COMPLETE
-            return []
+            if forced is None:
+                return []
+            # With force=, look below complete tasks too: a forced task may be there.
     if task._is_external:
         if probe:
             node.status = Status.MISSING
@@ -254,13 +300,14 @@ async def _probe(node: Node, probe: bool = True) -> list[Task]:
             # The same requirement listed twice is one edge (dicts keep the order).
             children = list(dict.fromkeys(children))
     except Exception as exc:
-        node.fail(TaskDefinitionError(task.task_id, "requires", exc))
+        if node.status is not Status.ALREADY_COMPLETE:  # a complete task need not expand
+            node.fail(TaskDefinitionError(task.task_id, "requires", exc))
         return []
     task._set_resolved_requires(requirements)
     return children
 
 
-async def _is_complete(node: Node) -> bool | None:
+async def _is_complete(node: Node, probes: Probes | None = None) -> bool | None:
     """Whether the task is complete; None when probing it failed (the node is failed)."""
     task = node.task
     if not type(task)._default_complete:
@@ -275,7 +322,13 @@ async def _is_complete(node: Node) -> bool | None:
         node.fail(TaskDefinitionError(task.task_id, "output", exc))
         return None
     if not outputs:
-        return False
+        if probes is None or probes.succeeded is None:
+            return False
+        try:
+            return task.task_id in await probes.succeeded([task.task_id])
+        except Exception as exc:
+            node.fail(TaskDefinitionError(task.task_id, "complete", exc))
+            return None
     try:
         return await all_exist(outputs)
     except Exception as exc:

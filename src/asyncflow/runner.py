@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -24,7 +24,8 @@ from .config import Config
 from .errors import AsyncflowError, ConfigError
 from .events import EventBus, EventHandler
 from .executor import Executor
-from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, expand
+from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
+from .journal import Journal, RunStatus
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, TaskResult
 from .targets._clients import client_scope
@@ -59,6 +60,7 @@ async def run(
     retry: RetryPolicy | None = None,
     clock: Clock | None = None,
     config: Config | None = None,
+    force: Iterable[Task | str] = (),
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
 
@@ -82,6 +84,8 @@ async def run(
             :class:`asyncflow.testing.FakeClock`).
         config: settings to use instead of reading ``asyncflow.toml`` /
             ``pyproject.toml`` / ``ASYNCFLOW_*`` (see :class:`asyncflow.Config`).
+        force: tasks to run even though complete: task instances, task ids or
+            family names.
 
     Returns:
         A :class:`RunResult`; ``result.ok`` tells whether every requested task
@@ -90,8 +94,11 @@ async def run(
     Raises:
         CycleError: the requirements form a cycle (nothing has run).
         ConfigError: an argument is invalid.
+        JournalError: the journal file cannot be used (the message says how
+            to recover).
     """
     roots = _requested(tasks)
+    forced = _forced(force)
     if config is None:
         config = await anyio.to_thread.run_sync(Config.load)
     elif not isinstance(config, Config):
@@ -115,7 +122,22 @@ async def run(
     started = time.time()
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         async with client_scope():
-            return await _run(roots, options, run_id, started, keep_going, handlers)
+            if options.journal is None:
+                return await _run(
+                    roots, options, run_id, started, keep_going, handlers, forced, None
+                )
+            async with Journal.open(options.journal) as run_journal:
+                await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
+                status = RunStatus.CANCELLED
+                try:
+                    result = await _run(
+                        roots, options, run_id, started, keep_going, handlers, forced, run_journal
+                    )
+                    status = RunStatus.SUCCESS if result.ok else RunStatus.FAILED
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await run_journal.end_run(run_id, status)
+                return result
 
 
 async def _run(
@@ -125,12 +147,15 @@ async def _run(
     started: float,
     keep_going: bool,
     handlers: Iterable[EventHandler],
+    forced: Callable[[Task], bool] | None,
+    journal: Journal | None,
 ) -> RunResult:
     logger = structlog.get_logger("asyncflow").bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
-    graph = await expand(roots, probe_concurrency=options.probe_concurrency)
+    probes = Probes(journal.succeeded if journal is not None else None, forced)
+    graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
     scheduler = _scheduler(graph, options, logger)
-    bus = EventBus(handlers)
+    bus = EventBus([journal.record, *handlers] if journal is not None else handlers)
     executor = Executor(
         graph,
         run_id=run_id,
@@ -142,6 +167,7 @@ async def _run(
         retry=options.retry,
         clock=options.clock,
         probe_concurrency=options.probe_concurrency,
+        probes=probes,
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:
@@ -288,6 +314,23 @@ def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
             raise ConfigError(f"run() takes tasks, got {type(item).__name__} {item!r}")
         roots.append(item)
     return roots
+
+
+def _forced(force: Iterable[Task | str]) -> Callable[[Task], bool] | None:
+    """A predicate for ``force=``: task instances, task ids or family names."""
+    if isinstance(force, Task | str):
+        force = [force]
+    names: set[str] = set()
+    for item in force:
+        if isinstance(item, Task):
+            names.add(item.task_id)
+        elif isinstance(item, str):
+            names.add(item)
+        else:
+            raise ConfigError(f"force= takes tasks, task ids or family names, got {item!r}")
+    if not names:
+        return None
+    return lambda task: task.task_id in names or task.task_family in names
 
 
 def _new_run_id() -> str:

@@ -1,0 +1,217 @@
+"""Cost of the SQLite run journal: recording events, a run with and without it, leases.
+
+    python benchmarks/bench_journal.py                   # N = 10,000 tasks, 1,000 leases
+    python benchmarks/bench_journal.py --n 50000 --repeat 7
+
+Cases, each on a fresh journal file, medians over ``--repeat`` rounds:
+
+- **events only**: a loop creating the START and SUCCESS ``TaskEvent`` of N
+  tasks, as the executor would (the baseline of the next two);
+- **events + record()**: the same loop, each event passed to
+  ``Journal.record()``; then the final ``flush()`` that writes them all;
+- **run** / **run + handler** / **run + journal**: ``asyncflow.run()`` of N
+  independent no-op tasks (each commits an empty ``MemoryTarget``),
+  ``journal=None``: without handlers; with a handler that does nothing (what
+  building and dispatching the events costs by itself); with
+  ``handlers=[journal.record]`` plus the final flush. Rounds interleave the
+  three, and ratios are medians of per-round ratios, so that a busy machine
+  weighs on each case alike. CPU time (all threads) is shown next to wall
+  time: it is the steadier measure of cost on a shared machine. Target: the
+  run with the journal at most 1.5x the run without;
+- **leases**: ``acquire()`` + ``release()`` of 1,000 task ids, one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import structlog
+
+import asyncflow
+from asyncflow.events import Event, TaskEvent
+from asyncflow.journal import Journal, Lease, LeaseOutcome
+from asyncflow.targets import MemoryStore, MemoryTarget
+
+RATIO_TARGET = 1.5
+RUN_MODES = ("plain", "handler", "journal")
+
+
+class Noop(asyncflow.Task):
+    n = asyncflow.IntParameter()
+    store: MemoryStore = MemoryStore()
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(self.task_id, store=self.store)
+
+    async def run(self) -> None:
+        async with self.output().open("wb"):
+            pass
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    """Wall and process CPU time since it was made."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def read(self) -> Timing:
+        return Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+
+
+def events_only(tasks: Sequence[Noop]) -> Timing:
+    watch = Stopwatch()
+    for task in tasks:
+        TaskEvent(Event.START, task, "bench")
+        TaskEvent(Event.SUCCESS, task, "bench")
+    return watch.read()
+
+
+async def events_journaled(tasks: Sequence[Noop], folder: Path) -> tuple[Timing, Timing]:
+    """Timings of the recording loop and of the final flush."""
+    async with Journal.open(folder / "journal.db") as journal:
+        await journal.begin_run("bench")
+        watch = Stopwatch()
+        for task in tasks:
+            journal.record(TaskEvent(Event.START, task, "bench"))
+            journal.record(TaskEvent(Event.SUCCESS, task, "bench"))
+        recorded = watch.read()
+        watch = Stopwatch()
+        await journal.flush()
+        flushed = watch.read()
+        assert len(await journal.succeeded(t.task_id for t in tasks)) == len(tasks)
+    return recorded, flushed
+
+
+async def run_tasks(n: int, folder: Path, mode: str) -> Timing:
+    """One ``asyncflow.run()`` of ``n`` no-op tasks; ``mode`` is one of RUN_MODES."""
+    Noop.store = MemoryStore()
+    tasks = [Noop(n=i) for i in range(n)]
+    if mode != "journal":
+        watch = Stopwatch()
+        result = await asyncflow.run(
+            tasks, journal=None, handlers=[] if mode == "plain" else [_ignore]
+        )
+        timing = watch.read()
+        assert result.ok
+        return timing
+    async with Journal.open(folder / "journal.db") as journal:
+        watch = Stopwatch()
+        result = await asyncflow.run(tasks, journal=None, handlers=[journal.record])
+        await journal.flush()
+        timing = watch.read()
+        assert result.ok
+        assert len(await journal.succeeded(t.task_id for t in tasks)) == n
+    return timing
+
+
+def _ignore(event: TaskEvent) -> None:
+    """A handler that does nothing: what the event bus costs by itself."""
+
+
+async def leases(count: int, folder: Path) -> Timing:
+    async with Journal.open(folder / "journal.db") as journal:
+        watch = Stopwatch()
+        for i in range(count):
+            lease = await journal.acquire(f"task-{i}", "bench")
+            assert isinstance(lease, Lease)
+            await journal.release(f"task-{i}", "bench", LeaseOutcome.SUCCESS)
+        return watch.read()
+
+
+def median(timings: Sequence[Timing]) -> Timing:
+    return Timing(
+        statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings)
+    )
+
+
+def ratio(numerators: Sequence[Timing], denominators: Sequence[Timing]) -> Timing:
+    pairs = list(zip(numerators, denominators, strict=True))
+    return Timing(
+        statistics.median(a.wall / b.wall for a, b in pairs),
+        statistics.median(a.cpu / b.cpu for a, b in pairs),
+    )
+
+
+async def main(n: int, lease_count: int, repeat: int) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tasks = [Noop(n=i) for i in range(n)]
+    baseline = [events_only(tasks) for _ in range(repeat)]
+    recorded: list[Timing] = []
+    flushed: list[Timing] = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-journal-") as folder:
+            rec, flush = await events_journaled(tasks, Path(folder))
+        recorded.append(rec)
+        flushed.append(flush)
+    runs: dict[str, list[Timing]] = {mode: [] for mode in RUN_MODES}
+    for _ in range(repeat):
+        for mode in RUN_MODES:
+            with tempfile.TemporaryDirectory(prefix="bench-journal-") as folder:
+                runs[mode].append(await run_tasks(n, Path(folder), mode))
+    lease_timings = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-journal-") as folder:
+            lease_timings.append(await leases(lease_count, Path(folder)))
+
+    total = [Timing(r.wall + f.wall, r.cpu + f.cpu) for r, f in zip(recorded, flushed, strict=True)]
+    rows: list[tuple[str, Timing, Timing | None]] = [
+        ("events only (baseline)", median(baseline), None),
+        ("events + record()", median(recorded), ratio(recorded, baseline)),
+        ("final flush()", median(flushed), None),
+        ("events + record() + flush()", median(total), ratio(total, baseline)),
+        ("run, journal=None", median(runs["plain"]), None),
+        (
+            "run + do-nothing handler",
+            median(runs["handler"]),
+            ratio(runs["handler"], runs["plain"]),
+        ),
+        (
+            "run + journal (record + flush)",
+            median(runs["journal"]),
+            ratio(runs["journal"], runs["plain"]),
+        ),
+    ]
+    print(f"N = {n:,} no-op tasks (START + SUCCESS each), median of {repeat} rounds")
+    print(
+        f"{'case':<32}{'wall s':>9}{'us/task':>9}{'ratio':>8}{'cpu s':>9}{'us/task':>9}{'ratio':>8}"
+    )
+    for name, timing, against in rows:
+        wall_ratio = f"{against.wall:>7.2f}x" if against else " " * 8
+        cpu_ratio = f"{against.cpu:>7.2f}x" if against else ""
+        print(
+            f"{name:<32}{timing.wall:>9.4f}{timing.wall / n * 1e6:>9.2f}{wall_ratio}"
+            f"{timing.cpu:>9.4f}{timing.cpu / n * 1e6:>9.2f}{cpu_ratio}"
+        )
+    journal_ratio = ratio(runs["journal"], runs["plain"])
+    for measure, value in (("wall", journal_ratio.wall), ("cpu", journal_ratio.cpu)):
+        verdict = "met" if value <= RATIO_TARGET else "MISSED"
+        print(f"run + journal <= {RATIO_TARGET}x the run ({measure}): {value:.2f}x, {verdict}")
+    lease = median(lease_timings)
+    print(
+        f"leases: {lease_count:,} x acquire + release: {lease.wall:.3f} s wall "
+        f"({lease.wall / lease_count * 1e6:.0f} us/task), {lease.cpu:.3f} s cpu"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="tasks (default 10,000)")
+    parser.add_argument("--leases", type=int, default=1_000, help="leases (default 1,000)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per case (default 5)")
+    args = parser.parse_args()
+    anyio.run(main, args.n, args.leases, args.repeat)

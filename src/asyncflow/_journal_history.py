@@ -1,0 +1,130 @@
+"""Reading the journal: what succeeded, how many attempts failed, runs and attempts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus
+from ._journal_store import Store, marks
+
+__all__ = ["attempts", "attempts_so_far", "run", "runs", "succeeded"]
+
+IN_CHUNK: Final = 500
+"""Ids per ``IN (...)`` query: under SQLite's oldest variable limit (999)."""
+
+_RUN_COLUMNS: Final = "run_id, status, started, ended, host, pid, version, requested"
+_ATTEMPT_COLUMNS: Final = (
+    "a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended, "
+    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid"
+)
+_ATTEMPTS_WITH_RUN: Final = (
+    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
+)
+
+
+async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(task_ids), IN_CHUNK):
+        chunk = task_ids[start : start + IN_CHUNK]
+        rows = await store.fetch(
+            "SELECT DISTINCT task_id FROM attempts "
+            f"WHERE status = 'success' AND task_id IN ({marks(len(chunk))})",
+            chunk,
+        )
+        found.update(str(row[0]) for row in rows)
+    return found
+
+
+async def attempts_so_far(store: Store, task_id: str) -> int:
+    rows = await store.fetch(
+        """
+        SELECT count(*) FROM attempts
+        WHERE task_id = :task_id AND attempt > 0
+          AND status IN ('failed', 'timeout', 'interrupted')
+          AND started > coalesce(
+              (SELECT max(started) FROM attempts
+               WHERE task_id = :task_id AND status = 'success'), -1e308)
+        """,
+        {"task_id": task_id},
+    )
+    return int(rows[0][0])
+
+
+async def runs(store: Store, limit: int) -> list[RunRecord]:
+    rows = await store.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", [limit]
+    )
+    counts: dict[str, dict[AttemptStatus, int]] = {str(row[0]): {} for row in rows}
+    ids = list(counts)
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        tallies = await store.fetch(
+            "SELECT run_id, status, count(*) FROM attempts "
+            f"WHERE run_id IN ({marks(len(chunk))}) GROUP BY run_id, status",
+            chunk,
+        )
+        for run_id, status, count in tallies:
+            counts[str(run_id)][AttemptStatus(status)] = int(count)
+    return [_run_record(row, counts[str(row[0])], ()) for row in rows]
+
+
+async def run(store: Store, run_id: str) -> RunRecord | None:
+    rows = await store.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", [run_id])
+    if not rows:
+        return None
+    found = await store.fetch(f"{_ATTEMPTS_WITH_RUN} WHERE a.run_id = ? ORDER BY a.seq", [run_id])
+    attempts = tuple(_attempt_record(row) for row in found)
+    counts: dict[AttemptStatus, int] = {}
+    for attempt in attempts:
+        counts[attempt.status] = counts.get(attempt.status, 0) + 1
+    return _run_record(rows[0], counts, attempts)
+
+
+async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
+    rows = await store.fetch(
+        f"{_ATTEMPTS_WITH_RUN} WHERE a.task_id = ? ORDER BY coalesce(a.started, a.ended), a.seq",
+        [task_id],
+    )
+    return [_attempt_record(row) for row in rows]
+
+
+def _run_record(
+    row: Sequence[Any], counts: dict[AttemptStatus, int], attempts: tuple[AttemptRecord, ...]
+) -> RunRecord:
+    run_id, status, started, ended, host, pid, version, requested = row
+    return RunRecord(
+        str(run_id),
+        RunStatus(status),
+        float(started),
+        None if ended is None else float(ended),
+        str(host),
+        int(pid),
+        str(version),
+        tuple(json.loads(requested)),
+        MappingProxyType(counts),
+        attempts,
+    )
+
+
+def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
+    run_id, task_id, family, params, attempt, status, started, ended, duration = row[:9]
+    error_type, error_message, traceback, host, pid = row[9:]
+    return AttemptRecord(
+        str(run_id),
+        str(task_id),
+        str(family),
+        MappingProxyType(json.loads(params)),
+        int(attempt),
+        AttemptStatus(status),
+        started,
+        ended,
+        duration,
+        error_type,
+        error_message,
+        traceback,
+        host,
+        pid,
+    )

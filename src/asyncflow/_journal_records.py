@@ -1,0 +1,167 @@
+"""What the journal hands back: statuses, history records, lease answers.
+
+Every record is a frozen dataclass built from rows; none of them holds a
+connection, so they can be kept, compared and formatted after the journal
+is closed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "AttemptRecord",
+    "AttemptStatus",
+    "Holder",
+    "JournalStatistics",
+    "Lease",
+    "LeaseOutcome",
+    "RunRecord",
+    "RunStatus",
+]
+
+
+class RunStatus(enum.StrEnum):
+    """Where a journaled run stands."""
+
+    RUNNING = "running"
+    """Started, not ended, and its process is (as far as anyone knows) alive."""
+    SUCCESS = "success"
+    """Ended with every requested task complete."""
+    FAILED = "failed"
+    """Ended with some requested task not complete."""
+    CANCELLED = "cancelled"
+    """Ended because it was cancelled."""
+    INTERRUPTED = "interrupted"
+    """Never ended: its process died, or closed the journal without ending it."""
+
+
+class AttemptStatus(enum.StrEnum):
+    """Where one attempt of one task stands."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    """The attempt raised (including an attempt followed by a retry)."""
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Was running when its process died; neither failed nor done."""
+    MISSING = "missing"
+    """An external input that was absent (attempt number 0: nothing ran)."""
+
+    @property
+    def counts_against_retries(self) -> bool:
+        """Whether the attempt uses up one of the task's retries."""
+        return self in _RETRY_CONSUMING
+
+
+_RETRY_CONSUMING = frozenset(
+    {AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.INTERRUPTED}
+)
+
+
+class LeaseOutcome(enum.StrEnum):
+    """How the holder of a lease let go of it."""
+
+    SUCCESS = "success"
+    """The holder ran the task and it succeeded: a waiter takes this outcome."""
+    FAILED = "failed"
+    """The holder ran the task and it failed: a waiter takes this outcome."""
+    ABANDONED = "abandoned"
+    """The holder let go without an outcome (cancelled, crashed, or its lease
+    expired): a waiter should try to acquire the lease itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of one task in one run.
+
+    ``attempt`` counts from 1; a record with ``attempt == 0`` notes a task that
+    never started in that run (a failed definition, a missing input).
+    """
+
+    run_id: str
+    task_id: str
+    family: str
+    params: Mapping[str, str]
+    attempt: int
+    status: AttemptStatus
+    started: float | None
+    ended: float | None
+    duration: float | None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run: who ran it, when, what was asked for and how it ended.
+
+    ``counts`` maps attempt statuses to how many attempts of the run ended so.
+    ``attempts`` is filled by :meth:`Journal.run` and empty in the listing of
+    :meth:`Journal.runs`.
+    """
+
+    run_id: str
+    status: RunStatus
+    started: float
+    ended: float | None
+    host: str
+    pid: int
+    version: str
+    requested: tuple[str, ...] = ()
+    counts: Mapping[AttemptStatus, int] = field(default_factory=lambda: MappingProxyType({}))
+    attempts: tuple[AttemptRecord, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end; None while running or when interrupted."""
+        return None if self.ended is None else self.ended - self.started
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to run ``task_id``, held by ``run_id`` until ``expires``.
+
+    ``previous`` tells how the previous holder let go (None if there was none)
+    and ``previous_at`` when: a ``SUCCESS`` newer than the caller's own
+    completeness check means another process finished the task meanwhile.
+    """
+
+    task_id: str
+    run_id: str
+    acquired: float
+    expires: float
+    previous: LeaseOutcome | None = None
+    previous_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lease that :meth:`Journal.acquire` could not take."""
+
+    task_id: str
+    run_id: str
+    host: str
+    pid: int
+    since: float
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatistics:
+    """A snapshot of the journal's write path."""
+
+    pending_events: int
+    """Events recorded and not yet written."""
+    batches: int
+    """Write transactions of recorded events committed so far."""
+    rows_written: int
+    """Attempt and run rows written by those transactions."""

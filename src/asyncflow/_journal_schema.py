@@ -1,0 +1,200 @@
+"""The journal's SQLite schema, its migrations, and the check made on open.
+
+A journal file is recognised by ``PRAGMA application_id`` (our marker) and
+versioned by ``PRAGMA user_version``: version *n* means migrations 1..n have
+been applied. Opening a file that is not SQLite, or is SQLite written by
+something else, raises :class:`~asyncflow.errors.JournalError` and leaves the
+file untouched; so does a journal written by a newer asyncflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+import anyio.to_thread
+import structlog
+
+from ._version import __version__
+from .errors import JournalError
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Migration", "prepare", "sniff"]
+
+APPLICATION_ID: Final = 0x41464C57
+"""``PRAGMA application_id`` of every asyncflow journal ("AFLW")."""
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+
+_RECOVER: Final = "move it away, choose another journal path, or pass journal=None"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema: applied in a transaction, then ``user_version = version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "runs, attempts and leases",
+        (
+            """
+            CREATE TABLE runs (
+                run_id    TEXT PRIMARY KEY,
+                status    TEXT NOT NULL,
+                started   REAL NOT NULL,
+                ended     REAL,
+                host      TEXT NOT NULL,
+                pid       INTEGER NOT NULL,
+                version   TEXT NOT NULL,
+                requested TEXT NOT NULL,  -- JSON array of task ids
+                expires   REAL NOT NULL   -- liveness deadline, pushed on by the heartbeat
+            )
+            """,
+            "CREATE INDEX runs_started ON runs (started)",
+            "CREATE INDEX runs_running ON runs (run_id) WHERE status = 'running'",
+            """
+            CREATE TABLE attempts (
+                run_id        TEXT NOT NULL,
+                seq           INTEGER NOT NULL,  -- journaling order within the run
+                task_id       TEXT NOT NULL,
+                family        TEXT NOT NULL,
+                params        TEXT NOT NULL,     -- JSON object, parameter name -> text
+                attempt       INTEGER NOT NULL,  -- 1, 2, ...; 0 when nothing started
+                status        TEXT NOT NULL,
+                started       REAL,
+                ended         REAL,
+                duration      REAL,
+                error_type    TEXT,
+                error_message TEXT,
+                traceback     TEXT,
+                PRIMARY KEY (run_id, seq)
+            )
+            """,
+            "CREATE INDEX attempts_task ON attempts (task_id, status, started)",
+            "CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'",
+            """
+            CREATE TABLE leases (
+                task_id      TEXT PRIMARY KEY,
+                run_id       TEXT NOT NULL,
+                host         TEXT NOT NULL,
+                pid          INTEGER NOT NULL,
+                since        REAL NOT NULL,
+                expires      REAL NOT NULL,
+                ttl          REAL NOT NULL,
+                outcome      TEXT,  -- NULL while held; success/failed/abandoned once let go
+                released     REAL,
+                prev_outcome TEXT,  -- how the previous holder let go
+                prev_at      REAL
+            )
+            """,
+            "CREATE INDEX leases_held ON leases (run_id) WHERE outcome IS NULL",
+        ),
+    ),
+)
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+
+async def sniff(path: Path) -> None:
+    """Refuse, before SQLite touches it, a path that is not a database file.
+
+    An absent or empty file is fine (SQLite creates the database).
+
+    Raises:
+        JournalError: the path is a folder, cannot be read, or is not SQLite.
+    """
+    problem = await anyio.to_thread.run_sync(_header_problem, path)
+    if problem is not None:
+        raise JournalError(f"{path}: {problem}; {_RECOVER}")
+
+
+def _header_problem(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        return "is a folder, not a journal file"
+    except OSError as exc:
+        return f"cannot be read ({os.strerror(exc.errno or 0) or exc})"
+    if header and header != _SQLITE_HEADER:
+        return "is not an asyncflow journal (not an SQLite database)"
+    return None
+
+
+async def prepare(db: aiosqlite.Connection, path: Path) -> None:
+    """Check that ``db`` is ours (or empty), then bring its schema up to date.
+
+    Identity is checked before anything is written, so a foreign database is
+    never switched to WAL or given our tables.
+
+    Raises:
+        JournalError: foreign or newer database.
+    """
+    app_id, version, objects = await _identity(db)
+    _check(path, app_id, version, objects)
+    mode = await _fetch_one(db, "PRAGMA journal_mode=WAL")
+    if str(mode[0]).lower() != "wal":
+        # e.g. a file system without shared memory; still correct, only slower readers.
+        structlog.get_logger("asyncflow").warning(
+            "journal.no_wal", path=str(path), journal_mode=mode[0]
+        )
+    await db.execute("PRAGMA synchronous=NORMAL")
+    if version == SCHEMA_VERSION:
+        return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have created or migrated it since we looked.
+        app_id, version, objects = await _identity(db)
+        _check(path, app_id, version, objects)
+        for migration in MIGRATIONS[version:]:
+            for statement in migration.statements:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {migration.version:d}")
+        await db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        await db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise
+
+
+async def _identity(db: aiosqlite.Connection) -> tuple[int, int, int]:
+    row = await _fetch_one(
+        db,
+        "SELECT a.application_id, v.user_version, (SELECT count(*) FROM sqlite_master) "
+        "FROM pragma_application_id() AS a, pragma_user_version() AS v",
+    )
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _check(path: Path, app_id: int, version: int, objects: int) -> None:
+    if app_id == 0 and version == 0 and objects == 0:
+        return  # a new, empty database: ours to create
+    if app_id != APPLICATION_ID:
+        raise JournalError(
+            f"{path}: is an SQLite database but not an asyncflow journal "
+            f"(application_id {app_id:#x}, {objects} schema object(s)); {_RECOVER}"
+        )
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: journal schema version {version} is newer than asyncflow "
+            f"{__version__} supports (schema version {SCHEMA_VERSION}); upgrade asyncflow, "
+            "or use another journal path"
+        )
+
+
+async def _fetch_one(db: aiosqlite.Connection, sql: str) -> tuple[Any, ...]:
+    rows = list(await db.execute_fetchall(sql))
+    return tuple(rows[0])

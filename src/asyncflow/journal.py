@@ -1,0 +1,592 @@
+"""The run journal: an SQLite file holding run state, task history and leases.
+
+::
+
+    async with Journal.open(".asyncflow/journal.db") as journal:
+        await journal.begin_run(run_id, [t.task_id for t in requested])
+        journal.record(event)                      # sync: appends to a buffer
+        lease = await journal.acquire(task_id, run_id)
+        ...
+        await journal.release(task_id, run_id, LeaseOutcome.SUCCESS)
+        await journal.end_run(run_id, RunStatus.SUCCESS)
+
+Writes of recorded events are batched: :meth:`Journal.record` appends to a
+buffer, and one writer coroutine turns the buffer into a single transaction
+(``executemany``) ``flush_interval`` seconds after the first event waits, or
+as soon as ``flush_events`` wait. Reads flush first, so they see every event
+recorded before them.
+
+Leases (see :mod:`asyncflow._journal_leases`) keep two processes sharing one
+journal from running the same task at once. One heartbeat per journal renews
+all of its leases, and the liveness of its runs, in one transaction every
+third of the lease time-to-live. On open, attempts left ``running`` by a
+process that is gone are marked ``interrupted``.
+
+Every SQLite call runs in aiosqlite's thread; the event loop never blocks on
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from . import _journal_history as history
+from ._journal_format import format_run, format_runs
+from ._journal_leases import Identity, Leases, recover_interrupted
+from ._journal_records import (
+    AttemptRecord,
+    AttemptStatus,
+    Holder,
+    JournalStatistics,
+    Lease,
+    LeaseOutcome,
+    RunRecord,
+    RunStatus,
+)
+from ._journal_rows import ATTEMPT_COLUMNS, Recorder, RunRow, Values
+from ._journal_schema import SCHEMA_VERSION
+from ._journal_store import Store, marks
+from ._version import __version__
+from .errors import JournalError
+from .events import Event
+
+if TYPE_CHECKING:
+    from .events import TaskEvent
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "SCHEMA_VERSION",
+    "AttemptRecord",
+    "AttemptStatus",
+    "Holder",
+    "Journal",
+    "JournalStatistics",
+    "Lease",
+    "LeaseOutcome",
+    "RunRecord",
+    "RunStatus",
+    "format_run",
+    "format_runs",
+]
+
+DEFAULT_LEASE_TTL: Final = 30.0
+"""Seconds a lease (and a run's liveness) lasts without a heartbeat."""
+
+_log = structlog.get_logger("asyncflow")
+
+_PROCESSING_TIME: Final = Event.PROCESSING_TIME
+
+_UPSERT_ATTEMPT: Final = f"""
+    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(len(ATTEMPT_COLUMNS))})
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = excluded.status, ended = excluded.ended, duration = excluded.duration,
+        error_type = excluded.error_type, error_message = excluded.error_message,
+        traceback = excluded.traceback
+"""
+
+_UPSERT_RUN: Final = """
+    INSERT INTO runs (run_id, status, started, ended, host, pid, version, requested, expires)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (run_id) DO UPDATE SET
+        status = excluded.status, ended = excluded.ended,
+        expires = max(runs.expires, excluded.expires)
+"""
+
+
+@final
+class Journal:
+    """A run journal on one SQLite file. Build it with :meth:`Journal.open`.
+
+    One instance belongs to one event loop and is used from that loop's
+    thread. Several processes (and several instances) may share one file.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        identity: Identity,
+        *,
+        lease_ttl: float,
+        flush_interval: float,
+        flush_events: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._me = identity
+        self._ttl = lease_ttl
+        self._flush_interval = flush_interval
+        self._flush_events = flush_events
+        self._clock = clock
+        self._leases = Leases(store, identity, clock, lease_ttl)
+        self._wake = anyio.Event()
+        self._buffer: list[TaskEvent] = []
+        self._recorder = Recorder()
+        self._runs: dict[str, RunRow] = {}  # begun here, not ended
+        self._dirty_runs: dict[str, RunRow] = {}
+        self._ending: list[str] = []
+        self._batches = 0
+        self._rows_written = 0
+        self._failure: JournalError | None = None
+        self._closed = False
+        self._refusing = False  # closed or failed: one test on the hot path
+
+    # opening and closing ------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        flush_interval: float = 0.05,
+        flush_events: int = 1000,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> _Opening:
+        """Open (or create) the journal at ``path``.
+
+        Use it as ``async with Journal.open(path) as journal:``, which also runs
+        the background writer and heartbeat (:meth:`serve`) and closes the
+        journal at the end; or ``journal = await Journal.open(path)``, then run
+        ``journal.serve()`` in a task group of yours (without it, recorded
+        events are written only by :meth:`flush` and :meth:`close`, and leases
+        are renewed only by :meth:`renew`) and ``await journal.close()``.
+
+        Parent folders are created. The file is put in WAL mode with
+        ``synchronous=NORMAL``; its schema is created or migrated. Attempts
+        left running by a process that is gone are marked ``interrupted``.
+
+        Args:
+            lease_ttl: seconds a lease (and a run's liveness) lasts without a
+                heartbeat; the heartbeat runs every third of it.
+            flush_interval: seconds a recorded event may wait before it is written.
+            flush_events: recorded events that trigger a write at once.
+            busy_timeout: seconds to wait for another process's write lock.
+            clock: wall-clock seconds since the epoch; it must agree between
+                the processes sharing the file (tests pass a fake one).
+            host, pid: this process's identity in runs and leases (default: the
+                real host name and process id).
+
+        Raises:
+            JournalError: the file is not SQLite, is SQLite but not an asyncflow
+                journal, comes from a newer asyncflow, or cannot be created.
+                The file is left as it was.
+        """
+        if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1 or busy_timeout < 0:
+            raise ValueError(
+                "lease_ttl and flush_interval must be > 0, flush_events >= 1, busy_timeout >= 0"
+            )
+        where = Path(path)
+        identity = Identity(
+            socket.gethostname() if host is None else host, os.getpid() if pid is None else pid
+        )
+
+        async def opener() -> Journal:
+            store = await Store.connect(where, busy_timeout)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await recover_interrupted(store, identity, clock())
+            except BaseException:
+                await store.close()
+                raise
+            return cls(
+                store,
+                identity,
+                lease_ttl=lease_ttl,
+                flush_interval=flush_interval,
+                flush_events=flush_events,
+                clock=clock,
+            )
+
+        return _Opening(opener)
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write recorded events and renew leases in the background, until cancelled.
+
+        ``async with Journal.open(...)`` runs this for you. A write error stops
+        the writer; :meth:`flush` and :meth:`close` then raise it.
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_loop)
+            tg.start_soon(self._heartbeat_loop)
+            task_status.started()
+
+    async def close(self) -> None:
+        """Write what is pending, let go of this journal's leases, close the file.
+
+        Runs begun here and not ended are marked ``interrupted``; leases still
+        held are released as ``abandoned``. Closing twice is harmless.
+
+        Raises:
+            JournalError: a write failed (now or in the background writer).
+        """
+        if self._closed:
+            return
+        self._closed = self._refusing = True
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._failure is None:
+                    for run_id, row in self._runs.items():
+                        row.status = RunStatus.INTERRUPTED
+                        self._dirty_runs[run_id] = row
+                        self._ending.append(run_id)
+                    self._runs.clear()
+                    await self._write_pending(abandon=sorted(self._leases.live_runs))
+            except JournalError as exc:
+                self._failure = self._failure or exc
+            finally:
+                await self._store.close()
+        if self._failure is not None:
+            raise self._failure
+
+    @property
+    def path(self) -> Path:
+        """The journal file."""
+        return self._store.path
+
+    # recording ----------------------------------------------------------------
+
+    def record(self, event: TaskEvent) -> None:
+        """Journal ``event``. Sync and cheap: it only appends to a buffer.
+
+        Usable directly as a run handler (``run(..., handlers=[journal.record])``).
+        PROCESSING_TIME events are ignored: an attempt's duration comes from
+        its ending event (its ``duration``, else the time since its START).
+        Begin the run first (:meth:`begin_run`): the heartbeat keeps only
+        begun runs alive, and another process opening the journal marks the
+        running attempts of any other run ``interrupted``.
+
+        Raises:
+            JournalError: the journal is closed, or its writer failed.
+        """
+        if self._refusing:
+            self._refuse()
+        if event.kind is _PROCESSING_TIME:
+            return
+        buffer = self._buffer
+        buffer.append(event)
+        count = len(buffer)
+        if count == 1 or count == self._flush_events:
+            self._wake.set()  # the first event starts the writer's clock; a full buffer ends it
+
+    async def flush(self) -> None:
+        """Write every event recorded so far, in one transaction.
+
+        Raises:
+            JournalError: the write failed, now or earlier in the background.
+        """
+        self._check_usable()
+        await self._write_pending()
+
+    def statistics(self) -> JournalStatistics:
+        """A snapshot of the write path (pending events, batches, rows)."""
+        return JournalStatistics(len(self._buffer), self._batches, self._rows_written)
+
+    async def begin_run(
+        self, run_id: str, task_ids: Iterable[str] = (), *, started: float | None = None
+    ) -> None:
+        """Record the start of run ``run_id`` requesting ``task_ids``; written at once.
+
+        Raises:
+            JournalError: the run id is already in use here, or the write failed.
+        """
+        self._check_usable()
+        if run_id in self._runs:
+            raise JournalError(f"{self.path}: run {run_id!r} was already begun")
+        now = self._clock()
+        row = RunRow(
+            run_id,
+            RunStatus.RUNNING,
+            now if started is None else started,
+            None,
+            self._me.host,
+            self._me.pid,
+            __version__,
+            json.dumps(list(task_ids), ensure_ascii=False),
+            now + self._ttl,
+        )
+        self._runs[run_id] = self._dirty_runs[run_id] = row
+        self._leases.live_runs.add(run_id)
+        await self._write_pending()
+
+    async def end_run(self, run_id: str, status: RunStatus) -> None:
+        """Record the end of run ``run_id``; written at once with its pending events.
+
+        Attempts of the run still open are marked ``interrupted``, and the
+        leases it still holds are released as ``abandoned``.
+
+        Raises:
+            JournalError: the run was not begun with this journal, or the write failed.
+        """
+        self._check_usable()
+        if status is RunStatus.RUNNING:
+            raise ValueError("end_run() needs a final status, not RUNNING")
+        row = self._runs.pop(run_id, None)
+        if row is None:
+            raise JournalError(f"{self.path}: run {run_id!r} was not begun with this journal")
+        row.status = status
+        row.ended = self._clock()
+        self._dirty_runs[run_id] = row
+        self._ending.append(run_id)
+        await self._write_pending(abandon=[run_id])
+        self._leases.forget_run(run_id)
+
+    # resuming -----------------------------------------------------------------
+
+    async def succeeded(self, task_ids: Iterable[str]) -> set[str]:
+        """Those of ``task_ids`` with a successful attempt in any run.
+
+        Queries in chunks under SQLite's variable limit, however many ids.
+        """
+        await self._before_read()
+        return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
+
+    async def attempts_so_far(self, task_id: str) -> int:
+        """Failed, timed-out and interrupted attempts of ``task_id`` since its last success.
+
+        Counted over every run, so a retry budget survives a restart.
+        """
+        await self._before_read()
+        return await history.attempts_so_far(self._store, task_id)
+
+    # leases -------------------------------------------------------------------
+
+    async def acquire(
+        self, task_id: str, run_id: str, *, ttl: float | None = None
+    ) -> Lease | Holder:
+        """Take the lease on ``task_id`` for ``run_id``, or learn who holds it.
+
+        A free, released or expired lease is taken; so is one whose holder ran
+        on this host and whose process is gone. Acquiring a lease ``run_id``
+        already holds renews it. The heartbeat keeps it alive until
+        :meth:`release`. ``ttl`` defaults to the journal's ``lease_ttl``.
+
+        Returns:
+            A :class:`Lease`, or the :class:`Holder` that has it.
+
+        Raises:
+            JournalError: the journal cannot be written.
+        """
+        self._check_usable()
+        return await self._leases.acquire(task_id, run_id, ttl)
+
+    async def renew(self) -> list[tuple[str, str]]:
+        """Push on the expiry of this journal's leases and runs, in one transaction.
+
+        The heartbeat calls this every third of the shortest lease ttl.
+
+        Returns:
+            The ``(task_id, run_id)`` leases found lost (expired and taken over,
+            or released by another process's recovery); they are forgotten.
+
+        Raises:
+            JournalError: the journal cannot be written.
+        """
+        self._check_usable()
+        return await self._leases.renew()
+
+    async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
+        """Let go of the lease, recording how: waiters take ``outcome``.
+
+        Returns:
+            False if ``run_id`` no longer held the lease (it was taken over);
+            the other holder's lease is left alone.
+        """
+        self._check_usable()
+        return await self._leases.release(task_id, run_id, outcome)
+
+    async def still_holds(self, task_id: str, run_id: str) -> bool:
+        """Whether ``run_id`` still holds the lease; if so, it is renewed for a full ttl.
+
+        Call it just before committing a task's output: after False, another
+        process may be running the task, so the output must not be committed.
+        A lease that expired but that nobody took is still held (and renewed).
+        """
+        self._check_usable()
+        return await self._leases.still_holds(task_id, run_id)
+
+    async def wait_for(self, task_id: str, *, poll: float = 0.5) -> LeaseOutcome:
+        """Wait until the lease on ``task_id`` is let go, and return how.
+
+        ``SUCCESS`` or ``FAILED`` is the holder's outcome, to be taken as this
+        process's own. ``ABANDONED`` (released without an outcome, expired, or
+        its process gone) means: try :meth:`acquire` again.
+        """
+        self._check_usable()
+        return await self._leases.wait_for(task_id, poll)
+
+    # history ------------------------------------------------------------------
+
+    async def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest ``limit`` runs, newest first, with attempt counts (no attempts)."""
+        await self._before_read()
+        return await history.runs(self._store, limit)
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        """Run ``run_id`` with all its attempts in order; None if there is none."""
+        await self._before_read()
+        return await history.run(self._store, run_id)
+
+    async def attempts(self, task_id: str) -> list[AttemptRecord]:
+        """Every attempt of ``task_id`` in every run, oldest first."""
+        await self._before_read()
+        return await history.attempts(self._store, task_id)
+
+    # internals ----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while not self._refusing:
+            if not self._buffer:
+                self._wake = anyio.Event()
+                await self._wake.wait()  # set by record() at the first event
+            if len(self._buffer) < self._flush_events:
+                self._wake = anyio.Event()
+                with anyio.move_on_after(self._flush_interval):
+                    await self._wake.wait()  # set by record() when the buffer fills up
+            if self._refusing:
+                return
+            try:
+                await self._write_pending()
+            except JournalError as exc:
+                self._fail(exc)
+            except Exception as exc:
+                error = JournalError(f"{self.path}: cannot journal events: {exc!r}")
+                error.__cause__ = exc
+                self._fail(error)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self._leases.heartbeat_interval())
+            if self._leases.live_runs and not self._refusing:
+                try:
+                    await self._leases.renew()
+                except JournalError as exc:
+                    # Leases may lapse; still_holds() tells a task before it commits.
+                    _log.warning("journal.heartbeat_failed", path=str(self.path), error=str(exc))
+
+    async def _write_pending(self, abandon: Collection[str] = ()) -> None:
+        """Turn pending events and run changes into one transaction."""
+        async with self._store.lock:
+            events, self._buffer = self._buffer, []
+            attempts = self._recorder.apply(events) if events else []
+            for run_id in self._ending:
+                attempts.extend(self._recorder.end_run(run_id))
+            self._ending.clear()
+            runs = [row.values() for row in self._dirty_runs.values()]
+            self._dirty_runs.clear()
+            if attempts or runs or abandon:
+                await self._commit(attempts, runs, abandon)
+
+    async def _commit(
+        self, attempts: list[Values], runs: list[Values], abandon: Collection[str]
+    ) -> None:
+        db = self._store.db
+        async with self._store.transaction("write the journal", locked=True):
+            if runs:
+                await db.executemany(_UPSERT_RUN, runs)
+            if attempts:
+                await db.executemany(_UPSERT_ATTEMPT, attempts)
+            if abandon:
+                await db.execute(
+                    "UPDATE leases SET outcome = 'abandoned', released = ? "
+                    f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
+                    [self._clock(), *abandon],
+                )
+        self._batches += 1
+        self._rows_written += len(attempts) + len(runs)
+
+    async def _before_read(self) -> None:
+        self._check_usable()
+        if self._buffer or self._dirty_runs or self._ending:
+            await self._write_pending()
+
+    def _check_usable(self) -> None:
+        if self._refusing:
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        if self._failure is not None:
+            raise self._failure
+        raise JournalError(f"{self.path}: the journal is closed")
+
+    def _fail(self, exc: JournalError) -> None:
+        self._failure = exc
+        self._refusing = True
+        self._buffer = []
+        _log.error("journal.write_failed", path=str(self.path), error=str(exc))
+
+
+class _Opening:
+    """What :meth:`Journal.open` returns: awaitable, or an async context manager."""
+
+    def __init__(self, opener: Callable[[], Awaitable[Journal]]) -> None:
+        self._opener = opener
+        self._session: contextlib.AbstractAsyncContextManager[Journal] | None = None
+
+    def __await__(self) -> Generator[Any, None, Journal]:
+        return self._opener().__await__()
+
+    async def __aenter__(self) -> Journal:
+        self._session = _serving(self._opener)
+        return await self._session.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._session is not None
+        return await self._session.__aexit__(exc_type, exc, tb)
+
+
+@contextlib.asynccontextmanager
+async def _serving(opener: Callable[[], Awaitable[Journal]]) -> AsyncIterator[Journal]:
+    journal = await opener()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(journal.serve)
+            try:
+                yield journal
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The background tasks never raise, so the group only wraps the body's
+        # own exception: hand that back as it was raised.
+        sole = _sole(group)
+        if sole is None:
+            raise
+        _reraise(sole)
+    finally:
+        await journal.close()
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        if len(found.exceptions) != 1:
+            return None
+        found = found.exceptions[0]
+    return found
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    context, suppress = exc.__context__, exc.__suppress_context__
+    try:
+        raise exc
+    finally:
+        exc.__context__, exc.__suppress_context__ = context, suppress

@@ -1,0 +1,787 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import textwrap
+from datetime import UTC
+from pathlib import Path
+from subprocess import PIPE
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+import asyncflow
+from asyncflow._journal_schema import APPLICATION_ID, MIGRATIONS
+from asyncflow.errors import JournalError
+from asyncflow.events import Event, TaskEvent
+from asyncflow.journal import (
+    DEFAULT_LEASE_TTL,
+    SCHEMA_VERSION,
+    AttemptRecord,
+    AttemptStatus,
+    Holder,
+    Journal,
+    Lease,
+    LeaseOutcome,
+    RunRecord,
+    RunStatus,
+    format_run,
+    format_runs,
+)
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_800_000_000.0  # a fixed wall-clock time for journals driven by FakeTime
+TTL = DEFAULT_LEASE_TTL
+
+
+class T(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+
+class FakeTime:
+    """A wall clock that moves only when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def event(
+    kind: Event,
+    n: int,
+    run_id: str = "run-1",
+    *,
+    attempt: int = 1,
+    error: BaseException | None = None,
+    duration: float | None = None,
+    at: float = T0,
+) -> TaskEvent:
+    return TaskEvent(kind, T(n=n), run_id, attempt, error, duration, at)
+
+
+def query(path: Path, sql: str) -> list[Any]:
+    """Read the file with plain sqlite3, as another tool would."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+# --------------------------------------------------------------------- opening
+
+
+async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> None:
+    """A new journal has our tables, WAL mode, our application id and the schema version."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path):
+        pass
+    tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"runs", "attempts", "leases"}
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
+
+
+async def test_open_creates_parent_folders(tmp_path: Path) -> None:
+    """Missing folders above the journal file are created."""
+    path = tmp_path / "a" / "b" / "journal.db"
+    async with Journal.open(path) as journal:
+        assert journal.path == path
+    assert path.is_file()
+
+
+async def test_await_form_records_on_flush_and_close(tmp_path: Path) -> None:
+    """`await Journal.open()` gives a journal that writes on flush() and close()."""
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path)
+    journal.record(event(Event.START, 1))
+    await journal.flush()
+    journal.record(event(Event.SUCCESS, 1))
+    await journal.close()
+    assert query(path, "SELECT status FROM attempts") == [("success",)]
+
+
+async def test_random_bytes_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A file that is not SQLite raises JournalError naming it, and is not touched."""
+    path = tmp_path / "journal.db"
+    junk = os.urandom(8192)
+    path.write_bytes(junk)
+    with pytest.raises(JournalError, match="not an SQLite database") as caught:
+        await Journal.open(path)
+    assert str(path) in str(caught.value)
+    assert "journal=None" in str(caught.value)
+    assert path.read_bytes() == junk
+
+
+async def test_damaged_journal_is_refused(tmp_path: Path) -> None:
+    """A journal whose pages were overwritten raises JournalError naming it."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path):
+        pass
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + os.urandom(len(data) - 100))  # keep the SQLite header
+    with pytest.raises(JournalError, match="damaged") as caught:
+        await Journal.open(path)
+    assert str(path) in str(caught.value)
+
+
+async def test_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """An SQLite file of another application raises JournalError and keeps its mode."""
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="not an asyncflow journal") as caught:
+        await Journal.open(path)
+    assert str(path) in str(caught.value)
+    assert query(path, "SELECT name FROM sqlite_master") == [("users",)]
+    assert query(path, "PRAGMA journal_mode") == [("delete",)]
+
+
+async def test_journal_from_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A journal written by a newer schema names both versions."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+    db.close()
+    with pytest.raises(JournalError) as caught:
+        await Journal.open(path)
+    message = str(caught.value)
+    assert f"version {SCHEMA_VERSION + 7}" in message
+    assert f"version {SCHEMA_VERSION})" in message
+    assert str(path) in message
+
+
+async def test_journal_with_our_marker_and_older_version_is_migrated(tmp_path: Path) -> None:
+    """A file marked as ours at an older schema version is brought up to date."""
+    path = tmp_path / "journal.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.close()
+    async with Journal.open(path) as journal:
+        assert await journal.runs() == []
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    """Migration n is the n-th step, so user_version n means steps 1..n were applied."""
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_two_journals_created_at_once_on_a_new_file(tmp_path: Path) -> None:
+    """Two journals opening a new file together both get the one schema."""
+    path = tmp_path / "journal.db"
+    opened: list[Journal] = []
+
+    async def open_one() -> None:
+        opened.append(await Journal.open(path))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_one)
+        tg.start_soon(open_one)
+    for journal in opened:
+        await journal.close()
+    assert len(opened) == 2
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+async def test_folder_as_path_is_refused(tmp_path: Path) -> None:
+    """A folder where the file should be raises JournalError."""
+    with pytest.raises(JournalError, match="is a folder"):
+        await Journal.open(tmp_path)
+
+
+async def test_body_exception_comes_out_unwrapped(tmp_path: Path) -> None:
+    """An exception inside `async with Journal.open()` is not wrapped in a group."""
+    with pytest.raises(ValueError, match="mine"):
+        async with Journal.open(tmp_path / "journal.db"):
+            raise ValueError("mine")
+
+
+# ------------------------------------------------------------------- recording
+
+
+async def test_records_survive_reopen(tmp_path: Path) -> None:
+    """A run and its attempts are read back after the journal is reopened."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime()
+    async with Journal.open(path, clock=clock, host="box", pid=42) as journal:
+        await journal.begin_run("run-1", [T(n=1).task_id])
+        journal.record(event(Event.START, 1, at=T0))
+        journal.record(event(Event.SUCCESS, 1, at=T0 + 2))
+        clock.now = T0 + 3
+        await journal.end_run("run-1", RunStatus.SUCCESS)
+    async with Journal.open(path) as journal:
+        run = await journal.run("run-1")
+    assert run is not None
+    assert (run.status, run.started, run.ended, run.host, run.pid) == (
+        RunStatus.SUCCESS,
+        T0,
+        T0 + 3,
+        "box",
+        42,
+    )
+    assert run.version == asyncflow.__version__
+    assert run.requested == (T(n=1).task_id,)
+    [attempt] = run.attempts
+    assert (attempt.task_id, attempt.family, dict(attempt.params)) == (
+        T(n=1).task_id,
+        "T",
+        {"n": "1"},
+    )
+    assert (attempt.attempt, attempt.status, attempt.started, attempt.ended) == (
+        1,
+        AttemptStatus.SUCCESS,
+        T0,
+        T0 + 2,
+    )
+    assert attempt.duration == 2.0
+
+
+async def test_duration_comes_from_the_ending_event(tmp_path: Path) -> None:
+    """An attempt lasts from START to its ending event, or the duration that event carries."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        journal.record(event(Event.START, 1, at=T0))
+        journal.record(event(Event.SUCCESS, 1, at=T0 + 2))
+        journal.record(event(Event.PROCESSING_TIME, 1, duration=9.0))  # not journaled
+        journal.record(event(Event.START, 2, at=T0))
+        journal.record(event(Event.FAILURE, 2, error=OSError(), duration=1.25, at=T0 + 2))
+        [success] = await journal.attempts(T(n=1).task_id)
+        [failure] = await journal.attempts(T(n=2).task_id)
+    assert (success.duration, failure.duration) == (2.0, 1.25)
+
+
+async def test_failure_records_error_type_message_and_traceback(tmp_path: Path) -> None:
+    """A failed attempt keeps the error's type, message and formatted traceback."""
+    try:
+        raise KeyError("row 7")
+    except KeyError as exc:
+        error = exc
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        journal.record(event(Event.START, 1))
+        journal.record(event(Event.FAILURE, 1, error=error))
+        [attempt] = await journal.attempts(T(n=1).task_id)
+    assert attempt.status is AttemptStatus.FAILED
+    assert (attempt.error_type, attempt.error_message) == ("KeyError", "'row 7'")
+    assert attempt.traceback is not None
+    assert "Traceback (most recent call last)" in attempt.traceback
+    assert "KeyError: 'row 7'" in attempt.traceback
+
+
+async def test_timeout_then_retry_is_one_timed_out_attempt(tmp_path: Path) -> None:
+    """TIMEOUT followed by RETRY for one attempt is one row, status timeout."""
+    boom = TimeoutError("slow")
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        journal.record(event(Event.START, 1, attempt=1))
+        journal.record(event(Event.TIMEOUT, 1, attempt=1, error=boom))
+        journal.record(event(Event.RETRY, 1, attempt=1, error=boom))
+        journal.record(event(Event.START, 1, attempt=2, at=T0 + 5))
+        journal.record(event(Event.SUCCESS, 1, attempt=2, at=T0 + 6))
+        attempts = await journal.attempts(T(n=1).task_id)
+    assert [(a.attempt, a.status) for a in attempts] == [
+        (1, AttemptStatus.TIMEOUT),
+        (2, AttemptStatus.SUCCESS),
+    ]
+
+
+async def test_events_without_start_are_attempt_zero(tmp_path: Path) -> None:
+    """FAILURE or DEPENDENCY_MISSING without a START is recorded with attempt 0."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        journal.record(event(Event.FAILURE, 1, error=RuntimeError("complete() raised")))
+        journal.record(event(Event.DEPENDENCY_MISSING, 2))
+        [failed] = await journal.attempts(T(n=1).task_id)
+        [missing] = await journal.attempts(T(n=2).task_id)
+    assert (failed.attempt, failed.status, failed.started) == (0, AttemptStatus.FAILED, None)
+    assert (missing.attempt, missing.status) == (0, AttemptStatus.MISSING)
+
+
+async def test_writes_are_batched_into_few_transactions(tmp_path: Path) -> None:
+    """10,000 events (5,000 tasks) take at most one transaction per 1,000 events."""
+    async with Journal.open(
+        tmp_path / "journal.db", flush_events=1000, flush_interval=60
+    ) as journal:
+        for n in range(5_000):
+            journal.record(event(Event.START, n))
+            journal.record(event(Event.SUCCESS, n))
+            if n % 250 == 0:
+                await anyio.lowlevel.checkpoint()  # let the writer run now and then
+        await journal.flush()
+        stats = journal.statistics()
+        assert len(await journal.succeeded(T(n=n).task_id for n in range(5_000))) == 5_000
+    assert stats.pending_events == 0
+    assert 1 <= stats.batches <= 11
+    assert stats.rows_written == 5_000  # START and SUCCESS of a task coalesce into one row
+
+
+async def test_background_writer_writes_without_flush(tmp_path: Path) -> None:
+    """Once flush_events events wait, the writer commits them without being asked."""
+    async with Journal.open(tmp_path / "journal.db", flush_events=10, flush_interval=60) as journal:
+        for n in range(5):
+            journal.record(event(Event.START, n))
+            journal.record(event(Event.SUCCESS, n))
+        await anyio.wait_all_tasks_blocked()
+        assert journal.statistics().pending_events == 0  # the writer has taken them
+        await journal.flush()
+        assert journal.statistics().batches == 1  # and flush() found nothing left
+
+
+async def test_record_after_close_raises(tmp_path: Path) -> None:
+    """Recording into a closed journal raises JournalError."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        pass
+    with pytest.raises(JournalError, match="closed"):
+        journal.record(event(Event.START, 1))
+
+
+async def test_close_marks_an_unended_run_interrupted(tmp_path: Path) -> None:
+    """Closing with a run still begun marks it and its open attempts interrupted."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path) as journal:
+        await journal.begin_run("run-1")
+        journal.record(event(Event.START, 1))
+    async with Journal.open(path) as journal:
+        run = await journal.run("run-1")
+    assert run is not None
+    assert run.status is RunStatus.INTERRUPTED
+    assert [a.status for a in run.attempts] == [AttemptStatus.INTERRUPTED]
+
+
+# --------------------------------------------------------------------- resuming
+
+
+async def test_succeeded_answers_for_more_ids_than_the_variable_limit(tmp_path: Path) -> None:
+    """succeeded() finds the successes among 2,500 ids, past SQLite's 999 variables."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        for n in range(2_500):
+            journal.record(event(Event.START, n))
+            journal.record(event(Event.SUCCESS if n % 2 else Event.FAILURE, n))
+        found = await journal.succeeded([T(n=n).task_id for n in range(2_500)] + ["unknown"])
+    assert found == {T(n=n).task_id for n in range(1, 2_500, 2)}
+
+
+async def test_attempts_so_far_counts_since_last_success_across_reopen(tmp_path: Path) -> None:
+    """Failed attempts since the last success are counted, also after a reopen."""
+    path = tmp_path / "journal.db"
+    task_id = T(n=1).task_id
+    async with Journal.open(path) as journal:
+        for attempt in (1, 2):
+            journal.record(event(Event.START, 1, attempt=attempt, at=T0 + attempt))
+            journal.record(event(Event.RETRY, 1, attempt=attempt, error=OSError("disk")))
+    async with Journal.open(path) as journal:
+        assert await journal.attempts_so_far(task_id) == 2
+        journal.record(event(Event.START, 1, "run-2", attempt=3, at=T0 + 3))
+        journal.record(event(Event.SUCCESS, 1, "run-2", attempt=3))
+        assert await journal.attempts_so_far(task_id) == 0
+        journal.record(event(Event.START, 1, "run-3", at=T0 + 4))
+        journal.record(event(Event.FAILURE, 1, "run-3", error=OSError("disk")))
+        assert await journal.attempts_so_far(task_id) == 1
+        assert await journal.attempts_so_far(T(n=99).task_id) == 0
+
+
+# ---------------------------------------------------- crashed processes (children)
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    import anyio
+    import asyncflow
+    from asyncflow.events import Event, TaskEvent
+    from asyncflow.journal import Journal, Lease, LeaseOutcome
+
+    class T(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+    async def readline():
+        return await anyio.to_thread.run_sync(sys.stdin.readline)
+
+    async def crash(path, host, now):
+        clock = (lambda: float(now)) if now != "-" else time.time
+        journal = await Journal.open(path, host=None if host == "-" else host, clock=clock)
+        await journal.begin_run("crashed", [T(n=1).task_id])
+        journal.record(TaskEvent(Event.START, T(n=1), "crashed", time=clock()))
+        await journal.flush()
+        assert isinstance(await journal.acquire(T(n=1).task_id, "crashed"), Lease)
+        os._exit(0)  # die holding the lease, with the attempt running
+
+    async def contend(path, run_id):
+        async with Journal.open(path) as journal:
+            print("ready", flush=True)
+            await readline()
+            got = await journal.acquire("shared", run_id)
+            if isinstance(got, Lease):
+                print("won", flush=True)
+                await readline()
+                await journal.release("shared", run_id, LeaseOutcome.SUCCESS)
+                print("released", flush=True)
+            else:
+                print("lost", got.run_id, flush=True)
+                print("outcome", (await journal.wait_for("shared", poll=0.01)).value, flush=True)
+
+    mode, *args = sys.argv[1:]
+    anyio.run({"crash": crash, "contend": contend}[mode], *args)
+    """
+)
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> list[str]:
+    script = tmp_path / "journal_child.py"
+    script.write_text(CHILD)
+    return [sys.executable, str(script)]
+
+
+async def crash_child(child: list[str], path: Path, host: str = "-", now: str = "-") -> None:
+    """Run a child that journals a running attempt, takes a lease, and dies."""
+    done = await anyio.run_process([*child, "crash", str(path), host, now], check=False)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+async def test_attempt_of_dead_process_on_this_host_is_interrupted(
+    tmp_path: Path, child: list[str]
+) -> None:
+    """On open, a running attempt whose process (on this host) is gone becomes interrupted."""
+    path = tmp_path / "journal.db"
+    await crash_child(child, path)
+    async with Journal.open(path) as journal:
+        run = await journal.run("crashed")
+        assert await journal.attempts_so_far(T(n=1).task_id) == 1
+    assert run is not None
+    assert run.status is RunStatus.INTERRUPTED
+    assert [a.status for a in run.attempts] == [AttemptStatus.INTERRUPTED]
+
+
+async def test_attempt_on_other_host_is_interrupted_only_after_expiry(
+    tmp_path: Path, child: list[str]
+) -> None:
+    """A running attempt of another host stays running until its run's lease expires."""
+    path = tmp_path / "journal.db"
+    await crash_child(child, path, host="elsewhere", now=str(T0))
+    async with Journal.open(path, clock=FakeTime(T0 + TTL - 1)) as journal:
+        before = await journal.run("crashed")
+    async with Journal.open(path, clock=FakeTime(T0 + TTL + 1)) as journal:
+        after = await journal.run("crashed")
+        lease = await journal.acquire(T(n=1).task_id, "run-2")
+    assert before is not None and after is not None
+    assert [a.status for a in before.attempts] == [AttemptStatus.RUNNING]
+    assert [a.status for a in after.attempts] == [AttemptStatus.INTERRUPTED]
+    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+
+
+async def test_lease_of_dead_process_on_this_host_is_taken_at_once(
+    tmp_path: Path, child: list[str]
+) -> None:
+    """A lease whose holder died on this host is taken over before it expires."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime(T0)
+    async with Journal.open(path, clock=clock) as journal:
+        await crash_child(child, path, now=str(T0))
+        got = await journal.acquire(T(n=1).task_id, "run-2")
+    assert isinstance(got, Lease)
+    assert got.previous is LeaseOutcome.ABANDONED
+
+
+async def readline(process: Process, streams: dict[int, BufferedByteReceiveStream]) -> str:
+    assert process.stdout is not None
+    stream = streams.setdefault(id(process), BufferedByteReceiveStream(process.stdout))
+    return (await stream.receive_until(b"\n", 1024)).decode().strip()
+
+
+async def tell(process: Process, line: str) -> None:
+    assert process.stdin is not None
+    await process.stdin.send(line.encode() + b"\n")
+
+
+async def test_two_processes_contending_exactly_one_wins(tmp_path: Path, child: list[str]) -> None:
+    """Two processes race for one lease: one wins, the other waits and takes its outcome."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path):
+        pass  # create the schema first: the race is about the lease
+    streams: dict[int, BufferedByteReceiveStream] = {}
+    with anyio.fail_after(30):
+        a = await anyio.open_process([*child, "contend", str(path), "run-a"], stdin=PIPE)
+        b = await anyio.open_process([*child, "contend", str(path), "run-b"], stdin=PIPE)
+        async with a, b:
+            assert [await readline(a, streams), await readline(b, streams)] == ["ready"] * 2
+            await tell(a, "go")
+            await tell(b, "go")
+            answers = {p: (await readline(p, streams)).split() for p in (a, b)}
+            winners = [p for p, words in answers.items() if words == ["won"]]
+            assert len(winners) == 1, answers
+            [winner] = winners
+            [loser] = [p for p in (a, b) if p is not winner]
+            assert answers[loser] == ["lost", "run-a" if winner is a else "run-b"]
+            await tell(winner, "release")
+            assert await readline(winner, streams) == "released"
+            assert await readline(loser, streams) == "outcome success"
+            assert [await a.wait(), await b.wait()] == [0, 0]
+
+
+# ----------------------------------------------------------------------- leases
+
+
+async def test_acquire_gives_the_lease_or_the_holder(tmp_path: Path) -> None:
+    """The first run gets the lease; another run learns who holds it and since when."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock, host="box", pid=7) as journal:
+        first = await journal.acquire("task", "run-a")
+        clock.now += 1
+        second = await journal.acquire("task", "run-b")
+    assert first == Lease("task", "run-a", T0, T0 + TTL, None, None)
+    assert second == Holder("task", "run-a", "box", 7, T0, T0 + TTL)
+
+
+async def test_acquire_by_the_holder_renews(tmp_path: Path) -> None:
+    """The holding run acquiring again keeps its lease and pushes the expiry on."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.acquire("task", "run-a")
+        clock.now += 10
+        again = await journal.acquire("task", "run-a")
+    assert isinstance(again, Lease)
+    assert (again.acquired, again.expires) == (T0, T0 + 10 + TTL)
+
+
+async def test_expired_lease_is_taken_over_and_old_holder_learns_it(tmp_path: Path) -> None:
+    """After expiry another run takes the lease, and still_holds() is False for the old one."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.acquire("task", "run-a")
+        assert await journal.still_holds("task", "run-a")
+        clock.now += TTL
+        taken = await journal.acquire("task", "run-b")
+        assert isinstance(taken, Lease)
+        assert (taken.previous, taken.previous_at) == (LeaseOutcome.ABANDONED, T0 + TTL)
+        assert not await journal.still_holds("task", "run-a")
+        assert await journal.still_holds("task", "run-b")
+
+
+async def test_release_after_takeover_leaves_new_holder_alone(tmp_path: Path) -> None:
+    """A run that lost its lease cannot release the new holder's lease."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.acquire("task", "run-a")
+        clock.now += TTL + 1
+        await journal.acquire("task", "run-b")
+        assert not await journal.release("task", "run-a", LeaseOutcome.FAILED)
+        assert isinstance(await journal.acquire("task", "run-c"), Holder)
+
+
+async def test_released_outcome_is_handed_to_the_next_holder(tmp_path: Path) -> None:
+    """The next lease tells how and when the previous holder let go."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.acquire("task", "run-a")
+        clock.now += 5
+        assert await journal.release("task", "run-a", LeaseOutcome.SUCCESS)
+        clock.now += 5
+        lease = await journal.acquire("task", "run-b")
+    assert isinstance(lease, Lease)
+    assert (lease.previous, lease.previous_at, lease.acquired) == (
+        LeaseOutcome.SUCCESS,
+        T0 + 5,
+        T0 + 10,
+    )
+
+
+async def test_renew_keeps_leases_alive_past_their_ttl(tmp_path: Path) -> None:
+    """renew() pushes every held lease on, so nobody can take them."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        for name in ("x", "y"):
+            await journal.acquire(name, "run-a")
+        clock.now += TTL * 0.9
+        assert await journal.renew() == []
+        clock.now += TTL * 0.5
+        assert isinstance(await journal.acquire("x", "run-b"), Holder)
+        assert isinstance(await journal.acquire("y", "run-b"), Holder)
+
+
+async def test_renew_reports_leases_taken_by_others(tmp_path: Path) -> None:
+    """renew() returns the leases this journal lost to another run."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.acquire("x", "run-a")
+        await mine.acquire("y", "run-a")
+        clock.now += TTL + 1
+        await other.acquire("y", "run-b")
+        assert await mine.renew() == [("y", "run-a")]
+
+
+async def test_wait_for_returns_the_holders_outcome(tmp_path: Path) -> None:
+    """wait_for() returns the outcome the holder released with."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        await journal.acquire("task", "run-a")
+        outcomes: list[LeaseOutcome] = []
+
+        async def waiter() -> None:
+            outcomes.append(await journal.wait_for("task", poll=0.001))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.lowlevel.checkpoint()
+            await journal.release("task", "run-a", LeaseOutcome.FAILED)
+    assert outcomes == [LeaseOutcome.FAILED]
+
+
+async def test_wait_for_an_expired_lease_is_abandoned(tmp_path: Path) -> None:
+    """wait_for() on a lease that expired without release answers ABANDONED."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.acquire("task", "run-a")
+        clock.now += TTL
+        assert await journal.wait_for("task") is LeaseOutcome.ABANDONED
+        assert await journal.wait_for("never-leased") is LeaseOutcome.ABANDONED
+
+
+async def test_end_run_abandons_leases_it_still_holds(tmp_path: Path) -> None:
+    """Ending a run lets go of its forgotten leases, so others need not wait for expiry."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        await journal.begin_run("run-a")
+        await journal.acquire("task", "run-a")
+        await journal.end_run("run-a", RunStatus.CANCELLED)
+        lease = await journal.acquire("task", "run-b")
+    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+
+
+async def test_close_abandons_leases_still_held(tmp_path: Path) -> None:
+    """Closing a journal lets go of its leases, so another process need not wait."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path) as journal:
+        await journal.acquire("task", "run-a")
+    async with Journal.open(path) as journal:
+        lease = await journal.acquire("task", "run-b")
+    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+
+
+# ---------------------------------------------------------------------- history
+
+
+async def test_runs_lists_newest_first_with_attempt_counts(tmp_path: Path) -> None:
+    """runs() gives the latest runs, newest first, each with its attempt counts."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        for i, status in enumerate((RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.SUCCESS)):
+            clock.now = T0 + i
+            run_id = f"run-{i}"
+            await journal.begin_run(run_id)
+            journal.record(event(Event.START, i, run_id))
+            ok = status is RunStatus.SUCCESS
+            journal.record(event(Event.SUCCESS if ok else Event.FAILURE, i, run_id))
+            await journal.end_run(run_id, status)
+        runs = await journal.runs(limit=2)
+    assert [(r.run_id, r.status) for r in runs] == [
+        ("run-2", RunStatus.SUCCESS),
+        ("run-1", RunStatus.FAILED),
+    ]
+    assert dict(runs[1].counts) == {AttemptStatus.FAILED: 1}
+    assert runs[0].attempts == ()
+
+
+async def test_attempts_lists_a_task_across_runs(tmp_path: Path) -> None:
+    """attempts() gives every attempt of one task, oldest first, with host and pid."""
+    async with Journal.open(tmp_path / "journal.db", host="box", pid=3) as journal:
+        for i, run_id in enumerate(("run-a", "run-b")):
+            await journal.begin_run(run_id)
+            journal.record(event(Event.START, 1, run_id, at=T0 + i))
+            journal.record(event(Event.SUCCESS, 1, run_id, at=T0 + i))
+            journal.record(event(Event.START, 2, run_id, at=T0 + i))
+            await journal.end_run(run_id, RunStatus.SUCCESS)
+        attempts = await journal.attempts(T(n=1).task_id)
+        missing = await journal.run("no-such-run")
+    assert [(a.run_id, a.host, a.pid) for a in attempts] == [
+        ("run-a", "box", 3),
+        ("run-b", "box", 3),
+    ]
+    assert missing is None
+
+
+def _attempt(n: int, status: AttemptStatus, **fields: Any) -> AttemptRecord:
+    values: dict[str, Any] = {
+        "run_id": "r1",
+        "task_id": f"Extract_{n}_c0ffee",
+        "family": "Extract",
+        "params": MappingProxyType({"n": str(n)}),
+        "attempt": 1,
+        "status": status,
+        "started": T0 + n,
+        "ended": T0 + n + 0.5,
+        "duration": 0.5,
+    }
+    values.update(fields)
+    return AttemptRecord(**values)
+
+
+RUN = RunRecord(
+    "r1",
+    RunStatus.FAILED,
+    T0,
+    T0 + 75.5,
+    "b1",
+    4242,
+    "0.1.0",
+    ("Report_2026-11-23_abcdef",),
+    MappingProxyType({AttemptStatus.SUCCESS: 1, AttemptStatus.FAILED: 1}),
+    (
+        _attempt(1, AttemptStatus.SUCCESS),
+        _attempt(
+            2,
+            AttemptStatus.FAILED,
+            duration=12.25,
+            error_type="ValueError",
+            error_message="bad row 7\nsecond line",
+            traceback="Traceback (most recent call last):\nValueError: bad row 7\n",
+        ),
+        _attempt(3, AttemptStatus.MISSING, attempt=0, started=None, duration=None),
+    ),
+)
+
+
+def test_format_runs_golden() -> None:
+    """format_runs() lays runs out as an aligned table."""
+    running = RunRecord("r2", RunStatus.RUNNING, T0 + 3600, None, "b2", 17, "0.1.0")
+    assert format_runs([running, RUN], tz=UTC) == textwrap.dedent(
+        """\
+        RUN  STATUS   STARTED              DURATION  REQUESTED  ATTEMPTS             HOST:PID
+        r2   running  2027-01-15 09:00:00  -         0          -                    b2:17
+        r1   failed   2027-01-15 08:00:00  1m15s     1          1 success, 1 failed  b1:4242
+        """
+    )
+    assert format_runs([]) == "No runs in the journal.\n"
+
+
+def test_format_run_golden() -> None:
+    """format_run() shows the run's details, then its attempts, then tracebacks if asked."""
+    assert format_run(RUN, tz=UTC, tracebacks=True) == textwrap.dedent(
+        """\
+        Run r1: failed
+          started    2027-01-15 08:00:00
+          ended      2027-01-15 08:01:15
+          duration   1m15s
+          host       b1 (pid 4242)
+          asyncflow  0.1.0
+          requested  Report_2026-11-23_abcdef
+
+        TASK              ATTEMPT  STATUS   STARTED              DURATION  ERROR
+        Extract_1_c0ffee  1        success  2027-01-15 08:00:01  0.500s
+        Extract_2_c0ffee  1        failed   2027-01-15 08:00:02  12.2s     ValueError: bad row 7
+        Extract_3_c0ffee  -        missing  -                    -
+
+        Traceback of Extract_2_c0ffee, attempt 1:
+          Traceback (most recent call last):
+          ValueError: bad row 7
+        """
+    )

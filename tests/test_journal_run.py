@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import asyncflow
+from asyncflow import Status
+from asyncflow.journal import Journal, RunStatus
+from asyncflow.targets import MemoryStore, MemoryTarget
+
+pytestmark = pytest.mark.anyio
+
+STORE = MemoryStore()
+ROOT = Path(__file__).parent.parent
+
+
+class Sink(asyncflow.Task):
+    """No outputs: complete only through the journal."""
+
+    n = asyncflow.IntParameter()
+    runs: list[int] = []
+
+    async def run(self) -> None:
+        Sink.runs.append(self.n)
+
+
+CHAIN = {"c": "b", "b": "a"}  # c requires b requires a
+
+
+class Stage(asyncflow.Task):
+    name = asyncflow.Parameter()
+    runs: list[str] = []
+
+    def requires(self) -> Stage | None:
+        return Stage(CHAIN[self.name]) if self.name in CHAIN else None
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"stage/{self.name}", store=STORE)
+
+    async def run(self) -> None:
+        Stage.runs.append(self.name)
+        await self.output().write_bytes(b"x")
+
+
+class Broken(asyncflow.Task):
+    async def run(self) -> None:
+        raise ValueError("broken on purpose")
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> None:
+    STORE.clear()
+    Sink.runs.clear()
+    Stage.runs.clear()
+
+
+async def test_run_and_attempts_are_recorded(tmp_path: Path) -> None:
+    """A run with a journal records the run and each attempt."""
+    path = tmp_path / "j.db"
+    result = await asyncflow.run(Stage("b"), journal=path)
+    async with Journal.open(path) as journal:
+        runs = await journal.runs()
+        assert [r.run_id for r in runs] == [result.run_id]
+        assert runs[0].status is RunStatus.SUCCESS
+        recorded = await journal.run(result.run_id)
+        assert recorded is not None
+        assert sorted(a.task_id for a in recorded.attempts) == sorted(
+            [Stage("a").task_id, Stage("b").task_id]
+        )
+
+
+async def test_failed_run_records_the_error(tmp_path: Path) -> None:
+    """A failed task's attempt keeps its error; the run is failed."""
+    path = tmp_path / "j.db"
+    result = await asyncflow.run(Broken(), journal=path)
+    async with Journal.open(path) as journal:
+        recorded = await journal.run(result.run_id)
+        assert recorded is not None and recorded.status is RunStatus.FAILED
+        [attempt] = recorded.attempts
+        assert attempt.error_type == "ValueError"
+        assert "broken on purpose" in (attempt.error_message or "")
+
+
+async def test_task_without_outputs_is_complete_once_journaled(tmp_path: Path) -> None:
+    """The second run finds the output-less task complete in the journal."""
+    path = tmp_path / "j.db"
+    first = await asyncflow.run(Sink(1), journal=path)
+    second = await asyncflow.run(Sink(1), journal=path)
+    assert first.status(Sink(1)) is Status.DONE
+    assert second.status(Sink(1)) is Status.ALREADY_COMPLETE
+    assert Sink.runs == [1]
+
+
+@pytest.mark.parametrize("how", ["instance", "task_id", "family"])
+async def test_force_reruns_a_complete_task_and_what_depends_on_it(
+    tmp_path: Path, how: str
+) -> None:
+    """force= re-runs the named task and its dependents, not its requirements."""
+    top = Stage("c")
+    await asyncflow.run(top, journal=None)
+    Stage.runs.clear()
+    middle = Stage("b")
+    force = {"instance": middle, "task_id": middle.task_id, "family": "Stage"}[how]
+    result = await asyncflow.run(top, journal=None, force=[force])
+    if how == "family":
+        assert sorted(Stage.runs) == ["a", "b", "c"]
+    else:
+        assert Stage.runs == ["b", "c"]
+        assert result.status(Stage("a")) is Status.ALREADY_COMPLETE
+    assert result.ok
+
+
+async def test_corrupt_journal_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """A file that is not a journal is a JournalError naming it; nothing runs."""
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(asyncflow.JournalError, match=str(path)):
+        await asyncflow.run(Sink(2), journal=path)
+    assert Sink.runs == []
+    assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+async def test_default_journal_is_under_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without journal=, runs go to .asyncflow/journal.db in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ASYNCFLOW_JOURNAL", raising=False)
+    await asyncflow.run(Sink(3))
+    assert (tmp_path / ".asyncflow" / "journal.db").is_file()
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    return subprocess.run(
+        [sys.executable, "-m", "asyncflow", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_history_and_show(tmp_path: Path) -> None:
+    """`asyncflow history` lists runs; `asyncflow show RUN_ID` lists its attempts."""
+    out = tmp_path / "o.txt"
+    ran = cli("run", "tests.fixtures.cli_tasks:Write", "--out", str(out), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    history = cli("history", cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert lines[0].split()[:2] == ["RUN", "STATUS"]
+    run_id = lines[1].split()[0]
+    assert lines[1].split()[1] == "success"
+    show = cli("show", run_id, cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    assert f"Run {run_id}: success" in show.stdout and "Write_" in show.stdout
+    unknown = cli("show", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+
+
+def test_cli_history_without_journal(tmp_path: Path) -> None:
+    """history with no journal file says where it looked."""
+    proc = cli("history", cwd=tmp_path)
+    assert proc.returncode == 2 and "no journal at" in proc.stderr
