@@ -104,3 +104,11 @@ def test_summary_groups_large_families() -> None:
     STORE.clear()
     result = asyncflow.build([Leaf(n) for n in range(100, 130)], journal=None)
     assert "30 Leaf (e.g. Leaf(n=100), Leaf(n=101), ...)" in result.summary()
+
+
+def test_repr_is_compact() -> None:
+    """repr(result) is one short line with the counts, whatever the run's size."""
+    STORE.clear()
+    result = asyncflow.build([Leaf(n) for n in range(200, 300)], journal=None)
+    text = repr(result)
+    assert text == f"<RunResult {result.run_id} ok=True done=100>"

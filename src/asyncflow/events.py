@@ -19,8 +19,7 @@ import enum
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -45,9 +44,8 @@ class Event(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
-class TaskEvent:
-    """One thing that happened to one task in one run."""
+class TaskEvent(NamedTuple):
+    """One thing that happened to one task in one run (immutable; cheap to build)."""
 
     kind: Event
     task: Task
@@ -55,7 +53,8 @@ class TaskEvent:
     attempt: int = 1
     error: BaseException | None = None
     duration: float | None = None
-    time: float = field(default_factory=time.time)
+    time: float = 0.0
+    """Wall-clock seconds since the epoch."""
 
     @property
     def task_id(self) -> str:
@@ -130,7 +129,7 @@ class EventBus:
         class_handlers = by_kind.get(kind) if by_kind else None
         if not class_handlers and not self._handlers:
             return
-        event = TaskEvent(kind, task, run_id, attempt, error, duration)
+        event = TaskEvent(kind, task, run_id, attempt, error, duration, time.time())
         for handler in self._handlers:
             self._call(handler, (event,), event)
         if class_handlers:
@@ -143,6 +142,8 @@ class EventBus:
     ) -> None:
         try:
             outcome = handler(*args)
+            if outcome is None:
+                return
         except Exception:
             _log.exception(
                 "event handler failed",

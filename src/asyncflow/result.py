@@ -86,7 +86,7 @@ class TaskResult:
         return "".join(traceback.format_exception(self.error))
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """Returned by :func:`asyncflow.run` and :func:`asyncflow.build`.
 
@@ -104,6 +104,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return all(self.results[t.task_id].status.is_complete for t in self.requested)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s.value}={n}" for s, n in self.counts().items())
+        return f"<RunResult {self.run_id} ok={self.ok} {counts}>"
 
     def _get(self, task: Task | str) -> TaskResult:
         key = task if isinstance(task, str) else task.task_id
