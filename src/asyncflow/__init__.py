@@ -50,7 +50,7 @@ from .parameters import (
 from .ranges import range_daily, range_hourly
 from .result import Attempt, RunResult, Status, TaskResult
 from .runner import DEFAULT_WORKERS, build, run
-from .targets import LocalTarget, MemoryTarget, Target
+from .targets import GCSTarget, LocalTarget, MemoryTarget, S3Target, Target
 from .task import ExternalTask, Task, WrapperTask
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "Event",
     "ExternalTask",
     "FloatParameter",
+    "GCSTarget",
     "GraphError",
     "IntParameter",
     "JournalError",
@@ -81,6 +82,7 @@ __all__ = [
     "ResourceError",
     "RetryPolicy",
     "RunResult",
+    "S3Target",
     "Status",
     "Target",
     "TargetError",

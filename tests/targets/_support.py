@@ -75,6 +75,13 @@ async def write_then_raise(target: Target, text: str) -> None:
         raise Boom
 
 
+async def write_bytes_then_raise(target: Target, data: bytes) -> None:
+    """Write ``data`` in an ``async with`` block that then raises Boom."""
+    async with target.open("wb") as f:
+        f.write(data)
+        raise Boom
+
+
 def write_then_raise_sync(target: Target, text: str) -> None:
     """Write ``text`` in a plain ``with`` block that then raises Boom."""
     with target.open("w") as f:

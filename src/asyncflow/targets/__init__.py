@@ -1,7 +1,30 @@
-"""Where task data lives: the :class:`Target` base and its local and memory backends."""
+"""Where task data lives: the :class:`Target` base and its backends.
 
+Importing this package stays light: the S3 and GCS backends import
+aiobotocore, gcsfs and aiohttp only when they first need a client (in a worker
+thread), so ``import asyncflow`` never loads them.
+"""
+
+from ._probe import probe_many
+from ._remote import RequestCounter, RequestRetry
 from .base import Target
+from .gcs import GCSConfig, GCSPrefixTarget, GCSTarget
 from .local import LocalTarget
 from .memory import MemoryStore, MemoryTarget
+from .s3 import S3Config, S3PrefixTarget, S3Target
 
-__all__ = ["LocalTarget", "MemoryStore", "MemoryTarget", "Target"]
+__all__ = [
+    "GCSConfig",
+    "GCSPrefixTarget",
+    "GCSTarget",
+    "LocalTarget",
+    "MemoryStore",
+    "MemoryTarget",
+    "RequestCounter",
+    "RequestRetry",
+    "S3Config",
+    "S3PrefixTarget",
+    "S3Target",
+    "Target",
+    "probe_many",
+]

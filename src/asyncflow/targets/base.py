@@ -32,13 +32,27 @@ import io
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import IO, Any, BinaryIO, Generic, Literal, TypeVar, cast, final, overload
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Generic,
+    Literal,
+    TypeVar,
+    cast,
+    final,
+    overload,
+)
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 
 from ..errors import TargetError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["AtomicWriter", "OpenTarget", "Target"]
 
@@ -188,6 +202,32 @@ class Target(abc.ABC):
         """Atomically replace the content with ``text`` encoded as UTF-8."""
         async with self.open("w") as file:
             await anyio.to_thread.run_sync(file.write, text)
+
+    # DataFrame helpers: see targets/dataframe.py (needs pandas and pyarrow).
+
+    async def read_parquet(self, **kwargs: Any) -> pd.DataFrame:
+        """Read the target as parquet into a DataFrame, decoding in a worker thread."""
+        from .dataframe import read_parquet
+
+        return await read_parquet(self, **kwargs)
+
+    async def write_parquet(self, frame: pd.DataFrame, **kwargs: Any) -> None:
+        """Atomically write ``frame`` as parquet, encoding in a worker thread."""
+        from .dataframe import write_parquet
+
+        await write_parquet(self, frame, **kwargs)
+
+    async def read_csv(self, **kwargs: Any) -> pd.DataFrame:
+        """Read the target as UTF-8 CSV into a DataFrame, parsing in a worker thread."""
+        from .dataframe import read_csv
+
+        return await read_csv(self, **kwargs)
+
+    async def write_csv(self, frame: pd.DataFrame, *, index: bool = False, **kwargs: Any) -> None:
+        """Atomically write ``frame`` as UTF-8 CSV (no index by default), in a worker thread."""
+        from .dataframe import write_csv
+
+        await write_csv(self, frame, index=index, **kwargs)
 
     # Backend hooks. Override the sync flavour, the async flavour, or both.
 

@@ -1,0 +1,495 @@
+"""Objects in Google Cloud Storage (or an emulator): :class:`GCSTarget`.
+
+::
+
+    out = GCSTarget("gs://bucket/reports/2026-11-23.csv")
+    async with out.open("w") as f:       # uploaded when the block exits cleanly
+        f.write("...")
+
+Configuration comes from the environment, read when a client is needed:
+``STORAGE_EMULATOR_HOST`` (an emulator such as fake-gcs-server; requests are
+then anonymous unless a token is given) and ``GOOGLE_CLOUD_PROJECT``; otherwise
+credentials are found the way gcsfs finds them (``token=None``: gcloud
+defaults, then the metadata server). Pass a :class:`GCSConfig` to set it
+explicitly.
+
+The target speaks the GCS JSON API over one aiohttp session per
+configuration, shared by every target of a run, with a pool of 64
+connections. gcsfs supplies the credentials (``gcsfs.credentials``, the same
+``token=`` values as gcsfs and pandas accept); its filesystem class is not
+used, which keeps its listing cache, its retry loop (up to 6 attempts with
+sleeps of up to 32 s) and, in recent versions, the zonal-bucket detection that
+stalls against emulators out of the way. Transient failures are retried with
+the configuration's :class:`~asyncflow.targets.RequestRetry`.
+
+Writes are spooled (memory, then a temporary file) and uploaded on commit:
+objects up to ``part_size`` (8 MiB) in one multipart request, larger ones with
+a resumable upload in ``part_size`` chunks, cancelled if anything fails.
+``create_only=True`` sends ``ifGenerationMatch=0`` so the upload is refused,
+and :class:`~asyncflow.errors.TargetError` raised, if the object exists by then.
+
+gcsfs and aiohttp are imported on first use, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, Final, TypeVar, final
+from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
+
+from ..errors import TargetError, TargetNotFoundError
+from ._clients import borrow_client
+from ._prefix import RemotePrefixTarget
+from ._remote import (
+    DEFAULT_PART_SIZE,
+    LIST_PAGE_SIZE,
+    MiB,
+    RemoteClient,
+    RemoteTarget,
+    RequestCounter,
+    RequestRetry,
+    part_reader,
+    retrying,
+    task_group,
+)
+
+__all__ = ["GCSConfig", "GCSPrefixTarget", "GCSTarget"]
+
+_T = TypeVar("_T")
+
+DEFAULT_ENDPOINT: Final = "https://storage.googleapis.com"
+_TRANSIENT_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+_CHUNK_QUANTUM: Final = 256 * 1024  # resumable chunks are multiples of 256 KiB
+_READ_CHUNK: Final = 1 * MiB
+
+
+@final
+@dataclass(frozen=True)
+class GCSConfig:
+    """Where and how to reach GCS.
+
+    The configuration is also the key under which a run shares one session,
+    so targets with equal configurations share a connection pool.
+    """
+
+    endpoint_url: str | None = None
+    """``http(s)://host:port`` of an emulator; None for Google's endpoint."""
+    project: str | None = None
+    token: str | None = None
+    """As for gcsfs: None (find credentials), ``"anon"``, ``"google_default"``,
+    ``"cloud"``, or the path of a service-account or authorized-user JSON file."""
+    credentials: object = field(default=None, repr=False)
+    """A ``google.auth`` credentials object; takes precedence over ``token``."""
+    max_pool_connections: int = 64
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    part_size: int = DEFAULT_PART_SIZE
+    """Objects larger than this use a resumable upload in chunks of this size."""
+    retry: RequestRetry = field(default_factory=RequestRetry)
+
+    def __post_init__(self) -> None:
+        if self.part_size < _CHUNK_QUANTUM or self.part_size % _CHUNK_QUANTUM:
+            raise ValueError(
+                f"GCSConfig.part_size must be a positive multiple of 256 KiB, not {self.part_size}"
+            )
+        if self.max_pool_connections < 1:
+            raise ValueError("GCSConfig.max_pool_connections must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GCSConfig:
+        """The configuration the environment describes.
+
+        ``STORAGE_EMULATOR_HOST`` (with or without ``http://``) sets the
+        endpoint and, unless a token is given, anonymous access;
+        ``GOOGLE_CLOUD_PROJECT`` (or ``GCLOUD_PROJECT``) the project.
+        ``environ`` defaults to ``os.environ``; keyword arguments override fields.
+        """
+        env = os.environ if environ is None else environ
+        endpoint = env.get("STORAGE_EMULATOR_HOST", "")
+        values: dict[str, Any] = {
+            "project": env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT") or None
+        }
+        if endpoint and endpoint != "default":
+            if not endpoint.startswith(("http://", "https://")):
+                endpoint = "http://" + endpoint
+            values["endpoint_url"] = endpoint.rstrip("/")
+            values["token"] = "anon"
+        values.update(overrides)
+        return cls(**values)
+
+    def with_options(self, **changes: Any) -> GCSConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+class GCSTarget(RemoteTarget[GCSConfig]):
+    """An object in GCS, ``gs://bucket/key``, with the same contract as a local file.
+
+    Args:
+        url: ``gs://bucket/key``.
+        config: where and how to reach GCS; by default read from the
+            environment each time a client is needed.
+        create_only: refuse to overwrite an existing object (the write raises
+            :class:`~asyncflow.errors.TargetError` naming the URL).
+
+    Raises:
+        ValueError: the URL is not ``gs://bucket/key``.
+    """
+
+    scheme = "gs"
+    __slots__ = ()
+
+    def _resolved_config(self) -> GCSConfig:
+        return self.config if self.config is not None else GCSConfig.from_env()
+
+    def _client(self, config: GCSConfig) -> AbstractAsyncContextManager[RemoteClient]:
+        return _borrow(config)
+
+
+class GCSPrefixTarget(RemotePrefixTarget[GCSTarget]):
+    """A folder-like prefix ``gs://bucket/dir/``, complete once ``dir/_SUCCESS`` exists.
+
+    See :class:`~asyncflow.targets._prefix.RemotePrefixTarget` for publishing.
+    """
+
+    scheme = "gs"
+    __slots__ = ("config",)
+
+    def __init__(
+        self, url: str, *, config: GCSConfig | None = None, create_only: bool = False
+    ) -> None:
+        super().__init__(url, create_only=create_only)
+        self.config = config
+
+    def _make_child(self, url: str, *, create_only: bool) -> GCSTarget:
+        return GCSTarget(url, config=self.config, create_only=create_only)
+
+
+# --------------------------------------------------------------------------- client
+
+
+@asynccontextmanager
+async def _borrow(config: GCSConfig) -> AsyncIterator[RemoteClient]:
+    async with borrow_client(("asyncflow.gcs", config), lambda: _open_client(config)) as client:
+        yield client
+
+
+def _load_credentials(config: GCSConfig) -> Any:
+    """gcsfs's credential lookup; may read files or ask the metadata server, so in a thread."""
+    from gcsfs.credentials import GoogleCredentials
+
+    token: Any = config.credentials if config.credentials is not None else config.token
+    return GoogleCredentials(config.project, "full_control", token)
+
+
+@asynccontextmanager
+async def _open_client(config: GCSConfig) -> AsyncIterator[_GCSClient]:
+    credentials = await anyio.to_thread.run_sync(_load_credentials, config)
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=config.max_pool_connections)
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+    )
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        yield _GCSClient(session, credentials, config)
+
+
+class _StatusError(Exception):
+    """An HTTP error status from GCS."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        message = body.decode("utf-8", "replace")
+        try:
+            message = json.loads(message)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = message[:200]
+        super().__init__(f"HTTP {status}: {message}")
+
+
+def _is_transient(error: Exception) -> bool:
+    """5xx, 408, 429, timeouts, resets and broken connections."""
+    if isinstance(error, _StatusError):
+        return error.status in _TRANSIENT_STATUS
+    import aiohttp
+
+    return isinstance(error, aiohttp.ClientError | TimeoutError | ConnectionError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class _GCSClient:
+    """The :class:`RemoteClient` operations over the GCS JSON API."""
+
+    def __init__(self, session: Any, credentials: Any, config: GCSConfig) -> None:
+        self._session = session
+        self._credentials = credentials
+        self._config = config
+        endpoint = (config.endpoint_url or DEFAULT_ENDPOINT).rstrip("/")
+        self._api = f"{endpoint}/storage/v1"
+        self._upload_api = f"{endpoint}/upload/storage/v1"
+        self._download_api = f"{endpoint}/download/storage/v1"
+
+    # Plumbing.
+
+    async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        google = self._credentials.credentials
+        if google is not None:
+            if not google.valid:
+                # A token refresh is a blocking HTTP call in google-auth.
+                await anyio.to_thread.run_sync(self._credentials.maybe_refresh)
+            google.apply(headers)
+        return headers
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        json_body: object = None,
+    ) -> _Response:
+        """One request; raises _StatusError unless the status is in ``ok``."""
+        # aiohttp writes a file-like body in pieces, yielding to the loop in
+        # between; a BytesIO over bytes shares their buffer rather than copying.
+        body = io.BytesIO(data) if data is not None and len(data) > _READ_CHUNK else data
+        async with self._session.request(
+            method,
+            url,
+            params=params,
+            headers=await self._headers(headers),
+            data=body,
+            json=json_body,
+        ) as response:
+            body = await response.read()
+            if response.status not in ok:
+                raise _StatusError(response.status, body)
+            return _Response(response.status, response.headers, body)
+
+    async def _call(
+        self,
+        operation: str,
+        url: str,
+        call: Callable[[], Awaitable[_T]],
+        counter: RequestCounter | None = None,
+    ) -> _T:
+        try:
+            return await retrying(
+                call,
+                policy=self._config.retry,
+                is_transient=_is_transient,
+                counter=counter,
+                operation=operation,
+            )
+        except TargetError:
+            raise
+        except Exception as error:
+            raise TargetError(f"GCS {operation} of {url} failed: {error}") from error
+
+    def _object_url(self, bucket: str, key: str) -> str:
+        return f"{self._api}/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
+
+    # Operations.
+
+    async def head(self, bucket: str, key: str, *, counter: RequestCounter | None = None) -> bool:
+        async def attempt() -> bool:
+            response = await self._send(
+                "GET", self._object_url(bucket, key), ok=(200, 404), params={"fields": "name"}
+            )
+            return response.status == 200
+
+        return await self._call("head", _url(bucket, key), attempt, counter)
+
+    async def download(self, bucket: str, key: str, sink: BinaryIO) -> None:
+        url = _url(bucket, key)
+        media = f"{self._download_api}/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
+
+        async def attempt() -> None:
+            sink.seek(0)
+            sink.truncate()
+            async with self._session.request(
+                "GET", media, params={"alt": "media"}, headers=await self._headers()
+            ) as response:
+                if response.status == 404:
+                    raise TargetNotFoundError(f"no such object: {url}")
+                if response.status != 200:
+                    raise _StatusError(response.status, await response.read())
+                async for chunk in response.content.iter_chunked(_READ_CHUNK):
+                    # A memory copy, or a page-cache write once the spool is on disk.
+                    sink.write(chunk)
+
+        await self._call("get", url, attempt)
+
+    async def upload(
+        self, bucket: str, key: str, source: BinaryIO, size: int, *, create_only: bool
+    ) -> None:
+        url = _url(bucket, key)
+        params = {"name": key}
+        if create_only:
+            params["ifGenerationMatch"] = "0"
+        try:
+            if size <= self._config.part_size:
+                body = source.read()  # still in memory: the spool rolls over only past part_size
+                await self._simple_upload(bucket, key, body, params)
+            else:
+                await self._resumable_upload(bucket, key, source, size, params)
+        except TargetError as error:
+            cause = error.__cause__
+            if create_only and isinstance(cause, _StatusError) and cause.status == 412:
+                raise TargetError(f"{url} already exists: not overwritten (create_only)") from cause
+            raise
+
+    async def _simple_upload(
+        self, bucket: str, key: str, data: bytes, params: dict[str, str]
+    ) -> None:
+        # A multipart/related upload: unlike uploadType=media, every emulator
+        # honours ifGenerationMatch on it.
+        boundary = secrets.token_hex(16)
+        metadata = json.dumps({"name": key}).encode()
+        body = b"".join(
+            (
+                f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
+                metadata,
+                f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode(),
+                data,
+                f"\r\n--{boundary}--\r\n".encode(),
+            )
+        )
+        await self._call(
+            "upload",
+            _url(bucket, key),
+            lambda: self._send(
+                "POST",
+                f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
+                params={"uploadType": "multipart", **params},
+                headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+                data=body,
+            ),
+        )
+
+    async def _resumable_upload(
+        self, bucket: str, key: str, source: BinaryIO, size: int, params: dict[str, str]
+    ) -> None:
+        url = _url(bucket, key)
+        started = await self._call(
+            "start resumable upload",
+            url,
+            lambda: self._send(
+                "POST",
+                f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
+                params={"uploadType": "resumable", **params},
+                json_body={"name": key},
+                headers={"X-Upload-Content-Type": "application/octet-stream"},
+            ),
+        )
+        session_url = started.headers["Location"]
+        try:
+            await self._send_chunks(url, session_url, source, size)
+        except BaseException as error:
+            await self._cancel(session_url, error)
+            raise
+
+    async def _send_chunks(self, url: str, session_url: str, source: BinaryIO, size: int) -> None:
+        reader = part_reader(source)
+        chunk_size = self._config.part_size
+        offset = 0
+        while offset < size:
+            chunk = await reader.aread(offset, chunk_size)
+            end = offset + len(chunk) - 1
+            total = str(size) if end + 1 >= size else "*"
+            send = functools.partial(
+                self._send,
+                "PUT",
+                session_url,
+                ok=(200, 201, 308),
+                headers={"Content-Range": f"bytes {offset}-{end}/{total}"},
+                data=chunk,
+            )
+            response = await self._call("upload chunk", url, send)
+            if response.status != 308:
+                return
+            # The server says how much it has; resume right after that.
+            persisted = response.headers.get("Range")
+            offset = int(persisted.rsplit("-", 1)[1]) + 1 if persisted else 0
+
+    async def _cancel(self, session_url: str, reason: BaseException) -> None:
+        # Shielded and bounded: a cancelled write must not leave an upload session open.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            try:
+                await self._send("DELETE", session_url, ok=(200, 204, 404, 410, 499))
+            except Exception as error:
+                reason.add_note(f"cancelling the resumable upload also failed: {error}")
+
+    async def delete(self, bucket: str, key: str) -> None:
+        await self._call(
+            "delete",
+            _url(bucket, key),
+            lambda: self._send("DELETE", self._object_url(bucket, key), ok=(200, 204, 404)),
+        )
+
+    async def delete_many(self, bucket: str, keys: list[str]) -> None:
+        limiter = anyio.CapacityLimiter(16)
+
+        async def delete(key: str) -> None:
+            async with limiter:
+                await self.delete(bucket, key)
+
+        async with task_group() as tg:
+            for key in keys:
+                tg.start_soon(delete, key)
+
+    async def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        start: str | None = None,
+        token: str | None = None,
+        counter: RequestCounter | None = None,
+    ) -> tuple[list[str], str | None]:
+        params = {
+            "prefix": prefix,
+            "maxResults": str(LIST_PAGE_SIZE),
+            "fields": "items(name),prefixes,nextPageToken",
+        }
+        if delimiter:
+            params["delimiter"] = delimiter
+        if token is not None:
+            params["pageToken"] = token
+        elif start:
+            params["startOffset"] = start
+        response = await self._call(
+            "list",
+            f"gs://{bucket}/{prefix}",
+            lambda: self._send("GET", f"{self._api}/b/{quote(bucket, safe='')}/o", params=params),
+            counter,
+        )
+        page = json.loads(response.body)
+        keys = [item["name"] for item in page.get("items", ())]
+        next_token: str | None = page.get("nextPageToken") or None
+        return keys, next_token
+
+
+def _url(bucket: str, key: str) -> str:
+    return f"gs://{bucket}/{key}"
