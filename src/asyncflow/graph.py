@@ -20,6 +20,8 @@ import anyio
 
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
+from .targets import probe_many
+from .targets._probe import is_remote
 from .targets.base import Target
 from .task import Task, flatten, resolve_requires
 
@@ -44,6 +46,7 @@ class Node:
         "gen",
         "held",
         "history",
+        "known",
         "outputs",
         "pending",
         "priority",
@@ -64,6 +67,7 @@ class Node:
         self.status: Status | None = None  # None: still to run
         self.error: BaseException | None = None
         self.outputs: list[Target] | None = None
+        self.known: bool | None = None  # completeness found by a bulk probe
         self.pending = 0  # requirements not yet complete
         self.priority = task.priority
         self.attempts = 0
@@ -211,6 +215,7 @@ async def grow(
 
     async def visit(node: Node) -> None:
         children = await _probe(node, probe, probes)
+        added: list[Node] = []
         for child in children:
             try:
                 dep, new = graph.add(child)
@@ -218,11 +223,50 @@ async def grow(
                 node.fail(exc)
                 continue
             if new:
-                queue.append(dep)
+                added.append(dep)
             node.deps.append(dep)
             dep.dependents.append(node)
+        if probe and len(added) >= BULK_PROBE_THRESHOLD:
+            await _bulk_probe(added, probe_concurrency)
+        queue.extend(added)
 
     await drain(queue, visit, probe_concurrency)
+
+
+BULK_PROBE_THRESHOLD = 8
+"""New requirements of one task from which their remote outputs are probed together."""
+
+
+async def _bulk_probe(nodes: list[Node], concurrency: int) -> None:
+    """Probe the outputs of many new requirements at once (listing shared prefixes).
+
+    A backfill's thousands of dated objects then cost a few LIST requests
+    instead of one request each. Only remote outputs are worth it; if the bulk
+    probe fails, each task is probed on its own (and fails with its own error).
+    """
+    candidates: list[tuple[Node, list[Target]]] = []
+    remote = 0
+    for node in nodes:
+        task = node.task
+        if not task._default_complete or task._settles_by_requirements:
+            continue
+        try:
+            outputs = node.outputs = _outputs(task)
+        except Exception:
+            continue  # _probe reports it when the node is visited
+        if outputs:
+            candidates.append((node, outputs))
+            remote += sum(1 for t in outputs if is_remote(t))
+    if remote < BULK_PROBE_THRESHOLD:
+        return
+    try:
+        found = await probe_many(
+            [t for _, outputs in candidates for t in outputs], concurrency=concurrency
+        )
+    except Exception:
+        return
+    for node, outputs in candidates:
+        node.known = all(found[t] for t in outputs)
 
 
 def settle_added(nodes: Sequence[Node], parent: Node) -> None:
@@ -316,6 +360,8 @@ async def _is_complete(node: Node, probes: Probes | None = None) -> bool | None:
         except Exception as exc:
             node.fail(TaskDefinitionError(task.task_id, "complete", exc))
             return None
+    if node.known is not None:
+        return node.known
     try:
         outputs = node.outputs = _outputs(task)
     except Exception as exc:

@@ -38,6 +38,11 @@ DEFAULT_LIST_THRESHOLD: Final = 8
 _TargetT = TypeVar("_TargetT", bound=Target)
 
 
+def is_remote(target: Target) -> bool:
+    """Whether ``target`` is one that :func:`probe_many` can answer by listing."""
+    return _probe_object(target) is not None
+
+
 def _probe_object(target: Target) -> RemoteTarget[Any] | None:
     """The object whose existence answers ``target.exists()``, for the remote targets."""
     if isinstance(target, RemoteTarget):
