@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 DEMO_DATE ?= 2026-11-23
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo demo-s3 test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/asyncflow run examples/etl.py:Report --date $(DEMO_DATE)
+
+demo-s3: $(STAMP)
+	$(BIN)/python examples/s3_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

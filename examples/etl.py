@@ -8,7 +8,9 @@ Run it with ``make demo`` or::
 
     asyncflow run examples/etl.py:Report --date 2026-11-23
 
-A second run finds everything complete and does nothing.
+A second run finds everything complete and does nothing. With
+``--data-dir s3://bucket/prefix`` the same pipeline reads and writes S3
+(``make demo-s3`` runs it against a local S3 server).
 """
 
 from __future__ import annotations
@@ -26,16 +28,23 @@ import asyncflow
 ROWS = 1_000
 
 
+def target(data_dir: str, *parts: str) -> asyncflow.Target:
+    """Where a file of the pipeline lives: a local path, or an S3 URL."""
+    if data_dir.startswith("s3://"):
+        return asyncflow.S3Target("/".join([data_dir.rstrip("/"), *parts]))
+    return asyncflow.LocalTarget(Path(data_dir, *parts))
+
+
 class ExtractRaw(asyncflow.Task):
     """Pretend to pull one day of raw readings from a source system."""
 
     date = asyncflow.DateParameter(description="the day to extract")
     data_dir = asyncflow.Parameter(
-        default="data", significant=False, description="folder for all outputs"
+        default="data", significant=False, description="folder (or s3://bucket/prefix) for outputs"
     )
 
-    def output(self) -> asyncflow.LocalTarget:
-        return asyncflow.LocalTarget(Path(self.data_dir) / "raw" / f"{self.date}.csv")
+    def output(self) -> asyncflow.Target:
+        return target(self.data_dir, "raw", f"{self.date}.csv")
 
     async def run(self) -> None:
         rng = random.Random(self.date.toordinal())
@@ -55,8 +64,8 @@ class Transform(asyncflow.Task):
     def requires(self) -> ExtractRaw:
         return ExtractRaw(self.date, self.data_dir)
 
-    def output(self) -> asyncflow.LocalTarget:
-        return asyncflow.LocalTarget(Path(self.data_dir) / "clean" / f"{self.date}.parquet")
+    def output(self) -> asyncflow.Target:
+        return target(self.data_dir, "clean", f"{self.date}.parquet")
 
     def run(self) -> None:  # plain def: pandas runs in a worker thread
         with self.input().open("r") as f:
@@ -75,8 +84,8 @@ class Report(asyncflow.Task):
     def requires(self) -> Transform:
         return Transform(self.date, self.data_dir)
 
-    def output(self) -> asyncflow.LocalTarget:
-        return asyncflow.LocalTarget(Path(self.data_dir) / "reports" / f"{self.date}.json")
+    def output(self) -> asyncflow.Target:
+        return target(self.data_dir, "reports", f"{self.date}.json")
 
     def run(self) -> None:
         with self.input().open("rb") as f:

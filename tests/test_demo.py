@@ -36,3 +36,20 @@ def test_demo_pipeline_end_to_end_twice(tmp_path: Path) -> None:
     assert "* 1 already complete:" in second.stdout
     assert "ran successfully" not in second.stdout
     assert '"event": "task.start"' not in second.stderr
+
+
+def test_demo_against_a_local_s3_server(tmp_path: Path) -> None:
+    """`make demo-s3`: the same pipeline on a local S3 server, second run does nothing."""
+    proc = subprocess.run(
+        [sys.executable, str(ETL.parent / "s3_demo.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.split("--- second run ---")
+    assert "* 3 ran successfully:" in first
+    assert "* 1 already complete:" in second and "ran successfully" not in second
+    assert list(tmp_path.iterdir()) == []  # nothing written locally
