@@ -136,9 +136,14 @@ def serve_proxy(upstream: str, latency: float) -> None:
     """The proxy child: serve until stdin closes; answer "count" lines with the request count."""
     host, _, port = upstream.removeprefix("http://").partition(":")
     requests = 0
+    live: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def handle(client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
         nonlocal requests
+        me = asyncio.current_task()
+        assert me is not None
+        live[me] = client_out
+        me.add_done_callback(lambda task: live.pop(task, None))
         try:
             server_in, server_out = await asyncio.open_connection(host, int(port))
         except OSError:
@@ -181,6 +186,12 @@ def serve_proxy(upstream: str, latency: float) -> None:
             while line := await loop.run_in_executor(None, sys.stdin.readline):
                 if line.strip() == "count":
                     print(requests, flush=True)
+            # Close what is still connected and let the handlers finish on their
+            # own, rather than have asyncio.run() cancel them at exit.
+            for writer in list(live.values()):
+                writer.close()
+            if live:
+                await asyncio.wait(list(live), timeout=5)
 
     asyncio.run(main())
 
