@@ -79,14 +79,6 @@ class Node:
         self.gen: Any = None  # a run() generator suspended on dynamic requirements
         self.waiting_on: Any = None  # what it yielded (resumed with their outputs)
 
-    def attempt_history(self) -> list[Attempt]:
-        """Every attempt so far (one that succeeded at once is not stored, only implied)."""
-        if self.history is not None:
-            return list(self.history)
-        if self.status is Status.DONE and self.started is not None and self.finished is not None:
-            return [Attempt(1, self.started, self.finished, None)]
-        return []
-
     def record_attempt(
         self, number: int, started: float, finished: float, error: BaseException | None
     ) -> None:

@@ -65,12 +65,24 @@ class TaskResult:
     attempts: int = 0
     started: float | None = None
     finished: float | None = None
-    history: list[Attempt] = field(default_factory=list)
-    """Every attempt, in order (empty for tasks that did not run)."""
+    recorded: list[Attempt] | None = field(default=None, repr=False)
 
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    @property
+    def history(self) -> list[Attempt]:
+        """Every attempt, in order (empty for tasks that did not run).
+
+        A task that succeeded at its first attempt has no stored record: its
+        one attempt is the task's own start and finish.
+        """
+        if self.recorded is not None:
+            return list(self.recorded)
+        if self.status is Status.DONE and self.started is not None and self.finished is not None:
+            return [Attempt(1, self.started, self.finished, None)]
+        return []
 
     @property
     def duration(self) -> float | None:

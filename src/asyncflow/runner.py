@@ -182,7 +182,7 @@ async def _run(
             node.attempts,
             node.started,
             node.finished,
-            node.attempt_history(),
+            node.history,
         )
         for node in graph.nodes.values()
         if node.status is not None
