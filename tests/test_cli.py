@@ -1,25 +1,11 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.fixtures import cli
 
 TESTS = Path(__file__).parent
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "ASYNCFLOW_LOG_FORMAT": "json"}
-    return subprocess.run(
-        [sys.executable, "-m", "asyncflow", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_run_parses_parameters_and_succeeds(tmp_path: Path) -> None:

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.fixtures import cli
 
 import asyncflow
 from asyncflow import Status
@@ -132,18 +130,6 @@ async def test_default_journal_is_under_the_working_folder(
     monkeypatch.delenv("ASYNCFLOW_JOURNAL", raising=False)
     await asyncflow.run(Sink(3))
     assert (tmp_path / ".asyncflow" / "journal.db").is_file()
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
-    return subprocess.run(
-        [sys.executable, "-m", "asyncflow", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_cli_history_and_show(tmp_path: Path) -> None:
