@@ -205,7 +205,11 @@ ID_SCRIPT = textwrap.dedent(
         source = asyncflow.Parameter(default="api")
         limit = asyncflow.IntParameter(default=10)
         options = asyncflow.DictParameter(default={"b": 1, "a": [1, 2]})
+    class Scalar(asyncflow.Task):  # only scalar parameters: the id is computed lazily
+        date = asyncflow.DateParameter()
+        n = asyncflow.IntParameter(default=3)
     print(Extract(date=datetime.date(2026, 11, 23)).task_id)
+    print(Scalar(date=datetime.date(2026, 11, 23)).task_id)
     """
 )
 
@@ -225,7 +229,9 @@ def test_task_id_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
         )
         ids.add(out.stdout.strip())
     assert len(ids) == 1
-    assert ids.pop().startswith("Extract_2026-11-23_api_10_")
+    extract_id, scalar_id = ids.pop().splitlines()
+    assert extract_id.startswith("Extract_2026-11-23_api_10_")
+    assert scalar_id.startswith("Scalar_2026-11-23_3_")
 
 
 def test_canonical_encoding_matches_json_dumps() -> None:
@@ -256,3 +262,18 @@ def test_canonical_encoding_matches_json_dumps() -> None:
         assert _canonical_params(params, sorted(params)) == expected
 
     check()
+
+
+def test_lazy_task_id_equals_the_eager_one() -> None:
+    """A scalar-only task computes its id on demand, the same id as computed at once."""
+
+    class Scalar(asyncflow.Task):
+        day = asyncflow.DateParameter()
+        n = asyncflow.IntParameter()
+        ratio = asyncflow.FloatParameter(default=0.5)
+
+    task = Scalar(D, 4)
+    assert "_task_id" not in task.__dict__  # not computed yet
+    assert task.task_id == task._make_task_id(task.param_kwargs)
+    assert task == Scalar(day="2026-11-23", n="4") and hash(task) == hash(Scalar(D, 4))
+    assert Scalar(D, 4, 0.5) != Scalar(D, 4, 0.25)

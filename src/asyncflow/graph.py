@@ -99,6 +99,7 @@ class Graph:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
+        self._by_key: dict[Any, Node] = {}  # task._key -> node: dedup without hashing ids
         self.order: list[Node] = []  # nodes in the order they were added (node.seq)
         self.roots: list[Node] = []
 
@@ -113,6 +114,9 @@ class Graph:
 
     def add(self, task: Task) -> tuple[Node, bool]:
         """The node for ``task``, and whether it is new."""
+        node = self._by_key.get(task._key)
+        if node is not None:
+            return node, False
         node = self.nodes.get(task.task_id)
         if node is not None:
             if type(node.task) is not type(task):
@@ -121,8 +125,10 @@ class Graph:
                     f"{_qualname(type(node.task))} and {_qualname(type(task))}; "
                     "give one of them another name or a task_namespace"
                 )
+            self._by_key[task._key] = node
             return node, False
         node = Node(task, len(self.nodes))
+        self._by_key[task._key] = node
         self.nodes[task.task_id] = node
         self.order.append(node)
         return node, True
@@ -332,7 +338,7 @@ async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -
                     f"requires() must return tasks (or a list/tuple/dict of tasks), "
                     f"found {type(child).__name__} {child!r}"
                 )
-        if len(children) > 1 and len({child.task_id for child in children}) < len(children):
+        if len(children) > 1 and len({child._key for child in children}) < len(children):
             # The same requirement listed twice is one edge (dicts keep the order).
             children = list(dict.fromkeys(children))
     except Exception as exc:

@@ -34,7 +34,17 @@ import anyio.from_thread
 
 from .errors import AsyncflowError, ParameterError
 from .events import Event
-from .parameters import MISSING, BoolParameter, IntParameter, Parameter
+from .parameters import (
+    MISSING,
+    BoolParameter,
+    DateHourParameter,
+    DateParameter,
+    EnumParameter,
+    FloatParameter,
+    IntParameter,
+    Parameter,
+    TimeDeltaParameter,
+)
 from .resources import running_release
 
 if TYPE_CHECKING:
@@ -50,6 +60,19 @@ _HASH_HEX = 16
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 # Parameter classes whose to_json() returns the normalized value itself.
 _PLAIN_JSON = frozenset({Parameter, IntParameter, BoolParameter})
+# Parameter classes whose normalized values are equal exactly when their JSON is.
+_SCALAR_PARAMS = frozenset(
+    {
+        Parameter,
+        IntParameter,
+        FloatParameter,
+        BoolParameter,
+        DateParameter,
+        DateHourParameter,
+        TimeDeltaParameter,
+        EnumParameter,
+    }
+)
 
 
 class RunKind:
@@ -151,10 +174,11 @@ class Task:
     _default_complete: ClassVar[bool] = True
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
+    _scalar_identity: ClassVar[bool] = True
     _settles_by_requirements: ClassVar[bool] = False
 
-    task_id: str
     param_kwargs: dict[str, Any]
+    _key: Any  # identity key for deduplication: see _scalar_identity
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -167,6 +191,7 @@ class Task:
                     del params[attr]  # a subclass replaced the parameter with a plain value
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
+        cls._scalar_identity = all(type(p) in _SCALAR_PARAMS for p in params.values())
         cls._json_keys = tuple(
             (_encode_str(n) + ":", n, type(params[n]) in _PLAIN_JSON)
             for n in sorted(cls._significant)
@@ -204,7 +229,21 @@ class Task:
         state = self.__dict__
         state.update(values)
         state["param_kwargs"] = values
-        state["task_id"] = self._make_task_id(values)
+        if self._scalar_identity:
+            # Equal values <=> equal canonical JSON for these parameter types, so the
+            # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
+            state["_key"] = (type(self), *[values[n] for n in self._significant])
+        else:
+            state["_task_id"] = task_id = self._make_task_id(values)
+            state["_key"] = task_id
+
+    @property
+    def task_id(self) -> str:
+        """``<family>_<summary>_<16 hex digits>``; stable across processes."""
+        task_id: str | None = self.__dict__.get("_task_id")
+        if task_id is None:
+            task_id = self.__dict__["_task_id"] = self._make_task_id(self.param_kwargs)
+        return task_id
 
     def _given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Positional and keyword values by parameter name."""
