@@ -229,6 +229,7 @@ class Row:
     n: int
     asyncflow: Measure | str  # a str is an error message
     floor: Measure | str
+    ratio: float | None = None  # median of the per-pair ratios
 
 
 def _parse_child_output(stdout: str) -> dict[str, Any]:
@@ -259,17 +260,29 @@ def _run_once(opts: Options, impl: str, shape: str, n: int) -> dict[str, Any] | 
         return str(exc)
 
 
-def measure(opts: Options, impl: str, shape: str, n: int) -> Measure | str:
-    """Median wall time and the largest peak RSS over ``opts.repeat`` fresh processes."""
-    walls: list[float] = []
-    peaks: list[float] = []
+def measure_pairs(opts: Options, shape: str, n: int) -> Row:
+    """``opts.repeat`` pairs of fresh processes, asyncflow then floor, alternating.
+
+    Walls are medians, peaks the largest; the ratio is the median of the
+    per-pair ratios, so that the machine's drift (large on a shared 2-core
+    host) hits both sides of each pair alike.
+    """
+    walls: dict[str, list[float]] = {"asyncflow": [], "floor": []}
+    peaks: dict[str, list[float]] = {"asyncflow": [], "floor": []}
+    ratios: list[float] = []
     for _ in range(opts.repeat):
-        record = _run_once(opts, impl, shape, n)
-        if isinstance(record, str):
-            return record
-        walls.append(float(record["wall"]))
-        peaks.append(float(record["peak_mb"]))
-    return Measure(statistics.median(walls), max(peaks))
+        pair: dict[str, float] = {}
+        for impl in ("asyncflow", "floor"):
+            record = _run_once(opts, impl, shape, n)
+            if isinstance(record, str):
+                error = Row(shape, n, record, record)
+                return error
+            pair[impl] = float(record["wall"])
+            walls[impl].append(pair[impl])
+            peaks[impl].append(float(record["peak_mb"]))
+        ratios.append(pair["asyncflow"] / pair["floor"])
+    af, floor = (Measure(statistics.median(walls[k]), max(peaks[k])) for k in walls)
+    return Row(shape, n, af, floor, statistics.median(ratios))
 
 
 def _cells(m: Measure | str, n: int) -> list[str]:
@@ -279,15 +292,13 @@ def _cells(m: Measure | str, n: int) -> list[str]:
 
 
 def _ratio(row: Row) -> float | None:
-    if isinstance(row.asyncflow, Measure) and isinstance(row.floor, Measure):
-        return row.asyncflow.wall / row.floor.wall
-    return None
+    return row.ratio
 
 
 def format_table(rows: Sequence[Row]) -> str:
     header = [
         "shape", "N", "asyncflow s", "asyncflow µs/task", "asyncflow peak MB",
-        "floor s", "floor µs/task", "floor peak MB", "ratio",
+        "floor s", "floor µs/task", "floor peak MB", "ratio (paired median)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -329,9 +340,7 @@ def run_benchmarks(shapes: Sequence[str], ns: Sequence[int], opts: Options) -> N
     for n in ns:
         for shape in shapes:
             print(f"running {shape} N={n:,} ...", file=sys.stderr, flush=True)
-            af = measure(opts, "asyncflow", shape, n)
-            floor = measure(opts, "floor", shape, n)
-            rows.append(Row(shape, n, af, floor))
+            rows.append(measure_pairs(opts, shape, n))
     print()
     print(format_table(rows))
     print()
