@@ -17,7 +17,6 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
 
 from .graph import Node
 from .resources import ResourcePool
@@ -124,9 +123,6 @@ class Scheduler:
         self._pool.release(give)
         node.held = {name: held[name] - give.get(name, 0.0) for name in held}
         self._wake_one()
-
-    def statistics(self) -> dict[str, Any]:
-        return dict(self._pool.statistics())
 
     def _pick(self) -> Node | None:
         if not self._constrained:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .resources import is_amount
 
 __all__ = ["Config", "parse_amounts"]
 
@@ -185,7 +186,7 @@ def _table(key: str, value: Any, where: str) -> dict[str, Any]:
                 )
             table[name] = number
         else:
-            if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+            if not is_amount(amount):
                 raise ConfigError(
                     f"{where}: resources.{name} must be a non-negative number, got {amount!r}"
                 )

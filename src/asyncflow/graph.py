@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -31,6 +31,7 @@ DEFAULT_PROBE_CONCURRENCY = 64
 """How many completeness probes (``complete()`` calls) may be in flight at once."""
 
 _YIELD_EVERY = 256
+_K = TypeVar("_K")
 
 
 class Node:
@@ -258,13 +259,23 @@ async def _bulk_probe(nodes: list[Node], concurrency: int) -> None:
     if remote < BULK_PROBE_THRESHOLD:
         return
     try:
-        found = await probe_many(
-            [t for _, outputs in candidates for t in outputs], concurrency=concurrency
-        )
+        known = await outputs_complete(candidates, concurrency)
     except Exception:
         return
-    for node, outputs in candidates:
-        node.known = all(found[t] for t in outputs)
+    for node, done in known.items():
+        node.known = done
+
+
+async def outputs_complete(
+    items: Sequence[tuple[_K, Sequence[Target]]], concurrency: int
+) -> dict[_K, bool]:
+    """For each key, whether its outputs are a non-empty set that all exist.
+
+    Every output is probed in one :func:`~asyncflow.targets.probe_many` call,
+    so objects under one bucket prefix cost a listing, not a request each.
+    """
+    found = await probe_many([t for _, outputs in items for t in outputs], concurrency=concurrency)
+    return {key: bool(outputs) and all(found[t] for t in outputs) for key, outputs in items}
 
 
 def settle_added(nodes: Sequence[Node], parent: Node) -> None:
@@ -403,17 +414,7 @@ def _check_target(target: object) -> None:
 
 async def all_exist(targets: Sequence[Target]) -> bool:
     """Whether every target exists; several are probed concurrently."""
-    if len(targets) == 1:
-        return await targets[0].exists()
-    found: list[bool] = []
-
-    async def probe(target: Target) -> None:
-        found.append(await target.exists())
-
-    async with anyio.create_task_group() as tg:
-        for target in targets:
-            tg.start_soon(probe, target)
-    return all(found)
+    return not await missing_targets(targets)
 
 
 async def missing_targets(targets: Sequence[Target]) -> list[Target]:

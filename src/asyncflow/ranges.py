@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 import anyio
 
 from .errors import ParameterError
+from .graph import outputs_complete
 from .parameters import DateHourParameter, DateParameter, DictParameter, Parameter
-from .targets import probe_many
 from .task import Task, WrapperTask, flatten
 
 __all__ = ["range_daily", "range_hourly"]
@@ -73,15 +73,10 @@ async def _complete_among(cls: type[Task], tasks: list[Task]) -> set[Task]:
             found = await found
         return set(found)
     if cls._default_complete and tasks:
-        # Complete means "every output exists": probe all outputs at once, so
-        # that objects under one bucket prefix cost a listing, not a request each.
-        outputs = {task: flatten(task.output()) for task in tasks}
-        exists = await probe_many(
-            [t for targets in outputs.values() for t in targets], concurrency=_PROBES_IN_FLIGHT
-        )
-        return {
-            task for task, targets in outputs.items() if targets and all(exists[t] for t in targets)
-        }
+        # Complete means "every output exists": probe them all together.
+        outputs = [(task, flatten(task.output())) for task in tasks]
+        done = await outputs_complete(outputs, _PROBES_IN_FLIGHT)
+        return {task for task, complete in done.items() if complete}
     complete: set[Task] = set()
     limiter = anyio.CapacityLimiter(_PROBES_IN_FLIGHT)
 

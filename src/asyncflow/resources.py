@@ -28,12 +28,24 @@ from dataclasses import dataclass
 
 from .errors import ResourceError
 
-__all__ = ["DEFAULT_CAPACITY", "ResourcePool", "ResourceStatistics", "current_pool"]
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "ResourcePool",
+    "ResourceStatistics",
+    "current_pool",
+    "is_amount",
+]
 
 DEFAULT_CAPACITY = 1
 """Capacity of a resource that tasks name but the run does not configure."""
 
 _EPSILON = 1e-9  # fractional amounts: 0.1 + 0.2 must fit in 0.3
+
+
+def is_amount(value: object) -> bool:
+    """Whether ``value`` is a usable amount or duration: a non-negative number, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
+
 
 running_release: contextvars.ContextVar[Callable[[Mapping[str, float]], None] | None] = (
     contextvars.ContextVar("asyncflow_running_release", default=None)
@@ -127,9 +139,6 @@ class ResourcePool:
 
     def set_waiting(self, waiting: Mapping[str, int]) -> None:
         self._waiting = dict(waiting)
-
-    def in_use(self, name: str) -> float:
-        return self._in_use.get(name, 0.0)
 
     def statistics(self) -> dict[str, ResourceStatistics]:
         """A snapshot of every resource: capacity, in use, tasks waiting."""

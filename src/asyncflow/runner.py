@@ -26,7 +26,7 @@ from .events import EventBus, EventHandler
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import Journal, RunStatus
-from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
+from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, TaskResult
 from .targets._clients import client_scope
 from .task import Task
@@ -260,12 +260,7 @@ class _RunOptions:
         self.probe_concurrency = _positive_int("probe_concurrency", probe_concurrency)
         self.resources = dict(resources or {})
         for name, amount in self.resources.items():
-            if (
-                not isinstance(name, str)
-                or isinstance(amount, bool)
-                or not isinstance(amount, int | float)
-                or amount < 0
-            ):
+            if not isinstance(name, str) or not is_amount(amount):
                 raise ConfigError(
                     f"resources[{name!r}] must be a non-negative number, got {amount!r}"
                 )

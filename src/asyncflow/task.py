@@ -45,10 +45,10 @@ from .parameters import (
     Parameter,
     TimeDeltaParameter,
 )
-from .resources import running_release
+from .resources import is_amount, running_release
 
 if TYPE_CHECKING:
-    from .targets.base import Target
+    pass
 
 __all__ = ["ExternalTask", "Task", "WrapperTask", "flatten", "map_structure"]
 
@@ -98,12 +98,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
     if not isinstance(resources, Mapping):
         raise TypeError(f"{name}.resources must be a dict of name -> amount, got {resources!r}")
     for key, amount in resources.items():
-        if (
-            not isinstance(key, str)
-            or isinstance(amount, bool)
-            or not isinstance(amount, int | float)
-            or amount < 0
-        ):
+        if not isinstance(key, str) or not is_amount(amount):
             raise TypeError(
                 f"{name}.resources[{key!r}] must be a non-negative number, got {amount!r}"
             )
@@ -130,7 +125,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
         value = getattr(cls, attr)
         if value is None and attr == "timeout":
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if not is_amount(value):
             raise TypeError(f"{name}.{attr} must be a non-negative number, got {value!r}")
         if attr == "timeout" and value == 0:
             raise TypeError(f"{name}.timeout must be positive (or None), got {value!r}")
@@ -590,8 +585,3 @@ def _unknown_parameter(family: str, name: str, params: Mapping[str, object]) -> 
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(params) or "none"
     return f"{family}: unknown parameter {name!r} (parameters: {known}){hint}"
-
-
-def outputs_of(task: Task) -> list[Target]:
-    """The flat list of a task's output targets."""
-    return flatten(task.output())
