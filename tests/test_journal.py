@@ -372,23 +372,44 @@ async def test_succeeded_answers_for_more_ids_than_the_variable_limit(tmp_path: 
     assert found == {T(n=n).task_id for n in range(1, 2_500, 2)}
 
 
-async def test_attempts_so_far_counts_since_last_success_across_reopen(tmp_path: Path) -> None:
-    """Failed attempts since the last success are counted, also after a reopen."""
+async def test_prior_attempts_are_the_failures_of_interrupted_runs(tmp_path: Path) -> None:
+    """A resumed run goes on with the retries an interrupted run used; an ended run resets."""
     path = tmp_path / "journal.db"
-    task_id = T(n=1).task_id
+    task_id, other = T(n=1).task_id, T(n=2).task_id
+
+    async def prior() -> dict[str, int]:
+        async with Journal.open(path) as journal:
+            return await journal.prior_attempts([task_id, other])
+
+    async def retried(run_id: str, *attempts: int, then: Event | None = None) -> None:
+        # Closing without end_run() leaves the run interrupted, as a killed process does.
+        base = T0 + 10 * int(run_id[-1])
+        async with Journal.open(path) as journal:
+            await journal.begin_run(run_id)
+            for attempt in attempts:
+                at = base + attempt
+                journal.record(event(Event.START, 1, run_id, attempt=attempt, at=at))
+                journal.record(event(Event.RETRY, 1, run_id, attempt=attempt, error=OSError()))
+            last = attempts[-1] + 1
+            journal.record(event(Event.START, 1, run_id, attempt=last, at=base + last))
+            if then is not None:
+                journal.record(event(then, 1, run_id, attempt=last, error=OSError()))
+                await journal.end_run(run_id, RunStatus.FAILED)
+
+    assert await prior() == {}
+    await retried("run-1", 1, 2)  # two failures, then killed inside attempt 3
+    assert await prior() == {task_id: 2}  # the attempt cut short does not count
+    await retried("run-2", 3)  # resumed: one more failure, killed again
+    assert await prior() == {task_id: 3}
+    await retried("run-3", 4, then=Event.FAILURE)  # this run ended: the next starts afresh
+    assert await prior() == {}
+    await retried("run-4", 1)
+    assert await prior() == {task_id: 1}
     async with Journal.open(path) as journal:
-        for attempt in (1, 2):
-            journal.record(event(Event.START, 1, attempt=attempt, at=T0 + attempt))
-            journal.record(event(Event.RETRY, 1, attempt=attempt, error=OSError("disk")))
-    async with Journal.open(path) as journal:
-        assert await journal.attempts_so_far(task_id) == 2
-        journal.record(event(Event.START, 1, "run-2", attempt=3, at=T0 + 3))
-        journal.record(event(Event.SUCCESS, 1, "run-2", attempt=3))
-        assert await journal.attempts_so_far(task_id) == 0
-        journal.record(event(Event.START, 1, "run-3", at=T0 + 4))
-        journal.record(event(Event.FAILURE, 1, "run-3", error=OSError("disk")))
-        assert await journal.attempts_so_far(task_id) == 1
-        assert await journal.attempts_so_far(T(n=99).task_id) == 0
+        await journal.begin_run("run-5")
+        journal.record(event(Event.START, 1, "run-5", at=T0 + 50))
+        journal.record(event(Event.SUCCESS, 1, "run-5"))
+    assert await prior() == {}  # a success since: nothing to carry over
 
 
 # ---------------------------------------------------- crashed processes (children)
@@ -457,7 +478,7 @@ async def test_attempt_of_dead_process_on_this_host_is_interrupted(
     await crash_child(child, path)
     async with Journal.open(path) as journal:
         run = await journal.run("crashed")
-        assert await journal.attempts_so_far(T(n=1).task_id) == 1
+        assert await journal.prior_attempts([T(n=1).task_id]) == {}  # cut short: not a failure
     assert run is not None
     assert run.status is RunStatus.INTERRUPTED
     assert [a.status for a in run.attempts] == [AttemptStatus.INTERRUPTED]

@@ -11,44 +11,53 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from .errors import MissingOutputError, TaskDefinitionError, TaskError
+from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
 from .graph import Node, _outputs, missing_targets
 from .resources import running_release
-from .targets.base import abandoned_attempt
+from .targets.base import Target, commit_guard
 from .task import RunKind, map_structure
 
 __all__ = ["Suspended", "call_run", "check_outputs"]
+
+
+Guard = Callable[[Target], None]
+"""Called before each write of the body is committed; raises to refuse it."""
 
 
 async def call_run(
     node: Node,
     threads: anyio.CapacityLimiter,
     release: Callable[[Mapping[str, float]], None] | None,
+    guard: Guard | None = None,
 ) -> None:
     """Run the task body once, with ``task_id`` bound for logging.
 
     ``release`` (when the task holds resources) backs
-    ``Task.decrease_running_resources()``.
+    ``Task.decrease_running_resources()``. ``guard`` (when the run holds the
+    task's journal lease) refuses the body's writes once the lease is lost.
     """
     task = node.task
     kind = type(task)._run_kind
     # bind/reset rather than bound_contextvars(): a third of the cost, per task.
     tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
     releasing = running_release.set(release) if release is not None else None
+    guarding = commit_guard.set(guard) if guard is not None else None
     try:
         if kind is RunKind.ASYNC:
             await task.run()
         elif kind is RunKind.SYNC:
-            await _call_sync(node, threads)
+            await _call_sync(node, threads, guard)
         else:
             await _run_generator(node)
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
+        if guarding is not None:
+            commit_guard.reset(guarding)
 
 
-async def _call_sync(node: Node, threads: anyio.CapacityLimiter) -> None:
+async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: Guard | None) -> None:
     """A plain ``def run()`` in a worker thread.
 
     A thread cannot be killed: on timeout or cancellation the run stops waiting
@@ -56,7 +65,17 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter) -> None:
     the thread's late writes are discarded instead of committed.
     """
     abandoned = threading.Event()
-    token = abandoned_attempt.set(abandoned)  # copied into the thread's context
+
+    def refuse_if_abandoned(target: Target) -> None:
+        if abandoned.is_set():
+            raise TargetError(
+                f"{target!r}: write not committed: its task attempt was abandoned "
+                "(timed out or cancelled) while this worker thread was still running"
+            )
+        if guard is not None:
+            guard(target)
+
+    token = commit_guard.set(refuse_if_abandoned)  # copied into the thread's context
     try:
         outcome = await anyio.to_thread.run_sync(
             node.task.run, limiter=threads, abandon_on_cancel=True
@@ -65,7 +84,7 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter) -> None:
         abandoned.set()
         raise
     finally:
-        abandoned_attempt.reset(token)
+        commit_guard.reset(token)
     if inspect.isawaitable(outcome):
         close = getattr(outcome, "close", None)
         if close is not None:

@@ -10,7 +10,7 @@ from typing import Any, Final
 from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus
 from ._journal_store import Store, marks
 
-__all__ = ["attempts", "attempts_so_far", "run", "runs", "succeeded"]
+__all__ = ["attempts", "prior_attempts", "run", "runs", "succeeded"]
 
 IN_CHUNK: Final = 500
 """Ids per ``IN (...)`` query: under SQLite's oldest variable limit (999)."""
@@ -38,19 +38,29 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     return found
 
 
-async def attempts_so_far(store: Store, task_id: str) -> int:
-    rows = await store.fetch(
-        """
-        SELECT count(*) FROM attempts
-        WHERE task_id = :task_id AND attempt > 0
-          AND status IN ('failed', 'timeout', 'interrupted')
-          AND started > coalesce(
-              (SELECT max(started) FROM attempts
-               WHERE task_id = :task_id AND status = 'success'), -1e308)
-        """,
-        {"task_id": task_id},
-    )
-    return int(rows[0][0])
+# Failed attempts of a task in runs that were interrupted (killed) after its
+# last success and after its last run that ended: what a resumed run has used
+# of the task's retries. Attempts cut short by the kill itself do not count.
+_PRIOR_ATTEMPTS: Final = """
+    SELECT a.task_id, count(*) FROM attempts AS a JOIN runs AS r USING (run_id)
+    WHERE a.task_id IN (SELECT value FROM json_each(:ids))
+      AND r.status = 'interrupted' AND a.attempt > 0 AND a.status IN ('failed', 'timeout')
+      AND coalesce(a.started, a.ended) > coalesce((
+          SELECT max(coalesce(b.started, b.ended)) FROM attempts AS b JOIN runs AS s USING (run_id)
+          WHERE b.task_id = a.task_id
+            AND (b.status = 'success' OR s.status NOT IN ('interrupted', 'running'))
+      ), -1e308)
+    GROUP BY a.task_id
+"""
+
+
+async def prior_attempts(store: Store, task_ids: Sequence[str]) -> dict[str, int]:
+    if not task_ids or not await store.fetch(
+        "SELECT 1 FROM runs WHERE status = 'interrupted' LIMIT 1"
+    ):
+        return {}
+    rows = await store.fetch(_PRIOR_ATTEMPTS, {"ids": json.dumps(list(task_ids))})
+    return {str(task_id): int(count) for task_id, count in rows}
 
 
 async def runs(store: Store, limit: int) -> list[RunRecord]:

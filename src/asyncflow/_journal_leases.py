@@ -10,6 +10,7 @@ renewed together with the leases, by one heartbeat per journal.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ import structlog
 from ._journal_records import Holder, Lease, LeaseOutcome
 from ._journal_store import Store, marks
 
-__all__ = ["Identity", "Leases", "recover_interrupted"]
+__all__ = ["Claim", "Identity", "Leases", "recover_interrupted"]
 
 _log = structlog.get_logger("asyncflow")
 
@@ -30,33 +31,76 @@ _log = structlog.get_logger("asyncflow")
 # reads the old row (as BEGIN IMMEDIATE would), and it costs one thread hop.
 # "Mine" is a re-acquire by the live holder: it renews and keeps the history.
 _MINE: Final = "(leases.run_id = excluded.run_id AND leases.outcome IS NULL)"
+# The holder's run journaled a success for the task: the lease is as good as
+# released with that outcome (the holder keeps the row until its run ends, so
+# a success costs no lease write).
+_SUCCESS_OF_HOLDER: Final = (
+    "(SELECT max(ended) FROM attempts WHERE attempts.task_id = leases.task_id "
+    "AND attempts.status = 'success' AND attempts.run_id = leases.run_id)"
+)
 _TAKE: Final = f"""
     INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl)
-    VALUES (:task_id, :run_id, :host, :pid, :now, :expires, :ttl)
+    {{source}}
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id,
         host = excluded.host,
         pid = excluded.pid,
         since = CASE WHEN {_MINE} THEN leases.since ELSE excluded.since END,
         prev_outcome = CASE WHEN {_MINE} THEN leases.prev_outcome
-                            ELSE coalesce(leases.outcome, 'abandoned') END,
+                            WHEN leases.outcome IS NOT NULL THEN leases.outcome
+                            WHEN {_SUCCESS_OF_HOLDER} IS NOT NULL THEN 'success'
+                            ELSE 'abandoned' END,
         prev_at = CASE WHEN {_MINE} THEN leases.prev_at
-                       ELSE coalesce(leases.released, min(leases.expires, excluded.since)) END,
+                       ELSE coalesce(leases.released, {_SUCCESS_OF_HOLDER},
+                                     min(leases.expires, excluded.since)) END,
         expires = excluded.expires,
         ttl = excluded.ttl,
         outcome = NULL,
         released = NULL
     WHERE {{condition}}
-    RETURNING since, expires, prev_outcome, prev_at
+    RETURNING {{returning}}
 """
-_TAKE_FREE: Final = _TAKE.format(
-    condition="leases.outcome IS NOT NULL OR leases.expires <= :now "
-    "OR leases.run_id = excluded.run_id"
+_RETURN_LEASE: Final = "since, expires, prev_outcome, prev_at"
+_ONE: Final = "VALUES (:task_id, :run_id, :host, :pid, :now, :expires, :ttl)"
+# Many task ids in one statement, from a JSON array (no limit on SQL variables).
+# An upsert from a SELECT needs a WHERE clause to parse.
+_MANY: Final = (
+    "SELECT value, :run_id, :host, :pid, :now, :expires, :ttl FROM json_each(:ids) WHERE true"
 )
+_FREE: Final = (
+    "leases.outcome IS NOT NULL OR leases.expires <= :now "
+    f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL"
+)
+_TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
+_TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id")
 _TAKE_FROM_DEAD: Final = _TAKE.format(
+    source=_ONE,
     condition="leases.outcome IS NULL AND leases.run_id = :stale_run "
-    "AND leases.host = excluded.host AND leases.pid = :stale_pid"
+    "AND leases.host = excluded.host AND leases.pid = :stale_pid",
+    returning=_RETURN_LEASE,
 )
+_LEASE_ROWS: Final = (
+    "SELECT task_id, run_id, host, pid, since, expires, outcome, "
+    f"{_SUCCESS_OF_HOLDER} IS NOT NULL FROM leases "
+    "WHERE task_id IN (SELECT value FROM json_each(?))"
+)
+_DONE_SINCE: Final = (
+    "SELECT DISTINCT task_id FROM attempts WHERE task_id IN (SELECT value FROM json_each(?)) "
+    "AND status = 'success' AND ended >= ? AND run_id != ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :meth:`Journal.claim` found for a batch of tasks."""
+
+    taken: list[str]
+    """Task ids whose lease the run now holds."""
+    held: dict[str, Holder]
+    """Task ids held by another live run, with who holds them."""
+    done: set[str]
+    """Task ids another run succeeded at since the given time (taken or not):
+    check whether they are complete before running them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +131,9 @@ class Leases:
         self.ttl = ttl
         self.held: dict[tuple[str, str], float] = {}  # (task_id, run_id) -> ttl
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
+        # Every lease in ``held`` is known to last at least until then: set by
+        # the first lease taken and by each renewal (never by a later take).
+        self.valid_until = 0.0
 
     def heartbeat_interval(self) -> float:
         return min([self.ttl, *self.held.values()]) / 3
@@ -119,7 +166,7 @@ class Leases:
                 if not taken:
                     continue
             since, expires, previous, previous_at = taken[0]
-            self.held[(task_id, run_id)] = ttl
+            self._hold([task_id], run_id, ttl, now)
             self.live_runs.add(run_id)
             return Lease(
                 task_id,
@@ -129,6 +176,110 @@ class Leases:
                 None if previous is None else LeaseOutcome(previous),
                 None if previous_at is None else float(previous_at),
             )
+
+    async def claim(self, task_ids: Sequence[str], run_id: str, since: float) -> Claim:
+        """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
+        ids = list(dict.fromkeys(task_ids))
+        taken: list[str] = []
+        held: dict[str, Holder] = {}
+        wanted = ids
+        for _ in range(3):  # again for leases whose holder died or let go meanwhile
+            if not wanted:
+                break
+            now = self._clock()
+            params = {
+                "ids": json.dumps(wanted),
+                "run_id": run_id,
+                "host": self._me.host,
+                "pid": self._me.pid,
+                "now": now,
+                "expires": now + self.ttl,
+                "ttl": self.ttl,
+            }
+            rows = await self._store.write(_TAKE_MANY, params, "take leases")
+            got = [str(row[0]) for row in rows]
+            self._hold(got, run_id, self.ttl, now)
+            taken.extend(got)
+            rest = set(wanted).difference(got)
+            if not rest:
+                break
+            wanted = []
+            dead = False
+            for state in await self._states(list(rest)):
+                if isinstance(state, Holder) and self._me.outlived(state.host, state.pid):
+                    dead = True
+                    wanted.append(state.task_id)
+                elif isinstance(state, Holder):
+                    held[state.task_id] = state
+                else:
+                    wanted.append(state[0])  # let go between the two statements
+            if dead:
+                await recover_interrupted(self._store, self._me, self._clock())
+        done = await self._succeeded_since(ids, since, run_id) if ids else set()
+        return Claim(taken, held, done)
+
+    async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
+        """How each lease stands: its live holder, or how it was let go."""
+        found: dict[str, Holder | LeaseOutcome] = dict.fromkeys(task_ids, LeaseOutcome.ABANDONED)
+        for state in await self._states(list(task_ids)):
+            if isinstance(state, Holder):
+                found[state.task_id] = state
+            else:
+                found[state[0]] = state[1]
+        return found
+
+    def holds(self, task_id: str, run_id: str) -> bool:
+        """Whether ``run_id`` surely still holds the lease, without asking the file.
+
+        False once a renewal found it lost, and once this process has gone
+        longer than the lease time-to-live without renewing (it stalled, or
+        the heartbeat failed): another process may have taken it by now.
+        """
+        return (task_id, run_id) in self.held and self._clock() < self.valid_until
+
+    async def release_many(
+        self, task_ids: Sequence[str], run_id: str, outcome: LeaseOutcome
+    ) -> None:
+        for task_id in task_ids:
+            self.held.pop((task_id, run_id), None)
+        await self._store.write(
+            "UPDATE leases SET outcome = ?, released = ? WHERE run_id = ? AND outcome IS NULL "
+            "AND task_id IN (SELECT value FROM json_each(?))",
+            [LeaseOutcome(outcome).value, self._clock(), run_id, json.dumps(list(task_ids))],
+            "release leases",
+        )
+
+    def _hold(self, task_ids: Sequence[str], run_id: str, ttl: float, now: float) -> None:
+        held = self.held
+        if not held:
+            self.valid_until = now + ttl
+        else:
+            self.valid_until = min(self.valid_until, now + ttl)
+        for task_id in task_ids:
+            held[(task_id, run_id)] = ttl
+        self.live_runs.add(run_id)
+
+    async def _states(self, task_ids: list[str]) -> list[Holder | tuple[str, LeaseOutcome]]:
+        """The live holder of each lease, or how it was let go (absent: never held)."""
+        now = self._clock()
+        states: list[Holder | tuple[str, LeaseOutcome]] = []
+        for row in await self._store.fetch(_LEASE_ROWS, [json.dumps(task_ids)]):
+            task_id, run_id, host, pid, since, expires, outcome, succeeded = row
+            if succeeded:
+                states.append((str(task_id), LeaseOutcome.SUCCESS))
+            elif outcome is not None:
+                states.append((str(task_id), LeaseOutcome(outcome)))
+            elif float(expires) <= now or self._me.outlived(str(host), int(pid)):
+                states.append((str(task_id), LeaseOutcome.ABANDONED))
+            else:
+                states.append(
+                    Holder(str(task_id), str(run_id), str(host), int(pid), since, expires)
+                )
+        return states
+
+    async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:
+        rows = await self._store.fetch(_DONE_SINCE, [json.dumps(task_ids), since, run_id])
+        return {str(row[0]) for row in rows}
 
     async def renew(self) -> list[tuple[str, str]]:
         run_ids = sorted(self.live_runs)
@@ -147,6 +298,8 @@ class Leases:
                 f"WHERE status = 'running' AND run_id IN ({marks(len(run_ids))})",
                 [now + self.ttl, *run_ids],
             )
+        if self.held:
+            self.valid_until = now + min(self.held.values())
         kept = {(str(row[0]), str(row[1])) for row in renewed}
         lost = [key for key in self.held if key not in kept]
         for key in lost:

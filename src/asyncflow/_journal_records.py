@@ -59,9 +59,7 @@ class AttemptStatus(enum.StrEnum):
         return self in _RETRY_CONSUMING
 
 
-_RETRY_CONSUMING = frozenset(
-    {AttemptStatus.FAILED, AttemptStatus.TIMEOUT, AttemptStatus.INTERRUPTED}
-)
+_RETRY_CONSUMING = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT})
 
 
 class LeaseOutcome(enum.StrEnum):

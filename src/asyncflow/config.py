@@ -15,6 +15,7 @@ Arguments given to ``run()`` or on the command line override both. The file::
     workers = 8
     journal = ".asyncflow/journal.db"   # "" turns the journal off
     keep_going = true
+    lease_ttl = 30                      # seconds a journal lease lasts without a heartbeat
 
     [resources]
     memory_gb = 64
@@ -40,7 +41,7 @@ from .resources import is_amount
 
 __all__ = ["Config", "parse_amounts"]
 
-_SCALARS = {"workers", "journal", "keep_going", "log_level", "log_format"}
+_SCALARS = {"workers", "journal", "keep_going", "lease_ttl", "log_level", "log_format"}
 _TABLES = {"resources", "max_running"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -54,6 +55,8 @@ class Config:
     journal: str | None = None
     """A path; ``""`` means no journal; None means not configured."""
     keep_going: bool | None = None
+    lease_ttl: float | None = None
+    """Seconds a journal lease lasts without a heartbeat (default 30)."""
     log_level: str | None = None
     log_format: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
@@ -168,9 +171,25 @@ def _scalar(key: str, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
         raise ConfigError(f"{where}: keep_going must be true or false, got {value!r}")
+    if key == "lease_ttl":
+        seconds = _float(value)
+        if seconds is None or not seconds > 0:
+            raise ConfigError(f"{where}: lease_ttl must be a number of seconds > 0, got {value!r}")
+        return seconds
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
     return value
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _table(key: str, value: Any, where: str) -> dict[str, Any]:

@@ -24,18 +24,38 @@ from ._attempt import Suspended, call_run, check_outputs
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
-from .errors import TaskError, TaskTimeout, UpstreamFailed
+from .errors import TargetError, TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
-from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Node, Probes, grow, settle_added
+from .graph import (
+    DEFAULT_PROBE_CONCURRENCY,
+    Graph,
+    Node,
+    Probes,
+    grow,
+    is_complete,
+    settle_added,
+)
+from .journal import Holder, Journal, LeaseOutcome
 from .result import Status
+from .targets.base import Target
 from .task import Task, flatten
 
 __all__ = ["Executor"]
 
 _RETRY = object()  # outcome of an attempt that is followed by another
 _WAIT = object()  # outcome of a body suspended on dynamic requirements
+_LOST = object()  # outcome of an attempt whose lease another process took
 
 _YIELD_EVERY = 64
+
+# Node.claim: where a task stands with the journal's lease (no journal: always 0).
+_UNCLAIMED = 0
+_MINE = 1  # this run holds the lease
+_ELSEWHERE = 2  # another live run holds it: wait for its outcome
+_PARKED = 3  # ready to run here, but another run holds it
+
+DEFAULT_LEASE_POLL = 0.5
+"""Seconds between looks at the leases of tasks another process is running."""
 
 _UPSTREAM_WHY = {
     Status.FAILED: "failed",
@@ -62,6 +82,9 @@ class Executor:
         clock: Clock | None = None,
         probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
         probes: Probes | None = None,
+        journal: Journal | None = None,
+        since: float = 0.0,
+        lease_poll: float = DEFAULT_LEASE_POLL,
     ) -> None:
         self._graph = graph
         self._run_id = run_id
@@ -81,6 +104,12 @@ class Executor:
         self._spawn: Any = None
         self._probe_concurrency = probe_concurrency
         self._probes = probes
+        self._journal = journal
+        self._since = since  # when this run's completeness probes began
+        self._lease_poll = lease_poll
+        self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
+        self._watching: anyio.CancelScope | None = None
+        self._dispatching = False  # the initial ready tasks were queued
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -96,9 +125,12 @@ class Executor:
                 if node.status is None:
                     node.status = Status.CANCELLED
             return
+        if self._journal is not None and to_run:
+            await self._claim(to_run)
+        self._dispatching = True
         for node in to_run:
             if node.status is None and node.pending == 0:
-                self._queue.push(node)
+                self._push(node)
         if self._outstanding == 0:
             return
         try:
@@ -106,6 +138,8 @@ class Executor:
                 self._cancel_scope = tg.cancel_scope
                 self._spawn = tg.start_soon
                 self._bus.set_spawn(tg.start_soon)
+                if self._watched:
+                    tg.start_soon(self._watch)
                 for _ in range(min(self._workers, self._outstanding)):
                     tg.start_soon(self._worker)
         finally:
@@ -127,6 +161,8 @@ class Executor:
                 outcome = await self._attempt(node)
             finally:
                 queue.done(node)  # resources and family slot, on every path
+            if outcome is _LOST:
+                continue  # another process has it now: _watch takes it from here
             if outcome is _WAIT:
                 # Suspended on dynamic requirements: no worker, no resources held.
                 assert self._spawn is not None
@@ -139,6 +175,10 @@ class Executor:
                 continue
             if node.task._has_hooks:
                 await self._settled(node)
+            if self._journal is not None and node.status is Status.FAILED:
+                # Processes waiting for it take this outcome. (A success needs no
+                # write: the journaled attempt tells them.)
+                await self._journal.release(node.task_id, self._run_id, LeaseOutcome.FAILED)
             self._finish(node)
             handled += 1
             if handled % _YIELD_EVERY == 0:
@@ -146,9 +186,15 @@ class Executor:
                 await asyncio.sleep(0)
 
     async def _attempt(self, node: Node) -> object:
-        """One attempt of ``node``: DONE, FAILED, or _RETRY (another attempt is due)."""
+        """One attempt of ``node``: DONE, FAILED, _RETRY (another attempt is due),
+        _WAIT (suspended on dynamic requirements) or _LOST (the lease went elsewhere)."""
         task = node.task
         run_id = self._run_id
+        guard = None
+        if self._journal is not None:
+            if not self._journal.holds(node.task_id, run_id):
+                return self._lost(node)
+            guard = _LeaseGuard(self._journal, node.task_id, run_id)
         if node.gen is None:
             attempt = node.attempts = node.attempts + 1
             started = node.attempt_started = time.time()
@@ -164,10 +210,10 @@ class Executor:
         scope: anyio.CancelScope | None = None
         try:
             if timeout is None:
-                await call_run(node, self._threads, self._releaser(node))
+                await call_run(node, self._threads, self._releaser(node), guard)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, self._threads, self._releaser(node))
+                    await call_run(node, self._threads, self._releaser(node), guard)
             await check_outputs(node)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
@@ -201,6 +247,12 @@ class Executor:
         finished = time.time()
         duration = finished - started
         node.record_attempt(attempt, started, finished, error)
+        if self._journal is not None and not self._journal.holds(node.task_id, self._run_id):
+            # Its writes were refused: another process may be running it now.
+            self._bus.emit(
+                Event.RETRY, task, self._run_id, attempt=attempt, error=error, duration=duration
+            )
+            return self._lost(node)
         if isinstance(error, TaskTimeout):
             self._bus.emit(
                 Event.TIMEOUT, task, self._run_id, attempt=attempt, error=error, duration=duration
@@ -235,6 +287,157 @@ class Executor:
         if delay > 0:
             await self._clock.sleep(delay)
         self._queue.push(node)
+
+    def _push(self, node: Node) -> None:
+        """Queue a ready task, unless another process holds it (then it waits for that)."""
+        if node.claim >= _ELSEWHERE:
+            node.claim = _PARKED
+        else:
+            self._queue.push(node)
+
+    # leases --------------------------------------------------------------------
+
+    async def _claim(self, nodes: list[Node], *, recheck: bool = False) -> None:
+        """Take the journal leases of tasks about to be run here.
+
+        Tasks another live process holds wait for its outcome (:meth:`_watch`).
+        Tasks another run succeeded at since this run probed them, and with
+        ``recheck`` every task taken after waiting for another process, are
+        probed again and taken as complete if they are.
+        """
+        journal = self._journal
+        assert journal is not None
+        by_id = {node.task_id: node for node in nodes}
+        claim = await journal.claim(self._run_id, list(by_id), since=self._since)
+        used = await journal.prior_attempts(claim.taken)
+        for task_id in claim.taken:
+            node = by_id[task_id]
+            parked = node.claim == _PARKED
+            node.claim = _MINE
+            if (recheck or task_id in claim.done) and await self._complete_now(node):
+                await journal.release_many(self._run_id, [task_id], LeaseOutcome.SUCCESS)
+                self._complete_elsewhere(node)
+            elif task_id in used and node.attempts == 0 and node.gen is None:
+                node.attempts = used[task_id]  # a resumed run goes on with its retries
+                if node.attempts > self._policy(node).count:
+                    await journal.release_many(self._run_id, [task_id], LeaseOutcome.FAILED)
+                    self._retries_spent(node)
+                elif parked:
+                    self._queue.push(node)
+            elif parked:
+                self._queue.push(node)
+        for task_id, holder in claim.held.items():
+            self._wait_for_holder(by_id[task_id], holder)
+        if self._watched and self._watching is None and self._spawn is not None:
+            self._spawn(self._watch)
+
+    def _wait_for_holder(self, node: Node, holder: Holder | None) -> None:
+        if node.claim != _PARKED:
+            node.claim = _ELSEWHERE
+        self._watched[node.task_id] = (node, holder)
+        if holder is not None:
+            self._log.info(
+                "task.held_elsewhere",
+                task_id=node.task_id,
+                holder_run_id=holder.run_id,
+                holder_host=holder.host,
+                holder_pid=holder.pid,
+            )
+
+    def _lost(self, node: Node) -> object:
+        """This run lost the task's lease (it stalled past the lease's expiry)."""
+        self._log.warning(
+            "task.lease_lost",
+            task_id=node.task_id,
+            hint="another process may run it now; waiting for its outcome",
+        )
+        node.claim = _PARKED
+        self._watched[node.task_id] = (node, None)
+        if self._watching is None and self._spawn is not None:
+            self._spawn(self._watch)
+        return _LOST
+
+    async def _watch(self) -> None:
+        """Follow the leases of tasks other processes hold, and take their outcomes."""
+        journal = self._journal
+        assert journal is not None
+        with anyio.CancelScope() as self._watching:
+            try:
+                while self._watched:
+                    await anyio.sleep(self._lease_poll)
+                    await self._look(journal)
+            finally:
+                self._watching = None
+
+    async def _look(self, journal: Journal) -> None:
+        watched = self._watched
+        states = await journal.watch(list(watched))
+        free: list[Node] = []
+        for task_id, state in states.items():
+            node, holder = watched[task_id]
+            if node.status is not None:  # settled here meanwhile (an upstream failed)
+                del watched[task_id]
+            elif isinstance(state, Holder) and state.run_id != self._run_id:
+                if holder is None or state.run_id != holder.run_id:
+                    self._wait_for_holder(node, state)
+            elif state is LeaseOutcome.SUCCESS:
+                del watched[task_id]
+                self._complete_elsewhere(node, holder)
+            elif state is LeaseOutcome.FAILED:
+                del watched[task_id]
+                self._failed_elsewhere(node, holder)
+            else:  # let go without an outcome, or still ours after all: claim it again
+                del watched[task_id]
+                free.append(node)
+        if free:
+            await self._claim(free, recheck=True)
+
+    async def _complete_now(self, node: Node) -> bool:
+        node.known = None
+        try:
+            return await is_complete(node, self._probes)
+        except Exception:
+            return False  # unsure: run it
+
+    def _complete_elsewhere(self, node: Node, holder: Holder | None = None) -> None:
+        """Another process completed the task: take it as complete, do not run it."""
+        node.status = Status.ALREADY_COMPLETE
+        node.claim = _UNCLAIMED
+        if self._log_info:
+            extra = {} if holder is None else {"by_run_id": holder.run_id, "by_pid": holder.pid}
+            self._log.info("task.done_elsewhere", task_id=node.task_id, **extra)
+        self._finish(node)
+
+    def _retries_spent(self, node: Node) -> None:
+        count = self._policy(node).count
+        error = TaskError(
+            f"{node.task_id}: not run: its {node.attempts} failed attempts in interrupted "
+            f"runs already used its retries (retry_count={count}); see `asyncflow history`. "
+            "The next run starts afresh",
+            task_id=node.task_id,
+        )
+        node.fail(error)
+        node.finished = time.time()
+        self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
+        self._log_failure(node)
+        self._finish(node)
+
+    def _failed_elsewhere(self, node: Node, holder: Holder | None) -> None:
+        who = (
+            "another process"
+            if holder is None
+            else f"run {holder.run_id} (pid {holder.pid} on {holder.host})"
+        )
+        error = TaskError(
+            f"{node.task_id}: failed in {who}, which held it while this run waited; "
+            "see its attempts with `asyncflow history`",
+            task_id=node.task_id,
+        )
+        node.fail(error)
+        node.finished = time.time()
+        self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
+        self._log_failure(node)
+        self._finish(node)
 
     async def _settled(self, node: Node) -> None:
         """Call the task's on_success()/on_failure() hook; a raising hook is logged."""
@@ -294,10 +497,14 @@ class Executor:
                 self._report_graph_failure(added_node)
         if node.status is not None:  # failed through a yielded requirement
             return
+        if self._journal is not None:
+            to_claim = [n for n in added if n.status is None]
+            if to_claim:
+                await self._claim(to_claim)
         node.pending = sum(1 for d in node.deps if d.status is None)
         for added_node in added:
             if added_node.status is None and added_node.pending == 0:
-                self._queue.push(added_node)
+                self._push(added_node)
         if node.pending == 0:
             self._queue.push(node)
 
@@ -324,19 +531,24 @@ class Executor:
 
     def _finish(self, node: Node) -> None:
         self._outstanding -= 1
-        if node.status is Status.DONE:
-            queue = self._queue
+        if node.status is Status.DONE or node.status is Status.ALREADY_COMPLETE:
+            dispatching = self._dispatching
             for parent in node.dependents:
                 if parent.status is None:
                     parent.pending -= 1
-                    if parent.pending == 0:
-                        queue.push(parent)
+                    if parent.pending == 0 and dispatching:
+                        self._push(parent)
         else:
             self._propagate(node)
             if not self._keep_going and self._cancel_scope is not None:
                 self._cancel_scope.cancel()
         if self._outstanding <= 0:
-            self._queue.close()
+            self._close()
+
+    def _close(self) -> None:
+        self._queue.close()
+        if self._watching is not None:
+            self._watching.cancel()
 
     def _propagate(self, failed: Node) -> None:
         """Mark everything downstream of ``failed`` as UPSTREAM_FAILED."""
@@ -368,7 +580,7 @@ class Executor:
                     self._outstanding -= 1
                     stack.append((parent, _UPSTREAM_WHY[Status.UPSTREAM_FAILED]))
         if self._outstanding <= 0:
-            self._queue.close()
+            self._close()
 
     def _log_failure(self, node: Node) -> None:
         error = node.error
@@ -377,6 +589,26 @@ class Executor:
             task_id=node.task_id,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
+
+
+class _LeaseGuard:
+    """Refuses a task body's writes once its run no longer surely holds the lease."""
+
+    __slots__ = ("_journal", "_run_id", "_task_id")
+
+    def __init__(self, journal: Journal, task_id: str, run_id: str) -> None:
+        self._journal = journal
+        self._task_id = task_id
+        self._run_id = run_id
+
+    def __call__(self, target: Target) -> None:
+        if not self._journal.holds(self._task_id, self._run_id):
+            raise TargetError(
+                f"{target!r}: write not committed: this run lost the journal lease on "
+                f"{self._task_id} (no heartbeat for longer than the lease lasts: the "
+                "process stalled, or the journal could not be written), so another "
+                "process may be running the task"
+            )
 
 
 def _enabled(logger: Any, level: int) -> bool:

@@ -40,6 +40,7 @@ class Node:
     __slots__ = (
         "attempt_started",
         "attempts",
+        "claim",
         "dependents",
         "deps",
         "error",
@@ -79,6 +80,7 @@ class Node:
         self.attempt_started: float | None = None
         self.gen: Any = None  # a run() generator suspended on dynamic requirements
         self.waiting_on: Any = None  # what it yielded (resumed with their outputs)
+        self.claim = 0  # its journal lease: see executor.py
 
     def record_attempt(
         self, number: int, started: float, finished: float, error: BaseException | None
@@ -362,33 +364,39 @@ async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -
 
 async def _is_complete(node: Node, probes: Probes | None = None) -> bool | None:
     """Whether the task is complete; None when probing it failed (the node is failed)."""
+    try:
+        return await is_complete(node, probes)
+    except TaskDefinitionError as exc:
+        node.fail(exc)
+        return None
+
+
+async def is_complete(node: Node, probes: Probes | None = None) -> bool:
+    """Whether the task is complete now: its ``complete()``, its outputs, or the journal.
+
+    Raises:
+        TaskDefinitionError: ``complete()``, ``output()`` or a probe raised.
+    """
     task = node.task
     if not type(task)._default_complete:
         try:
             return bool(await task.complete())
         except Exception as exc:
-            node.fail(TaskDefinitionError(task.task_id, "complete", exc))
-            return None
+            raise TaskDefinitionError(task.task_id, "complete", exc) from exc
     if node.known is not None:
         return node.known
     try:
         outputs = node.outputs = _outputs(task)
     except Exception as exc:
-        node.fail(TaskDefinitionError(task.task_id, "output", exc))
-        return None
-    if not outputs:
-        if probes is None or probes.succeeded is None:
-            return False
-        try:
-            return task.task_id in await probes.succeeded([task.task_id])
-        except Exception as exc:
-            node.fail(TaskDefinitionError(task.task_id, "complete", exc))
-            return None
+        raise TaskDefinitionError(task.task_id, "output", exc) from exc
     try:
+        if not outputs:
+            if probes is None or probes.succeeded is None:
+                return False
+            return task.task_id in await probes.succeeded([task.task_id])
         return await all_exist(outputs)
     except Exception as exc:
-        node.fail(TaskDefinitionError(task.task_id, "complete", exc))
-        return None
+        raise TaskDefinitionError(task.task_id, "complete", exc) from exc
 
 
 def _outputs(task: Task) -> list[Target]:

@@ -33,7 +33,15 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Iterable
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
@@ -44,7 +52,7 @@ from anyio.abc import TaskStatus
 
 from . import _journal_history as history
 from ._journal_format import format_run, format_runs
-from ._journal_leases import Identity, Leases, recover_interrupted
+from ._journal_leases import Claim, Identity, Leases, recover_interrupted
 from ._journal_records import (
     AttemptRecord,
     AttemptStatus,
@@ -70,6 +78,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptRecord",
     "AttemptStatus",
+    "Claim",
     "Holder",
     "Journal",
     "JournalStatistics",
@@ -355,13 +364,17 @@ class Journal:
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
 
-    async def attempts_so_far(self, task_id: str) -> int:
-        """Failed, timed-out and interrupted attempts of ``task_id`` since its last success.
+    async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
+        """Retries a resumed run has already used, for those of ``task_ids`` with any.
 
-        Counted over every run, so a retry budget survives a restart.
+        Counts the failed and timed-out attempts of each task in runs that were
+        interrupted (their process died) after the task's last success and
+        after the last run with the task that ended normally. Attempts cut
+        short by the interruption itself do not count. So a retry budget
+        survives a crash, and a run after one that ended starts afresh.
         """
         await self._before_read()
-        return await history.attempts_so_far(self._store, task_id)
+        return await history.prior_attempts(self._store, list(dict.fromkeys(task_ids)))
 
     # leases -------------------------------------------------------------------
 
@@ -383,6 +396,50 @@ class Journal:
         """
         self._check_usable()
         return await self._leases.acquire(task_id, run_id, ttl)
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        """Take the leases of many tasks for ``run_id`` at once, as a run does.
+
+        One statement takes every lease that is free (released, expired, its
+        holder's process gone from this host, or its holder's run journaled a
+        success for the task). Leases of live holders are left to them and
+        returned with who holds them. Tasks another run succeeded at since
+        ``since`` (e.g. after the caller probed them) are returned in
+        ``done``, so the caller can check and skip them.
+
+        Raises:
+            JournalError: the journal cannot be written.
+        """
+        self._check_usable()
+        return await self._leases.claim(task_ids, run_id, since)
+
+    async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
+        """For each task id, its lease's live :class:`Holder` or how it was let go.
+
+        ``SUCCESS`` (released so, or the holder's run journaled a success),
+        ``FAILED``, or ``ABANDONED`` (released without an outcome, expired,
+        its holder's process gone, or never leased): try :meth:`claim`.
+        """
+        self._check_usable()
+        return await self._leases.watch(task_ids)
+
+    def holds(self, task_id: str, run_id: str) -> bool:
+        """Whether ``run_id`` surely still holds the lease on ``task_id``, without I/O.
+
+        False once a heartbeat found the lease lost, and once no heartbeat
+        has renewed this journal's leases for a whole time-to-live (the
+        process stalled or cannot write the file): by then another process
+        may have taken the task over. Checked before committing an output.
+        """
+        return self._leases.holds(task_id, run_id)
+
+    async def release_many(
+        self, run_id: str, task_ids: Sequence[str], outcome: LeaseOutcome
+    ) -> None:
+        """Let go of several leases of ``run_id`` in one statement."""
+        self._check_usable()
+        if task_ids:
+            await self._leases.release_many(task_ids, run_id, outcome)
 
     async def renew(self) -> list[tuple[str, str]]:
         """Push on the expiry of this journal's leases and runs, in one transaction.

@@ -25,7 +25,7 @@ from .errors import AsyncflowError, ConfigError
 from .events import EventBus, EventHandler
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
-from .journal import Journal, RunStatus
+from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, TaskResult
 from .targets._clients import client_scope
@@ -126,7 +126,8 @@ async def run(
                 return await _run(
                     roots, options, run_id, started, keep_going, handlers, forced, None
                 )
-            async with Journal.open(options.journal) as run_journal:
+            ttl = config.lease_ttl or DEFAULT_LEASE_TTL
+            async with Journal.open(options.journal, lease_ttl=ttl) as run_journal:
                 await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
                 status = RunStatus.CANCELLED
                 try:
@@ -168,6 +169,8 @@ async def _run(
         clock=options.clock,
         probe_concurrency=options.probe_concurrency,
         probes=probes,
+        journal=journal,
+        since=started,
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import abc
 import contextvars
 import io
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import (
@@ -48,8 +47,6 @@ from typing import (
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-
-from ..errors import TargetError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -259,21 +256,20 @@ class Target(abc.ABC):
         return await anyio.to_thread.run_sync(self._open_writer)
 
 
-abandoned_attempt: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "asyncflow_abandoned_attempt", default=None
+commit_guard: contextvars.ContextVar[Callable[[Target], None] | None] = contextvars.ContextVar(
+    "asyncflow_commit_guard", default=None
 )
-"""Set by the executor around a sync body: once the event is set (the attempt
-timed out or was cancelled and the run stopped waiting for its thread), the
-thread's writes must not be committed."""
+"""Set by the executor around a task body. Called with the target just before
+each write is committed; it raises :class:`TargetError` when the write must not
+be committed: the attempt was abandoned (it timed out or was cancelled while
+its worker thread went on), or the run lost the task's journal lease to
+another process."""
 
 
-def _refuse_if_abandoned(target: Target) -> None:
-    flag = abandoned_attempt.get()
-    if flag is not None and flag.is_set():
-        raise TargetError(
-            f"{target!r}: write not committed: its task attempt was abandoned "
-            "(timed out or cancelled) while this worker thread was still running"
-        )
+def _check_commit(target: Target) -> None:
+    guard = commit_guard.get()
+    if guard is not None:
+        guard(target)
 
 
 @final
@@ -360,7 +356,7 @@ class OpenTarget(Generic[_F]):
         else:
             try:
                 self._finish_text()
-                _refuse_if_abandoned(self._target)
+                _check_commit(self._target)
                 writer.commit()
             except BaseException as error:
                 self._discard(writer, error)
@@ -400,6 +396,7 @@ class OpenTarget(Generic[_F]):
         else:
             try:
                 self._finish_text()
+                _check_commit(self._target)
                 await writer.acommit()
             except BaseException as error:
                 await self._adiscard(writer, error)
