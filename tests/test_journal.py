@@ -806,3 +806,86 @@ def test_format_run_golden() -> None:
           ValueError: bad row 7
         """
     )
+
+
+# ------------------------------------------------------------- claims (batches)
+
+
+async def test_claim_takes_free_leases_and_names_live_holders(tmp_path: Path) -> None:
+    """One claim takes every free lease; those a live run holds come back with it."""
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock, host="box", pid=7) as journal:
+        first = await journal.claim("run-a", ["a", "b"], since=T0)
+        second = await journal.claim("run-b", ["b", "c", "c"], since=T0)
+        again = await journal.claim("run-a", ["a"], since=T0)  # the holder renews
+    assert (first.taken, first.held, first.done, first.unsettled) == (["a", "b"], {}, set(), [])
+    assert second.taken == ["c"]
+    assert second.held == {"b": Holder("b", "run-a", "box", 7, T0, T0 + TTL)}
+    assert again.taken == ["a"]
+
+
+async def test_claim_of_many_tasks_is_one_batch(tmp_path: Path) -> None:
+    """Thousands of task ids go in one call, beyond SQLite's limit on variables."""
+    ids = [f"task-{n}" for n in range(40_000)]
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        claim = await journal.claim("run-a", ids, since=T0)
+        other = await journal.claim("run-b", ids[-3:], since=T0)
+    assert claim.taken == ids
+    assert sorted(other.held) == ids[-3:]
+
+
+async def test_success_journaled_by_the_holder_frees_the_lease(tmp_path: Path) -> None:
+    """Once the holding run journals a success, the task is free and reported done:
+    a success costs no lease write."""
+    clock = FakeTime()
+    task_id = T(n=1).task_id
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.claim("run-1", [task_id], since=T0)
+        clock.now += 1
+        assert isinstance((await journal.watch([task_id]))[task_id], Holder)
+        journal.record(event(Event.START, 1, "run-1", at=T0 + 1))
+        journal.record(event(Event.SUCCESS, 1, "run-1", at=T0 + 2))
+        await journal.flush()
+        assert await journal.watch([task_id]) == {task_id: LeaseOutcome.SUCCESS}
+        late = await journal.claim("run-2", [task_id], since=T0)  # probed before the success
+        fresh = await journal.claim("run-3", [task_id], since=T0 + 5)  # probed after it
+    assert (late.taken, late.done) == ([task_id], {task_id})
+    assert fresh.done == set()
+
+
+async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:
+    clock = FakeTime()
+    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.claim("run-a", ["held", "failed", "expired", "released"], since=T0)
+        await journal.release("failed", "run-a", LeaseOutcome.FAILED)
+        await journal.release_many("run-a", ["released"], LeaseOutcome.ABANDONED)
+        await journal.acquire("expired", "run-a", ttl=1)  # renewed with a short ttl
+        clock.now += 2
+        states = await journal.watch(["held", "failed", "expired", "released", "never"])
+    assert isinstance(states.pop("held"), Holder)
+    assert states == {
+        "failed": LeaseOutcome.FAILED,
+        "expired": LeaseOutcome.ABANDONED,
+        "released": LeaseOutcome.ABANDONED,
+        "never": LeaseOutcome.ABANDONED,
+    }
+
+
+async def test_holds_turns_false_without_heartbeats_and_after_takeover(tmp_path: Path) -> None:
+    """holds() answers without I/O: no renewal for a whole ttl (a stalled process)
+    means the lease may be gone; a renewal that finds it taken means it is."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as journal:
+        await journal.claim("run-a", ["a", "b"], since=T0)
+        assert journal.holds("a", "run-a") and not journal.holds("c", "run-a")
+        clock.now += TTL / 2
+        await journal.renew()
+        clock.now += TTL * 0.9
+        assert journal.holds("a", "run-a")  # renewed half-way: still valid
+        clock.now += TTL
+        assert not journal.holds("a", "run-a")  # stalled past the expiry
+        taken = await journal.claim("run-b", ["b"], since=T0)  # another run takes one
+        assert taken.taken == ["b"]
+        assert await journal.renew() == [("b", "run-a")]
+        assert journal.holds("a", "run-a") and not journal.holds("b", "run-a")

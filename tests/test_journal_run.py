@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.fixtures import cli
 
 import asyncflow
-from asyncflow import Status
+from asyncflow import Event, Status
 from asyncflow.journal import Journal, RunStatus
 from asyncflow.targets import MemoryStore, MemoryTarget
+from asyncflow.testing import EventRecorder
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +158,36 @@ def test_cli_history_without_journal(tmp_path: Path) -> None:
     """history with no journal file says where it looked."""
     proc = cli("history", cwd=tmp_path)
     assert proc.returncode == 2 and "no journal at" in proc.stderr
+
+
+async def test_task_held_by_another_hosts_run_waits_for_its_lease_to_expire(
+    tmp_path: Path,
+) -> None:
+    """Another host's process cannot be checked: its task runs here only once its
+    lease has expired without a heartbeat, and not before."""
+    path = tmp_path / "journal.db"
+    recorder = EventRecorder()
+    foreign = await Journal.open(path, host="elsewhere", pid=1, lease_ttl=1.0)
+    try:  # opened without serve(): no heartbeat renews its lease
+        await foreign.begin_run("foreign")
+        claim = await foreign.claim("foreign", [Stage("a").task_id], since=time.time())
+        assert claim.taken == [Stage("a").task_id]
+        result = await asyncflow.run(Stage("c"), journal=path, handlers=[recorder])
+    finally:
+        await foreign.close()
+    assert result.ok and Stage.runs == ["a", "b", "c"]
+    started = {e.task.task_id: e.time for e in recorder.events if e.kind is Event.START}
+    lease = await _lease_row(path, Stage("a").task_id)
+    assert lease["run_id"] == result.run_id  # taken over by this run
+    assert started[Stage("a").task_id] >= lease["prev_at"]  # not before the expiry
+    assert lease["prev_outcome"] == "abandoned"
+
+
+async def _lease_row(path: Path, task_id: str) -> dict[str, Any]:
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        row = db.execute("SELECT * FROM leases WHERE task_id = ?", [task_id]).fetchone()
+    finally:
+        db.close()
+    return dict(row)

@@ -90,6 +90,9 @@ _DONE_SINCE: Final = (
 )
 
 
+_LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What :meth:`Journal.claim` found for a batch of tasks."""
@@ -101,6 +104,9 @@ class Claim:
     done: set[str]
     """Task ids another run succeeded at since the given time (taken or not):
     check whether they are complete before running them."""
+    unsettled: list[str]
+    """Task ids whose leases kept changing hands while they were claimed: neither
+    taken nor held by a known run. Claim them again a little later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,22 +207,22 @@ class Leases:
             self._hold(got, run_id, self.ttl, now)
             taken.extend(got)
             rest = set(wanted).difference(got)
+            wanted = []
             if not rest:
                 break
-            wanted = []
-            dead = False
+            dead: list[Holder] = []
             for state in await self._states(list(rest)):
-                if isinstance(state, Holder) and self._me.outlived(state.host, state.pid):
-                    dead = True
-                    wanted.append(state.task_id)
-                elif isinstance(state, Holder):
+                if isinstance(state, Holder):
                     held[state.task_id] = state
-                else:
-                    wanted.append(state[0])  # let go between the two statements
+                    continue
+                task_id, _, gone = state
+                wanted.append(task_id)  # let go meanwhile, or its holder died: again
+                if gone is not None:
+                    dead.append(gone)
             if dead:
-                await recover_interrupted(self._store, self._me, self._clock())
+                await self._let_go_of_dead(dead)
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
-        return Claim(taken, held, done)
+        return Claim(taken, held, done, wanted)
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """How each lease stands: its live holder, or how it was let go."""
@@ -227,6 +233,17 @@ class Leases:
             else:
                 found[state[0]] = state[1]
         return found
+
+    async def _let_go_of_dead(self, holders: list[Holder]) -> None:
+        """Release as abandoned the leases of holders whose process is gone."""
+        now = self._clock()
+        async with self._store.transaction("take over leases of dead processes"):
+            await self._store.db.executemany(
+                "UPDATE leases SET outcome = 'abandoned', released = ? WHERE task_id = ? "
+                "AND run_id = ? AND host = ? AND pid = ? AND outcome IS NULL",
+                [(now, h.task_id, h.run_id, h.host, h.pid) for h in holders],
+            )
+        await recover_interrupted(self._store, self._me, now)  # and mark their runs
 
     def holds(self, task_id: str, run_id: str) -> bool:
         """Whether ``run_id`` surely still holds the lease, without asking the file.
@@ -259,22 +276,28 @@ class Leases:
             held[(task_id, run_id)] = ttl
         self.live_runs.add(run_id)
 
-    async def _states(self, task_ids: list[str]) -> list[Holder | tuple[str, LeaseOutcome]]:
-        """The live holder of each lease, or how it was let go (absent: never held)."""
+    async def _states(self, task_ids: list[str]) -> list[Holder | _LetGo]:
+        """The live holder of each lease, or how it was let go (absent: never held).
+
+        A lease whose holder's process is gone counts as abandoned; that
+        holder comes third, as the lease row still names it.
+        """
         now = self._clock()
-        states: list[Holder | tuple[str, LeaseOutcome]] = []
+        states: list[Holder | _LetGo] = []
         for row in await self._store.fetch(_LEASE_ROWS, [json.dumps(task_ids)]):
             task_id, run_id, host, pid, since, expires, outcome, succeeded = row
+            task_id = str(task_id)
+            holder = Holder(task_id, str(run_id), str(host), int(pid), since, expires)
             if succeeded:
-                states.append((str(task_id), LeaseOutcome.SUCCESS))
+                states.append((task_id, LeaseOutcome.SUCCESS, None))
             elif outcome is not None:
-                states.append((str(task_id), LeaseOutcome(outcome)))
-            elif float(expires) <= now or self._me.outlived(str(host), int(pid)):
-                states.append((str(task_id), LeaseOutcome.ABANDONED))
+                states.append((task_id, LeaseOutcome(outcome), None))
+            elif float(expires) <= now:
+                states.append((task_id, LeaseOutcome.ABANDONED, None))
+            elif self._me.outlived(holder.host, holder.pid):
+                states.append((task_id, LeaseOutcome.ABANDONED, holder))
             else:
-                states.append(
-                    Holder(str(task_id), str(run_id), str(host), int(pid), since, expires)
-                )
+                states.append(holder)
         return states
 
     async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:

@@ -328,6 +328,8 @@ class Executor:
                 self._queue.push(node)
         for task_id, holder in claim.held.items():
             self._wait_for_holder(by_id[task_id], holder)
+        for task_id in claim.unsettled:
+            self._wait_for_holder(by_id[task_id], None)
         if self._watched and self._watching is None and self._spawn is not None:
             self._spawn(self._watch)
 

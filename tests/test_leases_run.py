@@ -1,0 +1,206 @@
+"""Processes sharing one journal: no task runs twice at once, waiters take the outcome.
+
+Each test starts real ``asyncflow run`` processes on one journal file; task
+bodies log to a ledger (``tests/fixtures/race_pipeline.py``) so the tests can
+count who ran what.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from tests.fixtures import Child, wait_until
+from tests.fixtures.race_pipeline import SLOW, ledger
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+FIXTURES = "tests.fixtures.race_pipeline"
+
+
+def run(folder: Path, task: str, *more: str, **env: str) -> Child:
+    return Child(
+        "run",
+        f"{FIXTURES}:{task}",
+        "--folder",
+        str(folder),
+        "--journal",
+        str(folder / "journal.db"),
+        *more,
+        cwd=folder,
+        **env,
+    )
+
+
+def ran(folder: Path, what: str = "run") -> Counter[str]:
+    """How many times each task logged ``what``."""
+    return Counter(line[1] for line in ledger(folder) if line[0] == what)
+
+
+def by_pid(folder: Path, what: str, task: str) -> list[int]:
+    return [int(line[2]) for line in ledger(folder) if line[:2] == [what, task]]
+
+
+def journaled_failures(folder: Path, family: str) -> int:
+    """Failed attempts of ``family`` written to the journal so far."""
+    db = sqlite3.connect(folder / "journal.db")
+    try:
+        rows = db.execute(
+            "SELECT count(*) FROM attempts WHERE family = ? AND status = 'failed'", [family]
+        ).fetchall()
+    finally:
+        db.close()
+    return int(rows[0][0])
+
+
+def temp_files(folder: Path) -> list[str]:
+    out = folder / "out"
+    return sorted(p.name for p in out.iterdir() if ".tmp-" in p.name) if out.exists() else []
+
+
+def test_two_processes_racing_over_one_dag_run_each_task_once(tmp_path: Path) -> None:
+    """Started together on the same DAG: every body runs once, both runs succeed,
+    and the one that waited says which process held the tasks."""
+    children = [run(tmp_path, "Marker", "--workers", "2") for _ in range(2)]
+    try:
+        codes = [child.finish() for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert codes == [0, 0], "\n".join(child.output for child in children)
+    assert ran(tmp_path) == {**{f"slow-{n}": 1 for n in range(SLOW)}, "marker": 1}
+    # Each output holds the token of the one body that ran.
+    tokens = {line[1]: line[3] for line in ledger(tmp_path) if line[1].startswith("slow")}
+    for name, token in tokens.items():
+        assert (tmp_path / "out" / f"{name}.txt").read_text() == token
+    # The runs overlapped: one waited for tasks the other held, and named it.
+    pids = {child.pid for child in children}
+    waits = [(child.pid, r) for child in children for r in child.logs("task.held_elsewhere")]
+    assert waits, "the two runs did not overlap"
+    for pid, record in waits:
+        assert record["holder_pid"] in pids - {pid}
+        assert record["holder_host"]
+
+
+def test_waiting_process_takes_the_holders_failure(tmp_path: Path) -> None:
+    """The holder fails: the waiting run fails the task too, naming the holder, without
+    running it, and neither runs what depends on it."""
+    first = run(tmp_path, "AfterFails")
+    second = None
+    try:
+        wait_until(lambda: ran(tmp_path)["fails"] == 1, "the first run to start Fails")
+        second = run(tmp_path, "AfterFails")
+        second.wait_for("task.held_elsewhere")
+        (tmp_path / "go").touch()
+        assert first.finish() == 1
+        assert second.finish() == 1
+        failed = second.wait_for("task.failed")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert ran(tmp_path) == {"fails": 1}
+    assert f"pid {first.pid}" in failed["error"]
+    assert failed["task_id"].startswith("Fails_")
+
+
+def test_killed_holders_task_is_taken_over_at_once(tmp_path: Path) -> None:
+    """kill -9 the holder: the waiting run on the same host sees its process gone,
+    takes the lease without waiting for it to expire, and runs the task."""
+    first = run(tmp_path, "Gated", ASYNCFLOW_LEASE_TTL="600")
+    second = None
+    try:
+        wait_until(lambda: by_pid(tmp_path, "start", "gated") == [first.pid], "Gated to start")
+        second = run(tmp_path, "Gated", ASYNCFLOW_LEASE_TTL="600")
+        assert second.wait_for("task.held_elsewhere")["holder_pid"] == first.pid
+        first.proc.send_signal(signal.SIGKILL)
+        first.finish()
+        # A 600 s lease: only the dead process check can free it this soon.
+        wait_until(lambda: second.pid in by_pid(tmp_path, "start", "gated"), "the takeover")
+        (tmp_path / "go").touch()
+        assert second.finish() == 0, second.output
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert by_pid(tmp_path, "start", "gated") == [first.pid, second.pid]
+    assert by_pid(tmp_path, "done", "gated") == [second.pid]
+    (token,) = [line[3] for line in ledger(tmp_path) if line[0] == "done"]
+    assert (tmp_path / "out" / "gated.txt").read_text() == token
+
+
+def test_stalled_holder_loses_its_lease_and_does_not_commit(tmp_path: Path) -> None:
+    """A holder stopped longer than the lease lasts: another run takes the task over.
+    When the stalled process wakes up, its write is refused and it takes the other's
+    success instead; the output is the other run's."""
+    ttl = {"ASYNCFLOW_LEASE_TTL": "1.5"}
+    first = run(tmp_path, "Gated", **ttl)
+    second = None
+    try:
+        wait_until(lambda: by_pid(tmp_path, "start", "gated") == [first.pid], "Gated to start")
+        os.kill(first.pid, signal.SIGSTOP)
+        second = run(tmp_path, "Gated", **ttl)
+        wait_until(lambda: second.pid in by_pid(tmp_path, "start", "gated"), "the takeover")
+        (tmp_path / "go").touch()
+        assert second.finish() == 0, second.output
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.finish() == 0, first.output
+        lost = first.wait_for("task.lease_lost")
+        done_elsewhere = first.wait_for("task.done_elsewhere")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert lost["task_id"] == done_elsewhere["task_id"]
+    assert by_pid(tmp_path, "done", "gated") == [second.pid]  # the stalled write raised
+    (token,) = [line[3] for line in ledger(tmp_path) if line[0] == "done"]
+    assert (tmp_path / "out" / "gated.txt").read_text() == token
+    assert temp_files(tmp_path) == []
+
+
+def test_retries_used_before_a_crash_count_after_it(tmp_path: Path) -> None:
+    """Two of three attempts fail, the process dies in the third: the resumed run makes
+    one more attempt, not three. A run after one that ended starts afresh."""
+    first = run(tmp_path, "Retried")
+    try:
+        wait_until(lambda: ran(tmp_path, "start")["retried"] == 3, "the third attempt")
+        wait_until(lambda: journaled_failures(tmp_path, "Retried") == 2, "two failures")
+        first.proc.send_signal(signal.SIGKILL)
+        first.finish()
+    finally:
+        first.kill()
+    resumed = run(tmp_path, "Retried")
+    assert resumed.finish() == 1, resumed.output
+    assert ran(tmp_path, "start")["retried"] == 4  # 3 before the crash, 1 after
+    assert resumed.wait_for("task.failed")["error"].startswith("OSError")
+    again = run(tmp_path, "Retried")
+    assert again.finish() == 1, again.output
+    assert ran(tmp_path, "start")["retried"] == 7  # a fresh budget: 3 more
+
+
+def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(tmp_path: Path) -> None:
+    """Every attempt failed before the process died (running something else): the
+    resumed run fails the task at once, says why, and runs the rest."""
+    first = run(tmp_path, "Both")
+    try:
+        wait_until(
+            lambda: ran(tmp_path, "start")["retried"] == 3 and ran(tmp_path, "start")["gated"],
+            "three failures while Gated waits",
+        )
+        wait_until(lambda: journaled_failures(tmp_path, "Retried") == 3, "three failures")
+        first.proc.send_signal(signal.SIGKILL)
+        first.finish()
+    finally:
+        first.kill()
+    (tmp_path / "go").touch()
+    resumed = run(tmp_path, "Both")
+    assert resumed.finish() == 1, resumed.output
+    assert ran(tmp_path, "start")["retried"] == 3  # not run again
+    assert by_pid(tmp_path, "done", "gated") == [resumed.pid]
+    error = resumed.wait_for("task.failed")["error"]
+    assert "already used its retries (retry_count=2)" in error
