@@ -191,3 +191,15 @@ async def test_remove_missing_target_is_a_no_op(target_factory: TargetFactory) -
     target = target_factory("never.txt")
     await target.remove()
     assert not await target.exists()
+
+
+async def test_discard_partial_writes_finds_nothing_after_finished_writes(
+    target_factory: TargetFactory,
+) -> None:
+    """Committed and failed writes leave nothing to discard, and discarding keeps the target."""
+    target = target_factory("kept.txt")
+    await target.write_text("committed")
+    with pytest.raises(Boom):
+        await write_then_raise(target, "failed")
+    assert await target.discard_partial_writes() == 0
+    assert await target.read_text() == "committed"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from asyncflow.errors import TargetError
-from asyncflow.targets import GCSConfig, GCSTarget, RequestRetry
+from asyncflow.targets import GCSConfig, GCSPrefixTarget, GCSTarget, RequestRetry
 
 from ._support import Boom, write_bytes_then_raise
 from .servers import FaultProxy
@@ -155,3 +155,14 @@ async def test_transient_errors_are_retried(
     assert await target.exists()
     assert await target.read_bytes() == data
     assert proxy.faults > 0
+
+
+async def test_discard_partial_writes_returns_zero_without_a_request(
+    gcs_bucket: str, proxy: FaultProxy, via_proxy: GCSConfig
+) -> None:
+    """Resumable upload sessions cannot be listed: discarding returns 0 and sends nothing."""
+    url = f"gs://{gcs_bucket}/out.bin"
+    assert await GCSTarget(url, config=via_proxy).discard_partial_writes() == 0
+    prefix = GCSPrefixTarget(f"gs://{gcs_bucket}/dir/", config=via_proxy)
+    assert await prefix.discard_partial_writes() == 0
+    assert proxy.requests == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
-from asyncflow.errors import TargetNotFoundError
+from asyncflow.errors import TargetError, TargetNotFoundError
 from asyncflow.targets import LocalTarget
 
 from ._support import Boom, write_then_raise, write_then_raise_sync
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.anyio
 # Audit hooks cannot be removed, so one hook is installed for the whole session;
 # it forwards to whichever recorder a test has active, and to nothing otherwise.
 
-_FS_EVENTS = frozenset({"open", "os.mkdir", "os.rename", "os.remove"})
+_FS_EVENTS = frozenset({"open", "os.mkdir", "os.rename", "os.remove", "os.scandir"})
 _active: list[FsRecorder] = []
 
 
@@ -263,3 +265,103 @@ async def test_other_coroutines_run_while_commit_renames(
             f.write(payload)
     assert ticks == ["tick"]
     assert (tmp_path / "big.bin").read_bytes() == payload
+
+
+# --- Leftovers of interrupted writes --------------------------------------------
+
+# Writes to a path in argv[1], then waits to be killed before committing.
+_KILLED_WRITER = """
+import sys, time
+from asyncflow.targets import LocalTarget
+with LocalTarget(sys.argv[1]).open("wb") as f:
+    f.write(b"partial")
+    f.flush()
+    print("WRITING", flush=True)
+    time.sleep(60)
+"""
+
+
+def abandon_write(target: LocalTarget, data: bytes) -> None:
+    """Start a write and walk away from it without commit or discard, like a killed process."""
+    writer = target._open_writer()
+    writer.file.write(data)
+    writer.file.close()
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if ".tmp-" in name)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+async def test_discard_removes_temp_file_of_a_killed_writer(tmp_path: Path) -> None:
+    """kill -9 during a write leaves one temp file; discarding removes it and keeps the file."""
+    target = LocalTarget(tmp_path / "out.txt")
+    await target.write_text("previous")
+    command = [sys.executable, "-c", _KILLED_WRITER, target.path]
+    async with await anyio.open_process(command, stdin=None, stderr=None) as proc:
+        assert proc.stdout is not None
+        assert await BufferedByteReceiveStream(proc.stdout).receive_until(b"\n", 100) == b"WRITING"
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(temp_files(tmp_path)) == 1
+
+    assert await target.discard_partial_writes() == 1
+    assert os.listdir(tmp_path) == ["out.txt"]
+    assert await target.read_text() == "previous"
+
+
+async def test_discard_removes_only_this_targets_temp_files(tmp_path: Path) -> None:
+    """Every temp file of the target goes; other targets' temps and look-alike names stay."""
+    target = LocalTarget(tmp_path / "out.txt")
+    await target.write_text("committed")
+    other = LocalTarget(tmp_path / "other.txt")
+    abandon_write(other, b"someone else's")
+    (other_temp,) = temp_files(tmp_path)
+    abandon_write(target, b"first attempt")
+    abandon_write(target, b"second attempt")
+    look_alikes = [
+        ".out.txt.tmp-notmine",
+        ".out.txt.tmp-0123456789a",  # 11 hex digits
+        ".out.txt.tmp-0123456789abc",  # 13
+        ".out.txt.tmp-0123456789AB",  # token_hex is lower case
+        ".out.txt.tmp-0123456789ab.bak",
+        ".outxtxt.tmp-0123456789ab",  # the dots are literal
+        "out.txt.tmp-0123456789ab",  # not hidden
+        "..out.txt.tmp-0123456789ab",  # a temp of ".out.txt"
+        ".x.out.txt.tmp-0123456789ab",  # a temp of "x.out.txt"
+    ]
+    for name in look_alikes:
+        (tmp_path / name).write_bytes(b"")
+
+    assert await target.discard_partial_writes() == 2
+    assert await target.read_text() == "committed"
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.txt", other_temp, *look_alikes])
+    assert await other.discard_partial_writes() == 1
+    assert await target.discard_partial_writes() == 0
+
+
+async def test_discard_in_missing_folder_returns_zero(tmp_path: Path) -> None:
+    """A target whose folder does not exist has nothing to discard, and no folder is made."""
+    target = LocalTarget(tmp_path / "missing" / "out.txt")
+    assert await target.discard_partial_writes() == 0
+    assert not (tmp_path / "missing").exists()
+
+
+async def test_discard_failure_raises_target_error_naming_the_path(tmp_path: Path) -> None:
+    """A leftover that cannot be removed (here a folder) raises TargetError naming it."""
+    leftover = tmp_path / ".out.txt.tmp-0123456789ab"
+    leftover.mkdir()
+    with pytest.raises(TargetError, match=str(leftover)):
+        await LocalTarget(tmp_path / "out.txt").discard_partial_writes()
+
+
+async def test_discard_lists_and_removes_in_a_worker_thread(
+    tmp_path: Path, fs_calls: FsRecorder
+) -> None:
+    """Listing the folder and removing temp files never happen on the event loop thread."""
+    target = LocalTarget(tmp_path / "out.txt")
+    abandon_write(target, b"partial")
+    fs_calls.calls.clear()
+    assert await target.discard_partial_writes() == 1
+    assert {call.event for call in fs_calls.calls} == {"os.scandir", "os.remove"}
+    assert [call for call in fs_calls.calls if call.thread == threading.get_ident()] == []

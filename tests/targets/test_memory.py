@@ -99,3 +99,15 @@ def test_sync_form_works_without_event_loop() -> None:
     with target.open("r") as f:
         assert f.read() == "no loop"
     assert store.get("k") == b"no loop"
+
+
+async def test_discard_partial_writes_has_nothing_to_do() -> None:
+    """An unfinished write dies with its buffer: discarding returns 0 and keeps the store."""
+    store = MemoryStore()
+    target = MemoryTarget("k", store)
+    await target.write_text("kept")
+    abandoned = target.open("w")
+    (await abandoned.__aenter__()).write("never committed")
+    assert await target.discard_partial_writes() == 0
+    assert store.keys() == ["k"]
+    assert await target.read_text() == "kept"

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 import anyio
 import anyio.from_thread
@@ -13,7 +19,7 @@ import pytest
 
 import asyncflow
 from asyncflow.errors import TargetError
-from asyncflow.targets import RequestRetry, S3Config, S3Target
+from asyncflow.targets import RequestRetry, S3Config, S3PrefixTarget, S3Target
 from asyncflow.targets._clients import current_clients
 
 from ._support import Boom, write_bytes_then_raise
@@ -49,6 +55,22 @@ async def raw_s3(s3_env: str) -> AsyncIterator[Any]:
 
 def payload(size: int) -> bytes:
     return os.urandom(size)
+
+
+def on_parts(func: Callable[[], object]) -> Callable[[bytes], bool]:
+    """A proxy ``fault_filter`` that runs ``func`` on this event loop for each part sent.
+
+    The proxy calls it in its own thread, once the request has waited out the
+    proxy's ``latency`` and before forwarding it. It fails no request.
+    """
+    token = anyio.lowlevel.current_token()
+
+    def fault_filter(request_line: bytes) -> bool:
+        if b"partNumber=" in request_line:
+            anyio.from_thread.run_sync(func, token=token)
+        return False
+
+    return fault_filter
 
 
 @pytest.mark.parametrize(
@@ -155,16 +177,8 @@ async def test_cancelled_multipart_upload_is_aborted(
 ) -> None:
     """Cancelling a write while its parts upload aborts the multipart upload."""
     scope = anyio.CancelScope()
-    token = anyio.lowlevel.current_token()
-
-    def cancel_on_first_part(request_line: bytes) -> bool:
-        # Called in the proxy's thread; the part is held there for `latency`.
-        if b"partNumber=" in request_line:
-            anyio.from_thread.run_sync(scope.cancel, token=token)
-        return False
-
     proxy.latency = 0.1
-    proxy.fault_filter = cancel_on_first_part
+    proxy.fault_filter = on_parts(scope.cancel)
     target = S3Target(f"s3://{s3_bucket}/cancelled.bin", config=via_proxy)
     with scope:
         await target.write_bytes(payload(20 * MiB))
@@ -258,3 +272,163 @@ async def test_a_run_shares_one_client(s3_bucket: str) -> None:
     result = await asyncflow.run(Check(), journal=None)
     assert result.ok, result.summary()
     assert seen == [1]
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+async def start_upload(raw_s3: Any, bucket: str, key: str) -> str:
+    """Start a multipart upload with one part sent, and never finish it; return its id."""
+    created = await raw_s3.create_multipart_upload(Bucket=bucket, Key=key)
+    upload_id: str = created["UploadId"]
+    await raw_s3.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1024
+    )
+    return upload_id
+
+
+async def pending_uploads(raw_s3: Any, bucket: str) -> list[tuple[str, str]]:
+    """(key, upload id) of every multipart upload in progress in the bucket, sorted."""
+    response = await raw_s3.list_multipart_uploads(Bucket=bucket)
+    return sorted((u["Key"], u["UploadId"]) for u in response.get("Uploads", ()))
+
+
+# Writes 20 MiB (a multipart upload) to the URL in argv[1], through the
+# configuration the environment gives; the test kills it mid-upload.
+_KILLED_WRITER = """
+import asyncio, os, sys
+from asyncflow.targets import S3Target
+asyncio.run(S3Target(sys.argv[1]).write_bytes(os.urandom(20 * 1024 * 1024)))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+async def test_discard_aborts_upload_of_a_killed_writer(
+    s3_bucket: str, raw_s3: Any, proxy: FaultProxy
+) -> None:
+    """kill -9 during a multipart upload leaves it pending; discarding aborts it."""
+    uploading = anyio.Event()
+    proxy.fault_filter = on_parts(uploading.set)
+    # Every request waits this long in the proxy, the one completing the
+    # upload too: the kill lands well before it could be sent.
+    proxy.latency = 0.5
+    url = f"s3://{s3_bucket}/killed.bin"
+    command = [sys.executable, "-c", _KILLED_WRITER, url]
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url}  # the writer goes through the proxy
+    async with (
+        await anyio.open_process(command, stdin=None, stdout=None, stderr=None, env=env) as proc,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def stop_waiting_if_it_exits() -> None:
+            await proc.wait()
+            uploading.set()
+
+        tg.start_soon(stop_waiting_if_it_exits)
+        await uploading.wait()
+        assert proc.returncode is None, "the writer exited before uploading a part"
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert [key for key, _ in await pending_uploads(raw_s3, s3_bucket)] == ["killed.bin"]
+
+    assert await S3Target(url).discard_partial_writes() == 1
+    assert await pending_uploads(raw_s3, s3_bucket) == []
+    assert not await S3Target(url).exists()
+
+
+async def test_discard_aborts_only_uploads_of_this_exact_key(s3_bucket: str, raw_s3: Any) -> None:
+    """Both pending uploads to a/b are aborted; a/bc and a/b/c keep theirs; the object stays."""
+    target = S3Target(f"s3://{s3_bucket}/a/b")
+    await target.write_text("committed")
+    for key in ("a/b", "a/b", "a/bc", "a/b/c", "z"):
+        await start_upload(raw_s3, s3_bucket, key)
+
+    assert await target.discard_partial_writes() == 2
+    assert [key for key, _ in await pending_uploads(raw_s3, s3_bucket)] == ["a/b/c", "a/bc", "z"]
+    assert await target.read_text() == "committed"
+    assert await target.discard_partial_writes() == 0
+
+
+async def test_prefix_discard_aborts_uploads_under_the_prefix(s3_bucket: str, raw_s3: Any) -> None:
+    """A prefix target aborts the uploads of every key under it, none outside."""
+    for key in ("dir/part-0", "dir/sub/part-1", "dir2/part-0", "dirx"):
+        await start_upload(raw_s3, s3_bucket, key)
+    prefix = S3PrefixTarget(f"s3://{s3_bucket}/dir")
+    assert await prefix.discard_partial_writes() == 2
+    assert [key for key, _ in await pending_uploads(raw_s3, s3_bucket)] == ["dir2/part-0", "dirx"]
+
+
+class _PagedUploads(BaseHTTPRequestHandler):
+    """Just enough of S3 to list multipart uploads two per page, and abort them.
+
+    moto always answers ListMultipartUploads in a single page, so paging is
+    tested against this instead.
+    """
+
+    uploads: ClassVar[list[tuple[str, str]]] = []
+    lists: ClassVar[int] = 0
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        assert "uploads" in query, self.path
+        type(self).lists += 1
+        prefix = query.get("prefix", [""])[0]
+        marker = (query.get("key-marker", [""])[0], query.get("upload-id-marker", [""])[0])
+        after = [u for u in sorted(self.uploads) if u[0].startswith(prefix) and u > marker]
+        page, truncated = after[:2], len(after) > 2
+        body = "".join(
+            f"<Upload><Key>{escape(key)}</Key><UploadId>{upload_id}</UploadId></Upload>"
+            for key, upload_id in page
+        )
+        if truncated:
+            body += f"<NextKeyMarker>{escape(page[-1][0])}</NextKeyMarker>"
+            body += f"<NextUploadIdMarker>{page[-1][1]}</NextUploadIdMarker>"
+        self._answer(
+            200,
+            '<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult>'
+            f"<IsTruncated>{str(truncated).lower()}</IsTruncated>{body}"
+            "</ListMultipartUploadsResult>",
+        )
+
+    def do_DELETE(self) -> None:
+        url = urlsplit(self.path)
+        key = unquote(url.path.split("/", 2)[2])
+        (upload_id,) = parse_qs(url.query)["uploadId"]
+        self.uploads.remove((key, upload_id))
+        self._answer(204, "")
+
+    def _answer(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def test_discard_follows_listing_pages() -> None:
+    """Pending uploads spread over several listing pages are all found and aborted."""
+    _PagedUploads.lists = 0
+    _PagedUploads.uploads = [("a/b", f"id-{i}") for i in range(5)] + [("a/bc", "id-x")]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PagedUploads)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
+    thread.start()
+    try:
+        config = S3Config(
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            region="us-east-1",
+            access_key_id="a",
+            secret_access_key="b",
+            retry=FAST,
+        )
+        assert await S3Target("s3://bucket/a/b", config=config).discard_partial_writes() == 5
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert _PagedUploads.uploads == [("a/bc", "id-x")]
+    assert _PagedUploads.lists == 3

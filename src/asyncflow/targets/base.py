@@ -4,15 +4,17 @@ A task reads and writes its data through a :class:`Target`. Users call
 :meth:`Target.open`, :meth:`Target.exists` and the convenience helpers; a
 backend implements a handful of hooks:
 
-========================  ==========================================================
-``exists()``              async; is the target there? (abstract)
-``remove()``              async; delete it, no error if absent (abstract)
-``_open_reader()``        sync; a binary file positioned at the start of the data,
-                          or raise :class:`~asyncflow.errors.TargetNotFoundError`
-``_aopen_reader()``       async flavour of the same
-``_open_writer()``        sync; a fresh :class:`AtomicWriter`
-``_aopen_writer()``       async flavour of the same
-========================  ==========================================================
+============================  ========================================================
+``exists()``                  async; is the target there? (abstract)
+``remove()``                  async; delete it, no error if absent (abstract)
+``_open_reader()``            sync; a binary file positioned at the start of the data,
+                              or raise :class:`~asyncflow.errors.TargetNotFoundError`
+``_aopen_reader()``           async flavour of the same
+``_open_writer()``            sync; a fresh :class:`AtomicWriter`
+``_aopen_writer()``           async flavour of the same
+``discard_partial_writes()``  async; remove what interrupted writes left behind,
+                              return how many (default: nothing to remove, 0)
+============================  ========================================================
 
 Each sync/async pair needs only one side: by default the async flavour runs the
 sync one in a worker thread (``anyio.to_thread.run_sync``), and the sync flavour
@@ -141,6 +143,26 @@ class Target(abc.ABC):
     @abc.abstractmethod
     async def remove(self) -> None:
         """Remove the target if it exists; do nothing if it does not."""
+
+    async def discard_partial_writes(self) -> int:
+        """Remove what writes to this target left behind when their process died.
+
+        A write interrupted by ``kill -9`` never makes its target partial, but
+        it can leave a leftover beside it: a temporary file next to a local
+        file, a pending multipart upload in S3 (invisible, yet billed). This
+        is for the engine to call before running again a task whose previous
+        attempt was interrupted, holding the task's lease. Call it only when no
+        write to this target is in progress: a live write's leftovers look the
+        same and would be removed.
+
+        Returns how many leftovers were removed. This default has nothing to
+        remove and returns 0: it suits backends whose pending writes die with
+        the process, such as :class:`~asyncflow.targets.MemoryTarget`.
+
+        Raises:
+            TargetError: a leftover could not be removed; the message names it.
+        """
+        return 0
 
     @overload
     def open(self, mode: Literal["r", "w"] = "r") -> OpenTarget[io.TextIOWrapper]: ...

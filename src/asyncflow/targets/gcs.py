@@ -24,7 +24,10 @@ the configuration's :class:`~asyncflow.targets.RequestRetry`.
 
 Writes are spooled (memory, then a temporary file) and uploaded on commit:
 objects up to ``part_size`` (8 MiB) in one multipart request, larger ones with
-a resumable upload in ``part_size`` chunks, cancelled if anything fails.
+a resumable upload in ``part_size`` chunks, cancelled if anything fails. A
+killed process leaves its resumable upload session open; GCS cannot list those,
+and expires them a week after they start, so
+:meth:`GCSTarget.discard_partial_writes` has nothing to do.
 ``create_only=True`` sends ``ifGenerationMatch=0`` so the upload is refused,
 and :class:`~asyncflow.errors.TargetError` raised, if the object exists by then.
 
@@ -154,6 +157,17 @@ class GCSTarget(RemoteTarget[GCSConfig]):
 
     def _client(self, config: GCSConfig) -> AbstractAsyncContextManager[RemoteClient]:
         return _borrow(config)
+
+    async def discard_partial_writes(self) -> int:
+        """Return 0 at once: there is nothing this target could discard.
+
+        An interrupted large write leaves a resumable upload session open, but
+        the JSON API has no way to list upload sessions, and only the session
+        URL (lost with the process) can cancel one. The object never appears,
+        and GCS expires the session a week after it started. No request is
+        made. The same holds for :class:`GCSPrefixTarget`.
+        """
+        return 0
 
 
 class GCSPrefixTarget(RemotePrefixTarget[GCSTarget]):

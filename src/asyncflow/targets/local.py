@@ -4,7 +4,9 @@ A write goes to a hidden temporary file next to the target
 (``.name.tmp-<random>``), which is flushed, fsynced and then moved onto the
 final path with :func:`os.replace`; the folder is fsynced afterwards so the
 rename survives a crash. Readers never see a partial file, and a reader that
-already had the old file open keeps reading the old content.
+already had the old file open keeps reading the old content. A process killed
+mid-write leaves its temporary file behind;
+:meth:`LocalTarget.discard_partial_writes` removes such leftovers.
 
 ``LocalTarget`` implements the synchronous hooks only; the base class runs
 them in a worker thread for ``async with``, so opening, creating folders,
@@ -18,18 +20,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import anyio.to_thread
 
-from ..errors import TargetNotFoundError
+from ..errors import TargetError, TargetNotFoundError
 from .base import AtomicWriter, Target
 
 __all__ = ["LocalTarget"]
 
 # O_BINARY exists (and matters) only on Windows.
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_TOKEN_BYTES: Final = 6  # temp names end with 12 hex digits
+
+
+def _temp_path(folder: str, name: str) -> str:
+    """A fresh temporary path for a write to ``folder/name``."""
+    return os.path.join(folder, f".{name}.tmp-{secrets.token_hex(_TOKEN_BYTES)}")
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    """Matches (with ``fullmatch``) exactly the names :func:`_temp_path` gives ``name``."""
+    return re.compile(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{{2 * _TOKEN_BYTES}}}")
 
 
 def _fsync_folder(folder: str) -> None:
@@ -47,6 +61,29 @@ def _remove_if_present(path: str) -> None:
         os.remove(path)
 
 
+def _remove_temp_files(path: str) -> int:
+    """Remove the temporary files of writes to ``path``; return how many were there."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pattern = _temp_pattern(name)
+    try:
+        with os.scandir(folder) as entries:
+            temps = [entry.path for entry in entries if pattern.fullmatch(entry.name)]
+    except FileNotFoundError:
+        return 0
+    except OSError as error:
+        raise TargetError(f"cannot look for temporary files in {folder}: {error}") from error
+    removed = 0
+    for temp in temps:
+        try:
+            os.remove(temp)
+        except FileNotFoundError:
+            continue  # gone since the listing: nothing left to remove
+        except OSError as error:
+            raise TargetError(f"cannot remove temporary file {temp}: {error}") from error
+        removed += 1
+    return removed
+
+
 class _LocalWriter(AtomicWriter):
     """Writes to a hidden temporary file in the target's folder."""
 
@@ -54,7 +91,7 @@ class _LocalWriter(AtomicWriter):
         self._path = path
         self._folder, name = os.path.split(os.path.abspath(path))
         os.makedirs(self._folder, exist_ok=True)
-        self._temp = os.path.join(self._folder, f".{name}.tmp-{secrets.token_hex(6)}")
+        self._temp = _temp_path(self._folder, name)
         # 0o666 minus the umask, like open(): a temp file from mkstemp would be 0o600.
         fd = os.open(self._temp, _TEMP_FLAGS, 0o666)
         try:
@@ -122,6 +159,21 @@ class LocalTarget(Target):
     async def remove(self) -> None:
         """Delete the file if it exists (in a worker thread)."""
         await anyio.to_thread.run_sync(_remove_if_present, self.path)
+
+    async def discard_partial_writes(self) -> int:
+        """Remove the temporary files that interrupted writes left beside the file.
+
+        Only names of the form this target's writes use are touched: a hidden
+        ``.name.tmp-`` followed by 12 hex digits. The file itself, other
+        targets' temporary files and look-alike names stay. Returns how many
+        were removed; 0 if the folder does not exist. Runs in a worker thread.
+
+        Raises:
+            TargetError: the folder could not be listed, or a temporary file
+                could not be removed for a reason other than being gone
+                already; the message names the path.
+        """
+        return await anyio.to_thread.run_sync(_remove_temp_files, self.path)
 
     def _open_reader(self) -> BinaryIO:
         try:

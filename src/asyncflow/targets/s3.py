@@ -24,7 +24,9 @@ objects up to ``part_size`` (8 MiB) with one ``PutObject``, larger ones as a
 multipart upload of ``part_size`` parts, a few in flight at once, aborted if
 anything fails. ``create_only=True`` sends ``If-None-Match: *`` so the upload
 is refused, and :class:`~asyncflow.errors.TargetError` raised, if the object
-exists by then.
+exists by then. Only a killed process leaves an upload pending (invisible, but
+its parts are billed until a lifecycle rule aborts it);
+:meth:`S3Target.discard_partial_writes` aborts those.
 
 aiobotocore is imported on first use, in a worker thread.
 """
@@ -165,6 +167,22 @@ class S3Target(RemoteTarget[S3Config]):
     def _client(self, config: S3Config) -> AbstractAsyncContextManager[RemoteClient]:
         return _borrow(config)
 
+    async def discard_partial_writes(self) -> int:
+        """Abort the multipart uploads to this key that interrupted writes left pending.
+
+        Uploads to other keys stay, including keys that merely start with this
+        one (``a/bc`` for ``a/b``). Returns how many were aborted; an upload
+        that ends in the meantime is not counted. Costs one listing request per
+        1,000 pending uploads to keys starting with this one, plus one request
+        per abort.
+
+        Raises:
+            TargetError: listing or aborting failed (after retrying transient
+                errors); the message names the URL.
+        """
+        async with _borrow(self._resolved_config()) as client:
+            return await client.abort_uploads(self.bucket, self.key, exact=True)
+
 
 class S3PrefixTarget(RemotePrefixTarget[S3Target]):
     """A folder-like prefix ``s3://bucket/dir/``, complete once ``dir/_SUCCESS`` exists.
@@ -184,12 +202,21 @@ class S3PrefixTarget(RemotePrefixTarget[S3Target]):
     def _make_child(self, url: str, *, create_only: bool) -> S3Target:
         return S3Target(url, config=self.config, create_only=create_only)
 
+    async def discard_partial_writes(self) -> int:
+        """Abort every pending multipart upload under the prefix; return how many.
+
+        See :meth:`S3Target.discard_partial_writes`. Uploads to keys outside
+        the prefix (``dir2/x`` for ``dir/``) stay.
+        """
+        async with _borrow(self.marker._resolved_config()) as client:
+            return await client.abort_uploads(self.bucket, self.prefix, exact=False)
+
 
 # --------------------------------------------------------------------------- client
 
 
 @asynccontextmanager
-async def _borrow(config: S3Config) -> AsyncIterator[RemoteClient]:
+async def _borrow(config: S3Config) -> AsyncIterator[_S3Client]:
     async with borrow_client(("asyncflow.s3", config), lambda: _open_client(config)) as client:
         yield client
 
@@ -428,15 +455,48 @@ class _S3Client:
         # Shielded and bounded: a cancelled write must still not leave parts behind.
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             try:
-                await self._call(
-                    "abort_multipart_upload",
-                    _url(bucket, key),
-                    lambda: self._raw.abort_multipart_upload(
-                        Bucket=bucket, Key=key, UploadId=upload_id
-                    ),
-                )
+                await self._abort_upload(bucket, key, upload_id)
             except Exception as error:
                 reason.add_note(f"aborting multipart upload {upload_id} also failed: {error}")
+
+    async def _abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort one multipart upload; False if it no longer existed."""
+
+        async def attempt() -> bool:
+            try:
+                await self._raw.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as error:
+                if _response_of(error)[1] == "NoSuchUpload":
+                    return False
+                raise
+            return True
+
+        return await self._call("abort_multipart_upload", _url(bucket, key), attempt)
+
+    async def abort_uploads(self, bucket: str, prefix: str, *, exact: bool) -> int:
+        """Abort the pending multipart uploads under ``prefix``; return how many.
+
+        With ``exact``, only uploads to the key ``prefix`` itself. Not part of
+        :class:`RemoteClient`: GCS has nothing to list.
+        """
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        aborted = 0
+        while True:
+            page = await self._call(
+                "list_multipart_uploads",
+                _url(bucket, prefix),
+                functools.partial(self._raw.list_multipart_uploads, **params),
+            )
+            for upload in page.get("Uploads", ()):
+                if exact and upload["Key"] != prefix:
+                    continue  # a longer key that starts with this one
+                if await self._abort_upload(bucket, upload["Key"], upload["UploadId"]):
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            # Uploads are listed by key, then by upload id within a key.
+            params["KeyMarker"] = page["NextKeyMarker"]
+            params["UploadIdMarker"] = page["NextUploadIdMarker"]
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(
