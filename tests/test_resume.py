@@ -91,6 +91,8 @@ def test_kill_and_resume(tmp_path: Path, seed: int) -> None:
 
     events = ledger(tmp_path)
     assert len(events) == LAYERS * WIDTH
+    # Writes cut short left temporary files; the resumed runs removed them.
+    assert [p.name for p in (tmp_path / "out").iterdir() if ".tmp-" in p.name] == []
     for layer in range(LAYERS):
         for index in range(WIDTH):
             name = f"{layer}-{index}"

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
@@ -72,7 +72,7 @@ _FREE: Final = (
     f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL"
 )
 _TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
-_TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id")
+_TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
 _TAKE_FROM_DEAD: Final = _TAKE.format(
     source=_ONE,
     condition="leases.outcome IS NULL AND leases.run_id = :stale_run "
@@ -107,6 +107,9 @@ class Claim:
     unsettled: list[str]
     """Task ids whose leases kept changing hands while they were claimed: neither
     taken nor held by a known run. Claim them again a little later."""
+    abandoned: set[str] = field(default_factory=set)
+    """Taken task ids whose previous holder let go without an outcome (it died,
+    stalled, or ended before finishing them): it may have left partial writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,7 @@ class Leases:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
         ids = list(dict.fromkeys(task_ids))
         taken: list[str] = []
+        abandoned: set[str] = set()
         held: dict[str, Holder] = {}
         wanted = ids
         for _ in range(3):  # again for leases whose holder died or let go meanwhile
@@ -204,6 +208,7 @@ class Leases:
             }
             rows = await self._store.write(_TAKE_MANY, params, "take leases")
             got = [str(row[0]) for row in rows]
+            abandoned.update(str(row[0]) for row in rows if row[1] == LeaseOutcome.ABANDONED)
             self._hold(got, run_id, self.ttl, now)
             taken.extend(got)
             rest = set(wanted).difference(got)
@@ -222,7 +227,7 @@ class Leases:
             if dead:
                 await self._let_go_of_dead(dead)
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
-        return Claim(taken, held, done, wanted)
+        return Claim(taken, held, done, wanted, abandoned)
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """How each lease stands: its live holder, or how it was let go."""

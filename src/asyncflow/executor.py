@@ -51,8 +51,9 @@ _YIELD_EVERY = 64
 # Node.claim: where a task stands with the journal's lease (no journal: always 0).
 _UNCLAIMED = 0
 _MINE = 1  # this run holds the lease
-_ELSEWHERE = 2  # another live run holds it: wait for its outcome
-_PARKED = 3  # ready to run here, but another run holds it
+_MINE_LEFTOVERS = 2  # ... taken from a holder that may have left partial writes
+_ELSEWHERE = 3  # another live run holds it: wait for its outcome
+_PARKED = 4  # ready to run here, but another run holds it
 
 DEFAULT_LEASE_POLL = 0.5
 """Seconds between looks at the leases of tasks another process is running."""
@@ -195,6 +196,9 @@ class Executor:
             if not self._journal.holds(node.task_id, run_id):
                 return self._lost(node)
             guard = _LeaseGuard(self._journal, node.task_id, run_id)
+            if node.claim == _MINE_LEFTOVERS:
+                node.claim = _MINE
+                await self._discard_partial_writes(node)
         if node.gen is None:
             attempt = node.attempts = node.attempts + 1
             started = node.attempt_started = time.time()
@@ -313,7 +317,7 @@ class Executor:
         for task_id in claim.taken:
             node = by_id[task_id]
             parked = node.claim == _PARKED
-            node.claim = _MINE
+            node.claim = _MINE_LEFTOVERS if task_id in claim.abandoned else _MINE
             if (recheck or task_id in claim.done) and await self._complete_now(node):
                 await journal.release_many(self._run_id, [task_id], LeaseOutcome.SUCCESS)
                 self._complete_elsewhere(node)
@@ -393,6 +397,27 @@ class Executor:
                 free.append(node)
         if free:
             await self._claim(free, recheck=True)
+
+    async def _discard_partial_writes(self, node: Node) -> None:
+        """Remove what an interrupted earlier attempt (of a run that let go of
+        the task without an outcome) left beside the outputs. Never fails the task."""
+        try:
+            outputs = node.outputs if node.outputs is not None else flatten(node.task.output())
+            for target in outputs:
+                removed = await target.discard_partial_writes()
+                if removed:
+                    self._log.info(
+                        "task.partial_writes_discarded",
+                        task_id=node.task_id,
+                        target=repr(target),
+                        count=removed,
+                    )
+        except Exception as exc:
+            self._log.warning(
+                "task.partial_writes_not_discarded",
+                task_id=node.task_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _complete_now(self, node: Node) -> bool:
         node.known = None
