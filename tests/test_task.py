@@ -277,3 +277,22 @@ def test_lazy_task_id_equals_the_eager_one() -> None:
     assert task.task_id == task._make_task_id(task.param_kwargs)
     assert task == Scalar(day="2026-11-23", n="4") and hash(task) == hash(Scalar(D, 4))
     assert Scalar(D, 4, 0.5) != Scalar(D, 4, 0.25)
+
+
+@pytest.mark.parametrize(
+    "name", ["task_id", "output", "input", "priority", "param_kwargs", "_secret"]
+)
+def test_parameter_named_like_an_engine_attribute_is_refused(name: str) -> None:
+    """A parameter may not hide what the engine reads from a task; the error names it."""
+    with pytest.raises(TypeError, match=f"cannot be named '{name}'"):
+        type("Clash", (asyncflow.Task,), {name: asyncflow.Parameter()})
+
+
+def test_task_id_is_computed_once_and_then_a_plain_attribute() -> None:
+    class Lazy(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+    task = Lazy(n=1)
+    assert "task_id" not in vars(task)  # scalar-only tasks compute it when asked
+    first = task.task_id
+    assert vars(task)["task_id"] == first == Lazy(n=1).task_id

@@ -28,7 +28,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import anyio.from_thread
 
@@ -73,6 +73,31 @@ _SCALAR_PARAMS = frozenset(
         EnumParameter,
     }
 )
+
+
+class _cached_in_instance:
+    """A property computed once, then stored in the instance ``__dict__``.
+
+    It defines only ``__get__``, so once the value is stored, reading the
+    attribute is a plain instance-dict lookup: the engine reads task ids many
+    times per task.
+    """
+
+    def __init__(self, func: Callable[[Any], str]) -> None:
+        self._func = func
+        self._name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _cached_in_instance: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> str: ...
+    def __get__(self, instance: object | None, owner: type) -> str | _cached_in_instance:
+        if instance is None:
+            return self
+        value: str = self._func(instance)
+        instance.__dict__[self._name] = value
+        return value
 
 
 class RunKind:
@@ -184,6 +209,16 @@ class Task:
                     params[attr] = value
                 elif attr in params:
                     del params[attr]  # a subclass replaced the parameter with a plain value
+        for name in params:
+            if name in _RESERVED or name.startswith("_"):
+                why = (
+                    "names starting with '_' are the engine's"
+                    if name.startswith("_")
+                    else f"it would hide Task.{name}"
+                )
+                raise TypeError(
+                    f"{cls.__qualname__}: a parameter cannot be named {name!r}: {why}; rename it"
+                )
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
         cls._scalar_identity = all(type(p) in _SCALAR_PARAMS for p in params.values())
@@ -229,16 +264,13 @@ class Task:
             # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
             state["_key"] = (type(self), *[values[n] for n in self._significant])
         else:
-            state["_task_id"] = task_id = self._make_task_id(values)
+            state["task_id"] = task_id = self._make_task_id(values)
             state["_key"] = task_id
 
-    @property
+    @_cached_in_instance
     def task_id(self) -> str:
         """``<family>_<summary>_<16 hex digits>``; stable across processes."""
-        task_id: str | None = self.__dict__.get("_task_id")
-        if task_id is None:
-            task_id = self.__dict__["_task_id"] = self._make_task_id(self.param_kwargs)
-        return task_id
+        return self._make_task_id(self.param_kwargs)
 
     def _given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Positional and keyword values by parameter name."""
@@ -585,3 +617,9 @@ def _unknown_parameter(family: str, name: str, params: Mapping[str, object]) -> 
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(params) or "none"
     return f"{family}: unknown parameter {name!r} (parameters: {known}){hint}"
+
+
+_RESERVED: frozenset[str] = frozenset(
+    {name for name in vars(Task) if not name.startswith("_")} | {"param_kwargs"}
+)
+"""Names a parameter may not take: what the engine reads from a task."""
