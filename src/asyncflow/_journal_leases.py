@@ -67,9 +67,15 @@ _ONE: Final = "VALUES (:task_id, :run_id, :host, :pid, :now, :expires, :ttl)"
 _MANY: Final = (
     "SELECT value, :run_id, :host, :pid, :now, :expires, :ttl FROM json_each(:ids) WHERE true"
 )
+# The holder's run ended (or was found interrupted): its leases are let go with
+# it, so ending a run writes one row, not one per task.
+_HOLDER_RUN_ENDED: Final = (
+    "EXISTS (SELECT 1 FROM runs WHERE runs.run_id = leases.run_id AND runs.status != 'running')"
+)
 _FREE: Final = (
     "leases.outcome IS NOT NULL OR leases.expires <= :now "
-    f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL"
+    f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL "
+    f"OR {_HOLDER_RUN_ENDED}"
 )
 _TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
 _TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
@@ -81,7 +87,7 @@ _TAKE_FROM_DEAD: Final = _TAKE.format(
 )
 _LEASE_ROWS: Final = (
     "SELECT task_id, run_id, host, pid, since, expires, outcome, "
-    f"{_SUCCESS_OF_HOLDER} IS NOT NULL FROM leases "
+    f"{_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} FROM leases "
     "WHERE task_id IN (SELECT value FROM json_each(?))"
 )
 _DONE_SINCE: Final = (
@@ -164,12 +170,12 @@ class Leases:
             }
             taken = await self._store.write(_TAKE_FREE, params, "acquire a lease")
             if not taken:
-                row = await self._row(task_id)
-                if row is None or row[5] is not None or float(row[4]) <= now:
+                states = await self._states([task_id])
+                if states and isinstance(states[0], Holder):
+                    return states[0]
+                holder = next((s[2] for s in states if not isinstance(s, Holder)), None)
+                if holder is None:  # (else: a holder whose process is gone)
                     continue  # let go between our two statements: try again
-                holder = Holder(task_id, str(row[0]), str(row[1]), int(row[2]), row[3], row[4])
-                if not self._me.outlived(holder.host, holder.pid):
-                    return holder
                 params.update(stale_run=holder.run_id, stale_pid=holder.pid)
                 taken = await self._store.write(_TAKE_FROM_DEAD, params, "take over a lease")
                 if not taken:
@@ -290,14 +296,14 @@ class Leases:
         now = self._clock()
         states: list[Holder | _LetGo] = []
         for row in await self._store.fetch(_LEASE_ROWS, [json.dumps(task_ids)]):
-            task_id, run_id, host, pid, since, expires, outcome, succeeded = row
+            task_id, run_id, host, pid, since, expires, outcome, succeeded, ended = row
             task_id = str(task_id)
             holder = Holder(task_id, str(run_id), str(host), int(pid), since, expires)
             if succeeded:
                 states.append((task_id, LeaseOutcome.SUCCESS, None))
             elif outcome is not None:
                 states.append((task_id, LeaseOutcome(outcome), None))
-            elif float(expires) <= now:
+            elif ended or float(expires) <= now:
                 states.append((task_id, LeaseOutcome.ABANDONED, None))
             elif self._me.outlived(holder.host, holder.pid):
                 states.append((task_id, LeaseOutcome.ABANDONED, holder))
@@ -358,13 +364,9 @@ class Leases:
 
     async def wait_for(self, task_id: str, poll: float) -> LeaseOutcome:
         while True:
-            row = await self._row(task_id)
-            if row is None:
-                return LeaseOutcome.ABANDONED
-            if row[5] is not None:
-                return LeaseOutcome(row[5])
-            if float(row[4]) <= self._clock() or self._me.outlived(str(row[1]), int(row[2])):
-                return LeaseOutcome.ABANDONED
+            state = (await self.watch([task_id]))[task_id]
+            if not isinstance(state, Holder):
+                return state
             await anyio.sleep(poll)
 
     def forget_run(self, run_id: str) -> None:
@@ -372,13 +374,6 @@ class Leases:
         self.live_runs.discard(run_id)
         for key in [key for key in self.held if key[1] == run_id]:
             del self.held[key]
-
-    async def _row(self, task_id: str) -> Any:
-        rows = await self._store.fetch(
-            "SELECT run_id, host, pid, since, expires, outcome FROM leases WHERE task_id = ?",
-            [task_id],
-        )
-        return rows[0] if rows else None
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:

@@ -351,7 +351,7 @@ class Journal:
         row.ended = self._clock()
         self._dirty_runs[run_id] = row
         self._ending.append(run_id)
-        await self._write_pending(abandon=[run_id])
+        await self._write_pending()  # the run's end lets go of its leases
         self._leases.forget_run(run_id)
 
     # resuming -----------------------------------------------------------------
