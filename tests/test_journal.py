@@ -840,6 +840,7 @@ async def test_success_journaled_by_the_holder_frees_the_lease(tmp_path: Path) -
     clock = FakeTime()
     task_id = T(n=1).task_id
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
+        await journal.begin_run("run-1")
         await journal.claim("run-1", [task_id], since=T0)
         clock.now += 1
         assert isinstance((await journal.watch([task_id]))[task_id], Holder)

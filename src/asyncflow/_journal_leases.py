@@ -283,8 +283,7 @@ class Leases:
             self.valid_until = now + ttl
         else:
             self.valid_until = min(self.valid_until, now + ttl)
-        for task_id in task_ids:
-            held[(task_id, run_id)] = ttl
+        held.update(dict.fromkeys([(task_id, run_id) for task_id in task_ids], ttl))
         self.live_runs.add(run_id)
 
     async def _states(self, task_ids: list[str]) -> list[Holder | _LetGo]:
@@ -312,6 +311,12 @@ class Leases:
         return states
 
     async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:
+        others = await self._store.fetch(
+            "SELECT 1 FROM runs WHERE run_id != ? AND (status = 'running' OR ended >= ?) LIMIT 1",
+            [run_id, since],
+        )
+        if not others:
+            return set()  # no other run was going on since then: nothing to look up
         rows = await self._store.fetch(_DONE_SINCE, [json.dumps(task_ids), since, run_id])
         return {str(row[0]) for row in rows}
 
