@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus
+from ._journal_schema import KEY_SHIFT
 from ._journal_store import Store, marks
 
 __all__ = ["attempts", "prior_attempts", "run", "runs", "succeeded"]
@@ -22,6 +23,11 @@ _ATTEMPT_COLUMNS: Final = (
 )
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
+)
+# The attempts of a run: the id range of each of its keys (see _journal_rows).
+_RUN_ATTEMPTS: Final = (
+    f"run_keys AS k JOIN attempts AS a ON a.id BETWEEN k.key << {KEY_SHIFT} "
+    f"AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
 )
 
 
@@ -72,8 +78,8 @@ async def runs(store: Store, limit: int) -> list[RunRecord]:
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
         tallies = await store.fetch(
-            "SELECT run_id, status, count(*) FROM attempts "
-            f"WHERE run_id IN ({marks(len(chunk))}) GROUP BY run_id, status",
+            f"SELECT k.run_id, a.status, count(*) FROM {_RUN_ATTEMPTS} "
+            f"WHERE k.run_id IN ({marks(len(chunk))}) GROUP BY k.run_id, a.status",
             chunk,
         )
         for run_id, status, count in tallies:
@@ -85,7 +91,11 @@ async def run(store: Store, run_id: str) -> RunRecord | None:
     rows = await store.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", [run_id])
     if not rows:
         return None
-    found = await store.fetch(f"{_ATTEMPTS_WITH_RUN} WHERE a.run_id = ? ORDER BY a.seq", [run_id])
+    found = await store.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM {_RUN_ATTEMPTS} "
+        "LEFT JOIN runs AS r ON r.run_id = k.run_id WHERE k.run_id = ? ORDER BY a.id",
+        [run_id],
+    )
     attempts = tuple(_attempt_record(row) for row in found)
     counts: dict[AttemptStatus, int] = {}
     for attempt in attempts:
@@ -95,7 +105,7 @@ async def run(store: Store, run_id: str) -> RunRecord | None:
 
 async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
     rows = await store.fetch(
-        f"{_ATTEMPTS_WITH_RUN} WHERE a.task_id = ? ORDER BY coalesce(a.started, a.ended), a.seq",
+        f"{_ATTEMPTS_WITH_RUN} WHERE a.task_id = ? ORDER BY coalesce(a.started, a.ended), a.id",
         [task_id],
     )
     return [_attempt_record(row) for row in rows]

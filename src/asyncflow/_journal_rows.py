@@ -1,4 +1,4 @@
-"""Turning task events into journal rows, coalesced per write batch.
+"""Turning task events into journal rows, coalesced per write batch, and writing them.
 
 A START opens an attempt row; the first ending event (SUCCESS, FAILURE, RETRY,
 TIMEOUT, CANCELLED) closes it, and later ending events for the same attempt
@@ -8,8 +8,22 @@ event without a START (a definition that raised, a missing external input)
 becomes a row with attempt number 0. Within one batch each attempt is written
 once, in its latest state, so START + SUCCESS of a fast task cost one row.
 
-This runs for every task of every run, so rows are plain lists (indexed by
-the column constants below) rather than objects: a tenth of the cost.
+Attempt ids: the first time a journal writes attempts of a run, the file
+gives it a key for that run (a ``run_keys`` row, see :meth:`Recorder.add_run`);
+the n-th attempt it journals for the run gets id ``key << 32 | n``. A run's
+attempts are then one id range of the table itself, and no index on
+``attempts.run_id`` is kept up to date on every write.
+
+This runs for every task of every run, so a row is a plain tuple of column
+values (ATTEMPT_COLUMNS order), and its length tells its state: 7 values
+(up to ``started``) while running, 10 (up to ``duration``) once ended, 13
+with an error. A state change makes a new tuple. Tuples of plain values are
+soon left alone by the garbage collector, where lists or objects kept for
+every task of a run would be traversed again and again. The shapes are also
+the statements: running and ended rows bind no NULL (the sqlite3 module binds
+a ``None`` ten times slower than a number) and go many rows per statement
+(:class:`_Inserts`), which also releases the GIL once per statement rather
+than once per row while SQLite works.
 """
 
 from __future__ import annotations
@@ -18,27 +32,40 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # the C string quoter behind json.dumps
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
+
+import aiosqlite
 
 from ._journal_records import AttemptStatus, RunStatus
+from ._journal_schema import KEY_SHIFT
+from ._journal_store import marks
 from .events import Event
 
 if TYPE_CHECKING:
     from .events import TaskEvent
 
-__all__ = ["ATTEMPT_COLUMNS", "Recorder", "RunRow", "Values"]
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "NEW_RUN_KEY",
+    "ROWS_PER_STATEMENT",
+    "Attempts",
+    "Recorder",
+    "RunRow",
+    "Values",
+    "write_attempts",
+]
 
 Values = tuple[object, ...]
 
 ATTEMPT_COLUMNS: Final = (
+    "id",
     "run_id",
-    "seq",
     "task_id",
     "family",
     "params",
     "attempt",
-    "status",
     "started",
+    "status",
     "ended",
     "duration",
     "error_type",
@@ -47,13 +74,11 @@ ATTEMPT_COLUMNS: Final = (
 )
 """The order of the values of an attempt row."""
 
-_SEQ: Final = 1
 _ATTEMPT: Final = 5
-_STATUS: Final = 6
-_STARTED: Final = 7
-_ENDED: Final = 8
-_DURATION: Final = 9
-_ERROR_TYPE: Final = 10
+_STARTED: Final = 6
+_RUNNING_ROW: Final = 7  # id .. started
+_ENDED_ROW: Final = 10  # id .. duration
+_FULL_ROW: Final = len(ATTEMPT_COLUMNS)  # id .. traceback: with an error
 
 _RUNNING: Final = AttemptStatus.RUNNING.value
 _INTERRUPTED: Final = AttemptStatus.INTERRUPTED.value
@@ -65,6 +90,12 @@ _ENDING: Final[dict[Event, str]] = {
     Event.CANCELLED: AttemptStatus.CANCELLED.value,
     Event.DEPENDENCY_MISSING: AttemptStatus.MISSING.value,
 }
+_TO_FULL: Final[dict[int, Values]] = {
+    _RUNNING_ROW: (_RUNNING, None, None, None, None, None),
+    _ENDED_ROW: (None, None, None),
+    _FULL_ROW: (),
+}
+"""What a row of each length lacks to have every column."""
 
 
 @dataclass(slots=True)
@@ -95,75 +126,150 @@ class RunRow:
         )
 
 
+@dataclass(slots=True)
+class Attempts:
+    """One batch of attempt rows, by the statement that writes them."""
+
+    running: list[object]
+    """New attempts still running: their 7 values each, in one flat list."""
+    ended: list[object]
+    """New attempts ended without an error: their 10 values each, in one flat list."""
+    upserts: list[Values]
+    """Every column: attempts with an error, and attempts an earlier batch wrote."""
+
+    def __len__(self) -> int:
+        return len(self.running) // _RUNNING_ROW + len(self.ended) // _ENDED_ROW + len(self.upserts)
+
+
+class _Run:
+    """The attempts of one run journaled here: the latest row of each task."""
+
+    __slots__ = ("next_id", "rows")
+
+    def __init__(self, key: int) -> None:
+        self.rows: dict[str, Values] = {}
+        self.next_id = (key << KEY_SHIFT) + 1
+
+
 class Recorder:
     """Keeps the latest attempt row of every task of the runs being journaled."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, dict[str, list[object]]] = {}
-        self._seq = 0
+        self._runs: dict[str, _Run] = {}
+        self._new: dict[object, Values] = {}  # attempts begun since take(), by id
+        self._changed: dict[object, Values] = {}  # attempts written before, changed since
 
-    def apply(self, events: list[TaskEvent]) -> list[Values]:
-        """Rows to upsert for ``events``: one per attempt touched, in its latest state."""
-        batch: dict[object, list[object]] = {}
-        rows_of = self._rows
+    def add_run(self, run_id: str, key: int) -> None:
+        """Journal the attempts of ``run_id`` under ``key`` (a new ``run_keys`` row)."""
+        self._runs[run_id] = _Run(key)
+
+    def knows(self, run_id: str) -> bool:
+        """Whether the attempts of ``run_id`` have a key (see :meth:`add_run`)."""
+        return run_id in self._runs
+
+    def apply(self, events: list[TaskEvent]) -> list[TaskEvent]:
+        """Fold ``events`` into the rows of the next :meth:`take`.
+
+        Returns the events of runs without a key yet, left out: call
+        :meth:`add_run` for their runs, then apply them.
+        """
+        # The hot path of journaling: one pass, locals only, the common steps inlined.
+        runs = self._runs
+        new = self._new
+        changed = self._changed
         start = Event.START
+        ending = _ENDING
+        running_row = _RUNNING_ROW
+        left_out: list[TaskEvent] = []
+        last_run_id = None
+        run: _Run | None = None
+        rows: dict[str, Values] = {}
         for event in events:
-            per_run = rows_of.get(event.run_id)
-            if per_run is None:
-                per_run = rows_of[event.run_id] = {}
-            task = event.task
+            kind, task, run_id, attempt, error, duration, at = event
+            if run_id is not last_run_id:
+                run = runs.get(run_id)
+                last_run_id = run_id
+                if run is not None:
+                    rows = run.rows
+            if run is None:
+                left_out.append(event)
+                continue
             task_id = task.task_id
-            row = per_run.get(task_id)
-            kind = event.kind
+            row = rows.get(task_id)
             if kind is start:
-                if row is not None and row[_STATUS] == _RUNNING:
+                if row is not None and len(row) == running_row:
                     # Started again without ending: the earlier attempt went nowhere.
-                    row[_STATUS] = _INTERRUPTED
-                    batch[row[_SEQ]] = row
-                row = per_run[task_id] = self._new_row(event, event.attempt, event.time)
+                    _put(new, changed, (*row, _INTERRUPTED, None, None))
+                attempt_id = run.next_id
+                run.next_id = attempt_id + 1
+                params = params_json(task.to_str_params())
+                row = (attempt_id, run_id, task_id, task.task_family, params, attempt, at)
+                rows[task_id] = new[attempt_id] = row
+                continue
+            status = ending.get(kind)
+            if status is None:
+                continue  # says nothing about an attempt's state
+            if row is not None and len(row) == running_row:
+                if duration is None:
+                    started: float = row[_STARTED]  # type: ignore[assignment]  # START set it
+                    duration = at - started if at > started else 0.0
+                row += (status, at, duration)
+                if error is not None:
+                    row += _error_fields(error)
+            elif row is not None and row[_ATTEMPT] == attempt:
+                if error is None or len(row) == _FULL_ROW:
+                    continue  # a second ending event of the same attempt adds nothing
+                row += _error_fields(error)
             else:
-                status = _ENDING.get(kind)
-                if status is None:
-                    continue  # says nothing about an attempt's state
-                if row is not None and row[_STATUS] == _RUNNING:
-                    _end(row, status, event)
-                elif row is not None and row[_ATTEMPT] == event.attempt:
-                    if event.error is None or row[_ERROR_TYPE] is not None:
-                        continue  # a second ending event of the same attempt adds nothing
-                    row[_ERROR_TYPE : _ERROR_TYPE + 3] = _error_fields(event.error)
-                else:
-                    row = per_run[task_id] = self._new_row(event, 0, None)
-                    _end(row, status, event)
-            batch[row[_SEQ]] = row
-        return [tuple(row) for row in batch.values()]
+                # Nothing started: a definition that raised, an absent external input.
+                attempt_id = run.next_id
+                run.next_id = attempt_id + 1
+                params = params_json(task.to_str_params())
+                row = (attempt_id, run_id, task_id, task.task_family, params, 0, None)
+                row += (status, at, duration)
+                if error is not None:
+                    row += _error_fields(error)
+                rows[task_id] = new[attempt_id] = row
+                continue
+            rows[task_id] = row
+            row_id = row[0]
+            if row_id in new:
+                new[row_id] = row
+            else:
+                changed[row_id] = row
+        return left_out
 
-    def end_run(self, run_id: str) -> list[Values]:
+    def end_run(self, run_id: str) -> None:
         """Mark the run's still-open attempts interrupted and forget the run."""
-        ended = []
-        for row in self._rows.pop(run_id, {}).values():
-            if row[_STATUS] == _RUNNING:
-                row[_STATUS] = _INTERRUPTED
-                ended.append(tuple(row))
-        return ended
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            for row in run.rows.values():
+                if len(row) == _RUNNING_ROW:
+                    _put(self._new, self._changed, (*row, _INTERRUPTED, None, None))
 
-    def _new_row(self, event: TaskEvent, attempt: int, started: float | None) -> list[object]:
-        self._seq += 1
-        task = event.task
-        return [
-            event.run_id,
-            self._seq,
-            task.task_id,
-            task.task_family,
-            params_json(task.to_str_params()),
-            attempt,
-            _RUNNING,
-            started,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ]
+    def take(self) -> Attempts:
+        """The rows to write for what was applied since the last call."""
+        running: list[object] = []
+        ended: list[object] = []
+        upserts = [row + _TO_FULL[len(row)] for row in self._changed.values()]
+        for row in self._new.values():
+            if len(row) == _ENDED_ROW:
+                ended += row
+            elif len(row) == _RUNNING_ROW:
+                running += row
+            else:
+                upserts.append(row)
+        self._new = {}
+        self._changed = {}
+        return Attempts(running, ended, upserts)
+
+
+def _put(new: dict[object, Values], changed: dict[object, Values], row: Values) -> None:
+    """Keep ``row`` (an attempt already known) for the next batch."""
+    if row[0] in new:
+        new[row[0]] = row
+    else:
+        changed[row[0]] = row
 
 
 def params_json(params: Mapping[str, str]) -> str:
@@ -175,18 +281,6 @@ def params_json(params: Mapping[str, str]) -> str:
     )
 
 
-def _end(row: list[object], status: str, event: TaskEvent) -> None:
-    row[_STATUS] = status
-    row[_ENDED] = event.time
-    started = row[_STARTED]
-    if event.duration is not None:
-        row[_DURATION] = event.duration
-    elif started is not None:
-        row[_DURATION] = max(0.0, event.time - cast(float, started))
-    if event.error is not None:
-        row[_ERROR_TYPE : _ERROR_TYPE + 3] = _error_fields(event.error)
-
-
 def _error_fields(error: BaseException) -> tuple[str, str, str]:
     cls = type(error)
     module = cls.__module__
@@ -196,3 +290,63 @@ def _error_fields(error: BaseException) -> tuple[str, str, str]:
     except Exception:
         message = f"<{name}: str() raised>"
     return name, message, "".join(traceback.format_exception(error))
+
+
+# writing ---------------------------------------------------------------------
+
+ROWS_PER_STATEMENT: Final = 64
+"""Rows per INSERT at most: 64 x 10 values stay under SQLite's oldest variable limit (999)."""
+
+
+class _Inserts:
+    """INSERT statements of one row shape, for 64, 32, 16 ... 1 rows.
+
+    A batch of n rows goes in n // 64 statements of 64 rows, then one per bit
+    of the rest: the rows of a statement are bound in one go and written by
+    one ``sqlite3_step``, during which the GIL is free, and each of the seven
+    statements is prepared once per connection (the sqlite3 module caches them).
+    """
+
+    def __init__(self, width: int, literals: str = "") -> None:
+        self.width = width
+        columns = ", ".join(ATTEMPT_COLUMNS[:width] + (("status",) if literals else ()))
+        values = f"({marks(width)}{literals})"
+        self._sizes = [1 << bit for bit in reversed(range(ROWS_PER_STATEMENT.bit_length()))]
+        self._sql = {
+            rows: f"INSERT OR REPLACE INTO attempts ({columns}) VALUES " + ",".join([values] * rows)
+            for rows in self._sizes
+        }
+
+    async def write(self, db: aiosqlite.Connection, values: list[object]) -> None:
+        """Insert (or replace) the rows whose values, ``width`` each, are ``values``."""
+        start = 0
+        for rows in self._sizes:
+            step = rows * self.width
+            end = start + (len(values) - start) // step * step
+            if end > start:
+                chunks = [values[i : i + step] for i in range(start, end, step)]
+                await db.executemany(self._sql[rows], chunks)
+                start = end
+
+
+_INSERT_RUNNING: Final = _Inserts(_RUNNING_ROW, f", '{_RUNNING}'")
+_INSERT_ENDED: Final = _Inserts(_ENDED_ROW)
+
+_UPSERT: Final = f"""
+    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(_FULL_ROW)})
+    ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status, ended = excluded.ended, duration = excluded.duration,
+        error_type = excluded.error_type, error_message = excluded.error_message,
+        traceback = excluded.traceback
+"""
+
+NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"
+"""Gives a run its key for this journal's attempts (see :meth:`Recorder.add_run`)."""
+
+
+async def write_attempts(db: aiosqlite.Connection, attempts: Attempts) -> None:
+    """Write one batch, inside the caller's transaction."""
+    await _INSERT_RUNNING.write(db, attempts.running)
+    await _INSERT_ENDED.write(db, attempts.ended)
+    if attempts.upserts:
+        await db.executemany(_UPSERT, attempts.upserts)

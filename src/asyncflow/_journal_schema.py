@@ -23,10 +23,21 @@ import structlog
 from ._version import __version__
 from .errors import JournalError
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Migration", "prepare", "sniff"]
+__all__ = [
+    "APPLICATION_ID",
+    "KEY_SHIFT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "prepare",
+    "sniff",
+]
 
 APPLICATION_ID: Final = 0x41464C57
 """``PRAGMA application_id`` of every asyncflow journal ("AFLW")."""
+
+KEY_SHIFT: Final = 32
+"""``attempts.id`` is ``run_keys.key << KEY_SHIFT`` plus the attempt's number under that key."""
 
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
@@ -98,6 +109,54 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             """,
             "CREATE INDEX leases_held ON leases (run_id) WHERE outcome IS NULL",
+        ),
+    ),
+    Migration(
+        2,
+        "attempts keyed by an integer: run key << 32 | sequence number; lighter task index",
+        (
+            # One key per run and journal writing attempts of it (usually one);
+            # the attempts of a key are the id range key << 32 .. key << 32 | 0xFFFFFFFF,
+            # so a run's attempts are read off the table's own b-tree and no
+            # index on attempts.run_id has to be kept up to date on every write.
+            """
+            CREATE TABLE run_keys (
+                key    INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX run_keys_run ON run_keys (run_id)",
+            "INSERT INTO run_keys (run_id) SELECT run_id FROM attempts GROUP BY run_id "
+            "ORDER BY min(rowid)",
+            """
+            CREATE TABLE attempts_v2 (
+                id            INTEGER PRIMARY KEY,  -- run_keys.key << 32 | journaling order
+                run_id        TEXT NOT NULL,
+                task_id       TEXT NOT NULL,
+                family        TEXT NOT NULL,
+                params        TEXT NOT NULL,     -- JSON object, parameter name -> text
+                attempt       INTEGER NOT NULL,  -- 1, 2, ...; 0 when nothing started
+                started       REAL,
+                status        TEXT NOT NULL,
+                ended         REAL,
+                duration      REAL,
+                error_type    TEXT,
+                error_message TEXT,
+                traceback     TEXT
+            )
+            """,
+            f"""
+            INSERT INTO attempts_v2
+            SELECT (k.key << {KEY_SHIFT})
+                       + row_number() OVER (PARTITION BY a.run_id ORDER BY a.seq),
+                   a.run_id, a.task_id, a.family, a.params, a.attempt, a.started, a.status,
+                   a.ended, a.duration, a.error_type, a.error_message, a.traceback
+            FROM attempts AS a JOIN run_keys AS k USING (run_id)
+            """,
+            "DROP TABLE attempts",
+            "ALTER TABLE attempts_v2 RENAME TO attempts",
+            "CREATE INDEX attempts_task ON attempts (task_id, status)",
+            "CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'",
         ),
     ),
 )

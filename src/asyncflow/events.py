@@ -10,7 +10,9 @@ receive it:
   :func:`class_handler_args`).
 
 A handler may be a plain function or a coroutine function. A handler that
-raises is logged and never breaks the run.
+raises is logged and never breaks the run. A handler marked with
+:func:`handles` gets only the kinds it names, and the bus builds no event
+that no handler wants.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import enum
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import structlog
 
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["Event", "EventHandler", "TaskEvent"]
+__all__ = ["Event", "EventHandler", "TaskEvent", "handles"]
 
 _log = structlog.get_logger("asyncflow")
 
@@ -65,7 +67,31 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, Any]]], object]
 """Starts a coroutine function in the run's task group (``TaskGroup.start_soon``)."""
 
 EventHandler = Callable[[TaskEvent], object]
-"""A run-level handler: called with every event of the run."""
+"""A run-level handler: called with every event of the run (see :func:`handles`)."""
+
+
+_KINDS: Final = "__asyncflow_event_kinds__"
+
+_H = TypeVar("_H", bound=Callable[..., object])
+
+
+def handles(*kinds: Event) -> Callable[[_H], _H]:
+    """Mark a run-level handler as wanting only events of ``kinds``.
+
+    ::
+
+        @handles(Event.SUCCESS, Event.FAILURE)
+        def on_done(event: TaskEvent) -> None: ...
+
+    Works on functions and on methods (a bound method finds its function's mark).
+    """
+    wanted = frozenset(kinds)
+
+    def mark(handler: _H) -> _H:
+        setattr(handler, _KINDS, wanted)
+        return handler
+
+    return mark
 
 
 def class_handler_args(event: TaskEvent) -> tuple[Any, ...]:
@@ -105,7 +131,12 @@ class EventBus:
         handlers: Iterable[EventHandler],
         spawn: Spawn | None = None,
     ) -> None:
-        self._handlers = tuple(handlers)
+        handlers = tuple(handlers)
+        everything = frozenset(Event)
+        self._handlers = {
+            kind: tuple(h for h in handlers if kind in getattr(h, _KINDS, everything))
+            for kind in Event
+        }
         self._spawn = spawn
         self._class_cache: dict[type, dict[Event, tuple[Callable[..., object], ...]]] = {}
 
@@ -127,11 +158,20 @@ class EventBus:
         if by_kind is None:
             by_kind = self._class_cache[type(task)] = _handlers_by_kind(type(task))
         class_handlers = by_kind.get(kind) if by_kind else None
-        if not class_handlers and not self._handlers:
+        handlers = self._handlers[kind]
+        if not class_handlers and not handlers:
             return
-        event = TaskEvent(kind, task, run_id, attempt, error, duration, time.time())
-        for handler in self._handlers:
-            self._call(handler, (event,), event)
+        # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
+        event = _new_event(TaskEvent, (kind, task, run_id, attempt, error, duration, time.time()))
+        for handler in handlers:
+            # _call() inlined: this runs for every event of every task.
+            try:
+                outcome = handler(event)
+            except Exception:
+                _log_failure(handler, event)
+                continue
+            if outcome is not None and inspect.isawaitable(outcome):
+                self._schedule(handler, outcome, event)
         if class_handlers:
             args = class_handler_args(event)
             for callback in class_handlers:
@@ -145,12 +185,7 @@ class EventBus:
             if outcome is None:
                 return
         except Exception:
-            _log.exception(
-                "event handler failed",
-                handler=_name(handler),
-                kind=event.kind.value,
-                task_id=event.task_id,
-            )
+            _log_failure(handler, event)
             return
         if inspect.isawaitable(outcome):
             self._schedule(handler, outcome, event)
@@ -162,12 +197,7 @@ class EventBus:
             try:
                 await awaitable
             except Exception:
-                _log.exception(
-                    "event handler failed",
-                    handler=_name(handler),
-                    kind=event.kind.value,
-                    task_id=event.task_id,
-                )
+                _log_failure(handler, event)
 
         if self._spawn is None:
             # Outside a run there is no task group to own the coroutine; close it
@@ -177,6 +207,16 @@ class EventBus:
                 close()
             return
         self._spawn(guarded)
+
+
+_new_event: Final = tuple.__new__
+
+
+def _log_failure(handler: Callable[..., object], event: TaskEvent) -> None:
+    """Log the exception being handled: ``handler`` raised it for ``event``."""
+    _log.exception(
+        "event handler failed", handler=_name(handler), kind=event.kind.value, task_id=event.task_id
+    )
 
 
 def _name(handler: Callable[..., object]) -> str:

@@ -63,12 +63,12 @@ from ._journal_records import (
     RunRecord,
     RunStatus,
 )
-from ._journal_rows import ATTEMPT_COLUMNS, Recorder, RunRow, Values
+from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, write_attempts
 from ._journal_schema import SCHEMA_VERSION
-from ._journal_store import Store, marks
+from ._journal_store import Store, marks, sqlite_errors
 from ._version import __version__
 from .errors import JournalError
-from .events import Event
+from .events import Event, handles
 
 if TYPE_CHECKING:
     from .events import TaskEvent
@@ -96,14 +96,6 @@ DEFAULT_LEASE_TTL: Final = 30.0
 _log = structlog.get_logger("asyncflow")
 
 _PROCESSING_TIME: Final = Event.PROCESSING_TIME
-
-_UPSERT_ATTEMPT: Final = f"""
-    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(len(ATTEMPT_COLUMNS))})
-    ON CONFLICT (run_id, seq) DO UPDATE SET
-        status = excluded.status, ended = excluded.ended, duration = excluded.duration,
-        error_type = excluded.error_type, error_message = excluded.error_message,
-        traceback = excluded.traceback
-"""
 
 _UPSERT_RUN: Final = """
     INSERT INTO runs (run_id, status, started, ended, host, pid, version, requested, expires)
@@ -269,6 +261,7 @@ class Journal:
 
     # recording ----------------------------------------------------------------
 
+    @handles(*(kind for kind in Event if kind is not Event.PROCESSING_TIME))
     def record(self, event: TaskEvent) -> None:
         """Journal ``event``. Sync and cheap: it only appends to a buffer.
 
@@ -539,24 +532,46 @@ class Journal:
         """Turn pending events and run changes into one transaction."""
         async with self._store.lock:
             events, self._buffer = self._buffer, []
-            attempts = self._recorder.apply(events) if events else []
-            for run_id in self._ending:
-                attempts.extend(self._recorder.end_run(run_id))
-            self._ending.clear()
-            runs = [row.values() for row in self._dirty_runs.values()]
-            self._dirty_runs.clear()
-            if attempts or runs or abandon:
-                await self._commit(attempts, runs, abandon)
+            recorder = self._recorder
+            # Shielded: the batch has left the buffer, so it is written whole.
+            with anyio.CancelScope(shield=True):
+                # A run's key for its attempts (see _journal_rows) is best taken as
+                # it begins, before its events come in numbers.
+                begun = [
+                    run_id
+                    for run_id, row in self._dirty_runs.items()
+                    if row.status is RunStatus.RUNNING and not recorder.knows(run_id)
+                ]
+                for run_id in begun:
+                    recorder.add_run(run_id, await self._new_run_key(run_id))
+                left_out = recorder.apply(events) if events else []
+                if left_out:  # events of a run not begun here: give it a key, then apply them
+                    for run_id in dict.fromkeys(event.run_id for event in left_out):
+                        recorder.add_run(run_id, await self._new_run_key(run_id))
+                    recorder.apply(left_out)
+                for run_id in self._ending:
+                    recorder.end_run(run_id)
+                self._ending.clear()
+                attempts = recorder.take()
+                runs = [row.values() for row in self._dirty_runs.values()]
+                self._dirty_runs.clear()
+                if attempts or runs or abandon:
+                    await self._commit(attempts, runs, abandon)
+
+    async def _new_run_key(self, run_id: str) -> int:
+        """A key for this journal's attempts of ``run_id``, committed at once."""
+        with sqlite_errors(self.path, "write the journal"):
+            [(key,)] = await self._store.db.execute_fetchall(NEW_RUN_KEY, [run_id])
+        return int(key)
 
     async def _commit(
-        self, attempts: list[Values], runs: list[Values], abandon: Collection[str]
+        self, attempts: Attempts, runs: list[Values], abandon: Collection[str]
     ) -> None:
         db = self._store.db
         async with self._store.transaction("write the journal", locked=True):
             if runs:
                 await db.executemany(_UPSERT_RUN, runs)
-            if attempts:
-                await db.executemany(_UPSERT_ATTEMPT, attempts)
+            await write_attempts(db, attempts)
             if abandon:
                 await db.execute(
                     "UPDATE leases SET outcome = 'abandoned', released = ? "

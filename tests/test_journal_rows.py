@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import asyncflow
+from asyncflow._journal_rows import ROWS_PER_STATEMENT
+from asyncflow.events import Event, TaskEvent
+from asyncflow.journal import AttemptStatus, Journal
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_800_000_000.0
+
+
+class Part(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+
+def happened(kind: Event, n: int, at: float, error: BaseException | None = None) -> TaskEvent:
+    return TaskEvent(kind, Part(n=n), "run-1", 1, error, None, at)
+
+
+async def test_every_shape_of_row_is_written_in_one_batch(tmp_path: Path) -> None:
+    """New running, ended and failed attempts, and endings of written ones, all land."""
+    many = 2 * ROWS_PER_STATEMENT + 7  # full statements, then one per bit of the rest
+    async with Journal.open(tmp_path / "journal.db", flush_interval=60) as journal:
+        await journal.begin_run("run-1")
+        for n in range(many):
+            journal.record(happened(Event.START, n, T0))
+        for n in range(0, many, 3):
+            journal.record(happened(Event.SUCCESS, n, T0 + 1))
+        await journal.flush()  # running and ended rows
+        for n in range(1, many, 3):
+            journal.record(happened(Event.FAILURE, n, T0 + 2, OSError(f"no {n}")))
+        for n in range(many, 2 * many):
+            journal.record(happened(Event.START, n, T0 + 3))
+            journal.record(happened(Event.SUCCESS, n, T0 + 4))
+        journal.record(happened(Event.START, 2 * many, T0 + 5))
+        journal.record(happened(Event.FAILURE, 2 * many, T0 + 6, OSError("late")))
+        await journal.flush()  # endings of written rows, new ended and failed rows
+        stats = journal.statistics()
+        run = await journal.run("run-1")
+    assert run is not None
+    by_n = {int(a.params["n"]): a for a in run.attempts}
+    assert sorted(by_n) == list(range(2 * many + 1))
+    assert [int(a.params["n"]) for a in run.attempts] == list(range(2 * many + 1))  # in order
+    for n in range(many):
+        attempt = by_n[n]
+        if n % 3 == 0:
+            assert (attempt.status, attempt.ended, attempt.duration) == (
+                AttemptStatus.SUCCESS,
+                T0 + 1,
+                1.0,
+            )
+        elif n % 3 == 1:
+            assert (attempt.status, attempt.error_message, attempt.duration) == (
+                AttemptStatus.FAILED,
+                f"no {n}",
+                2.0,
+            )
+        else:
+            assert (attempt.status, attempt.ended, attempt.error_type) == (
+                AttemptStatus.RUNNING,
+                None,
+                None,
+            )
+    assert {by_n[n].status for n in range(many, 2 * many)} == {AttemptStatus.SUCCESS}
+    late = by_n[2 * many]
+    assert (late.status, late.started, late.error_message) == (AttemptStatus.FAILED, T0 + 5, "late")
+    assert stats.rows_written == many + len(range(1, many, 3)) + many + 1 + 1  # + the run row
+
+
+async def test_two_journals_recording_one_run_keep_all_attempts(tmp_path: Path) -> None:
+    """Attempts of one run recorded through two journals do not overwrite each other."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path) as first, Journal.open(path) as second:
+        await first.begin_run("run-1")
+        for journal, n in ((first, 1), (second, 2), (first, 3)):
+            journal.record(happened(Event.START, n, T0 + n))
+            journal.record(happened(Event.SUCCESS, n, T0 + n + 0.5))
+            await journal.flush()
+        run = await first.run("run-1")
+    assert run is not None
+    assert sorted(a.params["n"] for a in run.attempts) == ["1", "2", "3"]
+
+
+async def test_attempts_of_a_run_ended_and_begun_again_are_all_kept(tmp_path: Path) -> None:
+    """A run id begun again after its end gets its attempts added, not renumbered over."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        for n in (1, 2):
+            await journal.begin_run("run-1")
+            journal.record(happened(Event.START, n, T0 + n))
+            await journal.end_run("run-1", asyncflow.journal.RunStatus.FAILED)
+        run = await journal.run("run-1")
+    assert run is not None
+    assert [(a.params["n"], a.status) for a in run.attempts] == [
+        ("1", AttemptStatus.INTERRUPTED),
+        ("2", AttemptStatus.INTERRUPTED),
+    ]
