@@ -191,3 +191,42 @@ async def _lease_row(path: Path, task_id: str) -> dict[str, Any]:
     finally:
         db.close()
     return dict(row)
+
+
+class Wide(asyncflow.Task):
+    n = asyncflow.IntParameter()
+    runs: list[int] = []
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"wide/{self.n}", store=STORE)
+
+    async def run(self) -> None:
+        Wide.runs.append(self.n)
+        await self.output().write_bytes(b"x")
+
+
+async def test_leases_beyond_the_first_batch_are_taken_while_tasks_run(tmp_path: Path) -> None:
+    """A large run leases its first tasks, starts, and leases the rest in the
+    background: a task it has not leased yet does not start, and one another run
+    holds waits for that run, wherever it is in the order."""
+    path = tmp_path / "journal.db"
+    tasks = [Wide(n) for n in range(5_000)]
+    held = tasks[4_321]  # beyond the first batch of leases
+    recorder = EventRecorder()
+    Wide.runs.clear()
+    foreign = await Journal.open(path, host="elsewhere", pid=1, lease_ttl=1.0)
+    try:
+        await foreign.begin_run("foreign")
+        await foreign.claim("foreign", [held.task_id], since=time.time())
+        result = await asyncflow.run(tasks, journal=path, handlers=[recorder])
+    finally:
+        await foreign.close()
+    assert result.ok
+    assert sorted(Wide.runs) == list(range(5_000))  # each ran once
+    started = {e.task.task_id: e.time for e in recorder.events if e.kind is Event.START}
+    lease = await _lease_row(path, held.task_id)
+    assert lease["run_id"] == result.run_id
+    assert started[held.task_id] >= lease["prev_at"]  # only once the foreign lease expired
+    assert min(started.values()) < lease["prev_at"]  # while the others did not wait
+    taken = await _lease_row(path, tasks[-1].task_id)
+    assert taken["run_id"] == result.run_id  # the last batch was leased too

@@ -55,6 +55,8 @@ _MINE_LEFTOVERS = 2  # ... taken from a holder that may have left partial writes
 _ELSEWHERE = 3  # another live run holds it: wait for its outcome
 _PARKED = 4  # ready to run here, but another run holds it
 
+_CLAIM_CHUNK = 2048  # leases taken per statement once the run is under way
+
 DEFAULT_LEASE_POLL = 0.5
 """Seconds between looks at the leases of tasks another process is running."""
 
@@ -126,8 +128,16 @@ class Executor:
                 if node.status is None:
                     node.status = Status.CANCELLED
             return
+        later: list[Node] = []
         if self._journal is not None and to_run:
-            await self._claim(to_run)
+            # Lease what can start now; the rest is leased in the background,
+            # ahead of need, while the first tasks run.
+            ready = [n for n in to_run if n.pending == 0]
+            await self._claim(ready[:_CLAIM_CHUNK])
+            later = ready[_CLAIM_CHUNK:] + [n for n in reversed(to_run) if n.pending]
+            later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
+            for node in later:
+                node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first
         self._dispatching = True
         for node in to_run:
             if node.status is None and node.pending == 0:
@@ -141,6 +151,8 @@ class Executor:
                 self._bus.set_spawn(tg.start_soon)
                 if self._watched:
                     tg.start_soon(self._watch)
+                if later:
+                    tg.start_soon(self._claim_in_chunks, later)
                 for _ in range(min(self._workers, self._outstanding)):
                     tg.start_soon(self._worker)
         finally:
@@ -336,6 +348,13 @@ class Executor:
             self._wait_for_holder(by_id[task_id], None)
         if self._watched and self._watching is None and self._spawn is not None:
             self._spawn(self._watch)
+
+    async def _claim_in_chunks(self, nodes: list[Node]) -> None:
+        """Lease ``nodes`` (deepest requirements first) a chunk at a time."""
+        for start in range(0, len(nodes), _CLAIM_CHUNK):
+            chunk = [n for n in nodes[start : start + _CLAIM_CHUNK] if n.status is None]
+            if chunk:
+                await self._claim(chunk)
 
     def _wait_for_holder(self, node: Node, holder: Holder | None) -> None:
         if node.claim != _PARKED:
