@@ -859,7 +859,7 @@ async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
         await journal.claim("run-a", ["held", "failed", "expired", "released"], since=T0)
         await journal.release("failed", "run-a", LeaseOutcome.FAILED)
-        await journal.release_many("run-a", ["released"], LeaseOutcome.ABANDONED)
+        await journal.release("released", "run-a", LeaseOutcome.ABANDONED)
         await journal.acquire("expired", "run-a", ttl=1)  # renewed with a short ttl
         clock.now += 2
         states = await journal.watch(["held", "failed", "expired", "released", "never"])

@@ -265,18 +265,6 @@ class Leases:
         """
         return (task_id, run_id) in self.held and self._clock() < self.valid_until
 
-    async def release_many(
-        self, task_ids: Sequence[str], run_id: str, outcome: LeaseOutcome
-    ) -> None:
-        for task_id in task_ids:
-            self.held.pop((task_id, run_id), None)
-        await self._store.write(
-            "UPDATE leases SET outcome = ?, released = ? WHERE run_id = ? AND outcome IS NULL "
-            "AND task_id IN (SELECT value FROM json_each(?))",
-            [LeaseOutcome(outcome).value, self._clock(), run_id, json.dumps(list(task_ids))],
-            "release leases",
-        )
-
     def _hold(self, task_ids: Sequence[str], run_id: str, ttl: float, now: float) -> None:
         held = self.held
         if not held:

@@ -31,6 +31,7 @@ from .graph import (
     Graph,
     Node,
     Probes,
+    _outputs,
     grow,
     is_complete,
     settle_added,
@@ -149,8 +150,7 @@ class Executor:
                 self._cancel_scope = tg.cancel_scope
                 self._spawn = tg.start_soon
                 self._bus.set_spawn(tg.start_soon)
-                if self._watched:
-                    tg.start_soon(self._watch)
+                self._ensure_watching()
                 if later:
                     tg.start_soon(self._claim_in_chunks, later)
                 for _ in range(min(self._workers, self._outstanding)):
@@ -331,23 +331,22 @@ class Executor:
             parked = node.claim == _PARKED
             node.claim = _MINE_LEFTOVERS if task_id in claim.abandoned else _MINE
             if (recheck or task_id in claim.done) and await self._complete_now(node):
-                await journal.release_many(self._run_id, [task_id], LeaseOutcome.SUCCESS)
+                await journal.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
                 self._complete_elsewhere(node)
-            elif task_id in used and node.attempts == 0 and node.gen is None:
+                continue
+            if task_id in used and node.attempts == 0 and node.gen is None:
                 node.attempts = used[task_id]  # a resumed run goes on with its retries
                 if node.attempts > self._policy(node).count:
-                    await journal.release_many(self._run_id, [task_id], LeaseOutcome.FAILED)
+                    await journal.release(task_id, self._run_id, LeaseOutcome.FAILED)
                     self._retries_spent(node)
-                elif parked:
-                    self._queue.push(node)
-            elif parked:
+                    continue
+            if parked:
                 self._queue.push(node)
         for task_id, holder in claim.held.items():
             self._wait_for_holder(by_id[task_id], holder)
         for task_id in claim.unsettled:
             self._wait_for_holder(by_id[task_id], None)
-        if self._watched and self._watching is None and self._spawn is not None:
-            self._spawn(self._watch)
+        self._ensure_watching()
 
     async def _claim_in_chunks(self, nodes: list[Node]) -> None:
         """Lease ``nodes`` (deepest requirements first) a chunk at a time."""
@@ -378,9 +377,13 @@ class Executor:
         )
         node.claim = _PARKED
         self._watched[node.task_id] = (node, None)
-        if self._watching is None and self._spawn is not None:
-            self._spawn(self._watch)
+        self._ensure_watching()
         return _LOST
+
+    def _ensure_watching(self) -> None:
+        """Start :meth:`_watch` when tasks wait for other processes (once the run is under way)."""
+        if self._watched and self._watching is None and self._spawn is not None:
+            self._spawn(self._watch)
 
     async def _watch(self) -> None:
         """Follow the leases of tasks other processes hold, and take their outcomes."""
@@ -421,7 +424,7 @@ class Executor:
         """Remove what an interrupted earlier attempt (of a run that let go of
         the task without an outcome) left beside the outputs. Never fails the task."""
         try:
-            outputs = node.outputs if node.outputs is not None else flatten(node.task.output())
+            outputs = node.outputs if node.outputs is not None else _outputs(node.task)
             for target in outputs:
                 removed = await target.discard_partial_writes()
                 if removed:
@@ -462,11 +465,7 @@ class Executor:
             "The next run starts afresh",
             task_id=node.task_id,
         )
-        node.fail(error)
-        node.finished = time.time()
-        self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
-        self._log_failure(node)
-        self._finish(node)
+        self._fail(node, error)
 
     def _failed_elsewhere(self, node: Node, holder: Holder | None) -> None:
         who = (
@@ -479,11 +478,7 @@ class Executor:
             "see its attempts with `asyncflow history`",
             task_id=node.task_id,
         )
-        node.fail(error)
-        node.finished = time.time()
-        self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
-        self._log_failure(node)
-        self._finish(node)
+        self._fail(node, error)
 
     async def _settled(self, node: Node) -> None:
         """Call the task's on_success()/on_failure() hook; a raising hook is logged."""
@@ -560,7 +555,13 @@ class Executor:
         node.record_attempt(
             node.attempts, node.attempt_started or node.finished, node.finished, error
         )
+        self._fail(node, error)
+
+    def _fail(self, node: Node, error: Exception) -> None:
+        """Fail ``node`` outside an attempt of its body: report it, settle its dependents."""
         node.fail(error)
+        if node.finished is None:
+            node.finished = time.time()
         self._bus.emit(Event.FAILURE, node.task, self._run_id, attempt=node.attempts, error=error)
         self._log_failure(node)
         self._finish(node)

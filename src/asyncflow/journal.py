@@ -426,14 +426,6 @@ class Journal:
         """
         return self._leases.holds(task_id, run_id)
 
-    async def release_many(
-        self, run_id: str, task_ids: Sequence[str], outcome: LeaseOutcome
-    ) -> None:
-        """Let go of several leases of ``run_id`` in one statement."""
-        self._check_usable()
-        if task_ids:
-            await self._leases.release_many(task_ids, run_id, outcome)
-
     async def renew(self) -> list[tuple[str, str]]:
         """Push on the expiry of this journal's leases and runs, in one transaction.
 
