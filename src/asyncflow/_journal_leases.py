@@ -79,12 +79,6 @@ _FREE: Final = (
 )
 _TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
 _TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
-_TAKE_FROM_DEAD: Final = _TAKE.format(
-    source=_ONE,
-    condition="leases.outcome IS NULL AND leases.run_id = :stale_run "
-    "AND leases.host = excluded.host AND leases.pid = :stale_pid",
-    returning=_RETURN_LEASE,
-)
 _LEASE_ROWS: Final = (
     "SELECT task_id, run_id, host, pid, since, expires, outcome, "
     f"{_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} FROM leases "
@@ -173,16 +167,12 @@ class Leases:
                 states = await self._states([task_id])
                 if states and isinstance(states[0], Holder):
                     return states[0]
-                holder = next((s[2] for s in states if not isinstance(s, Holder)), None)
-                if holder is None:  # (else: a holder whose process is gone)
-                    continue  # let go between our two statements: try again
-                params.update(stale_run=holder.run_id, stale_pid=holder.pid)
-                taken = await self._store.write(_TAKE_FROM_DEAD, params, "take over a lease")
-                if not taken:
-                    continue
+                dead = [s[2] for s in states if not isinstance(s, Holder) and s[2] is not None]
+                if dead:
+                    await self._let_go_of_dead(dead)
+                continue  # let go meanwhile, or its holder died: try again
             since, expires, previous, previous_at = taken[0]
             self._hold([task_id], run_id, ttl, now)
-            self.live_runs.add(run_id)
             return Lease(
                 task_id,
                 run_id,
