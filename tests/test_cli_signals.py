@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.fixtures import cli_env
 
 ROOT = Path(__file__).parent.parent
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    env = cli_env()
     return subprocess.Popen(
         [sys.executable, "-m", "asyncflow", "run", *args, "--no-journal", "--log-level", "WARNING"],
         cwd=tmp_path,

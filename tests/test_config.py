@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio.lowlevel
 import pytest
+from tests.fixtures import cli_env
 
 import asyncflow
 from asyncflow import Config, ConfigError
@@ -118,7 +118,7 @@ async def test_run_uses_configured_capacities_and_arguments_override() -> None:
 def test_cli_applies_family_defaults_and_environment(tmp_path: Path) -> None:
     """The command line fills parameters from [Family] and flags override them."""
     (tmp_path / "asyncflow.toml").write_text(TOML)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    env = cli_env()
     out = tmp_path / "o.txt"
     proc = subprocess.run(
         [

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from tests.fixtures import cli_env
 
 import asyncflow
 from asyncflow import Status
@@ -134,7 +134,7 @@ def test_bad_range_arguments() -> None:
 
 def test_cli_backfill(tmp_path: Path) -> None:
     """`asyncflow backfill` runs the missing days of the demo pipeline."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    env = cli_env()
     proc = subprocess.run(
         [
             sys.executable,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from tests.fixtures import cli_env
 from tests.fixtures.resume_pipeline import LAYERS, PAYLOAD, WIDTH
 
 ROOT = Path(__file__).parent.parent
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def start(folder: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASYNCFLOW_LOG_FORMAT": "json"}
+    env = cli_env()
     return subprocess.Popen(
         [
             sys.executable,
