@@ -37,6 +37,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from ..errors import TargetError
 from ._clients import client_scope, current_clients
 from .base import AtomicWriter, Target
 
@@ -191,6 +192,28 @@ async def retrying(
                 raise
         await anyio.sleep(policy.delay(attempt))
         attempt += 1
+
+
+async def request(
+    service: str,
+    operation: str,
+    url: str,
+    call: Callable[[], Awaitable[_T]],
+    *,
+    policy: RequestRetry,
+    is_transient: Callable[[Exception], bool],
+    counter: RequestCounter | None = None,
+) -> _T:
+    """:func:`retrying`, with a final error raised as a :class:`TargetError`
+    naming the service, the operation and the URL (a ``TargetError`` as is)."""
+    try:
+        return await retrying(
+            call, policy=policy, is_transient=is_transient, counter=counter, operation=operation
+        )
+    except TargetError:
+        raise
+    except Exception as error:
+        raise TargetError(f"{service} {operation} of {url} failed: {error}") from error
 
 
 @asynccontextmanager

@@ -62,7 +62,7 @@ from ._remote import (
     RequestCounter,
     RequestRetry,
     part_reader,
-    retrying,
+    request,
     task_group,
 )
 
@@ -307,18 +307,15 @@ class _GCSClient:
         call: Callable[[], Awaitable[_T]],
         counter: RequestCounter | None = None,
     ) -> _T:
-        try:
-            return await retrying(
-                call,
-                policy=self._config.retry,
-                is_transient=_is_transient,
-                counter=counter,
-                operation=operation,
-            )
-        except TargetError:
-            raise
-        except Exception as error:
-            raise TargetError(f"GCS {operation} of {url} failed: {error}") from error
+        return await request(
+            "GCS",
+            operation,
+            url,
+            call,
+            policy=self._config.retry,
+            is_transient=_is_transient,
+            counter=counter,
+        )
 
     def _object_url(self, bucket: str, key: str) -> str:
         return f"{self._api}/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"

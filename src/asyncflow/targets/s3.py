@@ -57,7 +57,7 @@ from ._remote import (
     RequestCounter,
     RequestRetry,
     part_reader,
-    retrying,
+    request,
     task_group,
 )
 
@@ -319,18 +319,15 @@ class _S3Client:
         call: Callable[[], Awaitable[_T]],
         counter: RequestCounter | None = None,
     ) -> _T:
-        try:
-            return await retrying(
-                call,
-                policy=self._config.retry,
-                is_transient=_is_transient,
-                counter=counter,
-                operation=operation,
-            )
-        except TargetError:
-            raise
-        except Exception as error:
-            raise TargetError(f"S3 {operation} of {url} failed: {error}") from error
+        return await request(
+            "S3",
+            operation,
+            url,
+            call,
+            policy=self._config.retry,
+            is_transient=_is_transient,
+            counter=counter,
+        )
 
     async def head(self, bucket: str, key: str, *, counter: RequestCounter | None = None) -> bool:
         async def attempt() -> bool:
