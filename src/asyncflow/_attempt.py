@@ -14,21 +14,17 @@ import structlog
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
 from .graph import Node, _outputs, missing_targets
 from .resources import running_release
-from .targets.base import Target, commit_guard
+from .targets.base import CommitGuard, Target, commit_guard
 from .task import RunKind, map_structure
 
 __all__ = ["Suspended", "call_run", "check_outputs"]
-
-
-Guard = Callable[[Target], None]
-"""Called before each write of the body is committed; raises to refuse it."""
 
 
 async def call_run(
     node: Node,
     threads: anyio.CapacityLimiter,
     release: Callable[[Mapping[str, float]], None] | None,
-    guard: Guard | None = None,
+    guard: CommitGuard | None = None,
 ) -> None:
     """Run the task body once, with ``task_id`` bound for logging.
 
@@ -57,7 +53,7 @@ async def call_run(
             commit_guard.reset(guarding)
 
 
-async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: Guard | None) -> None:
+async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: CommitGuard | None) -> None:
     """A plain ``def run()`` in a worker thread.
 
     A thread cannot be killed: on timeout or cancellation the run stops waiting

@@ -278,7 +278,10 @@ class Target(abc.ABC):
         return await anyio.to_thread.run_sync(self._open_writer)
 
 
-commit_guard: contextvars.ContextVar[Callable[[Target], None] | None] = contextvars.ContextVar(
+CommitGuard = Callable[["Target"], None]
+"""Called with a target before a write to it is committed; raises to refuse it."""
+
+commit_guard: contextvars.ContextVar[CommitGuard | None] = contextvars.ContextVar(
     "asyncflow_commit_guard", default=None
 )
 """Set by the executor around a task body. Called with the target just before
