@@ -60,6 +60,12 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert config.resources == {"gpu": 1, "cpu": 0.5}
 
 
+def test_lease_ttl_from_file_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "asyncflow.toml").write_text("lease_ttl = 12")
+    assert Config.load(tmp_path, environ={}).lease_ttl == 12.0
+    assert Config.load(tmp_path, environ={"ASYNCFLOW_LEASE_TTL": "2.5"}).lease_ttl == 2.5
+
+
 def test_nothing_configured(tmp_path: Path) -> None:
     """An empty folder and environment configure nothing."""
     assert Config.load(tmp_path, environ={}) == Config()
@@ -72,6 +78,8 @@ def test_nothing_configured(tmp_path: Path) -> None:
         ("colour = 'red'", "unknown setting 'colour'"),
         ("[resources]\nmem = -1", "resources.mem must be a non-negative number"),
         ("workers = ", "not valid TOML"),
+        ("lease_ttl = 0", "lease_ttl must be a number of seconds > 0"),
+        ("lease_ttl = 'soon'", "lease_ttl must be a number of seconds > 0"),
     ],
 )
 def test_bad_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
