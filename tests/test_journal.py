@@ -86,7 +86,7 @@ async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> N
     async with Journal.open(path):
         pass
     tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"runs", "run_keys", "attempts", "leases"}
+    assert tables == {"runs", "run_keys", "attempts", "leases", "run_claims"}
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
@@ -890,3 +890,109 @@ async def test_holds_turns_false_without_heartbeats_and_after_takeover(tmp_path:
         assert taken.taken == ["b"]
         assert await journal.renew() == [("b", "run-a")]
         assert journal.holds("a", "run-a") and not journal.holds("b", "run-a")
+
+
+# ------------------------------------------------- claims (a run going on alone)
+
+
+async def test_a_run_alone_leases_a_batch_with_one_row(tmp_path: Path) -> None:
+    """While no other run is going on, a batch of leases costs one claim row."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime()
+    async with Journal.open(path, clock=clock, host="box", pid=7) as journal:
+        await journal.begin_run("run-a")
+        claim = await journal.claim("run-a", ["a", "b", "c"], since=T0)
+        assert query(path, "SELECT count(*) FROM run_claims") == [(1,)]
+        assert query(path, "SELECT count(*) FROM leases") == [(0,)]
+        assert journal.holds("b", "run-a") and not journal.holds("d", "run-a")
+        states = await journal.watch(["a", "d"])
+        assert await journal.renew() == []
+    assert (claim.taken, claim.held, claim.abandoned) == (["a", "b", "c"], {}, set())
+    assert states == {
+        "a": Holder("a", "run-a", "box", 7, T0, T0 + TTL),
+        "d": LeaseOutcome.ABANDONED,
+    }
+
+
+async def test_a_second_run_turns_the_claim_into_leases_it_must_wait_for(tmp_path: Path) -> None:
+    """Another run's leases split the claim into rows still held by the first run."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime()
+    async with Journal.open(path, clock=clock, host="box", pid=7) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["a", "b"], since=T0)
+        await journal.begin_run("run-b")
+        second = await journal.claim("run-b", ["b", "c"], since=T0)
+        assert query(path, "SELECT count(*) FROM run_claims") == [(0,)]
+        rows = query(path, "SELECT task_id, run_id FROM leases ORDER BY task_id")
+        clock.now += TTL / 2
+        assert await journal.renew() == []  # run-a still holds a and b, now as rows
+        assert journal.holds("a", "run-a") and journal.holds("b", "run-a")
+    assert second.taken == ["c"]
+    assert second.held == {"b": Holder("b", "run-a", "box", 7, T0, T0 + TTL)}
+    assert rows == [("a", "run-a"), ("b", "run-a"), ("c", "run-b")]
+
+
+async def test_ending_a_run_abandons_what_its_claim_did_not_finish(tmp_path: Path) -> None:
+    """Tasks a claim held that the run did not finish are let go as abandoned (the
+    next holder cleans up after them); its successes are not."""
+    path = tmp_path / "journal.db"
+    done, undone = T(n=1).task_id, T(n=2).task_id
+    async with Journal.open(path) as journal:
+        await journal.begin_run("run-1")
+        await journal.claim("run-1", [done, undone], since=T0)
+        journal.record(event(Event.START, 1, "run-1"))
+        journal.record(event(Event.SUCCESS, 1, "run-1"))
+        journal.record(event(Event.START, 2, "run-1"))
+        await journal.end_run("run-1", RunStatus.CANCELLED)
+        assert query(path, "SELECT count(*) FROM run_claims") == [(0,)]
+        await journal.begin_run("run-2")
+        again = await journal.claim("run-2", [done, undone], since=T0)
+    assert again.taken == [done, undone]
+    assert again.abandoned == {undone}
+
+
+async def test_a_claim_of_a_run_found_interrupted_is_abandoned(tmp_path: Path) -> None:
+    """A run that stalled past its expiry loses its claim: another process opening
+    the journal lets go of what it did not finish, and the stalled run learns it."""
+    path = tmp_path / "journal.db"
+    done, undone = T(n=1).task_id, T(n=2).task_id
+    stalled = await Journal.open(path, clock=FakeTime(T0), host="elsewhere", pid=1)
+    try:
+        await stalled.begin_run("run-1")
+        await stalled.claim("run-1", [done, undone], since=T0)
+        stalled.record(event(Event.START, 1, "run-1"))
+        stalled.record(event(Event.SUCCESS, 1, "run-1"))
+        await stalled.flush()
+        later = FakeTime(T0 + TTL + 1)
+        async with Journal.open(path, clock=later, host="box", pid=7) as journal:
+            await journal.begin_run("run-2")
+            claim = await journal.claim("run-2", [done, undone], since=T0 + TTL)
+            assert query(path, "SELECT count(*) FROM run_claims WHERE run_id = 'run-1'") == [(0,)]
+            lost = await stalled.renew()
+    finally:
+        await stalled.close()
+    assert claim.taken == [done, undone] and claim.abandoned == {undone}
+    assert sorted(lost) == sorted([(done, "run-1"), (undone, "run-1")])
+    assert not stalled.holds(undone, "run-1")
+
+
+async def test_releasing_a_claimed_task_tells_the_others(tmp_path: Path) -> None:
+    """A failure of a task held through a claim is handed to the next holder."""
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["a", "b"], since=T0)
+        assert await journal.release("a", "run-a", LeaseOutcome.FAILED)
+        states = await journal.watch(["a", "b"])
+        await journal.begin_run("run-b")
+        other = await journal.claim("run-b", ["a", "b"], since=T0)
+    assert states["a"] is LeaseOutcome.FAILED and isinstance(states["b"], Holder)
+    assert other.taken == ["a"] and list(other.held) == ["b"]
+
+
+async def test_acquire_of_a_claimed_task_names_the_claiming_run(tmp_path: Path) -> None:
+    async with Journal.open(tmp_path / "journal.db", host="box", pid=7) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["a"], since=T0)
+        got = await journal.acquire("a", "run-b")
+    assert isinstance(got, Holder) and (got.run_id, got.pid) == ("run-a", 7)

@@ -9,7 +9,7 @@ import pytest
 from tests.fixtures import cli
 
 import asyncflow
-from asyncflow import Event, Status
+from asyncflow import Event, Status, executor
 from asyncflow.journal import Journal, RunStatus
 from asyncflow.targets import MemoryStore, MemoryTarget
 from asyncflow.testing import EventRecorder
@@ -205,10 +205,13 @@ class Wide(asyncflow.Task):
         await self.output().write_bytes(b"x")
 
 
-async def test_leases_beyond_the_first_batch_are_taken_while_tasks_run(tmp_path: Path) -> None:
+async def test_leases_beyond_the_first_batch_are_taken_while_tasks_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A large run leases its first tasks, starts, and leases the rest in the
     background: a task it has not leased yet does not start, and one another run
     holds waits for that run, wherever it is in the order."""
+    monkeypatch.setattr(executor, "_CLAIM_CHUNK", 2048)  # batches of a 5,000-task run
     path = tmp_path / "journal.db"
     tasks = [Wide(n) for n in range(5_000)]
     held = tasks[4_321]  # beyond the first batch of leases

@@ -6,6 +6,16 @@ free when it was released, when it expired, or at once when its holder ran
 on this host and its process is gone. The same liveness rules decide when a
 run (and the attempts it left ``running``) is stale: ``runs.expires`` is
 renewed together with the leases, by one heartbeat per journal.
+
+While no other run is going on, a run leases a batch of tasks with one row
+(a *claim*, in ``run_claims``: the run id and a JSON array of task ids)
+instead of one row per task: that is the common case, and it costs one write
+per batch. A claim is as good as a lease per task for as long as its run
+lives. Any other run that takes leases first turns every claim but its own
+into per-task lease rows (:data:`_SPLIT_CLAIMS`), in the same transaction, so
+from then on the two runs contend row by row as described above. A run that
+ends, or is found interrupted, turns its claims into rows for the tasks it
+did not finish (released as ``abandoned``), then deletes them.
 """
 
 from __future__ import annotations
@@ -84,10 +94,90 @@ _LEASE_ROWS: Final = (
     f"{_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} FROM leases "
     "WHERE task_id IN (SELECT value FROM json_each(?))"
 )
+# The same, for tasks held through a claim.
+_CLAIMED_ROWS: Final = (
+    "SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, NULL, EXISTS "
+    "(SELECT 1 FROM attempts AS a WHERE a.task_id = j.value AND a.status = 'success' "
+    "AND a.run_id = c.run_id), r.status != 'running' "
+    "FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j "
+    "WHERE j.value IN (SELECT value FROM json_each(?))"
+)
 _DONE_SINCE: Final = (
     "SELECT DISTINCT task_id FROM attempts WHERE task_id IN (SELECT value FROM json_each(?)) "
     "AND status = 'success' AND ended >= ? AND run_id != ?"
 )
+
+# Claims (see the module's docstring). A run may claim while it is the only one going
+# on; first, other runs' claims (if any) must become lease rows.
+_ALONE: Final = (
+    "SELECT (SELECT status FROM runs WHERE run_id = :run_id) = 'running' AND NOT EXISTS "
+    "(SELECT 1 FROM runs WHERE status = 'running' AND run_id != :run_id)"
+)
+_STANDING: Final = (
+    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE run_id != :run_id), "
+    + _ALONE.removeprefix("SELECT ")
+)
+# The claimed tasks whose last holder let go without an outcome (it may have left
+# partial writes): what the per-task statement reports as prev_outcome 'abandoned'.
+_LEFT_UNFINISHED: Final = f"""
+    SELECT task_id FROM leases WHERE task_id IN (SELECT value FROM json_each(:ids))
+    AND run_id != :run_id
+    AND (outcome = 'abandoned' OR (outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
+"""
+_NEW_CLAIM: Final = (
+    "INSERT INTO run_claims (run_id, since, ttl, task_ids) VALUES (?, ?, ?, ?) RETURNING id"
+)
+_OTHER_CLAIMS: Final = "SELECT 1 FROM run_claims WHERE run_id != ? LIMIT 1"
+# Claims turned into lease rows held by their run, whose liveness they take on.
+# Rows they superseded (of runs that ended before the claim) are overwritten;
+# rows of the claiming run itself (a failure it released) are kept.
+_CLAIMS_TO_ROWS: Final = """
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, {expires}, c.ttl, {outcome}, {released}
+    FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
+    WHERE {which}
+    ON CONFLICT (task_id) DO UPDATE SET
+        run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+        since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
+        outcome = excluded.outcome, released = excluded.released,
+        prev_outcome = NULL, prev_at = NULL
+    WHERE leases.run_id != excluded.run_id
+"""
+# Another run is about to take leases: every other run's claims become rows it holds.
+_SPLIT_CLAIMS: Final = _CLAIMS_TO_ROWS.format(
+    expires="r.expires", outcome="NULL", released="NULL", which="c.run_id != :run_id"
+)
+# A run ends: its claimed tasks it did not finish are let go as abandoned.
+_ABANDON_CLAIMED: Final = _CLAIMS_TO_ROWS.format(
+    expires=":now",
+    outcome="'abandoned'",
+    released=":now",
+    which="c.run_id = :run_id AND j.value IN (SELECT value FROM json_each(:ids))",
+)
+# A run was found interrupted: what it did not journal a success for is abandoned.
+_ABANDON_CLAIMED_UNSUCCESSFUL: Final = _CLAIMS_TO_ROWS.format(
+    expires=":now",
+    outcome="'abandoned'",
+    released=":now",
+    which="c.run_id = :run_id AND NOT EXISTS (SELECT 1 FROM attempts AS a "
+    "WHERE a.task_id = j.value AND a.status = 'success' AND a.run_id = c.run_id)",
+)
+_DROP_CLAIMS: Final = "DELETE FROM run_claims WHERE run_id = ?"
+# Letting go of a task held through a claim: a lease row with the outcome. It goes
+# over a row of a run that ended before the claim, and over the run's own row if
+# another run turned the claim into rows meanwhile, unless that was taken over.
+_RELEASE_CLAIMED: Final = """
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
+    VALUES (:task_id, :run_id, :host, :pid, :now, :now, :ttl, :outcome, :now)
+    ON CONFLICT (task_id) DO UPDATE SET
+        run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+        since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
+        outcome = excluded.outcome, released = excluded.released,
+        prev_outcome = NULL, prev_at = NULL
+    WHERE (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
+       OR EXISTS (SELECT 1 FROM run_claims WHERE id = :claim AND run_id = excluded.run_id)
+    RETURNING 1
+"""
 
 
 _LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
@@ -138,14 +228,16 @@ class Leases:
         self._me = identity
         self._clock = clock
         self.ttl = ttl
-        self.held: dict[tuple[str, str], float] = {}  # (task_id, run_id) -> ttl
+        self._shortest = ttl  # the shortest ttl of any lease taken
+        # Run id -> the task ids it holds -> the claim holding it (0: a lease row).
+        self._held: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
         # Every lease in ``held`` is known to last at least until then: set by
         # the first lease taken and by each renewal (never by a later take).
         self.valid_until = 0.0
 
     def heartbeat_interval(self) -> float:
-        return min([self.ttl, *self.held.values()]) / 3
+        return self._shortest / 3
 
     async def acquire(self, task_id: str, run_id: str, ttl: float | None) -> Lease | Holder:
         ttl = self.ttl if ttl is None else ttl
@@ -162,7 +254,9 @@ class Leases:
                 "expires": now + ttl,
                 "ttl": ttl,
             }
-            taken = await self._store.write(_TAKE_FREE, params, "acquire a lease")
+            async with self._store.transaction("acquire a lease"):
+                await self._split_claims(run_id)
+                taken = list(await self._store.db.execute_fetchall(_TAKE_FREE, params))
             if not taken:
                 states = await self._states([task_id])
                 if states and isinstance(states[0], Holder):
@@ -202,7 +296,25 @@ class Leases:
                 "expires": now + self.ttl,
                 "ttl": self.ttl,
             }
-            rows = await self._store.write(_TAKE_MANY, params, "take leases")
+            db = self._store.db
+            async with self._store.transaction("take leases"):
+                [(others, alone)] = await db.execute_fetchall(_STANDING, params)
+                if others:
+                    await self._split_claims(run_id)
+                    [(alone,)] = await db.execute_fetchall(_ALONE, params)
+                if alone:  # the common case: one row for the lot
+                    left = await db.execute_fetchall(_LEFT_UNFINISHED, params)
+                    [(claim_id,)] = await db.execute_fetchall(
+                        _NEW_CLAIM, [run_id, now, self.ttl, params["ids"]]
+                    )
+                else:
+                    rows = await db.execute_fetchall(_TAKE_MANY, params)
+            if alone:
+                abandoned.update(str(row[0]) for row in left)
+                self._hold(wanted, run_id, self.ttl, now, int(claim_id))
+                taken.extend(wanted)
+                wanted = []
+                break
             got = [str(row[0]) for row in rows]
             abandoned.update(str(row[0]) for row in rows if row[1] == LeaseOutcome.ABANDONED)
             self._hold(got, run_id, self.ttl, now)
@@ -225,6 +337,37 @@ class Leases:
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
         return Claim(taken, held, done, wanted, abandoned)
 
+    async def _split_claims(self, run_id: str) -> None:
+        """Turn other runs' claims into lease rows (inside the caller's transaction)."""
+        db = self._store.db
+        if await db.execute_fetchall(_OTHER_CLAIMS, [run_id]):
+            await db.execute(_SPLIT_CLAIMS, {"run_id": run_id})
+            await db.execute("DELETE FROM run_claims WHERE run_id != ?", [run_id])
+
+    async def end_claims(self, run_id: str, finished: Callable[[str], bool] | None) -> None:
+        """Let go of the claims of a run that ends (inside the caller's transaction).
+
+        Its claimed tasks not ``finished`` become lease rows released as
+        abandoned; without ``finished``, those the run journaled no success for.
+        """
+        held = self._held.get(run_id)
+        if not held or not any(held.values()):
+            return
+        db = self._store.db
+        now = self._clock()
+        if finished is None:
+            await db.execute(_ABANDON_CLAIMED_UNSUCCESSFUL, {"run_id": run_id, "now": now})
+        else:
+            unfinished = [
+                task_id for task_id, claim in held.items() if claim and not finished(task_id)
+            ]
+            if unfinished:
+                await db.execute(
+                    _ABANDON_CLAIMED,
+                    {"run_id": run_id, "now": now, "ids": json.dumps(unfinished)},
+                )
+        await db.execute(_DROP_CLAIMS, [run_id])
+
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """How each lease stands: its live holder, or how it was let go."""
         found: dict[str, Holder | LeaseOutcome] = dict.fromkeys(task_ids, LeaseOutcome.ABANDONED)
@@ -246,6 +389,16 @@ class Leases:
             )
         await recover_interrupted(self._store, self._me, now)  # and mark their runs
 
+    def checker(self, run_id: str) -> Callable[[str], bool]:
+        """:meth:`holds` for one run, quicker: for checks on every task."""
+        held = self._held.setdefault(run_id, {})
+        clock = self._clock
+
+        def holds(task_id: str) -> bool:
+            return task_id in held and clock() < self.valid_until
+
+        return holds
+
     def holds(self, task_id: str, run_id: str) -> bool:
         """Whether ``run_id`` surely still holds the lease, without asking the file.
 
@@ -253,15 +406,21 @@ class Leases:
         longer than the lease time-to-live without renewing (it stalled, or
         the heartbeat failed): another process may have taken it by now.
         """
-        return (task_id, run_id) in self.held and self._clock() < self.valid_until
+        held = self._held.get(run_id)
+        return held is not None and task_id in held and self._clock() < self.valid_until
 
-    def _hold(self, task_ids: Sequence[str], run_id: str, ttl: float, now: float) -> None:
-        held = self.held
-        if not held:
+    def _hold(
+        self, task_ids: Sequence[str], run_id: str, ttl: float, now: float, claim: int = 0
+    ) -> None:
+        if not any(self._held.values()):
             self.valid_until = now + ttl
         else:
             self.valid_until = min(self.valid_until, now + ttl)
-        held.update(dict.fromkeys([(task_id, run_id) for task_id in task_ids], ttl))
+        self._shortest = min(self._shortest, ttl)
+        held = self._held.get(run_id)
+        if held is None:
+            held = self._held[run_id] = {}
+        held.update(dict.fromkeys(task_ids, claim))
         self.live_runs.add(run_id)
 
     async def _states(self, task_ids: list[str]) -> list[Holder | _LetGo]:
@@ -272,7 +431,13 @@ class Leases:
         """
         now = self._clock()
         states: list[Holder | _LetGo] = []
-        for row in await self._store.fetch(_LEASE_ROWS, [json.dumps(task_ids)]):
+        ids = json.dumps(task_ids)
+        rows = {str(row[0]): row for row in await self._store.fetch(_LEASE_ROWS, [ids])}
+        for claimed in await self._store.fetch(_CLAIMED_ROWS, [ids]):
+            row = rows.get(str(claimed[0]))
+            if row is None or row[1] != claimed[1]:
+                rows[str(claimed[0])] = claimed  # the claim took over from that row's run
+        for row in rows.values():
             task_id, run_id, host, pid, since, expires, outcome, succeeded, ended = row
             task_id = str(task_id)
             holder = Holder(task_id, str(run_id), str(host), int(pid), since, expires)
@@ -304,6 +469,7 @@ class Leases:
             return []
         now = self._clock()
         db = self._store.db
+        claims = {claim for held in self._held.values() for claim in held.values() if claim}
         async with self._store.transaction("renew leases"):
             renewed = await db.execute_fetchall(
                 "UPDATE leases SET expires = max(expires, ? + ttl) WHERE outcome IS NULL "
@@ -315,23 +481,57 @@ class Leases:
                 f"WHERE status = 'running' AND run_id IN ({marks(len(run_ids))})",
                 [now + self.ttl, *run_ids],
             )
-        if self.held:
-            self.valid_until = now + min(self.held.values())
+            standing = set()
+            if claims:
+                rows = await db.execute_fetchall(
+                    f"SELECT id FROM run_claims WHERE run_id IN ({marks(len(run_ids))})", run_ids
+                )
+                standing = {int(row[0]) for row in rows}
+        if any(self._held.values()):
+            self.valid_until = now + self._shortest
         kept = {(str(row[0]), str(row[1])) for row in renewed}
-        lost = [key for key in self.held if key not in kept]
-        for key in lost:
-            del self.held[key]
-            _log.warning("journal.lease_lost", task_id=key[0], run_id=key[1])
+        lost: list[tuple[str, str]] = []
+        for run_id, held in self._held.items():
+            for task_id, claim in list(held.items()):
+                if claim in standing:
+                    continue
+                if (task_id, run_id) in kept:
+                    if claim:
+                        held[task_id] = 0  # its claim became lease rows: it is one now
+                    continue
+                del held[task_id]
+                lost.append((task_id, run_id))
+                _log.warning("journal.lease_lost", task_id=task_id, run_id=run_id)
         return lost
 
     async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
-        self.held.pop((task_id, run_id), None)
-        rows = await self._store.write(
-            "UPDATE leases SET outcome = ?, released = ? "
-            "WHERE task_id = ? AND run_id = ? AND outcome IS NULL RETURNING 1",
-            [LeaseOutcome(outcome).value, self._clock(), task_id, run_id],
-            "release a lease",
-        )
+        held = self._held.get(run_id)
+        claim = held.pop(task_id, 0) if held is not None else 0
+        now = self._clock()
+        outcome = LeaseOutcome(outcome)
+        if claim:
+            # Held through a claim, unless another run turned it into a lease row.
+            rows = await self._store.write(
+                _RELEASE_CLAIMED,
+                {
+                    "task_id": task_id,
+                    "run_id": run_id,
+                    "host": self._me.host,
+                    "pid": self._me.pid,
+                    "now": now,
+                    "ttl": self.ttl,
+                    "outcome": outcome.value,
+                    "claim": claim,
+                },
+                "release a lease",
+            )
+        else:
+            rows = await self._store.write(
+                "UPDATE leases SET outcome = ?, released = ? "
+                "WHERE task_id = ? AND run_id = ? AND outcome IS NULL RETURNING 1",
+                [outcome.value, now, task_id, run_id],
+                "release a lease",
+            )
         return bool(rows)
 
     async def still_holds(self, task_id: str, run_id: str) -> bool:
@@ -341,8 +541,12 @@ class Leases:
             [self._clock(), task_id, run_id],
             "check a lease",
         )
+        held = self._held.get(run_id, {})
+        claim = held.get(task_id, 0)
+        if not rows and claim:
+            rows = await self._store.fetch("SELECT 1 FROM run_claims WHERE id = ?", [claim])
         if not rows:
-            self.held.pop((task_id, run_id), None)
+            held.pop(task_id, None)
         return bool(rows)
 
     async def wait_for(self, task_id: str, poll: float) -> LeaseOutcome:
@@ -355,8 +559,9 @@ class Leases:
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller released them)."""
         self.live_runs.discard(run_id)
-        for key in [key for key in self.held if key[1] == run_id]:
-            del self.held[key]
+        held = self._held.pop(run_id, None)
+        if held is not None:
+            held.clear()  # for its checker()s too
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
@@ -388,6 +593,9 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
             "WHERE run_id = ? AND outcome IS NULL",
             [(now, run_id) for (run_id,) in stale],
         )
+        for (run_id,) in stale:  # what their claims held, they did not all finish
+            await db.execute(_ABANDON_CLAIMED_UNSUCCESSFUL, {"run_id": run_id, "now": now})
+            await db.execute(_DROP_CLAIMS, [run_id])
     if stale:
         _log.info("journal.interrupted_runs", path=str(store.path), runs=len(stale))
     return len(stale)

@@ -28,13 +28,12 @@ than once per row while SQLite works.
 
 from __future__ import annotations
 
+import sqlite3
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # the C string quoter behind json.dumps
 from typing import TYPE_CHECKING, Final
-
-import aiosqlite
 
 from ._journal_records import AttemptStatus, RunStatus
 from ._journal_schema import KEY_SHIFT
@@ -51,11 +50,14 @@ __all__ = [
     "Attempts",
     "Recorder",
     "RunRow",
+    "Statement",
     "Values",
-    "write_attempts",
+    "attempt_statements",
 ]
 
 Values = tuple[object, ...]
+Statement = tuple[str, Sequence[Sequence[object]]]
+"""An SQL text and the parameters of each execution (``executemany``)."""
 
 ATTEMPT_COLUMNS: Final = (
     "id",
@@ -76,11 +78,13 @@ ATTEMPT_COLUMNS: Final = (
 
 _ATTEMPT: Final = 5
 _STARTED: Final = 6
+_STATUS: Final = 7
 _RUNNING_ROW: Final = 7  # id .. started
 _ENDED_ROW: Final = 10  # id .. duration
 _FULL_ROW: Final = len(ATTEMPT_COLUMNS)  # id .. traceback: with an error
 
 _RUNNING: Final = AttemptStatus.RUNNING.value
+_SUCCESS: Final = AttemptStatus.SUCCESS.value
 _INTERRUPTED: Final = AttemptStatus.INTERRUPTED.value
 _ENDING: Final[dict[Event, str]] = {
     Event.SUCCESS: AttemptStatus.SUCCESS.value,
@@ -239,6 +243,20 @@ class Recorder:
                 changed[row_id] = row
         return left_out
 
+    def succeeded(self, run_id: str) -> Callable[[str], bool] | None:
+        """Whether a task of ``run_id`` has a journaled success; None when the
+        attempts of ``run_id`` were not journaled here. Valid after :meth:`end_run`."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        rows = run.rows
+
+        def succeeded(task_id: str) -> bool:
+            row = rows.get(task_id)
+            return row is not None and len(row) > _RUNNING_ROW and row[_STATUS] == _SUCCESS
+
+        return succeeded
+
     def end_run(self, run_id: str) -> None:
         """Mark the run's still-open attempts interrupted and forget the run."""
         run = self._runs.pop(run_id, None)
@@ -294,39 +312,60 @@ def _error_fields(error: BaseException) -> tuple[str, str, str]:
 
 # writing ---------------------------------------------------------------------
 
-ROWS_PER_STATEMENT: Final = 64
-"""Rows per INSERT at most: 64 x 10 values stay under SQLite's oldest variable limit (999)."""
+_MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+"""SQLite's default limit on the parameters of one statement (999 before 3.32)."""
+
+ROWS_PER_STATEMENT: Final = 1024
+"""Rows per INSERT at most (fewer when the variable limit is 999)."""
+
+_PAD: Final = 32
 
 
 class _Inserts:
-    """INSERT statements of one row shape, for 64, 32, 16 ... 1 rows.
+    """INSERT statements of one row shape, few per batch.
 
-    A batch of n rows goes in n // 64 statements of 64 rows, then one per bit
-    of the rest: the rows of a statement are bound in one go and written by
-    one ``sqlite3_step``, during which the GIL is free, and each of the seven
-    statements is prepared once per connection (the sqlite3 module caches them).
+    Each statement is a trip to the database thread, and while the event loop
+    is busy that thread waits for the GIL on every trip (up to the interpreter's
+    switch interval, 5 ms), so a batch is as few statements as can be:
+    statements of ``ROWS_PER_STATEMENT`` rows, then one for the rest, padded to
+    a multiple of 32 rows by repeating its last row (inserting a row again
+    replaces it with itself). So few statement texts exist, each prepared once
+    per connection (the sqlite3 module caches them). The rows of a statement
+    are bound in one go and written by one ``sqlite3_step``, with the GIL free.
     """
 
     def __init__(self, width: int, literals: str = "") -> None:
         self.width = width
-        columns = ", ".join(ATTEMPT_COLUMNS[:width] + (("status",) if literals else ()))
-        values = f"({marks(width)}{literals})"
-        self._sizes = [1 << bit for bit in reversed(range(ROWS_PER_STATEMENT.bit_length()))]
-        self._sql = {
-            rows: f"INSERT OR REPLACE INTO attempts ({columns}) VALUES " + ",".join([values] * rows)
-            for rows in self._sizes
-        }
+        self._columns = ", ".join(ATTEMPT_COLUMNS[:width] + (("status",) if literals else ()))
+        self._values = f"({marks(width)}{literals})"
+        self._most = min(ROWS_PER_STATEMENT, _MAX_VARIABLES // width // _PAD * _PAD)
+        self._sql: dict[int, str] = {}
 
-    async def write(self, db: aiosqlite.Connection, values: list[object]) -> None:
-        """Insert (or replace) the rows whose values, ``width`` each, are ``values``."""
-        start = 0
-        for rows in self._sizes:
-            step = rows * self.width
-            end = start + (len(values) - start) // step * step
-            if end > start:
-                chunks = [values[i : i + step] for i in range(start, end, step)]
-                await db.executemany(self._sql[rows], chunks)
-                start = end
+    def statements(self, values: list[object]) -> list[Statement]:
+        """What inserts (or replaces) the rows whose values, ``width`` each, are ``values``."""
+        width = self.width
+        step = self._most * width
+        whole = len(values) // step * step
+        found: list[Statement] = []
+        if whole:
+            found.append(
+                (self._text(self._most), [values[i : i + step] for i in range(0, whole, step)])
+            )
+        if whole < len(values):
+            rest = values[whole:]
+            rows = len(rest) // width
+            padded = -(-rows // _PAD) * _PAD
+            found.append((self._text(padded), [rest + rest[-width:] * (padded - rows)]))
+        return found
+
+    def _text(self, rows: int) -> str:
+        sql = self._sql.get(rows)
+        if sql is None:
+            values = ",".join([self._values] * rows)
+            sql = self._sql[rows] = (
+                f"INSERT OR REPLACE INTO attempts ({self._columns}) VALUES {values}"
+            )
+        return sql
 
 
 _INSERT_RUNNING: Final = _Inserts(_RUNNING_ROW, f", '{_RUNNING}'")
@@ -344,9 +383,10 @@ NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"
 """Gives a run its key for this journal's attempts (see :meth:`Recorder.add_run`)."""
 
 
-async def write_attempts(db: aiosqlite.Connection, attempts: Attempts) -> None:
-    """Write one batch, inside the caller's transaction."""
-    await _INSERT_RUNNING.write(db, attempts.running)
-    await _INSERT_ENDED.write(db, attempts.ended)
+def attempt_statements(attempts: Attempts) -> list[Statement]:
+    """The statements that write one batch of attempt rows."""
+    found = _INSERT_RUNNING.statements(attempts.running)
+    found += _INSERT_ENDED.statements(attempts.ended)
     if attempts.upserts:
-        await db.executemany(_UPSERT, attempts.upserts)
+        found.append((_UPSERT, attempts.upserts))
+    return found

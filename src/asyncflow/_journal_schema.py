@@ -159,6 +159,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'",
         ),
     ),
+    Migration(
+        3,
+        "claims: the leases of a batch of tasks in one row, while no other run is going on",
+        (
+            # A run's claims last as long as the run (runs.expires, runs.status).
+            """
+            CREATE TABLE run_claims (
+                id       INTEGER PRIMARY KEY,
+                run_id   TEXT NOT NULL,
+                since    REAL NOT NULL,
+                ttl      REAL NOT NULL,
+                task_ids TEXT NOT NULL  -- JSON array
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

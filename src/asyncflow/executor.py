@@ -16,6 +16,7 @@ import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -56,7 +57,10 @@ _MINE_LEFTOVERS = 2  # ... taken from a holder that may have left partial writes
 _ELSEWHERE = 3  # another live run holds it: wait for its outcome
 _PARKED = 4  # ready to run here, but another run holds it
 
-_CLAIM_CHUNK = 2048  # leases taken per statement once the run is under way
+# Leases taken per call: the first call before anything starts, then in the
+# background. While no other run is going on a call writes one row (a claim), so
+# this is large; under contention it is one statement writing a row per task.
+_CLAIM_CHUNK = 32_768
 
 DEFAULT_LEASE_POLL = 0.5
 """Seconds between looks at the leases of tasks another process is running."""
@@ -109,6 +113,7 @@ class Executor:
         self._probe_concurrency = probe_concurrency
         self._probes = probes
         self._journal = journal
+        self._holds = journal.lease_checker(run_id) if journal is not None else None
         self._since = since  # when this run's completeness probes began
         self._lease_poll = lease_poll
         self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
@@ -204,10 +209,11 @@ class Executor:
         task = node.task
         run_id = self._run_id
         guard = None
-        if self._journal is not None:
-            if not self._journal.holds(node.task_id, run_id):
+        holds = self._holds
+        if holds is not None:
+            if not holds(node.task_id):
                 return self._lost(node)
-            guard = _LeaseGuard(self._journal, node.task_id, run_id)
+            guard = _LeaseGuard(holds, node.task_id)
             if node.claim == _MINE_LEFTOVERS:
                 node.claim = _MINE
                 await self._discard_partial_writes(node)
@@ -263,7 +269,7 @@ class Executor:
         finished = time.time()
         duration = finished - started
         node.record_attempt(attempt, started, finished, error)
-        if self._journal is not None and not self._journal.holds(node.task_id, self._run_id):
+        if self._holds is not None and not self._holds(node.task_id):
             # Its writes were refused: another process may be running it now.
             self._bus.emit(
                 Event.RETRY, task, self._run_id, attempt=attempt, error=error, duration=duration
@@ -641,15 +647,14 @@ class Executor:
 class _LeaseGuard:
     """Refuses a task body's writes once its run no longer surely holds the lease."""
 
-    __slots__ = ("_journal", "_run_id", "_task_id")
+    __slots__ = ("_holds", "_task_id")
 
-    def __init__(self, journal: Journal, task_id: str, run_id: str) -> None:
-        self._journal = journal
+    def __init__(self, holds: Callable[[str], bool], task_id: str) -> None:
+        self._holds = holds
         self._task_id = task_id
-        self._run_id = run_id
 
     def __call__(self, target: Target) -> None:
-        if not self._journal.holds(self._task_id, self._run_id):
+        if not self._holds(self._task_id):
             raise TargetError(
                 f"{target!r}: write not committed: this run lost the journal lease on "
                 f"{self._task_id} (no heartbeat for longer than the lease lasts: the "

@@ -40,6 +40,7 @@ from collections.abc import (
     Collection,
     Generator,
     Iterable,
+    Mapping,
     Sequence,
 )
 from pathlib import Path
@@ -63,7 +64,7 @@ from ._journal_records import (
     RunRecord,
     RunStatus,
 )
-from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, write_attempts
+from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
 from ._journal_schema import SCHEMA_VERSION
 from ._journal_store import Store, marks, sqlite_errors
 from ._version import __version__
@@ -426,6 +427,10 @@ class Journal:
         """
         return self._leases.holds(task_id, run_id)
 
+    def lease_checker(self, run_id: str) -> Callable[[str], bool]:
+        """:meth:`holds` for the tasks of one run, for checks on every task."""
+        return self._leases.checker(run_id)
+
     async def renew(self) -> list[tuple[str, str]]:
         """Push on the expiry of this journal's leases and runs, in one transaction.
 
@@ -541,6 +546,7 @@ class Journal:
                     for run_id in dict.fromkeys(event.run_id for event in left_out):
                         recorder.add_run(run_id, await self._new_run_key(run_id))
                     recorder.apply(left_out)
+                ending = {run_id: recorder.succeeded(run_id) for run_id in self._ending}
                 for run_id in self._ending:
                     recorder.end_run(run_id)
                 self._ending.clear()
@@ -548,7 +554,7 @@ class Journal:
                 runs = [row.values() for row in self._dirty_runs.values()]
                 self._dirty_runs.clear()
                 if attempts or runs or abandon:
-                    await self._commit(attempts, runs, abandon)
+                    await self._commit(attempts, runs, abandon, ending)
 
     async def _new_run_key(self, run_id: str) -> int:
         """A key for this journal's attempts of ``run_id``, committed at once."""
@@ -557,19 +563,34 @@ class Journal:
         return int(key)
 
     async def _commit(
-        self, attempts: Attempts, runs: list[Values], abandon: Collection[str]
+        self,
+        attempts: Attempts,
+        runs: list[Values],
+        abandon: Collection[str],
+        ending: Mapping[str, Callable[[str], bool] | None],
     ) -> None:
         db = self._store.db
-        async with self._store.transaction("write the journal", locked=True):
-            if runs:
-                await db.executemany(_UPSERT_RUN, runs)
-            await write_attempts(db, attempts)
-            if abandon:
-                await db.execute(
-                    "UPDATE leases SET outcome = 'abandoned', released = ? "
-                    f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
-                    [self._clock(), *abandon],
-                )
+        statements = attempt_statements(attempts)
+        if runs:
+            statements.insert(0, (_UPSERT_RUN, runs))
+        if len(statements) == 1 and len(statements[0][1]) == 1 and not abandon and not ending:
+            # One statement is a transaction of its own, and one trip to the
+            # database thread (the common batch while a run goes on).
+            [(sql, [values])] = statements
+            with anyio.CancelScope(shield=True), sqlite_errors(self.path, "write the journal"):
+                await db.execute(sql, values)
+        else:
+            async with self._store.transaction("write the journal", locked=True):
+                for sql, many in statements:
+                    await db.executemany(sql, many)
+                for run_id, succeeded in ending.items():
+                    await self._leases.end_claims(run_id, succeeded)
+                if abandon:
+                    await db.execute(
+                        "UPDATE leases SET outcome = 'abandoned', released = ? "
+                        f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
+                        [self._clock(), *abandon],
+                    )
         self._batches += 1
         self._rows_written += len(attempts) + len(runs)
 
