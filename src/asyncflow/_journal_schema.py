@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
+import anyio
 import anyio.to_thread
 import structlog
 
@@ -208,7 +210,7 @@ def _header_problem(path: Path) -> str | None:
     return None
 
 
-async def prepare(db: aiosqlite.Connection, path: Path) -> None:
+async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30.0) -> None:
     """Check that ``db`` is ours (or empty), then bring its schema up to date.
 
     Identity is checked before anything is written, so a foreign database is
@@ -219,7 +221,7 @@ async def prepare(db: aiosqlite.Connection, path: Path) -> None:
     """
     app_id, version, objects = await _identity(db)
     _check(path, app_id, version, objects)
-    mode = await _fetch_one(db, "PRAGMA journal_mode=WAL")
+    mode = await _switch_to_wal(db, busy_timeout)
     if str(mode[0]).lower() != "wal":
         # e.g. a file system without shared memory; still correct, only slower readers.
         structlog.get_logger("asyncflow").warning(
@@ -243,6 +245,26 @@ async def prepare(db: aiosqlite.Connection, path: Path) -> None:
         with contextlib.suppress(sqlite3.Error):
             await db.execute("ROLLBACK")
         raise
+
+
+async def _switch_to_wal(db: aiosqlite.Connection, busy_timeout: float) -> tuple[Any, ...]:
+    """``PRAGMA journal_mode=WAL``, waiting out another process doing the same.
+
+    While another connection switches a new file to WAL, SQLite answers "database
+    is locked" at once, without waiting ``busy_timeout``: so wait here.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            return await _fetch_one(db, "PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 async def _identity(db: aiosqlite.Connection) -> tuple[int, int, int]:
