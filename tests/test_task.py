@@ -296,3 +296,43 @@ def test_task_id_is_computed_once_and_then_a_plain_attribute() -> None:
     assert "task_id" not in vars(task)  # scalar-only tasks compute it when asked
     first = task.task_id
     assert vars(task)["task_id"] == first == Lazy(n=1).task_id
+
+
+def test_params_json_is_json_of_the_text_parameters() -> None:
+    """What the journal stores for a task's parameters: exactly json.dumps of
+    to_str_params(), whatever the text (quotes, newlines, non-ASCII, empty)."""
+    import json
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    class Mixed(asyncflow.Task):
+        name = asyncflow.Parameter()
+        n = asyncflow.IntParameter()
+        maybe = asyncflow.Parameter(default=None)
+        items = asyncflow.ListParameter(default=())
+        options = asyncflow.DictParameter(default={})
+        flag = asyncflow.BoolParameter(default=False, significant=False)
+
+    @given(
+        st.text(),
+        st.integers(),
+        st.none() | st.text(),
+        st.lists(st.text() | st.integers(), max_size=3),
+        st.dictionaries(st.text(), st.text(), max_size=3),
+        st.booleans(),
+    )
+    def check(
+        name: str,
+        n: int,
+        maybe: str | None,
+        items: list[object],
+        options: dict[str, str],
+        flag: bool,
+    ) -> None:
+        task = Mixed(name=name, n=n, maybe=maybe, items=items, options=options, flag=flag)
+        expected = json.dumps(task.to_str_params(), separators=(",", ":"), ensure_ascii=False)
+        assert task._params_json() == expected
+        assert json.loads(task._params_json()) == task.to_str_params()
+
+    check()

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring  # the C string quoter behind json.dumps
 from typing import TYPE_CHECKING, Final
 
 from ._journal_records import AttemptStatus, RunStatus
@@ -206,7 +205,7 @@ class Recorder:
                     _put(new, changed, (*row, _INTERRUPTED, None, None))
                 attempt_id = run.next_id
                 run.next_id = attempt_id + 1
-                params = params_json(task.to_str_params())
+                params = task._params_json()
                 row = (attempt_id, run_id, task_id, task.task_family, params, attempt, at)
                 rows[task_id] = new[attempt_id] = row
                 continue
@@ -228,7 +227,7 @@ class Recorder:
                 # Nothing started: a definition that raised, an absent external input.
                 attempt_id = run.next_id
                 run.next_id = attempt_id + 1
-                params = params_json(task.to_str_params())
+                params = task._params_json()
                 row = (attempt_id, run_id, task_id, task.task_family, params, 0, None)
                 row += (status, at, duration)
                 if error is not None:
@@ -288,15 +287,6 @@ def _put(new: dict[object, Values], changed: dict[object, Values], row: Values) 
         new[row[0]] = row
     else:
         changed[row[0]] = row
-
-
-def params_json(params: Mapping[str, str]) -> str:
-    """``json.dumps(params)`` for text values, compact, at a fifth of the cost."""
-    return (
-        "{"
-        + ",".join([encode_basestring(k) + ":" + encode_basestring(v) for k, v in params.items()])
-        + "}"
-    )
 
 
 def _error_fields(error: BaseException) -> tuple[str, str, str]:

@@ -573,12 +573,15 @@ class Journal:
         statements = attempt_statements(attempts)
         if runs:
             statements.insert(0, (_UPSERT_RUN, runs))
-        if len(statements) == 1 and len(statements[0][1]) == 1 and not abandon and not ending:
-            # One statement is a transaction of its own, and one trip to the
-            # database thread (the common batch while a run goes on).
-            [(sql, [values])] = statements
+        if not runs and not abandon and not ending:
+            # Attempts alone (the batches while runs go on): each statement is a
+            # transaction of its own, and a trip to the database thread less
+            # counts while the event loop is busy (see _Inserts). Each row is
+            # whole; a crash between statements loses the rest, as it loses
+            # events not yet written.
             with anyio.CancelScope(shield=True), sqlite_errors(self.path, "write the journal"):
-                await db.execute(sql, values)
+                for sql, many in statements:
+                    await db.executemany(sql, many)
         else:
             async with self._store.transaction("write the journal", locked=True):
                 for sql, many in statements:

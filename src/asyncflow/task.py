@@ -190,6 +190,7 @@ class Task:
     _params: ClassVar[dict[str, Parameter[Any]]] = {}
     _significant: ClassVar[tuple[str, ...]] = ()
     _json_keys: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
+    _text_keys: ClassVar[tuple[tuple[str, str, Callable[[Any], str]], ...]] = ()
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
     _is_external: ClassVar[bool] = False
@@ -226,6 +227,7 @@ class Task:
             (_encode_str(n) + ":", n, type(params[n]) in _PLAIN_JSON)
             for n in sorted(cls._significant)
         )
+        cls._text_keys = tuple((_encode_str(n) + ":", n, p.serialize) for n, p in params.items())
         if "task_family" not in cls.__dict__:
             ns = cls.task_namespace
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
@@ -349,6 +351,16 @@ class Task:
         return {
             n: "" if v is None else params[n].serialize(v) for n, v in self.param_kwargs.items()
         }
+
+    def _params_json(self) -> str:
+        """``json.dumps(self.to_str_params(), ensure_ascii=False)``, compact, in one
+        pass: what the journal keeps of the parameters."""
+        values = self.param_kwargs
+        return (
+            "{"
+            + ",".join([key + _encode_str(text(values[n])) for key, n, text in self._text_keys])
+            + "}"
+        )
 
     @classmethod
     def from_str_params(cls, texts: Mapping[str, str]) -> Task:
