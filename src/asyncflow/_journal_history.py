@@ -32,25 +32,30 @@ _RUN_ATTEMPTS: Final = (
 
 
 async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(task_ids), IN_CHUNK):
-        chunk = task_ids[start : start + IN_CHUNK]
-        rows = await store.fetch(
-            "SELECT DISTINCT task_id FROM attempts "
-            f"WHERE status = 'success' AND task_id IN ({marks(len(chunk))})",
-            chunk,
-        )
-        found.update(str(row[0]) for row in rows)
-    return found
+    if not task_ids:
+        return set()
+    rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
+    return {str(row[0]) for row in rows}
+
+
+# Many task ids go in as one JSON array. The array is read first (CROSS JOIN
+# keeps that order) and each id looked up in the index: about a tenth of the
+# cost of ``IN (SELECT value FROM json_each(...))``, which first builds a
+# temporary index of the array.
+_SUCCEEDED: Final = (
+    "SELECT DISTINCT a.task_id FROM json_each(?) AS j CROSS JOIN attempts AS a "
+    "ON a.task_id = j.value AND a.status = 'success'"
+)
 
 
 # Failed attempts of a task in runs that were interrupted (killed) after its
 # last success and after its last run that ended: what a resumed run has used
 # of the task's retries. Attempts cut short by the kill itself do not count.
 _PRIOR_ATTEMPTS: Final = """
-    SELECT a.task_id, count(*) FROM attempts AS a JOIN runs AS r USING (run_id)
-    WHERE a.task_id IN (SELECT value FROM json_each(:ids))
-      AND r.status = 'interrupted' AND a.attempt > 0 AND a.status IN ('failed', 'timeout')
+    SELECT a.task_id, count(*)
+    FROM json_each(:ids) AS j CROSS JOIN attempts AS a ON a.task_id = j.value
+    JOIN runs AS r ON r.run_id = a.run_id
+    WHERE r.status = 'interrupted' AND a.attempt > 0 AND a.status IN ('failed', 'timeout')
       AND coalesce(a.started, a.ended) > coalesce((
           SELECT max(coalesce(b.started, b.ended)) FROM attempts AS b JOIN runs AS s USING (run_id)
           WHERE b.task_id = a.task_id

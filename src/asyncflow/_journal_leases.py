@@ -90,9 +90,9 @@ _FREE: Final = (
 _TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
 _TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
 _LEASE_ROWS: Final = (
-    "SELECT task_id, run_id, host, pid, since, expires, outcome, "
-    f"{_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} FROM leases "
-    "WHERE task_id IN (SELECT value FROM json_each(?))"
+    "SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since, "
+    f"leases.expires, leases.outcome, {_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} "
+    "FROM json_each(?) AS j CROSS JOIN leases ON leases.task_id = j.value"
 )
 # The same, for tasks held through a claim.
 _CLAIMED_ROWS: Final = (
@@ -103,8 +103,8 @@ _CLAIMED_ROWS: Final = (
     "WHERE j.value IN (SELECT value FROM json_each(?))"
 )
 _DONE_SINCE: Final = (
-    "SELECT DISTINCT task_id FROM attempts WHERE task_id IN (SELECT value FROM json_each(?)) "
-    "AND status = 'success' AND ended >= ? AND run_id != ?"
+    "SELECT DISTINCT a.task_id FROM json_each(?) AS j CROSS JOIN attempts AS a "
+    "ON a.task_id = j.value AND a.status = 'success' WHERE a.ended >= ? AND a.run_id != ?"
 )
 
 # Claims (see the module's docstring). A run may claim while it is the only one going
@@ -120,8 +120,8 @@ _STANDING: Final = (
 # The claimed tasks whose last holder let go without an outcome (it may have left
 # partial writes): what the per-task statement reports as prev_outcome 'abandoned'.
 _LEFT_UNFINISHED: Final = f"""
-    SELECT task_id FROM leases WHERE task_id IN (SELECT value FROM json_each(:ids))
-    AND run_id != :run_id
+    SELECT leases.task_id FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
+    WHERE leases.run_id != :run_id
     AND (outcome = 'abandoned' OR (outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
 """
 _NEW_CLAIM: Final = (

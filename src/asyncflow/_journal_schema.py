@@ -43,6 +43,8 @@ KEY_SHIFT: Final = 32
 
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
+_CHECKPOINT_PAGES: Final = 128
+
 _RECOVER: Final = "move it away, choose another journal path, or pass journal=None"
 
 
@@ -228,23 +230,33 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
             "journal.no_wal", path=str(path), journal_mode=mode[0]
         )
     await db.execute("PRAGMA synchronous=NORMAL")
+    # Copy the WAL into the file every 128 pages (SQLite: 1,000), during commits
+    # in the database thread while runs go on, rather than all at once when the
+    # journal closes, as a run ends.
+    await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES:d}")
     if version == SCHEMA_VERSION:
         return
-    await db.execute("BEGIN IMMEDIATE")
+    # The missing migrations as one script: one transaction, one trip to the
+    # database thread. If another process created or migrated the file since
+    # we looked, a statement fails ("table runs already exists"): roll back and
+    # look again.
+    steps = [
+        *(
+            statement
+            for migration in MIGRATIONS[version:]
+            for statement in (*migration.statements, f"PRAGMA user_version = {migration.version:d}")
+        ),
+        f"PRAGMA application_id = {APPLICATION_ID:d}",
+    ]
     try:
-        # Another process may have created or migrated it since we looked.
-        app_id, version, objects = await _identity(db)
-        _check(path, app_id, version, objects)
-        for migration in MIGRATIONS[version:]:
-            for statement in migration.statements:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {migration.version:d}")
-        await db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-        await db.execute("COMMIT")
+        await db.executescript(";\n".join(["BEGIN IMMEDIATE", *steps, "COMMIT;"]))
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             await db.execute("ROLLBACK")
-        raise
+        app_id, version, objects = await _identity(db)
+        _check(path, app_id, version, objects)
+        if version != SCHEMA_VERSION:
+            raise
 
 
 async def _switch_to_wal(db: aiosqlite.Connection, busy_timeout: float) -> tuple[Any, ...]:

@@ -56,7 +56,6 @@ class Store:
         try:
             # Shielded: a half-made schema or a half-open connection helps nobody.
             with anyio.CancelScope(shield=True), sqlite_errors(path, "open the journal"):
-                await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
                 await prepare(db, path, busy_timeout)
         except BaseException:
             await store.close()

@@ -16,16 +16,15 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 
-from ._attempt import Suspended, call_run, check_outputs
+from ._attempt import LeaseGuard, Suspended, call_run, check_outputs
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
-from .errors import TargetError, TaskError, TaskTimeout, UpstreamFailed
+from .errors import TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
 from .graph import (
     DEFAULT_PROBE_CONCURRENCY,
@@ -39,7 +38,7 @@ from .graph import (
 )
 from .journal import Holder, Journal, LeaseOutcome
 from .result import Status
-from .targets.base import Target
+from .targets.base import commit_guard
 from .task import Task, flatten
 
 __all__ = ["Executor"]
@@ -171,12 +170,16 @@ class Executor:
     async def _worker(self) -> None:
         queue = self._queue
         handled = 0
+        guard = None
+        if self._holds is not None:
+            guard = LeaseGuard(self._holds)
+            commit_guard.set(guard)  # this worker's context: the bodies it runs
         while True:
             node = await queue.get()
             if node is None:
                 return
             try:
-                outcome = await self._attempt(node)
+                outcome = await self._attempt(node, guard)
             finally:
                 queue.done(node)  # resources and family slot, on every path
             if outcome is _LOST:
@@ -203,17 +206,15 @@ class Executor:
                 # No-op bodies never suspend: give the rest of the loop a turn.
                 await asyncio.sleep(0)
 
-    async def _attempt(self, node: Node) -> object:
+    async def _attempt(self, node: Node, guard: LeaseGuard | None = None) -> object:
         """One attempt of ``node``: DONE, FAILED, _RETRY (another attempt is due),
         _WAIT (suspended on dynamic requirements) or _LOST (the lease went elsewhere)."""
         task = node.task
         run_id = self._run_id
-        guard = None
-        holds = self._holds
-        if holds is not None:
-            if not holds(node.task_id):
+        if guard is not None:
+            if not guard.holds(node.task_id):
                 return self._lost(node)
-            guard = _LeaseGuard(holds, node.task_id)
+            guard.task_id = node.task_id
             if node.claim == _MINE_LEFTOVERS:
                 node.claim = _MINE
                 await self._discard_partial_writes(node)
@@ -652,25 +653,6 @@ class Executor:
             task_id=node.task_id,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
-
-
-class _LeaseGuard:
-    """Refuses a task body's writes once its run no longer surely holds the lease."""
-
-    __slots__ = ("_holds", "_task_id")
-
-    def __init__(self, holds: Callable[[str], bool], task_id: str) -> None:
-        self._holds = holds
-        self._task_id = task_id
-
-    def __call__(self, target: Target) -> None:
-        if not self._holds(self._task_id):
-            raise TargetError(
-                f"{target!r}: write not committed: this run lost the journal lease on "
-                f"{self._task_id} (no heartbeat for longer than the lease lasts: the "
-                "process stalled, or the journal could not be written), so another "
-                "process may be running the task"
-            )
 
 
 def _enabled(logger: Any, level: int) -> bool:

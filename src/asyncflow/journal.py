@@ -573,12 +573,12 @@ class Journal:
         statements = attempt_statements(attempts)
         if runs:
             statements.insert(0, (_UPSERT_RUN, runs))
-        if not runs and not abandon and not ending:
-            # Attempts alone (the batches while runs go on): each statement is a
-            # transaction of its own, and a trip to the database thread less
-            # counts while the event loop is busy (see _Inserts). Each row is
-            # whole; a crash between statements loses the rest, as it loses
-            # events not yet written.
+        if not abandon and not ending and (not runs or len(statements) == 1):
+            # Attempts alone (the batches while runs go on), or a run row alone:
+            # each statement is a transaction of its own, and a trip to the
+            # database thread less counts while the event loop is busy (see
+            # _Inserts). Each row is whole; a crash between statements loses
+            # the rest, as it loses events not yet written.
             with anyio.CancelScope(shield=True), sqlite_errors(self.path, "write the journal"):
                 for sql, many in statements:
                     await db.executemany(sql, many)
