@@ -99,3 +99,26 @@ async def test_attempts_of_a_run_ended_and_begun_again_are_all_kept(tmp_path: Pa
         ("1", AttemptStatus.INTERRUPTED),
         ("2", AttemptStatus.INTERRUPTED),
     ]
+
+
+@pytest.mark.parametrize("limit", [32_766, 999])
+@pytest.mark.parametrize("width", [7, 10])
+def test_statements_bind_every_row_once_within_the_variable_limit(
+    monkeypatch: pytest.MonkeyPatch, limit: int, width: int
+) -> None:
+    """Batches of any size become few statements, each under SQLite's variable limit;
+    the padding repeats rows already there, so the rows written are exactly the batch."""
+    from asyncflow import _journal_rows
+
+    monkeypatch.setattr(_journal_rows, "_MAX_VARIABLES", limit)
+    inserts = _journal_rows._Inserts(width)
+    for count in [0, 1, 31, 32, 33, 100, 999, 1023, 1024, 1025, 4000]:
+        values: list[object] = [(n, column) for n in range(count) for column in range(width)]
+        statements = inserts.statements(values)
+        rows = set()
+        for sql, executions in statements:
+            for params in executions:
+                assert len(params) == sql.count("(?") * width <= limit
+                rows.update(tuple(params[i : i + width]) for i in range(0, len(params), width))
+        assert rows == {tuple((n, c) for c in range(width)) for n in range(count)}
+        assert len(statements) <= 2

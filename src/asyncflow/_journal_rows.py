@@ -318,17 +318,19 @@ class _Inserts:
     is busy that thread waits for the GIL on every trip (up to the interpreter's
     switch interval, 5 ms), so a batch is as few statements as can be:
     statements of ``ROWS_PER_STATEMENT`` rows, then one for the rest, padded to
-    a multiple of 32 rows by repeating its last row (inserting a row again
-    replaces it with itself). So few statement texts exist, each prepared once
-    per connection (the sqlite3 module caches them). The rows of a statement
-    are bound in one go and written by one ``sqlite3_step``, with the GIL free.
+    a power of two (at least 32) rows by repeating its last row (inserting a row
+    again replaces it with itself). So six statement texts exist per row shape,
+    each prepared once per connection (the sqlite3 module caches them; a
+    1,024-row one takes about 1 MB). The rows of a statement are bound in one
+    go and written by one ``sqlite3_step``, with the GIL free.
     """
 
     def __init__(self, width: int, literals: str = "") -> None:
         self.width = width
         self._columns = ", ".join(ATTEMPT_COLUMNS[:width] + (("status",) if literals else ()))
         self._values = f"({marks(width)}{literals})"
-        self._most = min(ROWS_PER_STATEMENT, _MAX_VARIABLES // width // _PAD * _PAD)
+        # A power of two, so that the rest padded to a power of two fits too.
+        self._most = 1 << (min(ROWS_PER_STATEMENT, _MAX_VARIABLES // width).bit_length() - 1)
         self._sql: dict[int, str] = {}
 
     def statements(self, values: list[object]) -> list[Statement]:
@@ -344,7 +346,7 @@ class _Inserts:
         if whole < len(values):
             rest = values[whole:]
             rows = len(rest) // width
-            padded = -(-rows // _PAD) * _PAD
+            padded = max(_PAD, 1 << (rows - 1).bit_length())
             found.append((self._text(padded), [rest + rest[-width:] * (padded - rows)]))
         return found
 
