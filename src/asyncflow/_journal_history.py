@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -65,12 +65,13 @@ _PRIOR_ATTEMPTS: Final = """
 """
 
 
-async def prior_attempts(store: Store, task_ids: Sequence[str]) -> dict[str, int]:
-    if not task_ids or not await store.fetch(
-        "SELECT 1 FROM runs WHERE status = 'interrupted' LIMIT 1"
-    ):
+async def prior_attempts(store: Store, task_ids: Iterable[str]) -> dict[str, int]:
+    if not await store.fetch("SELECT 1 FROM runs WHERE status = 'interrupted' LIMIT 1"):
         return {}
-    rows = await store.fetch(_PRIOR_ATTEMPTS, {"ids": json.dumps(list(task_ids))})
+    ids = list(dict.fromkeys(task_ids))
+    if not ids:
+        return {}
+    rows = await store.fetch(_PRIOR_ATTEMPTS, {"ids": json.dumps(ids)})
     return {str(task_id): int(count) for task_id, count in rows}
 
 

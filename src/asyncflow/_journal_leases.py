@@ -344,23 +344,21 @@ class Leases:
             await db.execute(_SPLIT_CLAIMS, {"run_id": run_id})
             await db.execute("DELETE FROM run_claims WHERE run_id != ?", [run_id])
 
-    async def end_claims(self, run_id: str, finished: Callable[[str], bool] | None) -> None:
+    async def end_claims(self, run_id: str, succeeded: set[str] | None) -> None:
         """Let go of the claims of a run that ends (inside the caller's transaction).
 
-        Its claimed tasks not ``finished`` become lease rows released as
-        abandoned; without ``finished``, those the run journaled no success for.
+        Its claimed tasks not in ``succeeded`` become lease rows released as
+        abandoned; without ``succeeded``, those the run journaled no success for.
         """
         held = self._held.get(run_id)
         if not held or not any(held.values()):
             return
         db = self._store.db
         now = self._clock()
-        if finished is None:
+        if succeeded is None:
             await db.execute(_ABANDON_CLAIMED_UNSUCCESSFUL, {"run_id": run_id, "now": now})
         else:
-            unfinished = [
-                task_id for task_id, claim in held.items() if claim and not finished(task_id)
-            ]
+            unfinished = [task_id for task_id in held.keys() - succeeded if held[task_id]]
             if unfinished:
                 await db.execute(
                     _ABANDON_CLAIMED,

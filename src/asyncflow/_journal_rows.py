@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -242,19 +242,17 @@ class Recorder:
                 changed[row_id] = row
         return left_out
 
-    def succeeded(self, run_id: str) -> Callable[[str], bool] | None:
-        """Whether a task of ``run_id`` has a journaled success; None when the
-        attempts of ``run_id`` were not journaled here. Valid after :meth:`end_run`."""
+    def succeeded(self, run_id: str) -> set[str] | None:
+        """The task ids of ``run_id`` with a journaled success; None when the
+        attempts of ``run_id`` were not journaled here."""
         run = self._runs.get(run_id)
         if run is None:
             return None
-        rows = run.rows
-
-        def succeeded(task_id: str) -> bool:
-            row = rows.get(task_id)
-            return row is not None and len(row) > _RUNNING_ROW and row[_STATUS] == _SUCCESS
-
-        return succeeded
+        return {
+            task_id
+            for task_id, row in run.rows.items()
+            if len(row) > _RUNNING_ROW and row[_STATUS] == _SUCCESS
+        }
 
     def end_run(self, run_id: str) -> None:
         """Mark the run's still-open attempts interrupted and forget the run."""

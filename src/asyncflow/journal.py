@@ -368,7 +368,7 @@ class Journal:
         survives a crash, and a run after one that ended starts afresh.
         """
         await self._before_read()
-        return await history.prior_attempts(self._store, list(dict.fromkeys(task_ids)))
+        return await history.prior_attempts(self._store, task_ids)
 
     # leases -------------------------------------------------------------------
 
@@ -567,7 +567,7 @@ class Journal:
         attempts: Attempts,
         runs: list[Values],
         abandon: Collection[str],
-        ending: Mapping[str, Callable[[str], bool] | None],
+        ending: Mapping[str, set[str] | None],
     ) -> None:
         db = self._store.db
         statements = attempt_statements(attempts)
