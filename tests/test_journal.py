@@ -996,3 +996,16 @@ async def test_acquire_of_a_claimed_task_names_the_claiming_run(tmp_path: Path) 
         await journal.claim("run-a", ["a"], since=T0)
         got = await journal.acquire("a", "run-b")
     assert isinstance(got, Holder) and (got.run_id, got.pid) == ("run-a", 7)
+
+
+async def test_a_lease_taken_outside_any_run_keeps_a_run_from_claiming_it(
+    tmp_path: Path,
+) -> None:
+    """acquire() without begin_run() leaves no run row to see: the run alone still
+    finds the live lease and leases task by task instead of claiming the lot."""
+    async with Journal.open(tmp_path / "journal.db", host="box", pid=7) as journal:
+        await journal.acquire("a", "run-x")
+        await journal.begin_run("run-b")
+        claim = await journal.claim("run-b", ["a", "b"], since=T0)
+    assert claim.taken == ["b"]
+    assert list(claim.held) == ["a"] and claim.held["a"].run_id == "run-x"

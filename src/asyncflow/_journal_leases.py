@@ -117,12 +117,18 @@ _STANDING: Final = (
     "SELECT EXISTS (SELECT 1 FROM run_claims WHERE run_id != :run_id), "
     + _ALONE.removeprefix("SELECT ")
 )
-# The claimed tasks whose last holder let go without an outcome (it may have left
-# partial writes): what the per-task statement reports as prev_outcome 'abandoned'.
+# Lease rows of other runs on the tasks to claim, let go without an outcome: their
+# holder may have left partial writes (what the per-task statement reports as
+# prev_outcome 'abandoned'). ``live`` marks a row whose holder may still hold it
+# although no other run is going on (a lease taken with acquire() by a run with
+# no run row): then the claim is not taken, and the tasks are leased one by one.
 _LEFT_UNFINISHED: Final = f"""
-    SELECT leases.task_id FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
+    SELECT leases.task_id, leases.outcome IS NULL AND leases.expires > :now
+                           AND NOT {_HOLDER_RUN_ENDED}
+    FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
     WHERE leases.run_id != :run_id
-    AND (outcome = 'abandoned' OR (outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
+    AND (leases.outcome = 'abandoned'
+         OR (leases.outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
 """
 _NEW_CLAIM: Final = (
     "INSERT INTO run_claims (run_id, since, ttl, task_ids) VALUES (?, ?, ?, ?) RETURNING id"
@@ -303,7 +309,9 @@ class Leases:
                     await self._split_claims(run_id)
                     [(alone,)] = await db.execute_fetchall(_ALONE, params)
                 if alone:  # the common case: one row for the lot
-                    left = await db.execute_fetchall(_LEFT_UNFINISHED, params)
+                    left = list(await db.execute_fetchall(_LEFT_UNFINISHED, params))
+                    alone = not any(live for _, live in left)
+                if alone:
                     [(claim_id,)] = await db.execute_fetchall(
                         _NEW_CLAIM, [run_id, now, self.ttl, params["ids"]]
                     )
