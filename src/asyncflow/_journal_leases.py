@@ -352,15 +352,19 @@ class Leases:
             await db.execute(_SPLIT_CLAIMS, {"run_id": run_id})
             await db.execute("DELETE FROM run_claims WHERE run_id != ?", [run_id])
 
+    def claiming(self, run_id: str) -> bool:
+        """Whether ``run_id`` holds tasks through claims (as far as this journal knows)."""
+        return any(self._held.get(run_id, {}).values())
+
     async def end_claims(self, run_id: str, succeeded: set[str] | None) -> None:
         """Let go of the claims of a run that ends (inside the caller's transaction).
 
         Its claimed tasks not in ``succeeded`` become lease rows released as
         abandoned; without ``succeeded``, those the run journaled no success for.
         """
-        held = self._held.get(run_id)
-        if not held or not any(held.values()):
+        if not self.claiming(run_id):
             return
+        held = self._held[run_id]
         db = self._store.db
         now = self._clock()
         if succeeded is None:
@@ -475,7 +479,7 @@ class Leases:
             return []
         now = self._clock()
         db = self._store.db
-        claims = {claim for held in self._held.values() for claim in held.values() if claim}
+        claiming = any(self.claiming(run_id) for run_id in run_ids)
         async with self._store.transaction("renew leases"):
             renewed = await db.execute_fetchall(
                 "UPDATE leases SET expires = max(expires, ? + ttl) WHERE outcome IS NULL "
@@ -488,7 +492,7 @@ class Leases:
                 [now + self.ttl, *run_ids],
             )
             standing = set()
-            if claims:
+            if claiming:
                 rows = await db.execute_fetchall(
                     f"SELECT id FROM run_claims WHERE run_id IN ({marks(len(run_ids))})", run_ids
                 )

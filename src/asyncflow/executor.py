@@ -333,17 +333,7 @@ class Executor:
         by_id = {node.task_id: node for node in nodes}
         claim = await journal.claim(self._run_id, list(by_id), since=self._since)
         used = await journal.prior_attempts(claim.taken)
-        taken = claim.taken
-        if not (recheck or claim.done or claim.abandoned or used):
-            # The common case: every task taken is simply this run's to run.
-            push = self._queue.push
-            for task_id in claim.taken:
-                node = by_id[task_id]
-                if node.claim == _PARKED:
-                    push(node)
-                node.claim = _MINE
-            taken = []
-        for task_id in taken:
+        for task_id in claim.taken:
             node = by_id[task_id]
             parked = node.claim == _PARKED
             node.claim = _MINE_LEFTOVERS if task_id in claim.abandoned else _MINE

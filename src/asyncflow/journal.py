@@ -546,7 +546,12 @@ class Journal:
                     for run_id in dict.fromkeys(event.run_id for event in left_out):
                         recorder.add_run(run_id, await self._new_run_key(run_id))
                     recorder.apply(left_out)
-                ending = {run_id: recorder.succeeded(run_id) for run_id in self._ending}
+                # What runs that ended and hold claims have finished (see Leases.end_claims).
+                ending = {
+                    run_id: recorder.succeeded(run_id)
+                    for run_id in self._ending
+                    if self._leases.claiming(run_id)
+                }
                 for run_id in self._ending:
                     recorder.end_run(run_id)
                 self._ending.clear()
