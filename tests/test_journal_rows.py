@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 import asyncflow
+from asyncflow import _journal_rows
 from asyncflow._journal_rows import ROWS_PER_STATEMENT
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import AttemptStatus, Journal
@@ -102,23 +104,57 @@ async def test_attempts_of_a_run_ended_and_begun_again_are_all_kept(tmp_path: Pa
 
 
 @pytest.mark.parametrize("limit", [32_766, 999])
-@pytest.mark.parametrize("width", [7, 10])
+@pytest.mark.parametrize("width", [6, 7, 9])
 def test_statements_bind_every_row_once_within_the_variable_limit(
     monkeypatch: pytest.MonkeyPatch, limit: int, width: int
 ) -> None:
     """Batches of any size become few statements, each under SQLite's variable limit;
-    the padding repeats rows already there, so the rows written are exactly the batch."""
-    from asyncflow import _journal_rows
-
+    the padding repeats rows already there, so the rows written are exactly the batch,
+    and the run id is bound once per statement."""
     monkeypatch.setattr(_journal_rows, "_MAX_VARIABLES", limit)
-    inserts = _journal_rows._Inserts(width)
+    inserts = _journal_rows._Inserts(width, "*")
     for count in [0, 1, 31, 32, 33, 100, 999, 1023, 1024, 1025, 4000]:
         values: list[object] = [(n, column) for n in range(count) for column in range(width)]
-        statements = inserts.statements(values)
+        statements = inserts.statements("run-1", values)
         rows = set()
         for sql, executions in statements:
             for params in executions:
-                assert len(params) == sql.count("(?") * width <= limit
-                rows.update(tuple(params[i : i + width]) for i in range(0, len(params), width))
+                assert len(params) == 1 + sql.count("(?") * width <= limit
+                assert params[0] == "run-1"
+                rows.update(tuple(params[i : i + width]) for i in range(1, len(params), width))
         assert rows == {tuple((n, c) for c in range(width)) for n in range(count)}
         assert len(statements) <= 2
+
+
+def test_every_row_shape_lands_with_its_run_id(tmp_path: Path) -> None:
+    """Rows of two runs applied in one batch are written under their own run ids, and a
+    success row gets its status and its duration (end - start, never negative) from SQL."""
+    recorder = _journal_rows.Recorder()
+    recorder.add_run("run-a", 1)
+    recorder.add_run("run-b", 2)
+    events = [
+        TaskEvent(Event.START, Part(n=1), "run-a", 1, None, None, T0),
+        TaskEvent(Event.START, Part(n=2), "run-b", 1, None, None, T0),
+        TaskEvent(Event.SUCCESS, Part(n=1), "run-a", 1, None, None, T0 + 0.25),
+        TaskEvent(Event.START, Part(n=3), "run-a", 1, None, None, T0 + 1),
+        TaskEvent(Event.SUCCESS, Part(n=3), "run-a", 1, None, None, T0 + 0.5),  # clock went back
+        TaskEvent(Event.START, Part(n=4), "run-b", 1, None, None, T0),
+        TaskEvent(Event.CANCELLED, Part(n=4), "run-b", 1, None, 2.0, T0 + 3),
+    ]
+    assert recorder.apply(events) == []
+    db = sqlite3.connect(tmp_path / "rows.db")
+    others = ", ".join(_journal_rows.ATTEMPT_COLUMNS[1:])
+    db.execute(f"CREATE TABLE attempts (id INTEGER PRIMARY KEY, {others})")
+    for sql, executions in _journal_rows.attempt_statements(recorder.take()):
+        db.executemany(sql, executions)
+    found = db.execute(
+        "SELECT run_id, task_id, status, started, ended, duration FROM attempts ORDER BY id"
+    ).fetchall()
+    assert found == [
+        ("run-a", Part(n=1).task_id, "success", T0, T0 + 0.25, 0.25),
+        ("run-a", Part(n=3).task_id, "success", T0 + 1, T0 + 0.5, 0.0),
+        ("run-b", Part(n=2).task_id, "running", T0, None, None),
+        ("run-b", Part(n=4).task_id, "cancelled", T0, T0 + 3, 2.0),
+    ]
+    assert recorder.succeeded("run-a") == {Part(n=1).task_id, Part(n=3).task_id}
+    assert recorder.succeeded("run-b") == set()

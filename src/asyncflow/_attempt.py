@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
@@ -35,16 +35,21 @@ class LeaseGuard:
         self.task_id = ""
 
     def __call__(self, target: Target) -> None:
-        self.check(target, self.task_id)
+        if not self.holds(self.task_id):  # check() inlined: once per task
+            self.refuse(target, self.task_id)
 
     def check(self, target: Target, task_id: str) -> None:
         if not self.holds(task_id):
-            raise TargetError(
-                f"{target!r}: write not committed: this run lost the journal lease on "
-                f"{task_id} (no heartbeat for longer than the lease lasts: the "
-                "process stalled, or the journal could not be written), so another "
-                "process may be running the task"
-            )
+            self.refuse(target, task_id)
+
+    @staticmethod
+    def refuse(target: Target, task_id: str) -> NoReturn:
+        raise TargetError(
+            f"{target!r}: write not committed: this run lost the journal lease on "
+            f"{task_id} (no heartbeat for longer than the lease lasts: the "
+            "process stalled, or the journal could not be written), so another "
+            "process may be running the task"
+        )
 
 
 async def call_run(

@@ -15,13 +15,16 @@ attempts are then one id range of the table itself, and no index on
 ``attempts.run_id`` is kept up to date on every write.
 
 This runs for every task of every run, so a row is a plain tuple of column
-values (ATTEMPT_COLUMNS order), and its length tells its state: 7 values
-(up to ``started``) while running, 10 (up to ``duration``) once ended, 13
-with an error. A state change makes a new tuple. Tuples of plain values are
-soon left alone by the garbage collector, where lists or objects kept for
-every task of a run would be traversed again and again. The shapes are also
-the statements: running and ended rows bind no NULL (the sqlite3 module binds
-a ``None`` ten times slower than a number) and go many rows per statement
+values, without the run id (every row of a run has the same one, bound once
+per statement), and its length tells its state: 6 values (up to ``started``)
+while running; 7 (``ended`` added) for a success, whose status and duration
+the statement fills in; 9 (``status``, ``ended``, ``duration``) for any other
+ending, or a success whose event gave its duration; 12 with an error. A state
+change makes a new tuple. Tuples of plain values are soon left alone by the
+garbage collector, where lists or objects kept for every task of a run would
+be traversed again and again. The shapes are also the statements: running,
+successful and ended rows bind no NULL (the sqlite3 module binds a ``None``
+ten times slower than a number) and go many rows per statement
 (:class:`_Inserts`), which also releases the GIL once per statement rather
 than once per row while SQLite works.
 """
@@ -48,6 +51,7 @@ __all__ = [
     "ROWS_PER_STATEMENT",
     "Attempts",
     "Recorder",
+    "RunAttempts",
     "RunRow",
     "Statement",
     "Values",
@@ -75,12 +79,15 @@ ATTEMPT_COLUMNS: Final = (
 )
 """The order of the values of an attempt row."""
 
-_ATTEMPT: Final = 5
-_STARTED: Final = 6
-_STATUS: Final = 7
-_RUNNING_ROW: Final = 7  # id .. started
-_ENDED_ROW: Final = 10  # id .. duration
-_FULL_ROW: Final = len(ATTEMPT_COLUMNS)  # id .. traceback: with an error
+# Positions in a row, which lacks the run id (ATTEMPT_COLUMNS without "run_id").
+_ATTEMPT: Final = 4
+_STARTED: Final = 5
+_STATUS: Final = 6
+_SUCCESS_ENDED: Final = 6
+_RUNNING_ROW: Final = 6  # id .. started
+_SUCCESS_ROW: Final = 7  # id .. started, ended: status 'success', duration ended - started
+_ENDED_ROW: Final = 9  # id .. started, status, ended, duration
+_FULL_ROW: Final = 12  # and the error: type, message, traceback
 
 _RUNNING: Final = AttemptStatus.RUNNING.value
 _SUCCESS: Final = AttemptStatus.SUCCESS.value
@@ -93,12 +100,6 @@ _ENDING: Final[dict[Event, str]] = {
     Event.CANCELLED: AttemptStatus.CANCELLED.value,
     Event.DEPENDENCY_MISSING: AttemptStatus.MISSING.value,
 }
-_TO_FULL: Final[dict[int, Values]] = {
-    _RUNNING_ROW: (_RUNNING, None, None, None, None, None),
-    _ENDED_ROW: (None, None, None),
-    _FULL_ROW: (),
-}
-"""What a row of each length lacks to have every column."""
 
 
 @dataclass(slots=True)
@@ -130,18 +131,35 @@ class RunRow:
 
 
 @dataclass(slots=True)
+class RunAttempts:
+    """New attempts of one run in one batch, by row shape: values in flat lists."""
+
+    run_id: str
+    running: list[object]
+    """Attempts still running: their 6 values each."""
+    succeeded: list[object]
+    """Attempts that succeeded: their 7 values each."""
+    ended: list[object]
+    """Attempts ended otherwise, without an error: their 9 values each."""
+
+    def __len__(self) -> int:
+        return (
+            len(self.running) // _RUNNING_ROW
+            + len(self.succeeded) // _SUCCESS_ROW
+            + len(self.ended) // _ENDED_ROW
+        )
+
+
+@dataclass(slots=True)
 class Attempts:
     """One batch of attempt rows, by the statement that writes them."""
 
-    running: list[object]
-    """New attempts still running: their 7 values each, in one flat list."""
-    ended: list[object]
-    """New attempts ended without an error: their 10 values each, in one flat list."""
+    runs: list[RunAttempts]
     upserts: list[Values]
     """Every column: attempts with an error, and attempts an earlier batch wrote."""
 
     def __len__(self) -> int:
-        return len(self.running) // _RUNNING_ROW + len(self.ended) // _ENDED_ROW + len(self.upserts)
+        return sum(len(run) for run in self.runs) + len(self.upserts)
 
 
 class _Run:
@@ -159,12 +177,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self._runs: dict[str, _Run] = {}
-        self._new: dict[object, Values] = {}  # attempts begun since take(), by id
-        self._changed: dict[object, Values] = {}  # attempts written before, changed since
+        self._run_ids: dict[int, str] = {}  # by key
+        self._new: dict[int, Values] = {}  # attempts begun since take(), by id
+        self._changed: dict[int, Values] = {}  # attempts written before, changed since
 
     def add_run(self, run_id: str, key: int) -> None:
         """Journal the attempts of ``run_id`` under ``key`` (a new ``run_keys`` row)."""
         self._runs[run_id] = _Run(key)
+        self._run_ids[key] = run_id
 
     def knows(self, run_id: str) -> bool:
         """Whether the attempts of ``run_id`` have a key (see :meth:`add_run`)."""
@@ -181,6 +201,7 @@ class Recorder:
         new = self._new
         changed = self._changed
         start = Event.START
+        success = Event.SUCCESS
         ending = _ENDING
         running_row = _RUNNING_ROW
         left_out: list[TaskEvent] = []
@@ -206,36 +227,41 @@ class Recorder:
                 attempt_id = run.next_id
                 run.next_id = attempt_id + 1
                 params = task._params_json()
-                row = (attempt_id, run_id, task_id, task.task_family, params, attempt, at)
+                row = (attempt_id, task_id, task.task_family, params, attempt, at)
                 rows[task_id] = new[attempt_id] = row
                 continue
-            status = ending.get(kind)
-            if status is None:
-                continue  # says nothing about an attempt's state
             if row is not None and len(row) == running_row:
-                if duration is None:
-                    started: float = row[_STARTED]  # type: ignore[assignment]  # START set it
-                    duration = at - started if at > started else 0.0
-                row += (status, at, duration)
-                if error is not None:
-                    row += _error_fields(error)
+                if kind is success and error is None and duration is None:
+                    row += (at,)  # the statement adds the status and the duration
+                else:
+                    status = ending.get(kind)
+                    if status is None:
+                        continue  # says nothing about an attempt's state
+                    if duration is None:
+                        started: float = row[_STARTED]  # type: ignore[assignment]  # START set it
+                        duration = at - started if at > started else 0.0
+                    row += (status, at, duration)
+                    if error is not None:
+                        row += _error_fields(error)
+            elif kind not in ending:
+                continue  # says nothing about an attempt's state
             elif row is not None and row[_ATTEMPT] == attempt:
                 if error is None or len(row) == _FULL_ROW:
                     continue  # a second ending event of the same attempt adds nothing
-                row += _error_fields(error)
+                row = _ended(row) + _error_fields(error)
             else:
                 # Nothing started: a definition that raised, an absent external input.
                 attempt_id = run.next_id
                 run.next_id = attempt_id + 1
                 params = task._params_json()
-                row = (attempt_id, run_id, task_id, task.task_family, params, 0, None)
-                row += (status, at, duration)
+                row = (attempt_id, task_id, task.task_family, params, 0, None)
+                row += (ending[kind], at, duration)
                 if error is not None:
                     row += _error_fields(error)
                 rows[task_id] = new[attempt_id] = row
                 continue
             rows[task_id] = row
-            row_id = row[0]
+            row_id: int = row[0]  # type: ignore[assignment]
             if row_id in new:
                 new[row_id] = row
             else:
@@ -251,7 +277,7 @@ class Recorder:
         return {
             task_id
             for task_id, row in run.rows.items()
-            if len(row) > _RUNNING_ROW and row[_STATUS] == _SUCCESS
+            if len(row) == _SUCCESS_ROW or (len(row) > _SUCCESS_ROW and row[_STATUS] == _SUCCESS)
         }
 
     def end_run(self, run_id: str) -> None:
@@ -264,27 +290,66 @@ class Recorder:
 
     def take(self) -> Attempts:
         """The rows to write for what was applied since the last call."""
-        running: list[object] = []
-        ended: list[object] = []
-        upserts = [row + _TO_FULL[len(row)] for row in self._changed.values()]
-        for row in self._new.values():
-            if len(row) == _ENDED_ROW:
-                ended += row
-            elif len(row) == _RUNNING_ROW:
-                running += row
+        run_ids = self._run_ids
+        upserts = [
+            _full(row, run_ids[row_id >> KEY_SHIFT]) for row_id, row in self._changed.items()
+        ]
+        by_key: dict[int, RunAttempts] = {}
+        group: RunAttempts | None = None
+        last_key = -1
+        for row_id, row in self._new.items():
+            key = row_id >> KEY_SHIFT
+            if key != last_key:
+                group = by_key.get(key)
+                if group is None:
+                    group = by_key[key] = RunAttempts(run_ids[key], [], [], [])
+                last_key = key
+            assert group is not None
+            size = len(row)
+            if size == _SUCCESS_ROW:
+                group.succeeded += row
+            elif size == _RUNNING_ROW:
+                group.running += row
+            elif size == _ENDED_ROW:
+                group.ended += row
             else:
-                upserts.append(row)
+                upserts.append(_full(row, group.run_id))
         self._new = {}
         self._changed = {}
-        return Attempts(running, ended, upserts)
+        return Attempts(list(by_key.values()), upserts)
 
 
-def _put(new: dict[object, Values], changed: dict[object, Values], row: Values) -> None:
+def _put(new: dict[int, Values], changed: dict[int, Values], row: Values) -> None:
     """Keep ``row`` (an attempt already known) for the next batch."""
-    if row[0] in new:
-        new[row[0]] = row
+    row_id: int = row[0]  # type: ignore[assignment]
+    if row_id in new:
+        new[row_id] = row
     else:
-        changed[row[0]] = row
+        changed[row_id] = row
+
+
+def _ended(row: Values) -> Values:
+    """``row``, ended, with its status, end and duration spelled out (9 values)."""
+    if len(row) != _SUCCESS_ROW:
+        return row
+    started: float = row[_STARTED]  # type: ignore[assignment]
+    ended: float = row[_SUCCESS_ENDED]  # type: ignore[assignment]
+    return (*row[:_SUCCESS_ENDED], _SUCCESS, ended, max(ended - started, 0.0))
+
+
+_NO_ERROR: Final = (None, None, None)
+
+
+def _full(row: Values, run_id: str) -> Values:
+    """Every column of ``row`` (ATTEMPT_COLUMNS order), for the upsert."""
+    size = len(row)
+    if size == _RUNNING_ROW:
+        rest: Values = (_RUNNING, None, None, *_NO_ERROR)
+    elif size == _FULL_ROW:
+        rest = row[_STATUS:]
+    else:
+        rest = _ended(row)[_STATUS:] + _NO_ERROR
+    return (row[0], run_id, *row[1:_STATUS], *rest)
 
 
 def _error_fields(error: BaseException) -> tuple[str, str, str]:
@@ -321,31 +386,40 @@ class _Inserts:
     each prepared once per connection (the sqlite3 module caches them; a
     1,024-row one takes about 1 MB). The rows of a statement are bound in one
     go and written by one ``sqlite3_step``, with the GIL free.
+
+    The rows go through ``SELECT ... FROM (VALUES ...)``, whose ``columns``
+    add what a row leaves out: the run id, bound once as ``?1``, and the
+    columns the statement knows (a status, a duration worked out by SQLite).
     """
 
-    def __init__(self, width: int, literals: str = "") -> None:
+    def __init__(self, width: int, columns: str) -> None:
         self.width = width
-        self._columns = ", ".join(ATTEMPT_COLUMNS[:width] + (("status",) if literals else ()))
-        self._values = f"({marks(width)}{literals})"
+        self._select = columns
+        self._values = f"({marks(width)})"
         # A power of two, so that the rest padded to a power of two fits too.
-        self._most = 1 << (min(ROWS_PER_STATEMENT, _MAX_VARIABLES // width).bit_length() - 1)
+        most = min(ROWS_PER_STATEMENT, (_MAX_VARIABLES - 1) // width)
+        self._most = 1 << (most.bit_length() - 1)
         self._sql: dict[int, str] = {}
 
-    def statements(self, values: list[object]) -> list[Statement]:
-        """What inserts (or replaces) the rows whose values, ``width`` each, are ``values``."""
+    def statements(self, run_id: str, values: list[object]) -> list[Statement]:
+        """What inserts (or replaces) the rows of ``run_id`` whose values,
+        ``width`` each, are ``values``."""
         width = self.width
         step = self._most * width
         whole = len(values) // step * step
         found: list[Statement] = []
         if whole:
             found.append(
-                (self._text(self._most), [values[i : i + step] for i in range(0, whole, step)])
+                (
+                    self._text(self._most),
+                    [[run_id, *values[i : i + step]] for i in range(0, whole, step)],
+                )
             )
         if whole < len(values):
             rest = values[whole:]
             rows = len(rest) // width
             padded = max(_PAD, 1 << (rows - 1).bit_length())
-            found.append((self._text(padded), [rest + rest[-width:] * (padded - rows)]))
+            found.append((self._text(padded), [[run_id, *rest, *rest[-width:] * (padded - rows)]]))
         return found
 
     def _text(self, rows: int) -> str:
@@ -353,16 +427,24 @@ class _Inserts:
         if sql is None:
             values = ",".join([self._values] * rows)
             sql = self._sql[rows] = (
-                f"INSERT OR REPLACE INTO attempts ({self._columns}) VALUES {values}"
+                f"INSERT OR REPLACE INTO attempts ({_SHAPE_COLUMNS}) "
+                f"SELECT {self._select} FROM (VALUES {values})"
             )
         return sql
 
 
-_INSERT_RUNNING: Final = _Inserts(_RUNNING_ROW, f", '{_RUNNING}'")
-_INSERT_ENDED: Final = _Inserts(_ENDED_ROW)
+_SHAPE_COLUMNS: Final = ", ".join(ATTEMPT_COLUMNS[:10])
+"""What the inserts of rows without an error write: id .. duration."""
+# column1 .. column6 are id, task_id, family, params, attempt, started; ?1 is the run id.
+_FIRST: Final = "column1, ?1, column2, column3, column4, column5, column6"
+_INSERT_RUNNING: Final = _Inserts(_RUNNING_ROW, f"{_FIRST}, '{_RUNNING}', NULL, NULL")
+_INSERT_SUCCEEDED: Final = _Inserts(
+    _SUCCESS_ROW, f"{_FIRST}, '{_SUCCESS}', column7, max(column7 - column6, 0.0)"
+)
+_INSERT_ENDED: Final = _Inserts(_ENDED_ROW, f"{_FIRST}, column7, column8, column9")
 
 _UPSERT: Final = f"""
-    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(_FULL_ROW)})
+    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(len(ATTEMPT_COLUMNS))})
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended, duration = excluded.duration,
         error_type = excluded.error_type, error_message = excluded.error_message,
@@ -375,8 +457,11 @@ NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"
 
 def attempt_statements(attempts: Attempts) -> list[Statement]:
     """The statements that write one batch of attempt rows."""
-    found = _INSERT_RUNNING.statements(attempts.running)
-    found += _INSERT_ENDED.statements(attempts.ended)
+    found: list[Statement] = []
+    for run in attempts.runs:
+        found += _INSERT_SUCCEEDED.statements(run.run_id, run.succeeded)
+        found += _INSERT_RUNNING.statements(run.run_id, run.running)
+        found += _INSERT_ENDED.statements(run.run_id, run.ended)
     if attempts.upserts:
         found.append((_UPSERT, attempts.upserts))
     return found

@@ -123,18 +123,19 @@ async def run(
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         async with client_scope():
             if options.journal is None:
-                return await _run(
+                result, _ = await _run(
                     roots, options, run_id, started, keep_going, handlers, forced, None
                 )
+                return result
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             async with Journal.open(options.journal, lease_ttl=ttl) as run_journal:
                 await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
                 status = RunStatus.CANCELLED
                 try:
-                    result = await _run(
+                    result, ok = await _run(
                         roots, options, run_id, started, keep_going, handlers, forced, run_journal
                     )
-                    status = RunStatus.SUCCESS if result.ok else RunStatus.FAILED
+                    status = RunStatus.SUCCESS if ok else RunStatus.FAILED
                 finally:
                     with anyio.CancelScope(shield=True):
                         await run_journal.end_run(run_id, status)
@@ -150,7 +151,8 @@ async def _run(
     handlers: Iterable[EventHandler],
     forced: Callable[[Task], bool] | None,
     journal: Journal | None,
-) -> RunResult:
+) -> tuple[RunResult, bool]:
+    """The run's result, and whether it is ok (a pass over the requested tasks)."""
     logger = structlog.get_logger("asyncflow").bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
     probes = Probes(journal.succeeded if journal is not None else None, forced)
@@ -191,8 +193,9 @@ async def _run(
         if node.status is not None
     }
     result = RunResult(run_id, roots, results, started, time.time(), scheduler.pool.statistics())
-    logger.info("run.done", ok=result.ok, **{s.value: n for s, n in result.counts().items()})
-    return result
+    ok = result.ok
+    logger.info("run.done", ok=ok, **{s.value: n for s, n in result.counts().items()})
+    return result, ok
 
 
 def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
