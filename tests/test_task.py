@@ -310,6 +310,7 @@ def test_params_json_is_json_of_the_text_parameters() -> None:
         name = asyncflow.Parameter()
         n = asyncflow.IntParameter()
         maybe = asyncflow.Parameter(default=None)
+        count = asyncflow.IntParameter(default=None)
         items = asyncflow.ListParameter(default=())
         options = asyncflow.DictParameter(default={})
         flag = asyncflow.BoolParameter(default=False, significant=False)
@@ -318,6 +319,7 @@ def test_params_json_is_json_of_the_text_parameters() -> None:
         st.text(),
         st.integers(),
         st.none() | st.text(),
+        st.none() | st.integers(),
         st.lists(st.text() | st.integers(), max_size=3),
         st.dictionaries(st.text(), st.text(), max_size=3),
         st.booleans(),
@@ -326,11 +328,14 @@ def test_params_json_is_json_of_the_text_parameters() -> None:
         name: str,
         n: int,
         maybe: str | None,
+        count: int | None,
         items: list[object],
         options: dict[str, str],
         flag: bool,
     ) -> None:
-        task = Mixed(name=name, n=n, maybe=maybe, items=items, options=options, flag=flag)
+        task = Mixed(
+            name=name, n=n, maybe=maybe, count=count, items=items, options=options, flag=flag
+        )
         expected = json.dumps(task.to_str_params(), separators=(",", ":"), ensure_ascii=False)
         assert task._params_json() == expected
         assert json.loads(task._params_json()) == task.to_str_params()

@@ -60,6 +60,8 @@ _HASH_HEX = 16
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 # Parameter classes whose to_json() returns the normalized value itself.
 _PLAIN_JSON = frozenset({Parameter, IntParameter, BoolParameter})
+# Parameters whose serialize() of a value other than None is str() of it.
+_TEXT_IS_STR = frozenset({Parameter, IntParameter})
 # Parameter classes whose normalized values are equal exactly when their JSON is.
 _SCALAR_PARAMS = frozenset(
     {
@@ -227,7 +229,10 @@ class Task:
             (_encode_str(n) + ":", n, type(params[n]) in _PLAIN_JSON)
             for n in sorted(cls._significant)
         )
-        cls._text_keys = tuple((_encode_str(n) + ":", n, p.serialize) for n, p in params.items())
+        cls._text_keys = tuple(
+            (_encode_str(n) + ":", n, str if type(p) in _TEXT_IS_STR else p.serialize)
+            for n, p in params.items()
+        )
         if "task_family" not in cls.__dict__:
             ns = cls.task_namespace
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
@@ -355,12 +360,14 @@ class Task:
     def _params_json(self) -> str:
         """``json.dumps(self.to_str_params(), ensure_ascii=False)``, compact, in one
         pass: what the journal keeps of the parameters."""
+        # Journaled for every task: a plain loop (no comprehension frame) and, for
+        # text and integer parameters, str() rather than two calls through serialize().
         values = self.param_kwargs
-        return (
-            "{"
-            + ",".join([key + _encode_str(text(values[n])) for key, n, text in self._text_keys])
-            + "}"
-        )
+        parts = []
+        for key, name, text in self._text_keys:
+            value = values[name]
+            parts.append(key + _encode_str("" if value is None and text is str else text(value)))
+        return "{" + ",".join(parts) + "}"
 
     @classmethod
     def from_str_params(cls, texts: Mapping[str, str]) -> Task:
