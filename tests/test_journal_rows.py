@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 import asyncflow
@@ -158,3 +159,53 @@ def test_every_row_shape_lands_with_its_run_id(tmp_path: Path) -> None:
     ]
     assert recorder.succeeded("run-a") == {Part(n=1).task_id, Part(n=3).task_id}
     assert recorder.succeeded("run-b") == set()
+
+
+async def test_recorded_events_become_rows_without_keeping_their_tasks(tmp_path: Path) -> None:
+    """Events are folded into rows as they come, a few hundred at a time: the tasks
+    they name are not kept alive until the writer runs, and attempts whose START and
+    ending fall on either side of a fold are written whole."""
+    import gc
+    import weakref
+
+    count = 1000
+    async with Journal.open(tmp_path / "journal.db", flush_interval=60) as journal:
+        await journal.begin_run("run-1")
+        tasks = [Part(n=n) for n in range(count)]
+        alive = [weakref.ref(task) for task in tasks]
+        for task in tasks:
+            journal.record(TaskEvent(Event.START, task, "run-1", 1, None, None, T0))
+        for task in tasks:
+            journal.record(TaskEvent(Event.SUCCESS, task, "run-1", 1, None, None, T0 + 1))
+        del tasks, task
+        gc.collect()
+        assert journal.statistics().pending_events == 2 * count  # nothing written yet
+        assert sum(ref() is not None for ref in alive) < 256
+        run = await journal.run("run-1")
+    assert run is not None
+    assert [(int(a.params["n"]), a.status, a.duration) for a in run.attempts] == [
+        (n, AttemptStatus.SUCCESS, 1.0) for n in range(count)
+    ]
+
+
+async def test_events_of_a_run_without_a_key_keep_their_order(tmp_path: Path) -> None:
+    """Events of a run this journal did not begin wait for the run's key, across
+    folds and concurrent flushes, and are applied in the order they were recorded."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path) as first, Journal.open(path, flush_interval=60) as second:
+        await first.begin_run("run-1")
+        for n in range(300):  # 600 events, two folds while the run has no key here
+            second.record(happened(Event.START, n, T0))
+            second.record(happened(Event.SUCCESS, n, T0 + 1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(second.flush)
+            second.record(happened(Event.START, 300, T0 + 2))
+            tg.start_soon(second.flush)
+            second.record(happened(Event.FAILURE, 300, T0 + 3, OSError("late")))
+            tg.start_soon(second.flush)
+        run = await first.run("run-1")
+    assert run is not None
+    found = [(int(a.params["n"]), a.attempt, a.status) for a in run.attempts]
+    assert found == [(n, 1, AttemptStatus.SUCCESS) for n in range(300)] + [
+        (300, 1, AttemptStatus.FAILED)
+    ]

@@ -268,6 +268,10 @@ class Recorder:
                 changed[row_id] = row
         return left_out
 
+    def has_rows(self) -> bool:
+        """Whether :meth:`take` has rows to give."""
+        return bool(self._new or self._changed)
+
     def succeeded(self, run_id: str) -> set[str] | None:
         """The task ids of ``run_id`` with a journaled success; None when the
         attempts of ``run_id`` were not journaled here."""
