@@ -116,6 +116,7 @@ _ALONE: Final = (
 _STANDING: Final = (
     "SELECT EXISTS (SELECT 1 FROM run_claims WHERE run_id != :run_id), "
     + _ALONE.removeprefix("SELECT ")
+    + ", EXISTS (SELECT 1 FROM leases)"
 )
 # Lease rows of other runs on the tasks to claim, let go without an outcome: their
 # holder may have left partial writes (what the per-task statement reports as
@@ -304,14 +305,16 @@ class Leases:
             }
             db = self._store.db
             async with self._store.transaction("take leases"):
-                [(others, alone)] = await db.execute_fetchall(_STANDING, params)
+                [(others, alone, leased)] = await db.execute_fetchall(_STANDING, params)
                 if others:
                     await self._split_claims(run_id)
                     [(alone,)] = await db.execute_fetchall(_ALONE, params)
-                if alone:  # the common case: one row for the lot
+                    leased = True
+                left = []
+                if alone and leased:  # no lease rows at all is the common case
                     left = list(await db.execute_fetchall(_LEFT_UNFINISHED, params))
                     alone = not any(live for _, live in left)
-                if alone:
+                if alone:  # the common case: one row for the lot
                     [(claim_id,)] = await db.execute_fetchall(
                         _NEW_CLAIM, [run_id, now, self.ttl, params["ids"]]
                     )
