@@ -278,19 +278,24 @@ class Recorder:
         run = self._runs.get(run_id)
         if run is None:
             return None
-        return {
-            task_id
-            for task_id, row in run.rows.items()
-            if len(row) == _SUCCESS_ROW or (len(row) > _SUCCESS_ROW and row[_STATUS] == _SUCCESS)
-        }
+        return {task_id for task_id, row in run.rows.items() if _is_success(row)}
 
-    def end_run(self, run_id: str) -> None:
-        """Mark the run's still-open attempts interrupted and forget the run."""
+    def end_run(self, run_id: str) -> set[str] | None:
+        """Mark the run's still-open attempts interrupted and forget the run.
+
+        Returns :meth:`succeeded` of the run, found in the same pass.
+        """
         run = self._runs.pop(run_id, None)
-        if run is not None:
-            for row in run.rows.values():
-                if len(row) == _RUNNING_ROW:
-                    _put(self._new, self._changed, (*row, _INTERRUPTED, None, None))
+        if run is None:
+            return None
+        succeeded: set[str] = set()
+        for task_id, row in run.rows.items():
+            size = len(row)
+            if size == _RUNNING_ROW:
+                _put(self._new, self._changed, (*row, _INTERRUPTED, None, None))
+            elif size == _SUCCESS_ROW or row[_STATUS] == _SUCCESS:
+                succeeded.add(task_id)
+        return succeeded
 
     def take(self) -> Attempts:
         """The rows to write for what was applied since the last call."""
@@ -330,6 +335,11 @@ def _put(new: dict[int, Values], changed: dict[int, Values], row: Values) -> Non
         new[row_id] = row
     else:
         changed[row_id] = row
+
+
+def _is_success(row: Values) -> bool:
+    size = len(row)
+    return size == _SUCCESS_ROW or (size > _SUCCESS_ROW and row[_STATUS] == _SUCCESS)
 
 
 def _ended(row: Values) -> Values:

@@ -569,13 +569,11 @@ class Journal:
                         self._keyless = [e for e in self._keyless if e.run_id != run_id]
                         recorder.apply(waited)
                 # What runs that ended and hold claims have finished (see Leases.end_claims).
-                ending = {
-                    run_id: recorder.succeeded(run_id)
-                    for run_id in self._ending
-                    if self._leases.claiming(run_id)
-                }
+                ending: dict[str, set[str] | None] = {}
                 for run_id in self._ending:
-                    recorder.end_run(run_id)
+                    succeeded = recorder.end_run(run_id)
+                    if self._leases.claiming(run_id):
+                        ending[run_id] = succeeded
                 self._ending.clear()
                 attempts = recorder.take()
                 runs = [row.values() for row in self._dirty_runs.values()]
