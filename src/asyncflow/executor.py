@@ -333,11 +333,12 @@ class Executor:
         by_id = {node.task_id: node for node in nodes}
         claim = await journal.claim(self._run_id, list(by_id), since=self._since)
         used = await journal.prior_attempts(claim.taken)
+        abandoned, done = claim.abandoned, claim.done  # locals: tested for every task
         for task_id in claim.taken:
             node = by_id[task_id]
             parked = node.claim == _PARKED
-            node.claim = _MINE_LEFTOVERS if task_id in claim.abandoned else _MINE
-            if (recheck or task_id in claim.done) and await self._complete_now(node):
+            node.claim = _MINE_LEFTOVERS if task_id in abandoned else _MINE
+            if (recheck or task_id in done) and await self._complete_now(node):
                 await journal.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
                 self._complete_elsewhere(node)
                 continue
