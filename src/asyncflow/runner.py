@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -123,23 +123,37 @@ async def run(
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         async with client_scope():
             if options.journal is None:
-                result, _ = await _run(
-                    roots, options, run_id, started, keep_going, handlers, forced, None
+                return await _run(
+                    roots, options, run_id, started, keep_going, handlers, forced, None, None
                 )
-                return result
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             async with Journal.open(options.journal, lease_ttl=ttl) as run_journal:
                 await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
-                status = RunStatus.CANCELLED
-                try:
-                    result, ok = await _run(
-                        roots, options, run_id, started, keep_going, handlers, forced, run_journal
-                    )
-                    status = RunStatus.SUCCESS if ok else RunStatus.FAILED
-                finally:
+                ended = False
+
+                async def end(ok: bool) -> None:
+                    nonlocal ended
+                    ended = True
                     with anyio.CancelScope(shield=True):
+                        status = RunStatus.SUCCESS if ok else RunStatus.FAILED
                         await run_journal.end_run(run_id, status)
-                return result
+
+                try:
+                    return await _run(
+                        roots,
+                        options,
+                        run_id,
+                        started,
+                        keep_going,
+                        handlers,
+                        forced,
+                        run_journal,
+                        end,
+                    )
+                finally:
+                    if not ended:  # it raised or was cancelled before its end
+                        with anyio.CancelScope(shield=True):
+                            await run_journal.end_run(run_id, RunStatus.CANCELLED)
 
 
 async def _run(
@@ -151,8 +165,14 @@ async def _run(
     handlers: Iterable[EventHandler],
     forced: Callable[[Task], bool] | None,
     journal: Journal | None,
-) -> tuple[RunResult, bool]:
-    """The run's result, and whether it is ok (a pass over the requested tasks)."""
+    end: Callable[[bool], Awaitable[None]] | None,
+) -> RunResult:
+    """Expand, execute, then ``end(ok)`` (the journal's end of the run), then the result.
+
+    The journal ends the run before the result is built: its last writes then
+    have the event loop to themselves (while the loop is busy, each of their
+    trips to the database thread waits for the GIL).
+    """
     logger = structlog.get_logger("asyncflow").bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
     probes = Probes(journal.succeeded if journal is not None else None, forced)
@@ -179,6 +199,10 @@ async def _run(
         await executor.run()
     finally:
         _current_pool.reset(pool_token)
+    # RunResult.ok, from the graph: every requested task is complete.
+    ok = all((status := graph[task].status) is not None and status.is_complete for task in roots)
+    if end is not None:
+        await end(ok)
     results = {
         node.task_id: TaskResult(
             node.task,
@@ -193,9 +217,8 @@ async def _run(
         if node.status is not None
     }
     result = RunResult(run_id, roots, results, started, time.time(), scheduler.pool.statistics())
-    ok = result.ok
     logger.info("run.done", ok=ok, **{s.value: n for s, n in result.counts().items()})
-    return result, ok
+    return result
 
 
 def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
