@@ -2,6 +2,7 @@
 
     python benchmarks/bench_journal.py                   # N = 10,000 tasks, 1,000 leases
     python benchmarks/bench_journal.py --n 50000 --repeat 7
+    python benchmarks/bench_journal.py --pairs 60         # the target alone, many rounds
 
 Cases, each on a fresh journal file, medians over ``--repeat`` rounds:
 
@@ -26,6 +27,11 @@ Cases, each on a fresh journal file, medians over ``--repeat`` rounds:
   leases (one claim row for the lot, as no other run is going on), attempts
   written in the background;
 - **leases**: ``acquire()`` + ``release()`` of 1,000 task ids, one after another.
+
+``--pairs K`` times only the target: K rounds of the run without a journal
+followed at once by ``run(journal=path)``, and prints the spread of the K
+ratios. On a shared machine whose speed drifts from second to second, many
+adjacent pairs say more than a few rounds of every case.
 """
 
 from __future__ import annotations
@@ -243,10 +249,40 @@ async def main(n: int, lease_count: int, repeat: int) -> None:
     )
 
 
+async def pairs(n: int, count: int) -> None:
+    """The target alone: ``count`` adjacent pairs of runs without and with the journal."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    plain: list[Timing] = []
+    full: list[Timing] = []
+    for _ in range(count):
+        for mode, timings in (("plain", plain), ("full", full)):
+            with tempfile.TemporaryDirectory(prefix="bench-journal-") as folder:
+                timings.append(await run_tasks(n, Path(folder), mode))
+    ratios = [f.wall / p.wall for p, f in zip(plain, full, strict=True)]
+    low, middle, high = statistics.quantiles(ratios, n=4)
+    verdict = "met" if middle <= RATIO_TARGET else "MISSED"
+    print(f"N = {n:,} no-op tasks, {count} pairs: run, journal=None then run(journal=path)")
+    print(
+        f"wall: run {median(plain).wall * 1000:.1f} ms, run(journal=path) "
+        f"{median(full).wall * 1000:.1f} ms (medians)"
+    )
+    print(
+        f"run(journal=path) <= {RATIO_TARGET}x the run (wall): median of pair ratios "
+        f"{middle:.2f}x, {verdict} (quartiles {low:.2f}-{high:.2f}; "
+        f"lowest {min(ratios):.2f}, highest {max(ratios):.2f})"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="tasks (default 10,000)")
     parser.add_argument("--leases", type=int, default=1_000, help="leases (default 1,000)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds per case (default 5)")
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="time only the target, over this many pairs"
+    )
     args = parser.parse_args()
-    anyio.run(main, args.n, args.leases, args.repeat)
+    if args.pairs:
+        anyio.run(pairs, args.n, args.pairs)
+    else:
+        anyio.run(main, args.n, args.leases, args.repeat)
