@@ -27,13 +27,14 @@ from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
-from .result import RunResult, TaskResult
+from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
 from .task import Task
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
 
 DEFAULT_WORKERS: Final = 8
+_COMPLETE: Final = frozenset(status for status in Status if status.is_complete)
 """Task bodies that may run at once when ``workers`` is not given."""
 
 
@@ -200,7 +201,8 @@ async def _run(
     finally:
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
-    ok = all((status := graph[task].status) is not None and status.is_complete for task in roots)
+    nodes = graph.nodes
+    ok = all(nodes[task.task_id].status in _COMPLETE for task in roots)
     if end is not None:
         await end(ok)
     results = {
