@@ -102,6 +102,13 @@ async def test_version_1_history_survives_the_migration(tmp_path: Path) -> None:
     assert (failed.error_type, failed.error_message, failed.duration) == ("OSError", "disk full", 1)
     assert failed.traceback is not None and failed.traceback.endswith("OSError: disk full")
     assert (failed.host, failed.pid, dict(failed.params)) == ("box", 42, {"day": "1"})
+    assert list(runs) == ["run-b", "run-a"]  # newest first
+    assert (runs["run-a"].requested, runs["run-b"].requested) == ((task_id(1),), ())
+    assert (runs["run-b"].status, runs["run-b"].host, runs["run-b"].pid) == (
+        RunStatus.INTERRUPTED,
+        "box",
+        43,
+    )
     assert runs["run-a"].counts == {AttemptStatus.FAILED: 1, AttemptStatus.SUCCESS: 2}
     assert runs["run-b"].counts == {AttemptStatus.SUCCESS: 1, AttemptStatus.INTERRUPTED: 1}
     assert [(a.run_id, a.started) for a in day_2] == [("run-a", T0 + 3), ("run-b", T0 + 10)]
@@ -131,6 +138,24 @@ async def test_migrated_journal_records_new_runs(tmp_path: Path) -> None:
     assert [a.run_id for a in run_x] == ["run-x"]
     assert [a.run_id for a in again] == ["run-x"]  # the migrated attempt is still there
     assert query(path, "SELECT count(*) FROM attempts") == [(len(V1_ATTEMPTS) + 2,)]
+
+
+async def test_a_run_ending_leaves_its_requested_list_alone(tmp_path: Path) -> None:
+    """The run row that the heartbeat and the run's end change is small: the list of
+    requested tasks is written once, beside it, and kept when the run id is begun again."""
+    path = tmp_path / "journal.db"
+    many = [task_id(day) for day in range(2_000)]
+    async with Journal.open(path) as journal:
+        await journal.begin_run("run-a", many)
+        await journal.end_run("run-a", RunStatus.SUCCESS)
+        await journal.begin_run("run-a", ["other"])
+        await journal.end_run("run-a", RunStatus.FAILED)
+        run = await journal.run("run-a")
+    assert run is not None
+    assert (run.status, run.requested) == (RunStatus.FAILED, tuple(many))
+    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(runs)")}
+    assert "requested" not in columns
+    assert query(path, "SELECT run_id FROM run_requests") == [("run-a",)]
 
 
 async def test_migration_keeps_refusing_a_newer_schema(tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ __all__ = ["attempts", "prior_attempts", "run", "runs", "succeeded"]
 IN_CHUNK: Final = 500
 """Ids per ``IN (...)`` query: under SQLite's oldest variable limit (999)."""
 
-_RUN_COLUMNS: Final = "run_id, status, started, ended, host, pid, version, requested"
+_RUNS: Final = (
+    "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested "
+    "FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)"
+)
 _ATTEMPT_COLUMNS: Final = (
     "a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended, "
     "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid"
@@ -76,9 +79,7 @@ async def prior_attempts(store: Store, task_ids: Iterable[str]) -> dict[str, int
 
 
 async def runs(store: Store, limit: int) -> list[RunRecord]:
-    rows = await store.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", [limit]
-    )
+    rows = await store.fetch(f"{_RUNS} ORDER BY r.started DESC, r.rowid DESC LIMIT ?", [limit])
     counts: dict[str, dict[AttemptStatus, int]] = {str(row[0]): {} for row in rows}
     ids = list(counts)
     for start in range(0, len(ids), IN_CHUNK):
@@ -94,7 +95,7 @@ async def runs(store: Store, limit: int) -> list[RunRecord]:
 
 
 async def run(store: Store, run_id: str) -> RunRecord | None:
-    rows = await store.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", [run_id])
+    rows = await store.fetch(f"{_RUNS} WHERE r.run_id = ?", [run_id])
     if not rows:
         return None
     found = await store.fetch(
@@ -129,7 +130,7 @@ def _run_record(
         str(host),
         int(pid),
         str(version),
-        tuple(json.loads(requested)),
+        () if requested is None else tuple(json.loads(requested)),
         MappingProxyType(counts),
         attempts,
     )

@@ -113,10 +113,13 @@ class RunRow:
     host: str
     pid: int
     version: str
-    requested: str
     expires: float
+    requested: str | None
+    """The JSON array of requested task ids until written (then None): a
+    ``run_requests`` row, written once."""
 
     def values(self) -> Values:
+        """The ``runs`` row."""
         return (
             self.run_id,
             self.status.value,
@@ -125,7 +128,6 @@ class RunRow:
             self.host,
             self.pid,
             self.version,
-            self.requested,
             self.expires,
         )
 

@@ -179,6 +179,42 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "a run's requested task ids in a table of their own",
+        (
+            # SQLite rewrites a whole row to change any column of it: a run
+            # requesting 10,000 tasks made every heartbeat and the run's end
+            # write its 300 KB list again (and, where deleted rows are zeroed,
+            # the old copy too). The runs rows stay small; the list is written once.
+            """
+            CREATE TABLE run_requests (
+                run_id    TEXT PRIMARY KEY,
+                requested TEXT NOT NULL  -- JSON array of task ids
+            )
+            """,
+            "INSERT INTO run_requests (run_id, requested) SELECT run_id, requested FROM runs",
+            """
+            CREATE TABLE runs_v4 (
+                run_id  TEXT PRIMARY KEY,
+                status  TEXT NOT NULL,
+                started REAL NOT NULL,
+                ended   REAL,
+                host    TEXT NOT NULL,
+                pid     INTEGER NOT NULL,
+                version TEXT NOT NULL,
+                expires REAL NOT NULL   -- liveness deadline, pushed on by the heartbeat
+            )
+            """,
+            "INSERT INTO runs_v4 (rowid, run_id, status, started, ended, host, pid, version, "
+            "expires) SELECT rowid, run_id, status, started, ended, host, pid, version, expires "
+            "FROM runs",
+            "DROP TABLE runs",
+            "ALTER TABLE runs_v4 RENAME TO runs",
+            "CREATE INDEX runs_started ON runs (started)",
+            "CREATE INDEX runs_running ON runs (run_id) WHERE status = 'running'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

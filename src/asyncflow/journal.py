@@ -102,12 +102,14 @@ _FOLD_EVERY: Final = 256
 """Recorded events are folded into attempt rows this many at a time (see record())."""
 
 _UPSERT_RUN: Final = """
-    INSERT INTO runs (run_id, status, started, ended, host, pid, version, requested, expires)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (run_id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended,
         expires = max(runs.expires, excluded.expires)
 """
+# A run id begun again keeps the list it was first begun with.
+_INSERT_REQUESTED: Final = "INSERT OR IGNORE INTO run_requests (run_id, requested) VALUES (?, ?)"
 
 
 @final
@@ -333,8 +335,8 @@ class Journal:
             self._me.host,
             self._me.pid,
             __version__,
-            json.dumps(list(task_ids), ensure_ascii=False),
             now + self._ttl,
+            json.dumps(list(task_ids), ensure_ascii=False),
         )
         self._runs[run_id] = self._dirty_runs[run_id] = row
         self._leases.live_runs.add(run_id)
@@ -577,9 +579,16 @@ class Journal:
                 self._ending.clear()
                 attempts = recorder.take()
                 runs = [row.values() for row in self._dirty_runs.values()]
+                requested: list[Values] = [
+                    (row.run_id, row.requested)
+                    for row in self._dirty_runs.values()
+                    if row.requested is not None
+                ]
+                for row in self._dirty_runs.values():
+                    row.requested = None
                 self._dirty_runs.clear()
                 if attempts or runs or abandon:
-                    await self._commit(attempts, runs, abandon, ending)
+                    await self._commit(attempts, runs, requested, abandon, ending)
 
     async def _new_run_key(self, run_id: str) -> int:
         """A key for this journal's attempts of ``run_id``, committed at once."""
@@ -591,11 +600,14 @@ class Journal:
         self,
         attempts: Attempts,
         runs: list[Values],
+        requested: list[Values],
         abandon: Collection[str],
         ending: Mapping[str, set[str] | None],
     ) -> None:
         db = self._store.db
         statements = attempt_statements(attempts)
+        if requested:
+            statements.insert(0, (_INSERT_REQUESTED, requested))
         if runs:
             statements.insert(0, (_UPSERT_RUN, runs))
         if not abandon and not ending and (not runs or len(statements) == 1):
