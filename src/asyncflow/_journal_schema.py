@@ -43,7 +43,7 @@ KEY_SHIFT: Final = 32
 
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
-_CHECKPOINT_PAGES: Final = 128
+_CHECKPOINT_PAGES: Final = 400
 
 _RECOVER: Final = "move it away, choose another journal path, or pass journal=None"
 
@@ -266,9 +266,11 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
             "journal.no_wal", path=str(path), journal_mode=mode[0]
         )
     await db.execute("PRAGMA synchronous=NORMAL")
-    # Copy the WAL into the file every 128 pages (SQLite: 1,000), during commits
+    # Copy the WAL into the file every 400 pages (SQLite: 1,000), during commits
     # in the database thread while runs go on, rather than all at once when the
-    # journal closes, as a run ends.
+    # journal closes, as a run ends. Not much more often: a checkpoint at a
+    # commit the loop waits for (a run's claim, its end) costs the run that time
+    # (400 against 128: 5 ms less per 10,000-task run).
     await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES:d}")
     if version == SCHEMA_VERSION:
         return
