@@ -104,19 +104,23 @@ async def test_attempts_of_a_run_ended_and_begun_again_are_all_kept(tmp_path: Pa
     ]
 
 
+@pytest.mark.parametrize("one_trip", [False, True])
 @pytest.mark.parametrize("limit", [32_766, 999])
 @pytest.mark.parametrize("width", [6, 7, 9])
 def test_statements_bind_every_row_once_within_the_variable_limit(
-    monkeypatch: pytest.MonkeyPatch, limit: int, width: int
+    monkeypatch: pytest.MonkeyPatch, limit: int, width: int, one_trip: bool
 ) -> None:
-    """Batches of any size become few statements, each under SQLite's variable limit;
-    the padding repeats rows already there, so the rows written are exactly the batch,
-    and the run id is bound once per statement."""
+    """Batches of any size become few statements (one, in one trip, once a batch
+    fills a whole statement), each under SQLite's variable limit; the padding repeats
+    rows already there, so the rows written are exactly the batch, and the run id is
+    bound once per execution."""
     monkeypatch.setattr(_journal_rows, "_MAX_VARIABLES", limit)
     inserts = _journal_rows._Inserts(width, "*")
     for count in [0, 1, 31, 32, 33, 100, 999, 1023, 1024, 1025, 4000]:
         values: list[object] = [(n, column) for n in range(count) for column in range(width)]
-        statements = inserts.statements("run-1", values)
+        statements = inserts.statements("run-1", values, one_trip=one_trip)
+        if one_trip and count >= inserts._most:  # at least one whole statement
+            assert len(statements) == 1
         rows = set()
         for sql, executions in statements:
             for params in executions:

@@ -417,25 +417,33 @@ class _Inserts:
         self._most = 1 << (most.bit_length() - 1)
         self._sql: dict[int, str] = {}
 
-    def statements(self, run_id: str, values: list[object]) -> list[Statement]:
+    def statements(
+        self, run_id: str, values: list[object], *, one_trip: bool = False
+    ) -> list[Statement]:
         """What inserts (or replaces) the rows of ``run_id`` whose values,
-        ``width`` each, are ``values``."""
+        ``width`` each, are ``values``.
+
+        ``one_trip``: the rest after whole statements is padded to a whole one
+        too, so that all go in one ``executemany``: a trip to the database
+        thread less, for up to a statement's worth of rows written again there
+        (while the event loop is busy, the trip costs more).
+        """
         width = self.width
         step = self._most * width
         whole = len(values) // step * step
         found: list[Statement] = []
-        if whole:
-            found.append(
-                (
-                    self._text(self._most),
-                    [[run_id, *values[i : i + step]] for i in range(0, whole, step)],
-                )
-            )
+        executions = [[run_id, *values[i : i + step]] for i in range(0, whole, step)]
         if whole < len(values):
             rest = values[whole:]
             rows = len(rest) // width
-            padded = max(_PAD, 1 << (rows - 1).bit_length())
-            found.append((self._text(padded), [[run_id, *rest, *rest[-width:] * (padded - rows)]]))
+            padded = self._most if one_trip and whole else max(_PAD, 1 << (rows - 1).bit_length())
+            last = [run_id, *rest, *rest[-width:] * (padded - rows)]
+            if padded == self._most:
+                executions.append(last)
+            else:
+                found.append((self._text(padded), [last]))
+        if executions:
+            found.insert(0, (self._text(self._most), executions))
         return found
 
     def _text(self, rows: int) -> str:
@@ -471,13 +479,13 @@ NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"
 """Gives a run its key for this journal's attempts (see :meth:`Recorder.add_run`)."""
 
 
-def attempt_statements(attempts: Attempts) -> list[Statement]:
-    """The statements that write one batch of attempt rows."""
+def attempt_statements(attempts: Attempts, *, one_trip: bool = False) -> list[Statement]:
+    """The statements that write one batch of attempt rows (see :meth:`_Inserts.statements`)."""
     found: list[Statement] = []
     for run in attempts.runs:
-        found += _INSERT_SUCCEEDED.statements(run.run_id, run.succeeded)
-        found += _INSERT_RUNNING.statements(run.run_id, run.running)
-        found += _INSERT_ENDED.statements(run.run_id, run.ended)
+        found += _INSERT_SUCCEEDED.statements(run.run_id, run.succeeded, one_trip=one_trip)
+        found += _INSERT_RUNNING.statements(run.run_id, run.running, one_trip=one_trip)
+        found += _INSERT_ENDED.statements(run.run_id, run.ended, one_trip=one_trip)
     if attempts.upserts:
         found.append((_UPSERT, attempts.upserts))
     return found

@@ -605,7 +605,10 @@ class Journal:
         ending: Mapping[str, set[str] | None],
     ) -> None:
         db = self._store.db
-        statements = attempt_statements(attempts)
+        # The writer's batches while runs go on: as few trips as can be (see _Inserts).
+        statements = attempt_statements(
+            attempts, one_trip=not (abandon or ending or runs or requested)
+        )
         if requested:
             statements.insert(0, (_INSERT_REQUESTED, requested))
         if runs:
