@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import asyncflow
 from asyncflow import _journal_rows
 from asyncflow._journal_rows import ROWS_PER_STATEMENT
+from asyncflow.errors import JournalError
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import AttemptStatus, Journal
 
@@ -213,3 +215,33 @@ async def test_events_of_a_run_without_a_key_keep_their_order(tmp_path: Path) ->
     assert found == [(n, 1, AttemptStatus.SUCCESS) for n in range(300)] + [
         (300, 1, AttemptStatus.FAILED)
     ]
+
+
+class _Unwritable(asyncflow.Parameter[str]):
+    def serialize(self, value: str) -> str:
+        raise RuntimeError("cannot write this value")
+
+
+class Odd(asyncflow.Task):
+    n = asyncflow.IntParameter()
+    note = _Unwritable(default="x", significant=False)
+
+
+async def test_events_that_cannot_become_rows_stop_the_journal_loudly(tmp_path: Path) -> None:
+    """A parameter that cannot be written fails the journal with a JournalError naming
+    the file, as the writer would: nothing is dropped quietly, later records are refused."""
+    journal = await Journal.open(tmp_path / "journal.db", flush_interval=60)
+    try:
+        await journal.begin_run("run-1")
+        for n in range(255):  # the 256th folds them into rows
+            journal.record(TaskEvent(Event.START, Odd(n=n), "run-1", 1, None, None, T0))
+        last = TaskEvent(Event.START, Odd(n=255), "run-1", 1, None, None, T0)
+        with pytest.raises(JournalError, match=r"cannot journal events.*cannot write this value"):
+            journal.record(last)
+        with pytest.raises(JournalError, match=r"journal\.db"):
+            journal.record(TaskEvent(Event.START, Odd(n=999), "run-1", 1, None, None, T0))
+        with pytest.raises(JournalError):
+            await journal.close()
+    finally:
+        with contextlib.suppress(JournalError):
+            await journal.close()

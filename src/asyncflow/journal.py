@@ -299,8 +299,13 @@ class Journal:
             # it run a full collection, whose time grows with the whole heap (33 ms
             # in a 10,000-task run). Folded into rows now, they die young; the rows
             # hold only plain values, which the collector soon stops tracking.
-            self._keyless += self._recorder.apply(buffer)
             self._buffer = []
+            try:
+                self._keyless += self._recorder.apply(buffer)
+            except Exception as exc:  # as the writer would: the journal stops, loudly
+                error = self._cannot_journal(exc)
+                self._fail(error)
+                raise error from exc
 
     async def flush(self) -> None:
         """Write every event recorded so far, in one transaction.
@@ -527,9 +532,7 @@ class Journal:
             except JournalError as exc:
                 self._fail(exc)
             except Exception as exc:
-                error = JournalError(f"{self.path}: cannot journal events: {exc!r}")
-                error.__cause__ = exc
-                self._fail(error)
+                self._fail(self._cannot_journal(exc))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -647,6 +650,11 @@ class Journal:
             or self._recorder.has_rows()
         ):
             await self._write_pending()
+
+    def _cannot_journal(self, exc: Exception) -> JournalError:
+        error = JournalError(f"{self.path}: cannot journal events: {exc!r}")
+        error.__cause__ = exc
+        return error
 
     def _check_usable(self) -> None:
         if self._refusing:
