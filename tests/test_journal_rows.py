@@ -163,8 +163,8 @@ def test_every_row_shape_lands_with_its_run_id(tmp_path: Path) -> None:
         ("run-b", Part(n=2).task_id, "running", T0, None, None),
         ("run-b", Part(n=4).task_id, "cancelled", T0, T0 + 3, 2.0),
     ]
-    assert recorder.succeeded("run-a") == {Part(n=1).task_id, Part(n=3).task_id}
-    assert recorder.succeeded("run-b") == set()
+    assert recorder.end_run("run-a") == {Part(n=1).task_id, Part(n=3).task_id}
+    assert recorder.end_run("run-b") == set()
 
 
 async def test_recorded_events_become_rows_without_keeping_their_tasks(tmp_path: Path) -> None:

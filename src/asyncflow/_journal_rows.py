@@ -274,18 +274,11 @@ class Recorder:
         """Whether :meth:`take` has rows to give."""
         return bool(self._new or self._changed)
 
-    def succeeded(self, run_id: str) -> set[str] | None:
-        """The task ids of ``run_id`` with a journaled success; None when the
-        attempts of ``run_id`` were not journaled here."""
-        run = self._runs.get(run_id)
-        if run is None:
-            return None
-        return {task_id for task_id, row in run.rows.items() if _is_success(row)}
-
     def end_run(self, run_id: str) -> set[str] | None:
         """Mark the run's still-open attempts interrupted and forget the run.
 
-        Returns :meth:`succeeded` of the run, found in the same pass.
+        Returns the task ids of the run with a journaled success, found in the
+        same pass; None when the attempts of ``run_id`` were not journaled here.
         """
         run = self._runs.pop(run_id, None)
         if run is None:
@@ -337,11 +330,6 @@ def _put(new: dict[int, Values], changed: dict[int, Values], row: Values) -> Non
         new[row_id] = row
     else:
         changed[row_id] = row
-
-
-def _is_success(row: Values) -> bool:
-    size = len(row)
-    return size == _SUCCESS_ROW or (size > _SUCCESS_ROW and row[_STATUS] == _SUCCESS)
 
 
 def _ended(row: Values) -> Values:
