@@ -34,8 +34,9 @@ from .task import Task
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
 
 DEFAULT_WORKERS: Final = 8
-_COMPLETE: Final = frozenset(status for status in Status if status.is_complete)
 """Task bodies that may run at once when ``workers`` is not given."""
+
+_COMPLETE: Final = frozenset(status for status in Status if status.is_complete)
 
 
 class _DefaultJournal:
