@@ -366,7 +366,7 @@ class Task:
         parts = []
         for key, name, text in self._text_keys:
             value = values[name]
-            parts.append(key + _encode_str("" if value is None and text is str else text(value)))
+            parts.append(key + _encode_str("" if value is None else text(value)))
         return "{" + ",".join(parts) + "}"
 
     @classmethod
