@@ -28,8 +28,6 @@ import asyncflow
 from asyncflow.asgi import cancel_on_disconnect, run_until_disconnected
 from asyncflow.journal import Journal, RunRecord, RunStatus
 
-DISCONNECT: Message = {"type": "http.disconnect"}
-
 
 class Client:
     """The client side of one request: messages the endpoint's ``receive()`` gets."""
@@ -45,7 +43,7 @@ class Client:
         )
 
     def disconnect(self) -> None:
-        self._send.send_nowait(DISCONNECT)
+        self._send.send_nowait({"type": "http.disconnect"})
 
     def close(self) -> None:
         self._send.close()
