@@ -198,7 +198,8 @@ async def _run(
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:
-        await executor.run()
+        async with bus.delivering():  # the events of the graph's failures are emitted here too
+            await executor.run()
     finally:
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
