@@ -150,23 +150,25 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def parse_amounts(text: str, where: str) -> dict[str, float]:
+def parse_amounts(text: str, where: str | None = None) -> dict[str, float]:
     """``"memory_gb=64,db=2"`` as ``{"memory_gb": 64, "db": 2}``.
 
     Raises:
-        ConfigError: a pair is not NAME=NUMBER; the message names ``where``.
+        ConfigError: a pair is not NAME=NUMBER; the message begins with
+            ``where`` when given.
     """
+    prefix = f"{where}: " if where else ""
     amounts: dict[str, float] = {}
     for pair in text.split(","):
         if not pair.strip():
             continue
         name, sep, amount = pair.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"{where}: expected NAME=AMOUNT, got {pair.strip()!r}")
+            raise ConfigError(f"{prefix}expected NAME=AMOUNT, got {pair.strip()!r}")
         try:
             value = float(amount)
         except ValueError:
-            raise ConfigError(f"{where}: {name.strip()}: {amount!r} is not a number") from None
+            raise ConfigError(f"{prefix}{name.strip()}: {amount!r} is not a number") from None
         amounts[name.strip()] = int(value) if value.is_integer() else value
     return amounts
 
