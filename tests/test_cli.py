@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from tests.fixtures import cli
+from tests.fixtures import cli, cli_env
 
 TESTS = Path(__file__).parent
 
@@ -91,3 +93,136 @@ def test_task_from_a_file_path(tmp_path: Path) -> None:
     proc = cli("run", f"{path}:Write", "--out", str(out), "--no-journal", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == "hi"
+
+
+WRITE = "tests.fixtures.cli_tasks:Write"
+MODULES = {
+    "broken.py": "import asyncflow\n\nclass Report(asyncflow.Task)\n    pass\n",
+    "raises.py": "import asyncflow\n\nSETTINGS = {}\nPATH = SETTINGS['path']\n",
+    "needs_dep.py": "import asyncflow\nimport no_such_dependency_xyz\n",
+    "daily.py": "import asyncflow\n\n"
+    "class Report(asyncflow.Task):\n    date = asyncflow.DateParameter()\n",
+    "bad_default.py": "import asyncflow\n\n"
+    "class Report(asyncflow.Task):\n    n = asyncflow.IntParameter()\n\nFIRST = Report(n='x')\n",
+    "bad_init.py": "import asyncflow\n\nclass Report(asyncflow.Task):\n"
+    "    def __init__(self) -> None:\n        raise RuntimeError('init broke')\n",
+}
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line stderr has besides JSON log records; fails if there are more."""
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", WRITE, "--out", "o", "--workers", "0"],
+            "asyncflow run: error: argument --workers: expected a positive integer, got '0'",
+        ),
+        (
+            ["backfill", WRITE, "--start", "2026-01-01", "--stop", "2026-01-02", "--workers", "x"],
+            "argument --workers: expected a positive integer, got 'x'",
+        ),
+        (
+            ["run", WRITE, "--out", "o", "--resources", "memory_gb=-1"],
+            "argument --resources: memory_gb must be a non-negative number, got -1",
+        ),
+        (
+            ["run", WRITE, "--out", "o", "--resources", "memory_gb"],
+            "argument --resources: expected NAME=AMOUNT, got 'memory_gb'",
+        ),
+        (
+            ["run", WRITE, "--out", "o", "--log-level", "LOUD"],
+            "argument --log-level: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'LOUD'",
+        ),
+        (
+            ["backfill", WRITE, "--start", "2026-01-01", "--stop", "2", "--log-level", "verbose"],
+            "argument --log-level: expected DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        ),
+        (["run", WRITE, "--out", "o", "--log-format", "xml"], "invalid choice: 'xml'"),
+        (["graph", WRITE, "--out", "o", "--format", "png"], "invalid choice: 'png'"),
+        (["history", "--limit", "0"], "argument --limit: expected a positive integer, got '0'"),
+        (["show"], "the following arguments are required: RUN_ID"),
+        (["run", WRITE, "--out", "o", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        (
+            ["backfill", "daily:Report", "--start", "someday", "--stop", "2026-01-02"],
+            "parameter 'start': expected a date like 2026-11-23, got 'someday'",
+        ),
+        (
+            ["run", WRITE, "--out", "o", "--force", "Nope", "--no-journal"],
+            "force: no task id or family of the graph matches 'Nope' (families there: Write)",
+        ),
+        (
+            ["run", "tests.fixtures.cli_tasks.Write", "--out", "o"],
+            "expected MODULE:TASK (e.g. pipelines.daily:Report), got "
+            "'tests.fixtures.cli_tasks.Write'; did you mean 'tests.fixtures.cli_tasks:Write'?",
+        ),
+        (
+            ["graph", "tests.fixtures.cli_tasks.Write", "--out", "o"],
+            "did you mean 'tests.fixtures.cli_tasks:Write'?",
+        ),
+        (["run", "missing.py:Report"], "no such file: missing.py"),
+        (["run", "broken:Report"], "cannot import 'broken': SyntaxError: expected ':'"),
+        (["graph", "broken.py:Report"], "SyntaxError: expected ':' (broken.py, line 3)"),
+        (["run", "raises:Report"], "cannot import 'raises': KeyError: 'path' ({tmp}/raises.py:4)"),
+        (
+            ["backfill", "raises.py:Report", "--start", "2026-01-01", "--stop", "2026-01-02"],
+            "cannot import 'raises.py': KeyError: 'path' ({tmp}/raises.py:4)",
+        ),
+        (
+            ["run", "needs_dep:Report"],
+            "cannot import 'needs_dep': ModuleNotFoundError: No module named "
+            "'no_such_dependency_xyz' ({tmp}/needs_dep.py:2)",
+        ),
+        (
+            ["run", "bad_default:Report"],
+            "cannot import 'bad_default': ParameterError: Report: parameter 'n': "
+            "expected an integer like 42, got 'x' ({tmp}/bad_default.py:6)",
+        ),
+        (
+            ["run", "bad_init:Report"],
+            "Report: cannot build the task: RuntimeError: init broke ({tmp}/bad_init.py:5)",
+        ),
+    ],
+)
+def test_usage_error_is_one_line_and_exits_two(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """A bad option, value or module gives one line naming it (no traceback), exit 2."""
+    for name, text in MODULES.items():
+        (tmp_path / name).write_text(text)
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message.format(tmp=tmp_path) in _one_error_line(proc)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ASYNCFLOW_WORKERS", "x"), ("ASYNCFLOW_LOG_LEVEL", "LOUD"), ("ASYNCFLOW_LOG_FORMAT", "xml")],
+)
+def test_bad_variable_is_one_line_naming_it(tmp_path: Path, variable: str, value: str) -> None:
+    """A bad ASYNCFLOW_* variable is reported by name in one line, exit 2."""
+    (tmp_path / "asyncflow.toml").write_text("workers = 2\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncflow", "run", WRITE, "--out", "o", "--no-journal"],
+        cwd=tmp_path,
+        env=cli_env(**{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert _one_error_line(proc).startswith(f"asyncflow: error: {variable} must be ")
+
+
+def test_journal_error_is_one_line(tmp_path: Path) -> None:
+    """A --journal that is not a journal is a JournalError in one line, exit 2."""
+    (tmp_path / "j.db").write_text("not a journal")
+    proc = cli("run", WRITE, "--out", "o", "--journal", "j.db", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = _one_error_line(proc)
+    assert line.startswith("asyncflow: error: ") and "j.db" in line

@@ -96,6 +96,50 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         Config.load(tmp_path, environ={"ASYNCFLOW_RESOURCES": "gpu"})
 
 
+@pytest.mark.parametrize(
+    ("variable", "text", "message"),
+    [
+        ("ASYNCFLOW_WORKERS", "x", "ASYNCFLOW_WORKERS must be a positive integer, got 'x'"),
+        ("ASYNCFLOW_WORKERS", "0", "ASYNCFLOW_WORKERS must be a positive integer, got '0'"),
+        ("ASYNCFLOW_KEEP_GOING", "maybe", "ASYNCFLOW_KEEP_GOING must be true or false"),
+        ("ASYNCFLOW_LEASE_TTL", "soon", "ASYNCFLOW_LEASE_TTL must be a number of seconds"),
+        ("ASYNCFLOW_RESOURCES", "gpu=-1", "ASYNCFLOW_RESOURCES: gpu must be a non-negative"),
+        ("ASYNCFLOW_MAX_RUNNING", "Export=0", "ASYNCFLOW_MAX_RUNNING: Export must be a positive"),
+        ("ASYNCFLOW_LOG_LEVEL", "LOUD", "ASYNCFLOW_LOG_LEVEL must be DEBUG, INFO, WARNING"),
+        ("ASYNCFLOW_LOG_FORMAT", "xml", "ASYNCFLOW_LOG_FORMAT must be auto, console or json"),
+    ],
+)
+def test_bad_variable_is_named_not_the_file(
+    tmp_path: Path, variable: str, text: str, message: str
+) -> None:
+    """A bad ASYNCFLOW_* value is reported as that variable's, even with a file beside it."""
+    (tmp_path / "asyncflow.toml").write_text(TOML)
+    with pytest.raises(ConfigError) as info:
+        Config.load(tmp_path, environ={variable: text})
+    assert str(info.value).startswith(message)
+    assert "asyncflow.toml" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("log_level = 'LOUD'", "log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ("log_format = 'xml'", "log_format must be auto, console or json, got 'xml'"),
+    ],
+)
+def test_bad_log_settings_in_the_file_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    """An unknown log level or format in the file names the file and the key."""
+    (tmp_path / "asyncflow.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        Config.load(tmp_path, environ={})
+    assert str(info.value).startswith(f"{tmp_path / 'asyncflow.toml'}: log_")
+
+
+def test_log_level_names_are_read_in_any_case(tmp_path: Path) -> None:
+    """log_level = "warning" is WARNING, as the command line takes it."""
+    assert Config.load(tmp_path, environ={"ASYNCFLOW_LOG_LEVEL": "warning"}).log_level == "warning"
+
+
 @pytest.mark.anyio
 async def test_run_uses_configured_capacities_and_arguments_override() -> None:
     """run() takes capacities from its config; an explicit argument overrides them."""

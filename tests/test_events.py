@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import anyio.lowlevel
+import pytest
+
 import asyncflow
 from asyncflow.events import Event, EventBus, TaskEvent, handles
+from asyncflow.testing import FakeClock, MemoryStore, MemoryTarget
 
 
 class Job(asyncflow.Task):
@@ -40,3 +44,172 @@ def test_a_marked_method_keeps_its_mark_when_bound() -> None:
     for kind in Event:
         bus.emit(kind, Job(), "run-1")
     assert listener.seen == [Event.SUCCESS]
+
+
+Seen = tuple[Event, str, int]
+
+
+class Ok(asyncflow.Task):
+    async def run(self) -> None:
+        pass
+
+
+class Flaky(asyncflow.Task):
+    """Fails its first attempt, succeeds at its second."""
+
+    retry_count = 1
+    retry_delay = 1.0
+    calls = 0
+
+    async def run(self) -> None:
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise ConnectionError("first attempt fails")
+
+
+class Fails(asyncflow.Task):
+    async def run(self) -> None:
+        raise RuntimeError("always fails")
+
+
+class Missing(asyncflow.ExternalTask):
+    def output(self) -> MemoryTarget:
+        return MemoryTarget("absent", store=MemoryStore())
+
+
+class BadRequires(asyncflow.Task):
+    def requires(self) -> asyncflow.Task:
+        raise KeyError("no such input")
+
+
+def _sync_and_async_run_handlers() -> tuple[list[Seen], list[Seen], list[object]]:
+    sync_seen: list[Seen] = []
+    async_seen: list[Seen] = []
+
+    def on_sync(event: TaskEvent) -> None:
+        sync_seen.append((event.kind, event.task_id, event.attempt))
+
+    async def on_async(event: TaskEvent) -> None:
+        await anyio.lowlevel.checkpoint()  # as a handler that sends an alert would
+        async_seen.append((event.kind, event.task_id, event.attempt))
+
+    return sync_seen, async_seen, [on_sync, on_async]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("task", "kind"),
+    [(Missing(), Event.DEPENDENCY_MISSING), (BadRequires(), Event.FAILURE)],
+    ids=["missing-external", "requires-raises"],
+)
+async def test_async_run_handler_gets_events_of_the_graph(
+    task: asyncflow.Task, kind: Event
+) -> None:
+    """An async run handler gets the events of tasks settled while the graph is built."""
+    sync_seen, async_seen, handlers = _sync_and_async_run_handlers()
+    await asyncflow.run(task, handlers=handlers, journal=None)
+    assert sync_seen == [(kind, task.task_id, 1)]
+    assert async_seen == sync_seen
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("cls", "kind"),
+    [(Missing, Event.DEPENDENCY_MISSING), (BadRequires, Event.FAILURE)],
+    ids=["missing-external", "requires-raises"],
+)
+async def test_async_class_handler_gets_events_of_the_graph(
+    cls: type[asyncflow.Task], kind: Event
+) -> None:
+    """An async Task.event_handler gets the events of tasks settled while the graph is built."""
+    sync_seen: list[asyncflow.Task] = []
+    async_seen: list[asyncflow.Task] = []
+
+    class Sub(cls):  # type: ignore[valid-type, misc]
+        pass
+
+    @Sub.event_handler(kind)
+    def on_sync(task: asyncflow.Task, *rest: object) -> None:
+        sync_seen.append(task)
+
+    @Sub.event_handler(kind)
+    async def on_async(task: asyncflow.Task, *rest: object) -> None:
+        await anyio.lowlevel.checkpoint()
+        async_seen.append(task)
+
+    await asyncflow.run(Sub(), journal=None)
+    assert sync_seen == [Sub()]
+    assert async_seen == sync_seen
+
+
+def _register_sync_and_async(
+    classes: tuple[type[asyncflow.Task], ...],
+) -> tuple[list[Seen], list[Seen]]:
+    """Register a sync and an async class handler for every kind on each of ``classes``."""
+    class_sync: list[Seen] = []
+    class_async: list[Seen] = []
+    for cls in classes:
+        for kind in Event:
+
+            def on_sync(task: asyncflow.Task, *rest: object, kind: Event = kind) -> None:
+                class_sync.append((kind, task.task_id, 0))
+
+            async def on_async(task: asyncflow.Task, *rest: object, kind: Event = kind) -> None:
+                await anyio.lowlevel.checkpoint()
+                class_async.append((kind, task.task_id, 0))
+
+            cls.event_handler(kind)(on_sync)
+            cls.event_handler(kind)(on_async)
+    return class_sync, class_async
+
+
+@pytest.mark.anyio
+async def test_sync_and_async_handlers_see_the_same_events() -> None:
+    """Over a run with a success, a retry, a failure, a missing external and a failing
+    requires(), async handlers (run and class) see what sync ones see, in order."""
+
+    class Seen1(Ok): ...
+
+    class Seen2(Flaky):
+        calls = 0
+
+    class Seen3(Fails): ...
+
+    class Seen4(Missing): ...
+
+    class Seen5(BadRequires): ...
+
+    classes = (Seen1, Seen2, Seen3, Seen4, Seen5)
+    sync_seen, async_seen, handlers = _sync_and_async_run_handlers()
+    class_sync, class_async = _register_sync_and_async(classes)
+    await asyncflow.run(
+        [cls() for cls in classes], handlers=handlers, journal=None, clock=FakeClock()
+    )
+    assert {kind for kind, _, _ in sync_seen} == set(Event) - {Event.TIMEOUT, Event.CANCELLED}
+    assert async_seen == sync_seen
+    assert [seen[:2] for seen in sync_seen] == [seen[:2] for seen in class_sync]
+    assert class_async == class_sync
+
+
+@pytest.mark.anyio
+async def test_async_handlers_get_the_events_of_a_fail_fast_stop() -> None:
+    """With keep_going=False, the failure and the cancellations it causes reach async
+    handlers too, though the run is being cancelled when they are emitted."""
+    started = anyio.Event()
+
+    class Blocks(asyncflow.Task):
+        async def run(self) -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+    class FailsLater(asyncflow.Task):
+        async def run(self) -> None:
+            await started.wait()
+            raise RuntimeError("fails once Blocks runs")
+
+    sync_seen, async_seen, handlers = _sync_and_async_run_handlers()
+    class_sync, class_async = _register_sync_and_async((Blocks, FailsLater))
+    await asyncflow.run([Blocks(), FailsLater()], handlers=handlers, journal=None, keep_going=False)
+    assert {kind for kind, _, _ in sync_seen} == {Event.START, Event.FAILURE, Event.CANCELLED}
+    assert async_seen == sync_seen
+    assert class_async == class_sync

@@ -112,3 +112,53 @@ def test_repr_is_compact() -> None:
     result = asyncflow.build([Leaf(n) for n in range(200, 300)], journal=None)
     text = repr(result)
     assert text == f"<RunResult {result.run_id} ok=True done=100>"
+
+
+def test_bool_of_a_result_is_ok() -> None:
+    """bool(result) is result.ok, for `if not asyncflow.build(...)` as with luigi.build."""
+    STORE.clear()
+    failed = asyncflow.build(Leaf(11), Failing(), journal=None)
+    assert len(failed) == 2 and not failed
+    succeeded = asyncflow.build(Leaf(12), journal=None)
+    assert succeeded.ok and succeeded
+
+
+@pytest.mark.parametrize(
+    ("force", "named"),
+    [
+        (["Nope"], "'Nope'"),
+        (["Leaf", "Leef"], "'Leef'"),
+        ([Leaf(99)], f"'{Leaf(99).task_id}'"),
+        ([Leaf(13).task_id + "x"], f"'{Leaf(13).task_id}x'"),
+    ],
+)
+def test_force_naming_nothing_in_the_graph_is_refused(force: list[object], named: str) -> None:
+    """force= entries matching no task id or family raise ConfigError naming them, and
+    the families there are; nothing runs."""
+    STORE.clear()
+    with pytest.raises(asyncflow.ConfigError, match="force") as info:
+        asyncflow.build(Leaf(13), Failing(), journal=None, force=force)
+    message = str(info.value)
+    assert named in message and "families there: Failing, Leaf" in message
+    assert "'Leaf'" not in message
+    assert STORE.keys() == []
+
+
+def test_force_may_name_a_requirement_yielded_at_run_time() -> None:
+    """A family only run() yields is not in the graph before the run: force= accepts it
+    while a task that may yield will run, and still refuses a name no task class has."""
+    STORE.clear()
+
+    class Yields(asyncflow.Task):
+        def output(self) -> MemoryTarget:
+            return MemoryTarget("yields", store=STORE)
+
+        async def run(self):  # type: ignore[no-untyped-def]
+            yield Leaf(14)
+            await self.output().write_bytes(b"1")
+
+    assert asyncflow.build(Yields(), journal=None).ok
+    result = asyncflow.build(Yields(), journal=None, force=["Yields", "Leaf"])
+    assert result.ok and result.status(Leaf(14)) is asyncflow.Status.DONE
+    with pytest.raises(asyncflow.ConfigError, match="'Nope'"):
+        asyncflow.build(Yields(), journal=None, force=["Yields", "Nope"])

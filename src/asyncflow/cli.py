@@ -1,7 +1,9 @@
 """The command line: ``asyncflow run module:Task --date 2026-11-23 --workers 8``.
 
-Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 bad usage
-(unknown task, bad parameter), 130 interrupted.
+Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 the command
+cannot be carried out as written (a bad option or parameter value, a task or
+module that cannot be loaded, bad configuration, an unusable journal: one line
+on stderr says which), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,22 +15,25 @@ import importlib.util
 import os
 import signal
 import sys
+import sysconfig
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
 from ._version import __version__
-from .config import Config, parse_amounts
+from .config import LOG_FORMATS, Config, is_log_level, parse_amounts
 from .dag import render
-from .errors import AsyncflowError, ConfigError, CycleError, JournalError, ParameterError
+from .errors import AsyncflowError, ConfigError
 from .graph import expand
 from .journal import Journal, format_run, format_runs
 from .logging import configure_logging
 from .parameters import BoolParameter
 from .ranges import range_daily, range_hourly
+from .resources import is_amount
 from .result import RunResult
 from .runner import DEFAULT_WORKERS, run
 from .task import Task
@@ -52,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         task_cls = _task_from_argv(args_list)
         parser = _parser(task_cls)
         try:
+            if task_cls is None and args_list and args_list[0] in _TASK_COMMANDS:
+                # No MODULE:TASK among the arguments: say so before the task's own
+                # options are refused as unknown.
+                load_task(parser.parse_known_args(args_list)[0].task)
             args = parser.parse_args(args_list)
         except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
             return int(exc.code or 0)
@@ -66,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             task_cls = load_task(args.task)
         command = {"run": _run, "graph": _graph, "backfill": _backfill}[args.command]
         return command(args, task_cls)
-    except (UsageError, ParameterError, ConfigError, CycleError, JournalError) as exc:
+    except AsyncflowError as exc:  # asyncflow's errors name what is wrong: no traceback
         print(f"asyncflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -91,7 +100,13 @@ def load_task(spec: str) -> type[Task]:
     """
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:TASK (e.g. pipelines.daily:Report), got {spec!r}")
+        module_name, dot, attr = spec.rpartition(".")
+        hint = (
+            f"; did you mean '{module_name}:{attr}'?"
+            if not sep and dot and module_name and attr and attr != "py"
+            else ""
+        )
+        raise UsageError(f"expected MODULE:TASK (e.g. pipelines.daily:Report), got {spec!r}{hint}")
     module = _import(module_name)
     found = getattr(module, attr, None)
     if not (isinstance(found, type) and issubclass(found, Task)):
@@ -109,35 +124,86 @@ def load_task(spec: str) -> type[Task]:
 
 
 def _import(name: str) -> ModuleType:
-    if name.endswith(".py") or os.sep in name:
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"no such file: {path}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-        return module
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    """Import module ``name`` (or the file at that path).
+
+    Raises:
+        UsageError: it cannot be imported; the message has the error and where
+            in the user's code it was raised.
+    """
     try:
+        if name.endswith(".py") or os.sep in name:
+            return _import_file(Path(name))
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
         return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+    except UsageError:
         raise
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(f"{exc.name}.")):
+            # The module itself (or a package above it), not one that it imports.
+            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+        raise UsageError(f"cannot import {name!r}: {_describe(exc)}") from None
+    except Exception as exc:
+        raise UsageError(f"cannot import {name!r}: {_describe(exc)}") from None
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UsageError(f"not a file: {path}" if path.exists() else f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(path.stem, None)  # no half-imported module left behind
+        raise
+    return module
+
+
+def _describe(error: Exception) -> str:
+    """``Type: message (file:line)``, the line being the innermost one of the user's code."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, SyntaxError):  # its own message has the file and line
+        return text
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if not _is_library(frame.filename):
+            return f"{text} ({frame.filename}:{frame.lineno})"
+    return text
+
+
+def _is_library(filename: str) -> bool:
+    """Whether ``filename`` is importlib's, the standard library's, an installed
+    package's or asyncflow's own (not the code of the module being imported)."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>
+        return True
+    path = os.path.abspath(filename)
+    return any(path.startswith(root) for root in _library_roots())
+
+
+@functools.cache
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    roots.add(str(Path(__file__).parent))
+    return tuple(os.path.join(os.path.abspath(root), "") for root in roots)
 
 
 _TASK_COMMANDS = ("run", "graph", "backfill")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the task's options can fill a screen)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asyncflow", description="Run asyncflow tasks from the command line."
-    )
+    parser = _Parser(prog="asyncflow", description="Run asyncflow tasks from the command line.")
     parser.add_argument("--version", action="version", version=f"asyncflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
@@ -179,7 +245,9 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     history.add_argument(
         "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
     )
-    history.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
+    history.add_argument(
+        "--limit", type=_positive_int, default=20, help="runs to show (default 20)"
+    )
     show = commands.add_parser(
         "show",
         help="show one run's tasks and attempts",
@@ -203,12 +271,13 @@ def _add_task_spec(command: argparse.ArgumentParser) -> None:
 def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         default=None,
         help=f"task bodies running at once (default: configured, else {DEFAULT_WORKERS})",
     )
     command.add_argument(
         "--resources",
+        type=_amounts,
         action="append",
         default=[],
         metavar="NAME=AMOUNT[,...]",
@@ -231,10 +300,42 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--log-level",
+        type=_log_level,
         default=None,
         help="DEBUG, INFO, WARNING or ERROR (default: configured, else INFO)",
     )
-    command.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
+    command.add_argument("--log-format", default=None, choices=LOG_FORMATS)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return number
+
+
+def _log_level(text: str) -> str:
+    if not is_log_level(text):
+        raise argparse.ArgumentTypeError(
+            f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text!r}"
+        )
+    return text.upper()
+
+
+def _amounts(text: str) -> dict[str, float]:
+    try:
+        amounts = parse_amounts(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    for name, amount in amounts.items():
+        if not is_amount(amount):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a non-negative number, got {amount!r}"
+            )
+    return amounts
 
 
 def _add_task_params(command: argparse.ArgumentParser, task_cls: type[Task]) -> None:
@@ -355,7 +456,23 @@ def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
 
 
 def _task_from_args(task_cls: type[Task], args: argparse.Namespace, config: Config) -> Task:
-    """The task: command-line values over the configuration's ``[Family]`` defaults."""
+    """The task: command-line values over the configuration's ``[Family]`` defaults.
+
+    Raises:
+        ParameterError: a value is missing or does not parse.
+        UsageError: the task class raised something else while building the task.
+    """
+    try:
+        return _build_task(task_cls, args, config)
+    except AsyncflowError:
+        raise
+    except Exception as exc:
+        raise UsageError(
+            f"{task_cls.task_family}: cannot build the task: {_describe(exc)}"
+        ) from None
+
+
+def _build_task(task_cls: type[Task], args: argparse.Namespace, config: Config) -> Task:
     texts = config.task_defaults(task_cls.task_family)
     flags: dict[str, bool] = {}
     for name, param in task_cls.get_params().items():
@@ -376,14 +493,21 @@ def _task_from_args(task_cls: type[Task], args: argparse.Namespace, config: Conf
 async def _run_until_signalled(task: Task, options: dict[str, Any]) -> RunResult | None:
     """Run; the first SIGINT/SIGTERM cancels the run cleanly, a second exits at once.
 
-    Returns None when the run was interrupted.
+    Returns None when the run was interrupted. What run() raises comes out as
+    itself (not in an exception group), for main() to report in one line.
     """
     result: RunResult | None = None
+    error: Exception | None = None
     async with anyio.create_task_group() as tg:
         with anyio.CancelScope() as run_scope:
             tg.start_soon(_watch_signals, run_scope)
-            result = await run(task, **options)
+            try:
+                result = await run(task, **options)
+            except Exception as exc:
+                error = exc
         tg.cancel_scope.cancel()  # stop watching
+    if error is not None:
+        raise error
     return result
 
 
@@ -402,10 +526,10 @@ async def _watch_signals(run_scope: anyio.CancelScope) -> None:
             run_scope.cancel()
 
 
-def _resources(items: list[str]) -> dict[str, float]:
+def _resources(items: list[dict[str, float]]) -> dict[str, float]:
     capacities: dict[str, float] = {}
     for item in items:
-        capacities.update(parse_amounts(item, "--resources"))
+        capacities.update(item)
     return capacities
 
 

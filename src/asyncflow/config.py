@@ -29,17 +29,18 @@ Arguments given to ``run()`` or on the command line override both. The file::
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .errors import ConfigError
 from .resources import is_amount
 
-__all__ = ["Config", "parse_amounts"]
+__all__ = ["LOG_FORMATS", "Config", "is_log_level", "parse_amounts"]
 
 _SCALARS = {"workers", "journal", "keep_going", "lease_ttl", "log_level", "log_format"}
 _TABLES = {"resources", "max_running"}
@@ -80,30 +81,35 @@ class Config:
         """
         folder = Path(directory) if directory is not None else Path.cwd()
         values, source = _read_file(folder)
-        values.update(_read_environ(os.environ if environ is None else environ))
-        return cls._build(values, source or "the environment")
-
-    @classmethod
-    def _build(cls, values: dict[str, Any], where: str) -> Config:
-        known: dict[str, Any] = {}
-        tasks: dict[str, dict[str, str]] = {}
-        for key, value in values.items():
-            if key in _SCALARS:
-                known[key] = _scalar(key, value, where)
-            elif key in _TABLES:
-                known[key] = _table(key, value, where)
-            elif isinstance(value, dict):
-                tasks[key] = {name: _text(v) for name, v in value.items()}
-            else:
-                raise ConfigError(
-                    f"{where}: unknown setting {key!r} (settings: "
-                    f"{', '.join(sorted(_SCALARS | _TABLES))}; tables name task families)"
-                )
-        return cls(**known, tasks=tasks, source=where if where != "the environment" else None)
+        known, tasks = _check_file(values, source) if source is not None else ({}, {})
+        # A variable overrides the file's setting, and its errors name the variable.
+        known.update(_read_environ(os.environ if environ is None else environ))
+        return cls(**known, tasks=tasks, source=source)
 
     def task_defaults(self, family: str) -> dict[str, str]:
         """The parameter defaults a ``[Family]`` section gives, as text."""
         return dict(self.tasks.get(family, {}))
+
+
+def _check_file(
+    values: dict[str, Any], source: str
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """The settings and ``[Family]`` sections of a file, checked; errors name ``source``."""
+    known: dict[str, Any] = {}
+    tasks: dict[str, dict[str, str]] = {}
+    for key, value in values.items():
+        if key in _SCALARS:
+            known[key] = _scalar(key, value, f"{source}: {key}")
+        elif key in _TABLES:
+            known[key] = _table(key, value, f"{source}: {key}.", source)
+        elif isinstance(value, dict):
+            tasks[key] = {name: _text(v) for name, v in value.items()}
+        else:
+            raise ConfigError(
+                f"{source}: unknown setting {key!r} (settings: "
+                f"{', '.join(sorted(_SCALARS | _TABLES))}; tables name task families)"
+            )
+    return known, tasks
 
 
 def _read_file(folder: Path) -> tuple[dict[str, Any], str | None]:
@@ -129,56 +135,79 @@ def _parse_toml(path: Path) -> dict[str, Any]:
 
 
 def _read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings ``ASYNCFLOW_*`` variables give, checked; errors name the variable."""
     values: dict[str, Any] = {}
-    for key in _SCALARS | _TABLES:
-        text = environ.get(f"ASYNCFLOW_{key.upper()}")
+    for key in sorted(_SCALARS | _TABLES):
+        variable = f"ASYNCFLOW_{key.upper()}"
+        text = environ.get(variable)
         if text is None:
             continue
-        values[key] = parse_amounts(text, f"ASYNCFLOW_{key.upper()}") if key in _TABLES else text
+        if key in _TABLES:
+            amounts = parse_amounts(text, variable)
+            values[key] = _table(key, amounts, f"{variable}: ", variable)
+        else:
+            values[key] = _scalar(key, text, variable)
     return values
 
 
-def parse_amounts(text: str, where: str) -> dict[str, float]:
+def parse_amounts(text: str, where: str | None = None) -> dict[str, float]:
     """``"memory_gb=64,db=2"`` as ``{"memory_gb": 64, "db": 2}``.
 
     Raises:
-        ConfigError: a pair is not NAME=NUMBER; the message names ``where``.
+        ConfigError: a pair is not NAME=NUMBER; the message begins with
+            ``where`` when given.
     """
+    prefix = f"{where}: " if where else ""
     amounts: dict[str, float] = {}
     for pair in text.split(","):
         if not pair.strip():
             continue
         name, sep, amount = pair.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"{where}: expected NAME=AMOUNT, got {pair.strip()!r}")
+            raise ConfigError(f"{prefix}expected NAME=AMOUNT, got {pair.strip()!r}")
         try:
             value = float(amount)
         except ValueError:
-            raise ConfigError(f"{where}: {name.strip()}: {amount!r} is not a number") from None
+            raise ConfigError(f"{prefix}{name.strip()}: {amount!r} is not a number") from None
         amounts[name.strip()] = int(value) if value.is_integer() else value
     return amounts
 
 
-def _scalar(key: str, value: Any, where: str) -> Any:
+def _scalar(key: str, value: Any, label: str) -> Any:
+    """``value`` of setting ``key``, checked; ``label`` names it in errors (file and key,
+    or the variable)."""
     if key == "workers":
         number = _int(value)
         if number is None or number < 1:
-            raise ConfigError(f"{where}: workers must be a positive integer, got {value!r}")
+            raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         return number
     if key == "keep_going":
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ConfigError(f"{where}: keep_going must be true or false, got {value!r}")
+        raise ConfigError(f"{label} must be true or false, got {value!r}")
     if key == "lease_ttl":
         seconds = _float(value)
         if seconds is None or not seconds > 0:
-            raise ConfigError(f"{where}: lease_ttl must be a number of seconds > 0, got {value!r}")
+            raise ConfigError(f"{label} must be a number of seconds > 0, got {value!r}")
         return seconds
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        raise ConfigError(f"{label} must be a string, got {value!r}")
+    if key == "log_level" and not is_log_level(value):
+        raise ConfigError(f"{label} must be {_LEVELS}, got {value!r}")
+    if key == "log_format" and value not in LOG_FORMATS:
+        raise ConfigError(f"{label} must be auto, console or json, got {value!r}")
     return value
+
+
+def is_log_level(name: str) -> bool:
+    """Whether ``name`` is a logging level's name (any case): DEBUG, INFO, WARNING..."""
+    return name.upper() in logging.getLevelNamesMapping()
+
+
+LOG_FORMATS: Final = ("auto", "console", "json")
+_LEVELS: Final = "DEBUG, INFO, WARNING, ERROR or CRITICAL"
 
 
 def _float(value: Any) -> float | None:
@@ -192,7 +221,8 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _table(key: str, value: Any, where: str) -> dict[str, Any]:
+def _table(key: str, value: Any, prefix: str, where: str) -> dict[str, Any]:
+    """Table ``key``, checked; an entry's errors name it as ``prefix`` + its name."""
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: [{key}] must be a table of NAME = NUMBER")
     table: dict[str, Any] = {}
@@ -200,15 +230,11 @@ def _table(key: str, value: Any, where: str) -> dict[str, Any]:
         if key == "max_running":
             number = _int(amount)
             if number is None or number < 1:
-                raise ConfigError(
-                    f"{where}: max_running.{name} must be a positive integer, got {amount!r}"
-                )
+                raise ConfigError(f"{prefix}{name} must be a positive integer, got {amount!r}")
             table[name] = number
         else:
             if not is_amount(amount):
-                raise ConfigError(
-                    f"{where}: resources.{name} must be a non-negative number, got {amount!r}"
-                )
+                raise ConfigError(f"{prefix}{name} must be a non-negative number, got {amount!r}")
             table[name] = amount
     return table
 

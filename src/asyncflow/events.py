@@ -9,20 +9,26 @@ receive it:
   tasks of that class and its subclasses with Luigi's arguments (see
   :func:`class_handler_args`).
 
-A handler may be a plain function or a coroutine function. A handler that
-raises is logged and never breaks the run. A handler marked with
+A handler may be a plain function or a coroutine function. Coroutine handlers
+run in the bus's own task group (:meth:`EventBus.delivering`), which the run
+keeps open around everything that emits: they get every event a plain handler
+gets, including those emitted before the first task starts and while a
+fail-fast stop cancels the run's tasks. A handler that raises is logged and
+never breaks the run. A handler marked with
 :func:`handles` gets only the kinds it names, and the bus builds no event
 that no handler wants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
+import anyio
 import structlog
 
 if TYPE_CHECKING:
@@ -122,26 +128,40 @@ def _handlers_by_kind(cls: type) -> dict[Event, tuple[Callable[..., object], ...
 class EventBus:
     """Delivers a run's events to its handlers and to class handlers.
 
-    ``spawn`` starts a coroutine in the run's task group (used for async
-    handlers so that a slow handler never holds a worker).
+    Async handlers run as tasks of the bus's own group, open for the duration
+    of :meth:`delivering`: a slow handler never holds a worker, and stopping
+    the run's tasks (fail-fast) does not cancel the handlers of its events.
     """
 
-    def __init__(
-        self,
-        handlers: Iterable[EventHandler],
-        spawn: Spawn | None = None,
-    ) -> None:
+    def __init__(self, handlers: Iterable[EventHandler]) -> None:
         handlers = tuple(handlers)
         everything = frozenset(Event)
         self._handlers = {
             kind: tuple(h for h in handlers if kind in getattr(h, _KINDS, everything))
             for kind in Event
         }
-        self._spawn = spawn
+        self._spawn: Spawn | None = None
         self._class_cache: dict[type, dict[Event, tuple[Callable[..., object], ...]]] = {}
 
-    def set_spawn(self, spawn: Spawn | None) -> None:
-        self._spawn = spawn
+    @contextlib.asynccontextmanager
+    async def delivering(self) -> AsyncIterator[None]:
+        """Run async handlers while the block runs; on exit, wait for those still running.
+
+        Events emitted outside such a block reach plain handlers only (there is
+        no task group to run a coroutine in). An exception of the block
+        propagates as itself, not inside an exception group.
+        """
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            self._spawn = group.start_soon
+            try:
+                yield
+            except Exception as exc:
+                error = exc  # raised below, outside the group, so it is not wrapped
+            finally:
+                self._spawn = None
+        if error is not None:
+            raise error
 
     def emit(
         self,

@@ -153,14 +153,12 @@ class Executor:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
                 self._spawn = tg.start_soon
-                self._bus.set_spawn(tg.start_soon)
                 self._ensure_watching()
                 if later:
                     tg.start_soon(self._claim_in_chunks, later)
                 for _ in range(min(self._workers, self._outstanding)):
                     tg.start_soon(self._worker)
         finally:
-            self._bus.set_spawn(None)
             for node in graph.order:
                 if node.status is None:
                     node.status = Status.CANCELLED

@@ -102,7 +102,9 @@ class TaskResult:
 class RunResult:
     """Returned by :func:`asyncflow.run` and :func:`asyncflow.build`.
 
-    ``ok`` is True only when every requested task is complete at the end.
+    ``ok`` is True only when every requested task is complete at the end, and
+    so is ``bool(result)``: ``if not asyncflow.build(...)`` reads as it does
+    with ``luigi.build``.
     """
 
     run_id: str
@@ -116,6 +118,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return all(self.results[t.task_id].status.is_complete for t in self.requested)
+
+    def __bool__(self) -> bool:
+        # Without it, bool() would fall back on __len__: True for any failed run.
+        return self.ok
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s.value}={n}" for s, n in self.counts().items())

@@ -21,7 +21,7 @@ from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
 from .config import Config
-from .errors import AsyncflowError, ConfigError
+from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
@@ -29,7 +29,7 @@ from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
-from .task import Task
+from .task import RunKind, Task
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
 
@@ -100,7 +100,7 @@ async def run(
             to recover).
     """
     roots = _requested(tasks)
-    forced = _forced(force)
+    forced = _forced_names(force)
     if config is None:
         config = await anyio.to_thread.run_sync(Config.load)
     elif not isinstance(config, Config):
@@ -165,7 +165,7 @@ async def _run(
     started: float,
     keep_going: bool,
     handlers: Iterable[EventHandler],
-    forced: Callable[[Task], bool] | None,
+    forced: frozenset[str],
     journal: Journal | None,
     end: Callable[[bool], Awaitable[None]] | None,
 ) -> RunResult:
@@ -177,8 +177,10 @@ async def _run(
     """
     logger = structlog.get_logger("asyncflow").bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
-    probes = Probes(journal.succeeded if journal is not None else None, forced)
+    probes = Probes(journal.succeeded if journal is not None else None, _is_forced(forced))
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
+    if forced:
+        _check_forced(forced, graph)
     scheduler = _scheduler(graph, options, logger)
     bus = EventBus([journal.record, *handlers] if journal is not None else handlers)
     executor = Executor(
@@ -198,7 +200,8 @@ async def _run(
     )
     pool_token = _current_pool.set(scheduler.pool)
     try:
-        await executor.run()
+        async with bus.delivering():  # the events of the graph's failures are emitted here too
+            await executor.run()
     finally:
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
@@ -343,8 +346,8 @@ def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
     return roots
 
 
-def _forced(force: Iterable[Task | str]) -> Callable[[Task], bool] | None:
-    """A predicate for ``force=``: task instances, task ids or family names."""
+def _forced_names(force: Iterable[Task | str]) -> frozenset[str]:
+    """The task ids and family names ``force=`` gives (task instances by their ids)."""
     if isinstance(force, Task | str):
         force = [force]
     names: set[str] = set()
@@ -355,9 +358,74 @@ def _forced(force: Iterable[Task | str]) -> Callable[[Task], bool] | None:
             names.add(item)
         else:
             raise ConfigError(f"force= takes tasks, task ids or family names, got {item!r}")
+    return frozenset(names)
+
+
+def _is_forced(names: frozenset[str]) -> Callable[[Task], bool] | None:
+    """The predicate ``Probes`` takes: a task is forced by its id or its family."""
     if not names:
         return None
     return lambda task: task.task_id in names or task.task_family in names
+
+
+_LISTED_FAMILIES: Final = 20
+
+
+def _check_forced(forced: frozenset[str], graph: Graph) -> None:
+    """Refuse ``force=`` entries that name nothing the run could run.
+
+    Requirements yielded by ``run()`` join the graph only as they come, and
+    those of a task whose ``requires()`` raised never do: while the graph may
+    hide tasks, an entry still counts if a task class defined in the process
+    could have it as family or id.
+
+    Raises:
+        ConfigError: an entry names no task id and no family; the message
+            lists the families there are.
+    """
+    families = {node.task.task_family for node in graph.nodes.values()}
+    unknown = sorted(name for name in forced if name not in graph.nodes and name not in families)
+    if unknown and _may_grow(graph):
+        defined = _defined_families()
+        unknown = [name for name in unknown if not _could_name(name, defined)]
+    if not unknown:
+        return
+    listed = sorted(families)
+    shown = ", ".join(listed[:_LISTED_FAMILIES]) + (
+        ", ..." if len(listed) > _LISTED_FAMILIES else ""
+    )
+    raise ConfigError(
+        f"force: no task id or family of the graph matches {', '.join(map(repr, unknown))} "
+        f"(families there: {shown})"
+    )
+
+
+def _may_grow(graph: Graph) -> bool:
+    """Whether tasks the graph does not show yet may still be part of the run."""
+    return any(
+        (node.status is None and node.task._run_kind not in _FIXED_KINDS)
+        or isinstance(node.error, TaskDefinitionError)
+        for node in graph.nodes.values()
+    )
+
+
+_FIXED_KINDS: Final = frozenset({RunKind.SYNC, RunKind.ASYNC})  # run() bodies that yield nothing
+
+
+def _defined_families() -> set[str]:
+    """The families of every Task class defined in the process."""
+    families: set[str] = set()
+    stack = [Task]
+    while stack:
+        cls = stack.pop()
+        families.add(cls.task_family)
+        stack.extend(cls.__subclasses__())
+    return families
+
+
+def _could_name(name: str, families: set[str]) -> bool:
+    """Whether ``name`` is one of ``families`` or could be a task id of one."""
+    return name in families or any(name.startswith(f"{family}_") for family in families)
 
 
 def _new_run_id() -> str:
