@@ -366,9 +366,7 @@ def _param_help(param: Any) -> str:
     parts = [param.description] if param.description else []
     parts.append(param.type_name)
     if param.has_default:
-        default = param.default
-        shown = "none" if default is None else param.serialize(default)
-        parts.append(f"default {shown}")
+        parts.append(f"default {param.default_text()}")
     else:
         parts.append("required")
     return "; ".join(parts)

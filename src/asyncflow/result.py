@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._redact import known_secrets, redact
+
 if TYPE_CHECKING:
     from .resources import ResourceStatistics
     from .task import Task
@@ -208,7 +210,7 @@ def _summarise(result: RunResult) -> str:
         if status is Status.DONE:
             group.sort(key=lambda r: r.started or 0.0)  # in the order they ran
         if status in (Status.FAILED, Status.MISSING):
-            lines.extend(_failure_lines(group))
+            lines.extend(_failure_lines(group, result))
         else:
             lines.extend(_family_lines(group))
     if result.ok:
@@ -235,11 +237,18 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
     return lines
 
 
-def _failure_lines(group: Sequence[TaskResult]) -> list[str]:
+def _failure_lines(group: Sequence[TaskResult], result: RunResult) -> list[str]:
+    # An error message is the task body's text, which may quote a hidden value.
+    secrets = known_secrets(
+        text
+        for r in result.results.values()
+        if r.task._secret_names
+        for text in r.task._secret_texts()
+    )
     lines: list[str] = []
     for r in group[:_MAX_FAILURES]:
         why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"
-        lines.append(f"    - {r.task!r}{why}")
+        lines.append(f"    - {r.task!r}{redact(why, secrets)}")
     if len(group) > _MAX_FAILURES:
         lines.append(f"    ... and {len(group) - _MAX_FAILURES} more")
     return lines

@@ -29,7 +29,7 @@ from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
-from .task import RunKind, Task
+from .task import RunKind, Task, secrets_known
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
 
@@ -122,7 +122,7 @@ async def run(
     options.clock = clock
     run_id = _new_run_id()
     started = time.time()
-    with structlog.contextvars.bound_contextvars(run_id=run_id):
+    with structlog.contextvars.bound_contextvars(run_id=run_id), secrets_known(roots):
         async with client_scope():
             if options.journal is None:
                 return await _run(
