@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 import pytest
 import structlog
+import structlog.testing
 from tests.fixtures import cli_env
 from tests.fixtures.secret_tasks import Pipeline, proof_of
 from tests.targets.servers import MotoServer, create_s3_bucket, unique_bucket
@@ -250,10 +251,15 @@ class Quoting(asyncflow.Task):
 
 @pytest.mark.anyio
 async def test_a_body_quoting_its_secret_in_an_error_is_masked(tmp_path: Path) -> None:
-    """User code that puts a hidden value in an exception: masked in the summary and journal."""
+    """User code that puts a hidden value in an exception: masked in the summary, the
+    journal and asyncflow's own log records (whatever the application's logging set-up)."""
     canary = f"canary{secrets.token_hex(12)}"
     journal = tmp_path / "journal.db"
-    result = await asyncflow.run(Quoting(password=canary), journal=journal)
+    with structlog.testing.capture_logs() as records:
+        result = await asyncflow.run(Quoting(password=canary), journal=journal)
+    failed = [r for r in records if r["event"] == "task.failed"]
+    assert failed[0]["error"] == "ValueError: login refused for password ***"
+    assert canary not in repr(records)
     assert "ValueError: login refused for password ***" in result.summary()
     async with Journal.open(journal) as opened:
         record = await opened.run(result.run_id)

@@ -19,7 +19,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Final
 
-__all__ = ["CREDENTIAL_VARIABLES", "MASK", "known_secrets", "redact", "remember", "scope"]
+__all__ = [
+    "CREDENTIAL_VARIABLES",
+    "MASK",
+    "describe",
+    "known_secrets",
+    "redact",
+    "remember",
+    "scope",
+]
 
 MASK: Final = "***"
 """What stands for a hidden value wherever asyncflow shows or stores one."""
@@ -96,6 +104,14 @@ def known_secrets(extra: Iterable[str] = (), environ: Mapping[str, str] | None =
         forms.add(json.dumps(secret)[1:-1])  # JSON logs escape quotes, backslashes, non-ASCII
         forms.add(repr(secret)[1:-1])
     return sorted(forms, key=len, reverse=True)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an error for a log record, known secrets masked (the
+    message is often the task body's own text)."""
+    text = f"{type(error).__name__}: {error}"
+    secrets = known_secrets()
+    return redact(text, secrets) if secrets else text
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from ._attempt import LeaseGuard, Suspended, call_run, check_outputs
+from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
@@ -286,7 +287,7 @@ class Executor:
                 "task.retry",
                 task_id=node.task_id,
                 attempt=attempt,
-                error=f"{type(error).__name__}: {error}",
+                error=describe(error),
             )
             return _RETRY
         node.finished = finished
@@ -444,7 +445,7 @@ class Executor:
             self._log.warning(
                 "task.partial_writes_not_discarded",
                 task_id=node.task_id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
             )
 
     async def _complete_now(self, node: Node) -> bool:
@@ -640,7 +641,7 @@ class Executor:
         self._log.error(
             "task.failed",
             task_id=node.task_id,
-            error=f"{type(error).__name__}: {error}" if error is not None else None,
+            error=describe(error) if error is not None else None,
         )
 
 
