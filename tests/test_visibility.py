@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Annotated
@@ -252,3 +253,30 @@ def test_decorated_task_takes_visibility_from_annotated() -> None:
     assert repr(task) == "upload(bucket=b, key=***)"
     assert task.public_params() == {"bucket": "b", "key": "***"}
     assert task.token == "t"
+
+
+class Daily(asyncflow.Task):
+    date = asyncflow.DateParameter()
+    region = asyncflow.Parameter(default="eu")
+    password = asyncflow.Parameter(visibility=V.HIDDEN)
+    token = asyncflow.Parameter(default="t", visibility=V.PRIVATE)
+
+
+def test_a_range_keeps_the_visibility_of_the_values_it_passes_on() -> None:
+    """range_daily(..., password=SECRET): the range shows no secret; its tasks get it."""
+    start = datetime.date(2026, 11, 1)
+    backfill = asyncflow.range_daily(
+        Daily, start, datetime.date(2026, 11, 3), region="us", password=SECRET, token=SECRET + "t"
+    )
+    assert SECRET not in repr(backfill)
+    assert SECRET not in backfill.task_id
+    assert SECRET not in backfill._params_json()
+    assert "region" in backfill._params_json()
+    tasks = backfill.candidates()  # type: ignore[attr-defined]
+    assert tasks[0] == Daily(date=start, region="us", password=SECRET)
+    assert (tasks[1].password, tasks[1].token) == (SECRET, SECRET + "t")
+    stop = datetime.date(2026, 11, 3)
+    other = asyncflow.range_daily(Daily, start, stop, region="us", password="other")
+    assert other != backfill  # a hidden value is still part of the range's identity
+    same = asyncflow.range_daily(Daily, start, stop, region="us", password=SECRET, token="x")
+    assert same == backfill  # a private one is not
