@@ -39,13 +39,31 @@ _MIN_LENGTH: Final = 4
 # Shorter values (a hidden flag's "true", a port "5432" stays) would mask unrelated
 # text everywhere and protect next to nothing.
 
-_known: ContextVar[set[str] | None] = ContextVar("asyncflow_known_secrets", default=None)
+
+class _Known:
+    """The secrets of one run, and the forms to search for, recomputed only when it grew."""
+
+    __slots__ = ("_forms", "_size", "texts")
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.texts = {text for text in texts if len(text) >= _MIN_LENGTH}
+        self._forms: list[str] = []
+        self._size = 0
+
+    def forms(self) -> list[str]:
+        if self._size != len(self.texts):
+            texts = set(self.texts)  # a copy: a worker thread may add meanwhile
+            self._forms, self._size = _forms_of(texts), len(texts)
+        return self._forms
+
+
+_known: ContextVar[_Known | None] = ContextVar("asyncflow_known_secrets", default=None)
 
 
 @contextmanager
 def scope(texts: Iterable[str] = ()) -> Iterator[None]:
     """Within the block (a run), secrets passed to :func:`remember` are known to :func:`redact`."""
-    token = _known.set({text for text in texts if len(text) >= _MIN_LENGTH})
+    token = _known.set(_Known(texts))
     try:
         yield
     finally:
@@ -61,7 +79,7 @@ def remember(texts: Iterable[str]) -> None:
     """Add secret texts to the open :func:`scope` (none open: nothing to do)."""
     known = _known.get()
     if known is not None:
-        known.update(text for text in texts if len(text) >= _MIN_LENGTH)
+        known.texts.update(text for text in texts if len(text) >= _MIN_LENGTH)
 
 
 def texts_of(value: object, text: str) -> Iterator[str]:
@@ -85,22 +103,26 @@ def texts_of(value: object, text: str) -> Iterator[str]:
 def known_secrets(extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> list[str]:
     """The secrets to mask now, each also as JSON and ``repr()`` would escape it.
 
-    The open scope's, ``extra``, and the credential variables of ``environ``
-    (default: ``os.environ``, read at each call: credentials may be set after
-    logging is). Longest first, so that a secret containing another is masked
-    whole.
+    ``extra``, the credential variables of ``environ`` (default: ``os.environ``,
+    read at each call: credentials may be set after logging is), and the open
+    scope's. Each group longest first, so that a secret containing another is
+    masked whole. The cost of masking grows with the number of distinct secrets
+    of a run (usually a few: one password shared by every task).
     """
     env = os.environ if environ is None else environ
-    raw = set(_known.get() or ())
-    raw.update(text for text in extra if len(text) >= _MIN_LENGTH)
+    more = [text for text in extra if len(text) >= _MIN_LENGTH]
     for name in CREDENTIAL_VARIABLES:
         value = env.get(name)
         if value and len(value) >= _MIN_LENGTH:
-            raw.add(value)
-    if not raw:
-        return []
-    forms = set(raw)
-    for secret in raw:
+            more.append(value)
+    known = _known.get()
+    forms = known.forms() if known is not None else []
+    return _forms_of(set(more)) + forms if more else forms
+
+
+def _forms_of(texts: set[str]) -> list[str]:
+    forms = set(texts)
+    for secret in texts:
         forms.add(json.dumps(secret)[1:-1])  # JSON logs escape quotes, backslashes, non-ASCII
         forms.add(repr(secret)[1:-1])
     return sorted(forms, key=len, reverse=True)

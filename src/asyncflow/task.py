@@ -390,8 +390,9 @@ class Task:
     def __repr__(self) -> str:
         """``Family(name=value, ...)`` of the significant parameters, hidden ones as ``***``."""
         params = self._params
+        hidden = self._secret_names
         shown = ", ".join(
-            f"{n}={'None' if v is None and params[n].is_public else params[n].shown(v)}"
+            f"{n}={MASK if n in hidden else 'None' if v is None else params[n].serialize(v)}"
             for n, v in self.param_kwargs.items()
             if params[n].significant
         )
