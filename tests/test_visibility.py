@@ -280,3 +280,18 @@ def test_a_range_keeps_the_visibility_of_the_values_it_passes_on() -> None:
     assert other != backfill  # a hidden value is still part of the range's identity
     same = asyncflow.range_daily(Daily, start, stop, region="us", password=SECRET, token="x")
     assert same == backfill  # a private one is not
+
+
+class Broken(asyncflow.Task):
+    password = asyncflow.Parameter(visibility=V.HIDDEN)
+
+    def requires(self) -> None:
+        raise ValueError(f"no route for {self.password}")
+
+
+def test_check_dag_masks_a_hidden_value_quoted_by_a_broken_definition() -> None:
+    """check_dag()'s error lists the broken tasks' errors without the hidden value."""
+    with pytest.raises(asyncflow.GraphError) as caught:
+        check_dag(Broken(password=SECRET))
+    assert "ValueError: no route for ***" in str(caught.value)
+    assert SECRET not in str(caught.value)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._redact import known_secrets, redact
+from .task import secret_texts
 
 if TYPE_CHECKING:
     from .resources import ResourceStatistics
@@ -239,12 +240,7 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
 
 def _failure_lines(group: Sequence[TaskResult], result: RunResult) -> list[str]:
     # An error message is the task body's text, which may quote a hidden value.
-    secrets = known_secrets(
-        text
-        for r in result.results.values()
-        if r.task._secret_names
-        for text in r.task._secret_texts()
-    )
+    secrets = known_secrets(secret_texts(r.task for r in result.results.values()))
     lines: list[str] = []
     for r in group[:_MAX_FAILURES]:
         why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"

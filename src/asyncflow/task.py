@@ -60,7 +60,15 @@ from .resources import is_amount, running_release
 if TYPE_CHECKING:
     pass
 
-__all__ = ["ExternalTask", "Task", "WrapperTask", "flatten", "map_structure", "secrets_known"]
+__all__ = [
+    "ExternalTask",
+    "Task",
+    "WrapperTask",
+    "flatten",
+    "map_structure",
+    "secret_texts",
+    "secrets_known",
+]
 
 _C = TypeVar("_C", bound=Callable[..., object])
 
@@ -625,10 +633,15 @@ def secrets_known(tasks: Iterable[Task]) -> Iterator[None]:
     """Within the block (a run), the hidden and private values of ``tasks``, and of
     every task built meanwhile, are masked in the log records asyncflow's logging
     set-up writes (see :mod:`asyncflow._redact`)."""
-    with _redact.scope(
-        text for task in tasks if task._secret_names for text in task._secret_texts()
-    ):
+    with _redact.scope(secret_texts(tasks)):
         yield
+
+
+def secret_texts(tasks: Iterable[Task]) -> Iterator[str]:
+    """The text forms of the hidden and private values of ``tasks``."""
+    for task in tasks:
+        if task._secret_names:
+            yield from task._secret_texts()
 
 
 def _summary_text(param: Parameter[Any], value: Any) -> str:
