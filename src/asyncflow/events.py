@@ -23,14 +23,12 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
-import structlog
+from ._log import log as _log
 
 if TYPE_CHECKING:
     from .task import Task
 
 __all__ = ["Event", "EventHandler", "TaskEvent", "handles"]
-
-_log = structlog.get_logger("asyncflow")
 
 
 class Event(enum.StrEnum):
