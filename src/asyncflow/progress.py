@@ -351,7 +351,7 @@ def _drawer(mode: Mode, stream: TextIO | None, interval: float | None) -> _Drawe
             mode = "html"
         else:
             out = sys.stderr if stream is None else stream
-            mode = "live" if _isatty(out) else "lines"
+            mode = "live" if _isatty(out) and _has_rich() else "lines"
     every = interval if interval is not None else _INTERVALS[mode]
     if mode == "html":
         return _html_drawer(every)
@@ -366,6 +366,14 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _has_rich() -> bool:
+    try:
+        importlib.import_module("rich")
+    except ImportError:
+        return False
+    return True
 
 
 def _in_notebook() -> bool:
