@@ -208,7 +208,7 @@ async def test_a_display_that_cannot_draw_does_not_break_the_run() -> None:
 
 async def test_bad_progress_arguments_are_refused() -> None:
     """progress= takes a bool or a Progress; Progress checks its mode and interval."""
-    with pytest.raises(asyncflow.ConfigError, match="progress must be .*'yes'"):
+    with pytest.raises(asyncflow.ConfigError, match=r"progress must be .*'yes'"):
         await asyncflow.run(Fails(), journal=None, progress="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'fancy'"):
         Progress(mode="fancy")  # type: ignore[arg-type]
