@@ -97,6 +97,19 @@ def test_cli_on_a_terminal_draws_one_live_display(tmp_path: Path) -> None:
     assert text.count("\n") < 100, text  # 201 tasks; a log line each would be 400
 
 
+def test_the_demo_on_a_terminal_shows_the_display(tmp_path: Path) -> None:
+    """`make demo` (the CLI on examples/etl.py) in a terminal shows the live display."""
+    etl = Path(__file__).parent.parent / "examples" / "etl.py"
+    code, raw = in_pty(
+        [sys.executable, "-m", "asyncflow", "run", f"{etl}:Report", "--date", "2026-11-23"],
+        tmp_path,
+    )
+    text = raw.decode()
+    assert code == 0, text
+    assert "3/3" in text and "ExtractRaw" in text and "Transform" in text
+    assert "* 3 ran successfully" in text
+
+
 class Sink(io.StringIO):
     """A stream (not a terminal) that sets an event once a line containing ``wanted``
     has been written."""

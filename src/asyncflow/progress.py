@@ -146,11 +146,10 @@ class Progress:
         self._order = graph.order
         self._count_new()
         try:
-            drawer = _drawer(self._mode, self._stream, self._interval)
+            drawer = self._drawer = _drawer(self._mode, self._stream, self._interval)
         except Exception:
+            drawer = _Drawer(_INTERVALS["lines"])  # draws nothing
             self._broke()
-            drawer = _Drawer(_INTERVALS["lines"])
-        self._drawer = drawer
         self._draw(drawer.begin)
         error: Exception | None = None
         try:
@@ -168,6 +167,11 @@ class Progress:
             self._settle_from_graph()
             self._finished = True
             self._draw(drawer.end)
+            try:
+                drawer.close()  # even after a failed draw: give the terminal back
+            except Exception:
+                if self._drawer is not None:
+                    self._broke()
         if error is not None:
             raise error
 
@@ -337,12 +341,14 @@ def _time_left(
 
 @dataclass
 class _Drawer:
-    """Draws frames: at the start, every ``interval`` seconds, at the end."""
+    """Draws frames: at the start, every ``interval`` seconds, at the end; then
+    ``close()`` releases what it holds, whatever happened."""
 
     interval: float
     begin: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
     update: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
     end: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
+    close: Callable[[], None] = field(default=lambda: None)
 
 
 def _drawer(mode: Mode, stream: TextIO | None, interval: float | None) -> _Drawer:
@@ -487,12 +493,9 @@ def _live_drawer(out: TextIO, interval: float) -> _Drawer:
         live.update(_rich(s), refresh=True)
 
     def end(s: _Snapshot) -> None:
-        try:
-            live.update(_rich(s))
-        finally:
-            live.stop()  # draws the last frame
+        live.update(_rich(s))  # drawn by stop()
 
-    return _Drawer(interval, begin, update, end)
+    return _Drawer(interval, begin, update, end, live.stop)
 
 
 def _rich(s: _Snapshot) -> Any:
