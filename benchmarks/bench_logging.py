@@ -12,6 +12,9 @@ per run, as ``run()`` keeps by default):
   touched logging (target: at most 1.1x filtered);
 * **stdlib INFO**: ``logging.basicConfig(level=INFO)`` into a null stream:
   what showing every task event costs (no target; for reference);
+* **no-op subscriber**: default logging plus a handler of START and
+  PROCESSING_TIME events that does nothing: what the event bus costs any
+  subscriber of those two events (the progress display's floor);
 * **progress live**: default logging plus ``progress=Progress(mode="live")``
   drawing into a terminal-like sink at its usual 4 frames a second (target:
   at most 1.05x default);
@@ -40,6 +43,7 @@ from typing import Any
 import structlog
 
 import asyncflow
+from asyncflow.events import handles
 from asyncflow.progress import Progress
 
 
@@ -77,23 +81,34 @@ def stdlib_info() -> None:
     logging.basicConfig(level=logging.INFO, stream=io.StringIO())
 
 
-CASES: dict[str, tuple[Callable[[], None], Callable[[], Any]]] = {
-    "filtered": (filtered, lambda: False),
-    "default": (unconfigured, lambda: False),
-    "stdlib INFO": (stdlib_info, lambda: False),
-    "progress live": (unconfigured, lambda: Progress(Terminal(), mode="live")),
-    "progress lines": (unconfigured, lambda: Progress(Terminal(), mode="lines", interval=1.0)),
+@handles(asyncflow.Event.START, asyncflow.Event.PROCESSING_TIME)
+def noop(event: asyncflow.TaskEvent) -> None:
+    pass
+
+
+# Each case: its logging set-up, and the extra arguments of its runs.
+CASES: dict[str, tuple[Callable[[], None], Callable[[], dict[str, Any]]]] = {
+    "filtered": (filtered, dict),
+    "default": (unconfigured, dict),
+    "stdlib INFO": (stdlib_info, dict),
+    "no-op subscriber": (unconfigured, lambda: {"handlers": [noop]}),
+    "progress live": (unconfigured, lambda: {"progress": Progress(Terminal(), mode="live")}),
+    "progress lines": (
+        unconfigured,
+        lambda: {"progress": Progress(Terminal(), mode="lines", interval=1.0)},
+    ),
 }
 REFERENCE = {
     "default": "filtered",
     "stdlib INFO": "filtered",
+    "no-op subscriber": "default",
     "progress live": "default",
     "progress lines": "default",
 }
 TARGET = {"default": 1.10, "progress live": 1.05, "progress lines": 1.05}
 
 
-async def once(n: int, progress: Any, journal: bool) -> tuple[float, float]:
+async def once(n: int, extra: dict[str, Any], journal: bool) -> tuple[float, float]:
     """Wall and CPU seconds of one run of ``n`` no-op tasks."""
     tasks = [Noop(i) for i in range(n)]
     with tempfile.TemporaryDirectory() as folder:
@@ -102,7 +117,7 @@ async def once(n: int, progress: Any, journal: bool) -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()
         # An explicit Config: no configuration file read (a thread) in the timing.
         result = await asyncflow.run(
-            tasks, workers=8, journal=path, progress=progress, config=asyncflow.Config()
+            tasks, workers=8, journal=path, config=asyncflow.Config(), **extra
         )
         elapsed, used = time.perf_counter() - start, time.process_time() - cpu
     assert result.ok and len(result) == n
@@ -121,15 +136,15 @@ def main() -> None:
     walls: dict[str, list[float]] = {name: [] for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}  # CPU
     for case in names:  # warm-up: imports (rich, anyio's backend) are not per task
-        setup, progress = CASES[case]
+        setup, extra = CASES[case]
         setup()
-        asyncio.run(once(100, progress(), args.journal))
+        asyncio.run(once(100, extra(), args.journal))
     for round_ in range(args.repeat):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for case in order:
-            setup, progress = CASES[case]
+            setup, extra = CASES[case]
             setup()
-            wall, cpu = asyncio.run(once(args.n, progress(), args.journal))
+            wall, cpu = asyncio.run(once(args.n, extra(), args.journal))
             walls[case].append(wall)
             times[case].append(cpu)
     unconfigured()

@@ -34,7 +34,9 @@ class Step(asyncflow.Task):
     i = asyncflow.IntParameter()
 
     async def run(self):
-        await anyio.sleep(0.005)  # some work, so that the display has frames to draw
+        # Work: 200 of these on 8 workers take at least 0.5 s, so a display
+        # redrawn every 0.25 s draws at least twice.
+        await anyio.sleep(0.02)
 
 
 class Sum(asyncflow.Task):

@@ -44,6 +44,7 @@ _INTERVALS: Final = {"live": 0.25, "lines": 5.0, "html": 0.5}
 _MAX_FAMILIES: Final = 12  # rows of the per-family table
 _MAX_NAMES: Final = 4  # running tasks named
 _TASK_CLASS: Final = attrgetter("task.__class__")
+_STATUS: Final = attrgetter("status")
 
 
 @dataclass(slots=True)
@@ -204,8 +205,6 @@ class Progress:
 
     @handles(Event.START)
     def _on_start(self, event: TaskEvent) -> None:
-        if len(self._order) != self._seen:
-            self._count_new()  # dynamic requirements joined the graph
         task = event.task
         self._running[task.task_id] = task
 
@@ -213,14 +212,15 @@ class Progress:
     def _on_success(self, event: TaskEvent) -> None:
         task = event.task
         self._running.pop(task.task_id, None)
-        tally = self._families.get(task.task_family) or self._family(task.task_family)
+        try:
+            tally = self._families[task.task_family]
+        except KeyError:  # a yielded task, before the next frame counts the new ones
+            tally = self._family(task.task_family)
         tally.done += 1
         tally.busy += event.duration or 0.0
 
     @handles(Event.FAILURE, Event.DEPENDENCY_MISSING, Event.CANCELLED, Event.RETRY)
     def _on_other(self, event: TaskEvent) -> None:
-        if len(self._order) != self._seen:
-            self._count_new()
         task = event.task
         task_id = task.task_id
         self._running.pop(task_id, None)
@@ -248,9 +248,10 @@ class Progress:
         for cls, count in Counter(map(_TASK_CLASS, new)).items():
             family = cls.task_family
             (self._families.get(family) or self._family(family)).total += count
-        for node in [n for n in new if n.status is Status.ALREADY_COMPLETE]:
-            self._families[node.task.task_family].total -= 1
-            self._already += 1
+        if Status.ALREADY_COMPLETE in Counter(map(_STATUS, new)):
+            for node in [n for n in new if n.status is Status.ALREADY_COMPLETE]:
+                self._families[node.task.task_family].total -= 1
+                self._already += 1
 
     def _block_dependents(self, task_id: str) -> None:
         """Count what waits on a failed task as skipped: it will not run."""
@@ -296,6 +297,8 @@ class Progress:
     # frames --------------------------------------------------------------------
 
     def _snapshot(self) -> _Snapshot:
+        if len(self._order) != self._seen:
+            self._count_new()  # dynamic requirements joined the graph
         running = list(self._running.values())
         families = {name: replace(tally, running=0) for name, tally in self._families.items()}
         for task in running:
@@ -486,8 +489,10 @@ def _live_drawer(out: TextIO, interval: float) -> _Drawer:
     )
 
     def begin(s: _Snapshot) -> None:
+        # The first frame comes with the first update: a run shorter than that
+        # draws one frame, its last.
         live.update(_rich(s))
-        live.start(refresh=True)
+        live.start()
 
     def update(s: _Snapshot) -> None:
         live.update(_rich(s), refresh=True)
