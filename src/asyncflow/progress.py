@@ -16,19 +16,17 @@ It never writes to stdout.
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import anyio
 
 from ._log import log
-from ._render import COLOURS, bar, duration_text, esc, table
+from ._progress_draw import INTERVALS, Drawer, Mode, Snapshot, Tally, make_drawer
 from .events import Event, TaskEvent, handles
 from .result import Status
 
@@ -38,55 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Progress"]
 
-Mode = Literal["auto", "live", "lines", "html"]
-
-_INTERVALS: Final = {"live": 0.25, "lines": 5.0, "html": 0.5}
-_MAX_FAMILIES: Final = 12  # rows of the per-family table
 _MAX_NAMES: Final = 4  # running tasks named
 _TASK_CLASS: Final = attrgetter("task.__class__")
 _STATUS: Final = attrgetter("status")
-
-
-@dataclass(slots=True)
-class _Tally:
-    """Counts for one family (or the whole run)."""
-
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0  # will not run: a requirement failed, or cancelled
-    running: int = 0
-    busy: float = 0.0  # seconds spent by the successful attempts
-
-    @property
-    def waiting(self) -> int:
-        return max(self.total - self.done - self.failed - self.skipped - self.running, 0)
-
-    @property
-    def settled(self) -> int:
-        return self.done + self.failed + self.skipped
-
-    def add(self, other: _Tally) -> None:
-        self.total += other.total
-        self.done += other.done
-        self.failed += other.failed
-        self.skipped += other.skipped
-        self.running += other.running
-        self.busy += other.busy
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """What a frame shows."""
-
-    run_id: str
-    overall: _Tally
-    families: list[tuple[str, _Tally]]
-    running: list[str]
-    already_complete: int
-    elapsed: float
-    left: float | None
-    finished: bool = False
 
 
 class Progress:
@@ -125,7 +77,7 @@ class Progress:
         self._reset()
 
     def _reset(self) -> None:
-        self._families: dict[str, _Tally] = {}
+        self._families: dict[str, Tally] = {}
         self._running: dict[str, Task] = {}
         self._blocked: set[str] = set()
         self._graph: Graph | None = None
@@ -135,7 +87,7 @@ class Progress:
         self._run_id = ""
         self._workers = 1
         self._began = time.monotonic()
-        self._drawer: _Drawer | None = None
+        self._drawer: Drawer | None = None
         self._finished = False
 
     async def _show(
@@ -147,9 +99,9 @@ class Progress:
         self._order = graph.order
         self._count_new()
         try:
-            drawer = self._drawer = _drawer(self._mode, self._stream, self._interval)
+            drawer = self._drawer = make_drawer(self._mode, self._stream, self._interval)
         except Exception:
-            drawer = _Drawer(_INTERVALS["lines"])  # draws nothing
+            drawer = Drawer(INTERVALS["lines"])  # draws nothing
             self._broke()
         self._draw(drawer.begin)
         error: Exception | None = None
@@ -176,12 +128,12 @@ class Progress:
         if error is not None:
             raise error
 
-    async def _animate(self, drawer: _Drawer) -> None:
+    async def _animate(self, drawer: Drawer) -> None:
         while True:
             await anyio.sleep(drawer.interval)
             self._draw(drawer.update)
 
-    def _draw(self, how: Callable[[_Snapshot], None]) -> None:
+    def _draw(self, how: Callable[[Snapshot], None]) -> None:
         if self._drawer is None:
             return
         try:
@@ -236,8 +188,8 @@ class Progress:
         tally.failed += 1
         self._block_dependents(task_id)
 
-    def _family(self, name: str) -> _Tally:
-        tally = self._families[name] = _Tally()
+    def _family(self, name: str) -> Tally:
+        tally = self._families[name] = Tally()
         return tally
 
     def _count_new(self) -> None:
@@ -278,9 +230,9 @@ class Progress:
         self._running.clear()
         if all(t.done + t.failed == t.total for t in self._families.values()):
             return  # the events told everything: no need to look at every node
-        settled: dict[str, _Tally] = {}
+        settled: dict[str, Tally] = {}
         for node in graph.order:
-            tally = settled.setdefault(node.task.task_family, _Tally())
+            tally = settled.setdefault(node.task.task_family, Tally())
             status = node.status
             if status is Status.DONE:
                 tally.done += 1
@@ -289,27 +241,27 @@ class Progress:
             elif status is Status.UPSTREAM_FAILED or status is Status.CANCELLED:
                 tally.skipped += 1
         for family, tally in self._families.items():
-            final = settled.get(family, _Tally())
+            final = settled.get(family, Tally())
             # Planned tasks another process completed meanwhile count as done.
             final.done = max(final.done, tally.total - final.failed - final.skipped)
             self._families[family] = replace(final, total=tally.total, busy=tally.busy)
 
     # frames --------------------------------------------------------------------
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self) -> Snapshot:
         if len(self._order) != self._seen:
             self._count_new()  # dynamic requirements joined the graph
         running = list(self._running.values())
         families = {name: replace(tally, running=0) for name, tally in self._families.items()}
         for task in running:
-            families.setdefault(task.task_family, _Tally()).running += 1
-        overall = _Tally()
+            families.setdefault(task.task_family, Tally()).running += 1
+        overall = Tally()
         for tally in families.values():
             overall.add(tally)
         elapsed = time.monotonic() - self._began
         # Families with tasks still to run first, then the largest.
         rows = sorted(families.items(), key=lambda i: (i[1].settled == i[1].total, -i[1].total))
-        return _Snapshot(
+        return Snapshot(
             run_id=self._run_id,
             overall=overall,
             families=rows,
@@ -322,7 +274,7 @@ class Progress:
 
 
 def _time_left(
-    families: list[tuple[str, _Tally]], overall: _Tally, elapsed: float, workers: int
+    families: list[tuple[str, Tally]], overall: Tally, elapsed: float, workers: int
 ) -> float | None:
     """Seconds left: the tasks still to run times their family's mean duration
     (the run's mean for a family with none finished), over the parallelism seen
@@ -337,211 +289,3 @@ def _time_left(
             work += left * (tally.busy / tally.done if tally.done else mean)
     parallel = min(max(overall.busy / elapsed if elapsed > 0 else 1.0, 1.0), float(workers))
     return work / parallel
-
-
-# where frames go -------------------------------------------------------------------
-
-
-@dataclass
-class _Drawer:
-    """Draws frames: at the start, every ``interval`` seconds, at the end; then
-    ``close()`` releases what it holds, whatever happened."""
-
-    interval: float
-    begin: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
-    update: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
-    end: Callable[[_Snapshot], None] = field(default=lambda snapshot: None)
-    close: Callable[[], None] = field(default=lambda: None)
-
-
-def _drawer(mode: Mode, stream: TextIO | None, interval: float | None) -> _Drawer:
-    if mode == "auto":
-        if stream is None and _in_notebook():
-            mode = "html"
-        else:
-            out = sys.stderr if stream is None else stream
-            mode = "live" if _isatty(out) and _has_rich() else "lines"
-    every = interval if interval is not None else _INTERVALS[mode]
-    if mode == "html":
-        return _html_drawer(every)
-    out = sys.stderr if stream is None else stream
-    if mode == "live":
-        return _live_drawer(out, every)
-    return _lines_drawer(out, every)
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _has_rich() -> bool:
-    try:
-        importlib.import_module("rich")
-    except ImportError:
-        return False
-    return True
-
-
-def _in_notebook() -> bool:
-    """Whether this process is a Jupyter kernel (not a terminal IPython)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _lines_drawer(out: TextIO, interval: float) -> _Drawer:
-    def write(text: str) -> None:
-        out.write(text + "\n")
-        out.flush()
-
-    def begin(s: _Snapshot) -> None:
-        already = f" ({s.already_complete} already complete)" if s.already_complete else ""
-        write(f"asyncflow: run {s.run_id}: {s.overall.total} tasks to run{already}")
-
-    return _Drawer(
-        interval,
-        begin,
-        lambda s: write(f"asyncflow: {_status_text(s)}"),
-        lambda s: write(f"asyncflow: finished: {_status_text(s)}"),
-    )
-
-
-def _status_text(s: _Snapshot) -> str:
-    o = s.overall
-    parts = [f"{o.done}/{o.total} done", f"{o.running} running", f"{o.failed} failed"]
-    if o.skipped:
-        parts.append(f"{o.skipped} skipped")
-    if not s.finished:
-        parts.append(f"{o.waiting} waiting")
-    parts.append(f"{duration_text(s.elapsed)} elapsed")
-    if s.left is not None and not s.finished:
-        parts.append(f"~{duration_text(s.left)} left")
-    return " · ".join(parts)
-
-
-def _html_drawer(interval: float) -> _Drawer:
-    # A notebook has IPython; typed as Any, as IPython ships no type hints.
-    ipython: Any = importlib.import_module("IPython.display")
-    handle: Any = None
-
-    def begin(s: _Snapshot) -> None:
-        nonlocal handle
-        handle = ipython.display(ipython.HTML(_html(s)), display_id=True)
-
-    def update(s: _Snapshot) -> None:
-        handle.update(ipython.HTML(_html(s)))
-
-    return _Drawer(interval, begin, update, update)
-
-
-def _html(s: _Snapshot) -> str:
-    o = s.overall
-    segments = [("done", o.done), ("failed", o.failed), ("skipped", o.skipped)]
-    segments.append(("running", o.running))
-    timing = f"{duration_text(s.elapsed)} elapsed"
-    if s.left is not None and not s.finished:
-        timing += f", ~{duration_text(s.left)} left"
-    head = (
-        f"<div><b>asyncflow</b> <code>{esc(s.run_id)}</code> "
-        f"{o.settled} / {o.total} · {timing}</div>"
-    )
-    rows = [
-        [esc(name)] + [_count_html(getattr(t, column), column) for column in _COLUMNS]
-        for name, t in s.families[:_MAX_FAMILIES]
-    ]
-    more = len(s.families) - _MAX_FAMILIES
-    if more > 0:
-        rows.append([f"... {more} more families", "", "", "", "", ""])
-    parts = [head, bar(o.total, segments), table(["family", *_COLUMNS], rows)]
-    if s.running:
-        names = ", ".join(f"<code>{esc(n)}</code>" for n in s.running)
-        extra = f" and {o.running - len(s.running)} more" if o.running > len(s.running) else ""
-        parts.append(f"<div>running: {names}{extra}</div>")
-    return f'<div class="asyncflow-progress">{"".join(parts)}</div>'
-
-
-_COLUMNS: Final = ("done", "running", "failed", "skipped", "waiting")
-
-
-def _count_html(count: int, column: str) -> str:
-    if not count:
-        return '<span style="color:#bdbdbd">0</span>'
-    return f'<span style="color:{COLOURS[column]}">{count}</span>'
-
-
-def _live_drawer(out: TextIO, interval: float) -> _Drawer:
-    from rich.console import Console
-    from rich.live import Live
-
-    console = Console(file=out, force_terminal=True, highlight=False)
-    # A record written to stderr meanwhile (a warning) is printed above the
-    # display, not through it. stdout is left alone: it is the application's.
-    live = Live(
-        console=console,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=out is sys.stderr,
-    )
-
-    def begin(s: _Snapshot) -> None:
-        # The first frame comes with the first update: a run shorter than that
-        # draws one frame, its last.
-        live.update(_rich(s))
-        live.start()
-
-    def update(s: _Snapshot) -> None:
-        live.update(_rich(s), refresh=True)
-
-    def end(s: _Snapshot) -> None:
-        live.update(_rich(s))  # drawn by stop()
-
-    return _Drawer(interval, begin, update, end, live.stop)
-
-
-def _rich(s: _Snapshot) -> Any:
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-
-    o = s.overall
-    timing = f"{duration_text(s.elapsed)} elapsed"
-    if s.left is not None and not s.finished:
-        timing += f" · ~{duration_text(s.left)} left"
-    head = Table.grid(padding=(0, 1))
-    head.add_row(
-        Text("asyncflow", style="bold"),
-        ProgressBar(total=max(o.total, 1), completed=o.settled, width=30),
-        Text(f"{o.settled}/{o.total}"),
-        Text(timing, style="dim"),
-    )
-    families = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
-    families.add_column("family")
-    for column in _COLUMNS:
-        families.add_column(column, justify="right")
-    for name, t in [("all", o), *s.families[:_MAX_FAMILIES]]:
-        families.add_row(
-            Text(name, style="bold" if name == "all" else ""),
-            *[_count_rich(getattr(t, column), column) for column in _COLUMNS],
-        )
-    more = len(s.families) - _MAX_FAMILIES
-    if more > 0:
-        families.add_row(Text(f"... {more} more families", style="dim"))
-    parts: list[Any] = [head, families]
-    if s.running:
-        extra = f" and {o.running - len(s.running)} more" if o.running > len(s.running) else ""
-        parts.append(
-            Text(f"running: {', '.join(s.running)}{extra}", no_wrap=True, overflow="ellipsis")
-        )
-    return Group(*parts)
-
-
-def _count_rich(count: int, column: str) -> Any:
-    from rich.text import Text
-
-    return Text(str(count), style=COLOURS[column] if count else "dim")
