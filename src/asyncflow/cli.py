@@ -305,6 +305,13 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
         help="DEBUG, INFO, WARNING or ERROR (default: configured, else INFO)",
     )
     command.add_argument("--log-format", default=None, choices=LOG_FORMATS)
+    command.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress on stderr: a live display on a terminal (then the log level "
+        "defaults to WARNING), else a status line every few seconds (default: on)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -431,10 +438,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
+    progress = args.progress is not False
+    # The live display replaces the per-task log lines on a terminal.
+    quiet = progress and sys.stderr.isatty()
     configure_logging(
-        args.log_format or config.log_format or "auto", args.log_level or config.log_level or "INFO"
+        args.log_format or config.log_format or "auto",
+        args.log_level or config.log_level or ("WARNING" if quiet else "INFO"),
     )
     options: dict[str, Any] = {
+        "progress": progress,
         "force": args.force,
         "workers": args.workers,
         "resources": _resources(args.resources),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._redact import known_secrets, redact
+from ._render import COLOURS, badge, duration_text, esc, table, time_text
 from .task import secret_texts
 
 if TYPE_CHECKING:
@@ -100,6 +101,10 @@ class TaskResult:
             return None
         return "".join(traceback.format_exception(self.error))
 
+    def _repr_html_(self) -> str:
+        """The task's status, attempts, times and error, for notebooks."""
+        return _task_html(self)
+
 
 @dataclass(repr=False)
 class RunResult:
@@ -180,6 +185,10 @@ class RunResult:
         """A readable execution summary: counts per status, failures and why."""
         return _summarise(self)
 
+    def _repr_html_(self) -> str:
+        """Counts per status in colour and a table of failed tasks, for notebooks."""
+        return _run_html(self)
+
 
 _HEADINGS = {
     Status.ALREADY_COMPLETE: "already complete",
@@ -239,12 +248,79 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
 
 
 def _failure_lines(group: Sequence[TaskResult], result: RunResult) -> list[str]:
-    # An error message is the task body's text, which may quote a hidden value.
-    secrets = known_secrets(secret_texts(r.task for r in result.results.values()))
+    secrets = _secrets(r.task for r in result.results.values())
     lines: list[str] = []
     for r in group[:_MAX_FAILURES]:
-        why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"
-        lines.append(f"    - {r.task!r}{redact(why, secrets)}")
+        why = "" if r.error is None else f": {_error_text(r.error, secrets)}"
+        lines.append(f"    - {r.task!r}{why}")
     if len(group) > _MAX_FAILURES:
         lines.append(f"    ... and {len(group) - _MAX_FAILURES} more")
     return lines
+
+
+def _run_html(result: RunResult) -> str:
+    ok = result.ok
+    verdict = (
+        f'<b style="color:{COLOURS["done"]}">succeeded</b>'
+        if ok
+        else f'<b style="color:{COLOURS["failed"]}">failed</b>'
+    )
+    head = (
+        f"<div><b>asyncflow run</b> <code>{esc(result.run_id)}</code> {verdict}: "
+        f"{len(result.requested)} requested, {len(result.results)} scheduled; "
+        f"started {time_text(result.started)}, took "
+        f"{duration_text(result.finished - result.started)}</div>"
+    )
+    counts = result.counts()
+    badges = "".join(
+        badge(_HEADINGS[status], counts[status], status.value)
+        for status in _HEADINGS
+        if counts.get(status)
+    )
+    parts = [head, f"<div>{badges}</div>"]
+    failed = result.with_status(Status.FAILED, Status.MISSING)
+    if failed:
+        secrets = _secrets(r.task for r in result.results.values())
+        rows = [
+            [
+                f"<code>{esc(repr(r.task))}</code>",
+                badge(r.status.value, None, r.status.value),
+                esc(_error_text(r.error, secrets)),
+                str(r.attempts),
+                duration_text(r.duration),
+            ]
+            for r in failed[:_MAX_FAILURES]
+        ]
+        parts.append(table(["failed task", "status", "error", "attempts", "duration"], rows))
+        if len(failed) > _MAX_FAILURES:
+            parts.append(f"<div>... and {len(failed) - _MAX_FAILURES} more</div>")
+    return f'<div class="asyncflow-result">{"".join(parts)}</div>'
+
+
+def _task_html(result: TaskResult) -> str:
+    secrets = _secrets([result.task])
+    rows = [
+        ["task", f"<code>{esc(repr(result.task))}</code>"],
+        ["status", badge(result.status.value, None, result.status.value)],
+        ["attempts", str(result.attempts)],
+        ["started", time_text(result.started)],
+        ["finished", time_text(result.finished)],
+        ["duration", duration_text(result.duration)],
+    ]
+    if result.error is not None:
+        rows.append(["error", esc(_error_text(result.error, secrets))])
+    parts = [table([], rows)]
+    if result.traceback is not None:
+        text = esc(redact(result.traceback, secrets))
+        parts.append(f"<details><summary>traceback</summary><pre>{text}</pre></details>")
+    return f'<div class="asyncflow-task-result">{"".join(parts)}</div>'
+
+
+def _error_text(error: BaseException | None, secrets: list[str]) -> str:
+    return "" if error is None else redact(f"{type(error).__name__}: {error}", secrets)
+
+
+def _secrets(tasks: Iterable[Task]) -> list[str]:
+    """What to mask in the errors of ``tasks``: an error message is the task body's
+    own text, which may quote one of its hidden values."""
+    return known_secrets(secret_texts(tasks))
