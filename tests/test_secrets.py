@@ -236,9 +236,7 @@ async def test_library_run_never_shows_a_secret(
         "stdout": out,
         "stderr": err,
     }
-    html = getattr(result, "_repr_html_", None)
-    if html is not None:
-        places["html"] = html()
+    places["html"] = result._repr_html_() + "".join(r._repr_html_() for r in result)
     assert leaked(places, canaries) == []
 
 
@@ -267,6 +265,9 @@ async def test_a_body_quoting_its_secret_in_an_error_is_masked(tmp_path: Path) -
     assert record.attempts[0].error_message == "login refused for password ***"
     assert canary.encode() not in journal_bytes(journal)
     assert canary not in result.summary()
+    html = result._repr_html_() + result[Quoting(password=canary)]._repr_html_()
+    assert "login refused for password ***" in html
+    assert canary not in html
 
 
 def test_redaction_processor_masks_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
