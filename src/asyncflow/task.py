@@ -304,6 +304,8 @@ class Task:
         state.update(values)
         state["param_kwargs"] = values
         if self._secret_names and _redact.active():
+            # Built inside a run (requires(), a yielding body): the run's log
+            # redaction learns its secrets.
             _redact.remember(self._secret_texts())
         if self._scalar_identity:
             # Equal values <=> equal canonical JSON for these parameter types, so the
