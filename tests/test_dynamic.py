@@ -244,3 +244,42 @@ async def test_discover_files_at_run_time(tmp_path: Path) -> None:
     result = await asyncflow.run(Sweep(), journal=None)
     assert result.ok
     assert (tmp_path / "sweep.txt").read_text() == "X,Y"
+
+
+class Meeting(asyncflow.Task):
+    """Waits until ``size`` of its kind run at once (a run that serialises them hangs)."""
+
+    n = asyncflow.IntParameter()
+    size = asyncflow.IntParameter()
+    running = 0
+    peak = 0
+    met: anyio.Event | None = None
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"meeting/{self.n}", store=STORE)
+
+    async def run(self) -> None:
+        cls = type(self)
+        cls.running += 1
+        cls.peak = max(cls.peak, cls.running)
+        assert cls.met is not None
+        if cls.running == self.size:
+            cls.met.set()
+        await cls.met.wait()
+        cls.running -= 1
+        await self.output().write_text("met")
+
+
+async def test_yielded_tasks_run_side_by_side() -> None:
+    """Tasks yielded together run on all the run's workers at once, as required ones do."""
+    Meeting.running = Meeting.peak = 0
+    Meeting.met = anyio.Event()
+
+    class Fan(asyncflow.Task):
+        async def run(self) -> AsyncIterator[Any]:
+            yield [Meeting(n, 3) for n in range(6)]
+
+    with anyio.fail_after(10):
+        result = await asyncflow.run(Fan(), workers=3, journal=None)
+    assert result.ok, result.summary()
+    assert Meeting.peak == 3  # as many as the workers, no more
