@@ -677,4 +677,7 @@ async def _close_generator(node: Node) -> None:
         return
     # A body that raises while being closed has already failed or been cancelled.
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await gen.aclose()
+        if inspect.isgenerator(gen):  # a plain def run(): its finally blocks may block
+            await anyio.to_thread.run_sync(gen.close)
+        else:
+            await gen.aclose()
