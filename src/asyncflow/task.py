@@ -118,6 +118,10 @@ def _run_kind(run: object) -> str:
     return RunKind.SYNC
 
 
+def _is_async(method: object) -> bool:
+    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+
+
 def _check_class_attributes(cls: type[Task]) -> None:
     """Reject nonsensical class attributes when the class is defined, not mid-run."""
     name = cls.__qualname__
@@ -195,6 +199,9 @@ class Task:
     _text_keys: ClassVar[tuple[tuple[str, str, Callable[[Any], str]], ...]] = ()
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
+    # requires() / complete() are plain functions: user code the engine keeps off the loop.
+    _sync_requires: ClassVar[bool] = True
+    _sync_complete: ClassVar[bool] = False
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
     _scalar_identity: ClassVar[bool] = True
@@ -238,6 +245,8 @@ class Task:
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
         cls._run_kind = _run_kind(cls.run)
         cls._default_complete = cls.complete is Task.complete
+        cls._sync_requires = not _is_async(cls.requires)
+        cls._sync_complete = not _is_async(cls.complete)
         cls._has_hooks = cls.on_success is not Task.on_success or (
             cls.on_failure is not Task.on_failure
         )
@@ -544,6 +553,15 @@ async def _resolve(requirements: Any) -> Any:
 async def resolve_requires(task: Task) -> Any:
     """Call ``task.requires()`` (sync, async, or a generator) and return the structure."""
     return await _resolve(task.requires())
+
+
+def sync_requires(task: Task) -> Any:
+    """Call a plain ``def requires()`` and run it to the end if it is a generator
+    (in a worker thread: both are user code that may block)."""
+    requirements = task.requires()
+    if inspect.isgenerator(requirements):
+        requirements = list(requirements)
+    return requirements
 
 
 def _summary_text(param: Parameter[Any], value: Any) -> str:
