@@ -226,3 +226,42 @@ async def test_run_whose_tasks_were_taken_over_while_it_stalled_returns_a_result
     for n in range(3):
         assert result.status(Stalling(str(tmp_path), n)) is Status.ALREADY_COMPLETE
         assert (tmp_path / f"{n}.txt").read_text() == "takeover"  # the stalled write was refused
+
+
+class Recorded(asyncflow.Task):
+    """Records the thread of every output() call; sleeps there from ``slow_from`` on."""
+
+    n = asyncflow.IntParameter()
+    slow_from = asyncflow.IntParameter()
+    calls: list[tuple[int, bool]] = []  # (n, on the loop's thread)
+
+    def output(self) -> asyncflow.MemoryTarget:
+        on_loop = threading.current_thread() is threading.main_thread()
+        type(self).calls.append((self.n, on_loop))
+        if self.n >= self.slow_from:
+            time.sleep(0.02)
+        return asyncflow.MemoryTarget(f"recorded/{self.n}/{self.slow_from}")
+
+    async def run(self) -> None:
+        await asyncflow.MemoryTarget(f"recorded/{self.n}/{self.slow_from}").write_text("x")
+
+
+async def test_quick_plain_def_methods_are_called_on_the_loop_after_a_trial() -> None:
+    """A thread per call would cost more than a no-op task: a method that keeps
+    returning at once is called on the loop after a few calls in worker threads."""
+    Recorded.calls.clear()
+    result = await asyncflow.run([Recorded(n, 1000) for n in range(200)], journal=None)
+    assert result.ok
+    in_threads = sum(1 for _, on_loop in Recorded.calls if not on_loop)
+    assert 0 < in_threads <= 20, in_threads
+
+
+async def test_a_method_that_turns_slow_on_the_loop_goes_back_to_threads() -> None:
+    """output() is quick for a while, then blocks: once it blocked the loop it is
+    called in worker threads again (at most one more slow call on the loop)."""
+    Recorded.calls.clear()
+    result = await asyncflow.run([Recorded(n, 100) for n in range(130)], journal=None)
+    assert result.ok
+    slow_on_loop = [n for n, on_loop in Recorded.calls if on_loop and n >= 100]
+    assert any(on_loop for n, on_loop in Recorded.calls if n < 100)  # it was on the loop
+    assert len(slow_on_loop) <= 2, slow_on_loop  # a collector's pause may excuse one
