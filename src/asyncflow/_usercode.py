@@ -86,20 +86,27 @@ class UserCode:
         state = self._methods.get(method)
         if state is None:
             state = self._methods[method] = _Method()
-        if not state.inline:
-            while state.trying is not None and not state.slow:
-                # One trial call at a time, until the method proves slow: otherwise
-                # a graph's first wave of probes would all pay for a thread before
-                # a quick method is found quick.
-                await state.trying.wait()
         if state.inline:
-            start = perf_counter()
-            try:
-                return fn(arg)
-            finally:
-                took = perf_counter() - start
-                if took > SLOW_CALL:
-                    self._judge(state, took)
+            return self._here(state, fn, arg)
+        return await self._off_loop(state, fn, arg)
+
+    def _here(self, state: _Method, fn: Callable[[Any], _T], arg: Any) -> _T:
+        start = perf_counter()
+        try:
+            return fn(arg)
+        finally:
+            took = perf_counter() - start
+            if took > SLOW_CALL:
+                self._judge(state, took)
+
+    async def _off_loop(self, state: _Method, fn: Callable[[Any], _T], arg: Any) -> _T:
+        while state.trying is not None and not state.slow:
+            # One trial call at a time, until the method proves slow: otherwise a
+            # graph's first wave of probes would all pay for a thread before a
+            # quick method is found quick.
+            await state.trying.wait()
+        if state.inline:
+            return self._here(state, fn, arg)
         took = -1.0
         trying = None
         if not state.slow:
