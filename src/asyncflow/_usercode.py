@@ -7,8 +7,9 @@ stalls every other task, the probes and the journal's heartbeat. In a worker
 thread it costs 50-100 µs, more than the engine spends on a whole no-op task,
 while most of these methods build a target from parameters in a microsecond.
 
-So each method (one function, whatever class calls it) starts on trial in
-worker threads, bounded like the completeness probes. Once it has returned
+So each method (one function, whatever class calls it) starts on trial: its
+calls go to worker threads, one at a time until one is slow, then side by
+side, at most as many at once as completeness probes. Once it has returned
 quickly :data:`_TRIAL` times in a row, it is called on the loop, timed. A call
 on the loop that takes longer than :data:`SLOW_CALL` sends the method back to
 worker threads, for a trial twice as long as the last one: a method that is
@@ -34,6 +35,9 @@ _T = TypeVar("_T")
 SLOW_CALL = 0.005
 """Seconds a call of user code may take on the event loop."""
 
+_TRIAL_PATIENCE = 0.02
+"""Seconds other calls wait for a trial call (which may wait for the GIL) to end."""
+
 _TRIAL = 8
 """Quick calls in worker threads before a method is called on the loop."""
 
@@ -41,12 +45,13 @@ _TRIAL = 8
 class _Method:
     """Where one method's calls go: a worker thread (on trial) or the loop."""
 
-    __slots__ = ("inline", "quick", "slow", "trial", "trying")
+    __slots__ = ("inline", "quick", "slow", "trial", "trial_started", "trying")
 
     def __init__(self) -> None:
         self.inline = False
         self.slow = False  # its last call was slow
         self.trying: anyio.Event | None = None  # set when the trial call under way ends
+        self.trial_started = 0.0
         self.quick = 0  # quick calls in a row while on trial
         self.trial = _TRIAL
 
@@ -103,14 +108,22 @@ class UserCode:
         while state.trying is not None and not state.slow:
             # One trial call at a time, until the method proves slow: otherwise a
             # graph's first wave of probes would all pay for a thread before a
-            # quick method is found quick.
-            await state.trying.wait()
+            # quick method is found quick. A trial call out for much longer than
+            # a quick one takes, even with the trip to its thread, has proved it
+            # already (it may hang for long).
+            left = state.trial_started + _TRIAL_PATIENCE - perf_counter()
+            if left <= 0:
+                state.slow = True
+                break
+            with anyio.move_on_after(left):
+                await state.trying.wait()
         if state.inline:
             return self._here(state, fn, arg)
         took = -1.0
         trying = None
         if not state.slow:
             trying = state.trying = anyio.Event()
+            state.trial_started = perf_counter()
 
         def timed() -> _T:
             nonlocal took
