@@ -71,9 +71,13 @@ class UserCode:
     """Calls a run's plain-``def`` task methods: on the loop while they are quick,
     else in at most ``concurrency`` worker threads at once."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, quick: Sequence[object] = ()) -> None:
+        """``quick``: methods known to return at once (the engine's own defaults)."""
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._methods: dict[object, _Method] = {}
+        for method in quick:
+            self._methods[method] = state = _Method()
+            state.inline = True
         self._full_collections = _full_collections()
 
     def slow(self, method: object) -> bool:

@@ -105,7 +105,7 @@ class Graph:
 
     def __init__(self, calls: UserCode | None = None) -> None:
         # Where this run calls the tasks' plain def requires()/output()/complete().
-        self.calls = calls if calls is not None else UserCode(DEFAULT_PROBE_CONCURRENCY)
+        self.calls = calls if calls is not None else user_code(DEFAULT_PROBE_CONCURRENCY)
         self.nodes: dict[str, Node] = {}
         self._by_key: dict[Any, Node] = {}  # task._key -> node: dedup without hashing ids
         self.order: list[Node] = []  # nodes in the order they were added (node.seq)
@@ -160,7 +160,7 @@ async def expand(
     Raises:
         CycleError: the requirements of incomplete tasks form a cycle.
     """
-    graph = Graph(UserCode(probe_concurrency))
+    graph = Graph(user_code(probe_concurrency))
     queue: deque[Node] = deque()
     for task in tasks:
         node, new = graph.add(task)
@@ -434,6 +434,11 @@ async def outputs_of(node: Node, calls: UserCode) -> list[Target]:
     if outputs is None:
         outputs = node.outputs = await calls.call(type(node.task).output, _outputs, node.task)
     return outputs
+
+
+def user_code(concurrency: int) -> UserCode:
+    """Where a run calls its tasks' plain def methods; Task's own defaults are quick."""
+    return UserCode(concurrency, quick=(Task.requires, Task.output))
 
 
 def _output_method(node: Node) -> object:
