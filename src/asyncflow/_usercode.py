@@ -20,6 +20,7 @@ pause, in a large graph, lasts longer than any quick method.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -45,13 +46,12 @@ _TRIAL = 8
 class _Method:
     """Where one method's calls go: a worker thread (on trial) or the loop."""
 
-    __slots__ = ("inline", "quick", "slow", "trial", "trial_started", "trying")
+    __slots__ = ("inline", "quick", "slow", "trial", "trying")
 
     def __init__(self) -> None:
         self.inline = False
         self.slow = False  # its last call was slow
         self.trying: anyio.Event | None = None  # set when the trial call under way ends
-        self.trial_started = 0.0
         self.quick = 0  # quick calls in a row while on trial
         self.trial = _TRIAL
 
@@ -109,25 +109,23 @@ class UserCode:
                 self._judge(state, took)
 
     async def _off_loop(self, state: _Method, fn: Callable[[Any], _T], arg: Any) -> _T:
-        while state.trying is not None and not state.slow:
+        while state.trying is not None:
             # One trial call at a time, until the method proves slow: otherwise a
             # graph's first wave of probes would all pay for a thread before a
-            # quick method is found quick. A trial call out for much longer than
-            # a quick one takes, even with the trip to its thread, has proved it
-            # already (it may hang for long).
-            left = state.trial_started + _TRIAL_PATIENCE - perf_counter()
-            if left <= 0:
-                state.slow = True
-                break
-            with anyio.move_on_after(left):
-                await state.trying.wait()
+            # quick method is found quick.
+            await state.trying.wait()
         if state.inline:
             return self._here(state, fn, arg)
         took = -1.0
-        trying = None
+        trying = patience = None
         if not state.slow:
             trying = state.trying = anyio.Event()
-            state.trial_started = perf_counter()
+            # A trial call out for much longer than a quick one takes, even with
+            # the trip to its thread, has proved the method slow already (it may
+            # hang for long): the calls waiting for it go ahead, side by side.
+            patience = asyncio.get_running_loop().call_later(
+                _TRIAL_PATIENCE, _end_trial, state, trying, True
+            )
 
         def timed() -> _T:
             nonlocal took
@@ -146,9 +144,9 @@ class UserCode:
         finally:
             if took >= 0:
                 self._judge(state, took)
-            if trying is not None:
-                state.trying = None
-                trying.set()
+            if trying is not None and patience is not None:
+                patience.cancel()
+                _end_trial(state, trying, False)
 
     async def map(
         self, method_of: Callable[[Any], object], fn: Callable[[Any], _T], items: Sequence[Any]
@@ -187,6 +185,13 @@ class UserCode:
                 self._full_collections = full
                 return
         state.took(took)
+
+
+def _end_trial(state: _Method, trying: anyio.Event, slow: bool) -> None:
+    if state.trying is trying:
+        state.trying = None
+        state.slow = state.slow or slow
+    trying.set()
 
 
 def _full_collections() -> int:
