@@ -123,7 +123,7 @@ class _cached_in_instance:
 class RunKind:
     """How a task's ``run()`` is called."""
 
-    SYNC = "sync"  # plain def: in a worker thread
+    SYNC = "sync"  # plain def: in a worker thread (a generator, too: step by step)
     ASYNC = "async"  # async def: on the loop
     GENERATOR = "generator"  # async generator: may yield dynamic requirements
 
@@ -134,6 +134,10 @@ def _run_kind(run: object) -> str:
     if inspect.iscoroutinefunction(run):
         return RunKind.ASYNC
     return RunKind.SYNC
+
+
+def _is_async(method: object) -> bool:
+    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
 
 
 def _check_class_attributes(cls: type[Task]) -> None:
@@ -215,6 +219,9 @@ class Task:
     _secret_names: ClassVar[tuple[str, ...]] = ()
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
+    # requires() / complete() are plain functions: user code the engine keeps off the loop.
+    _sync_requires: ClassVar[bool] = True
+    _sync_complete: ClassVar[bool] = False
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
     _scalar_identity: ClassVar[bool] = True
@@ -270,6 +277,8 @@ class Task:
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
         cls._run_kind = _run_kind(cls.run)
         cls._default_complete = cls.complete is Task.complete
+        cls._sync_requires = not _is_async(cls.requires)
+        cls._sync_complete = not _is_async(cls.complete)
         cls._has_hooks = cls.on_success is not Task.on_success or (
             cls.on_failure is not Task.on_failure
         )
@@ -486,7 +495,12 @@ class Task:
         return None
 
     def run(self) -> Any:
-        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread."""
+        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread.
+
+        Either may be a generator that yields tasks (or a list/dict of tasks) found
+        at run time: they are scheduled, and the body is resumed with their
+        outputs, in the same shape. While it waits it holds no worker.
+        """
         return None
 
     async def complete(self) -> bool:
@@ -644,6 +658,15 @@ def secret_texts(tasks: Iterable[Task]) -> Iterator[str]:
     for task in tasks:
         if task._secret_names:
             yield from task._secret_texts()
+
+
+def sync_requires(task: Task) -> Any:
+    """Call a plain ``def requires()`` and run it to the end if it is a generator
+    (in a worker thread: both are user code that may block)."""
+    requirements = task.requires()
+    if inspect.isgenerator(requirements):
+        requirements = list(requirements)
+    return requirements
 
 
 def _summary_text(param: Parameter[Any], value: Any) -> str:
