@@ -98,8 +98,8 @@ class LuigiRunResult:
 
     ``status`` is a :class:`LuigiStatusCode`, ``summary_text`` Luigi's
     execution summary, ``scheduling_succeeded`` the bool that
-    ``build()`` returns otherwise (False when a task failed or could not be
-    scheduled), and ``result`` asyncflow's own :class:`~asyncflow.RunResult`.
+    ``build()`` returns otherwise (False when an attempt failed or a task could
+    not be scheduled), and ``result`` asyncflow's own :class:`~asyncflow.RunResult`.
     """
 
     def __init__(self, result: RunResult) -> None:
@@ -107,8 +107,11 @@ class LuigiRunResult:
         self.worker: Any = None  # there is no Luigi worker: see ``result``
         self.categories = categories(result)
         self.status = status_of(self.categories)
+        # As Luigi's: False once any attempt failed, even one that a retry made good.
         self.scheduling_succeeded = not (
-            self.categories.get("failed") or self.categories.get("scheduling_error")
+            self.categories.get("ever_failed")
+            or self.categories.get("failed")
+            or self.categories.get("scheduling_error")
         )
         self.summary_text = _summary_text(self)
         smiley, why = self.status.value

@@ -188,8 +188,11 @@ class GzipFormat(Format):
         return _Closing(gzip.GzipFile(fileobj=input_pipe, mode="rb"), input_pipe)
 
     def pipe_writer(self, output_pipe: Any) -> Any:
-        level = 9 if self.compression_level is None else int(self.compression_level)
-        compressed = gzip.GzipFile(fileobj=_Unclosable(output_pipe), mode="wb", compresslevel=level)
+        # gzip's own default level, and no time stamp: the same data gives the same file.
+        level = 6 if self.compression_level is None else int(self.compression_level)
+        compressed = gzip.GzipFile(
+            fileobj=_Unclosable(output_pipe), mode="wb", compresslevel=level, mtime=0
+        )
         return Writer(compressed, output_pipe, compressed.close)  # type: ignore[arg-type]
 
 

@@ -191,6 +191,17 @@ class _LuigiParameter(_engine.Parameter[Any]):
             return self.normalize(text)
         return super().parse(text)
 
+    #: Optional parameters write None as ""; the others as "None" (as Luigi does).
+    _optional = False
+
+    def serialize(self, value: Any) -> str:
+        """The text form of a value, as Luigi writes it."""
+        if value is None:
+            return "" if self._optional else "None"
+        text = self._serialize(value)
+        # Luigi's Parameter writes any value with str(); asyncflow's keeps str values.
+        return text if isinstance(text, str) else str(text)
+
     def to_json(self, value: Any) -> _engine.JSONValue:
         # The identity comes from the text forms, as Luigi's task ids do.
         return None if value is None else self.serialize(value)
@@ -270,6 +281,8 @@ StrParameter = Parameter
 class OptionalParameter(Parameter):
     """A string parameter that may be None (``""`` on the command line)."""
 
+    _optional = True
+
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
 
@@ -287,6 +300,8 @@ class IntParameter(_LuigiParameter, _engine.IntParameter):
 class OptionalIntParameter(IntParameter):
     """An integer parameter that may be None."""
 
+    _optional = True
+
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
 
@@ -297,6 +312,8 @@ class FloatParameter(_LuigiParameter, _engine.FloatParameter):
 
 class OptionalFloatParameter(FloatParameter):
     """A float parameter that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -328,9 +345,14 @@ class BoolParameter(_LuigiParameter, _engine.BoolParameter):
             return False if self.default is not None else None
         return super().normalize(value)
 
+    def _serialize(self, value: Any) -> str:
+        return str(value)  # True / False, as Luigi writes them
+
 
 class OptionalBoolParameter(BoolParameter):
     """A boolean parameter that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -452,16 +474,16 @@ class DateHourParameter(_DatetimeParameter):
 
 
 class DateMinuteParameter(_DatetimeParameter):
-    """A datetime at a whole minute (``YYYY-MM-DDTHHhMM``, e.g. ``2026-11-23T05H30``)."""
+    """A datetime at a whole minute (``YYYY-MM-DDTHHMM``, e.g. ``2026-11-23T0530``)."""
 
-    date_format = "%Y-%m-%dT%HH%M"
+    date_format = "%Y-%m-%dT%H%M"
     _unit = dt.timedelta(minutes=1)
 
     def _parse(self, text: str) -> Any:
         try:
             return super()._parse(text)
-        except ValueError:  # the older form without the H
-            return self._convert(dt.datetime.strptime(text.strip(), "%Y-%m-%dT%H%M"))
+        except ValueError:  # the older form, 2026-11-23T05H30
+            return self._convert(dt.datetime.strptime(text.strip(), "%Y-%m-%dT%HH%M"))
 
 
 class DateSecondParameter(_DatetimeParameter):
@@ -563,15 +585,21 @@ class EnumListParameter(_LuigiParameter):
 
 
 class DictParameter(_LuigiParameter, _engine.DictParameter):
-    """A JSON object, held as an immutable mapping. ``schema=`` is accepted and not checked."""
+    """A JSON object, held as an immutable mapping (keys sorted). ``schema=`` is accepted
+    and not checked."""
 
     def __init__(self, default: Any = _no_value, *args: Any, schema: Any = None, **kwargs: Any):
         self.schema = schema
         super().__init__(default, *args, **kwargs)
 
+    def _serialize(self, value: Any) -> str:
+        return json_of(value)  # Luigi's spacing: {"a": 1}
+
 
 class OptionalDictParameter(DictParameter):
     """A JSON object that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -584,9 +612,14 @@ class ListParameter(_LuigiParameter, _engine.ListParameter):
         self.schema = schema
         super().__init__(default, *args, **kwargs)
 
+    def _serialize(self, value: Any) -> str:
+        return json_of(value)  # Luigi's spacing: [1, 2]
+
 
 class OptionalListParameter(ListParameter):
     """A JSON array that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -614,6 +647,8 @@ def _lists(value: Any) -> Any:
 
 class OptionalTupleParameter(TupleParameter):
     """A tuple that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -665,6 +700,8 @@ class NumericalParameter(_LuigiParameter):
 class OptionalNumericalParameter(NumericalParameter):
     """A bounded number that may be None."""
 
+    _optional = True
+
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
 
@@ -708,6 +745,8 @@ class ChoiceParameter(_LuigiParameter):
 
 class OptionalChoiceParameter(ChoiceParameter):
     """A choice that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)
@@ -777,6 +816,8 @@ class PathParameter(_LuigiParameter):
 
 class OptionalPathParameter(PathParameter):
     """A path that may be None."""
+
+    _optional = True
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default, **kwargs)

@@ -274,8 +274,7 @@ class Task(EngineTask):
                 continue
             if only_public and visibility != ParameterVisibility.PUBLIC:
                 continue
-            value = self.param_kwargs[name]
-            out[name] = "" if value is None else param.serialize(value)
+            out[name] = param.serialize(self.param_kwargs[name])
         return out
 
     @classmethod
@@ -539,10 +538,8 @@ def _apply_visibility(cls: type[Task]) -> None:
 class WrapperTask(Task):
     """A task that only groups requirements: complete when all of them are."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # The graph settles a wrapper from its requirements, unless it defines complete().
-        cls._settles_by_requirements = cls.complete is WrapperTask.complete
+    # As in Luigi, a wrapper's complete() is asked first, and its requirements are
+    # looked at only when it is not complete.
 
     def complete(self) -> Any:
         """True when every requirement is complete."""
@@ -558,9 +555,6 @@ class WrapperTask(Task):
             if not done:
                 return False
         return True
-
-
-WrapperTask._settles_by_requirements = True
 
 
 class ExternalTask(Task):
