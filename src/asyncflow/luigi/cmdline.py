@@ -6,7 +6,8 @@ task's own parameters as ``--param-name``; any task's or config class's as
 (``--workers``, ``--local-scheduler``, ``--module``, ``--log-level``,
 ``--help``, ``--help-all``). Exit codes follow ``[retcode]`` in the
 configuration, with Luigi's defaults: 0 even when a task failed, 4 for an
-unexpected error, 2 for a command line that does not parse, 1 when no task is
+unexpected error while building or running the task (a missing parameter), 2
+for a command line that does not parse, 1 when no task or an unknown one is
 given.
 """
 
@@ -147,28 +148,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 4
     try:
         parsed = CmdlineParser(args)
-        task = parsed.get_task_obj()
         with parsed.active():
             codes = retcode()
-            outcome = schedule_and_run([task], {}, configure=True)
     except SystemExit as exit_:
         if isinstance(exit_.code, str):
             print(exit_.code, file=sys.stderr)
             return 1
         return int(exit_.code or 0)
-    except Exception as exc:  # as in Luigi, any error is an "unhandled exception"
+    except Exception as exc:  # Luigi: a command line that names no task class crashes (1)
         print(f"asyncflow luigi: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return _unhandled_code()
-    return _exit_code(outcome, codes)
-
-
-def _unhandled_code() -> int:
-    from .interface import retcode
-
+        return 1
     try:
-        return int(retcode().unhandled_exception)
-    except Exception:
-        return 4
+        task = parsed.get_task_obj()
+        with parsed.active():
+            outcome = schedule_and_run([task], {}, configure=True)
+    except Exception as exc:  # as in Luigi, any other error is an "unhandled exception"
+        print(f"asyncflow luigi: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return int(codes.unhandled_exception)
+    return _exit_code(outcome, codes)
 
 
 def _exit_code(outcome: LuigiRunResult, codes: Any) -> int:
