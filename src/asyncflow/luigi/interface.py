@@ -34,6 +34,7 @@ from .parameter import (
     OptionalParameter,
     Parameter,
     UnknownParameterException,
+    cmdline_values,
 )
 from .task import Config, Task
 
@@ -169,9 +170,16 @@ def schedule_and_run(
     if on_event_loop():
         # Luigi's build() is synchronous, also in a notebook whose loop runs in
         # this thread: run on a thread of our own and wait, as Luigi would block.
-        context = contextvars.copy_context()
+        # A fresh context there (this one says a loop is running), with the
+        # command line's values carried over.
+        values = cmdline_values.get()
+
+        def build_there() -> Any:
+            cmdline_values.set(values)
+            return engine_build(tasks, **options)
+
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            result = pool.submit(context.run, engine_build, tasks, **options).result()
+            result = pool.submit(contextvars.Context().run, build_there).result()
     else:
         result = engine_build(tasks, **options)
     for item in result.with_status(Status.ALREADY_COMPLETE):
