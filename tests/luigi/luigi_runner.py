@@ -45,7 +45,9 @@ def environment(folder: Path) -> dict[str, str]:
     return env
 
 
-def run(folder: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    folder: Path, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args],
         cwd=folder,

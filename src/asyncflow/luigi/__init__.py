@@ -90,7 +90,7 @@ from .task import (
     namespace,
 )
 from .tools import deps_tree as _deps_tree  # noqa: F401  # luigi.tools.deps_tree after import
-from .tools import range  # noqa: A004  # Luigi exposes luigi.range (autoloaded range tools)
+from .tools import range  # Luigi exposes luigi.range (autoloaded range tools)
 
 __all__ = [
     "BoolParameter",

@@ -43,7 +43,7 @@ _T = TypeVar("_T")
 try:  # where anyio keeps the loop token of its worker threads
     from anyio._core._eventloop import threadlocals as _threadlocals
 except ImportError:  # pragma: no cover - a future anyio; fall back to trying
-    _threadlocals = None
+    _threadlocals = None  # type: ignore[assignment]
 
 
 def on_event_loop() -> bool:
@@ -120,9 +120,7 @@ def run_async(func: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
     return anyio.run(functools.partial(func, *args), backend="asyncio")
 
 
-def dual(
-    sync: Callable[..., _T], in_thread: bool = True
-) -> Callable[..., _T | Awaitable[_T]]:
+def dual(sync: Callable[..., _T], in_thread: bool = True) -> Callable[..., _T | Awaitable[_T]]:
     """Wrap a synchronous method so that, called on an event loop, it returns an awaitable.
 
     On the loop, the body runs in a worker thread (``in_thread``), where its own

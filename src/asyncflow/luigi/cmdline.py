@@ -164,20 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = schedule_and_run([task], {}, configure=True)
     except Exception as exc:  # as in Luigi, any other error is an "unhandled exception"
         print(f"asyncflow luigi: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return int(codes.unhandled_exception)
+        return int(codes.param_kwargs["unhandled_exception"])
     return _exit_code(outcome, codes)
 
 
 def _exit_code(outcome: LuigiRunResult, codes: Any) -> int:
     found = outcome.categories
     conditions = (
-        (codes.missing_data, bool(found.get("still_pending_ext"))),
-        (codes.task_failed, bool(found.get("failed"))),
-        (codes.scheduling_error, bool(found.get("scheduling_error"))),
-        (codes.not_run, bool(found.get("not_run"))),
+        (codes.param_kwargs["missing_data"], bool(found.get("still_pending_ext"))),
+        (codes.param_kwargs["task_failed"], bool(found.get("failed"))),
+        (codes.param_kwargs["scheduling_error"], bool(found.get("scheduling_error"))),
+        (codes.param_kwargs["not_run"], bool(found.get("not_run"))),
     )
     code = max((value for value, holds in conditions if holds), default=0)
     root = outcome.result.requested[0] if outcome.result.requested else None
     if code == 0 and root is not None and not outcome.result.status(root).is_complete:
-        return int(codes.not_run)
+        return int(codes.param_kwargs["not_run"])
     return int(code)

@@ -125,7 +125,7 @@ class LuigiConfigParser(_Base, configparser.ConfigParser):
                 return name
         return None
 
-    def has_option(self, section: str | None, option: str) -> bool:  # type: ignore[override]
+    def has_option(self, section: str | None, option: str) -> bool:
         return section is not None and self._option(section, option) is not None
 
     def _lookup(self, method: Any, section: str, option: str, default: Any, **kwargs: Any) -> Any:
@@ -243,7 +243,7 @@ _PARSERS: dict[str, type[_Base]] = {
     "ini": LuigiConfigParser,
     "toml": LuigiTomlParser,
 }
-_env_path_added: set[str] = set()
+_env_path_added: set[tuple[type[_Base], str]] = set()
 
 
 def _default_parser() -> str:
@@ -268,7 +268,7 @@ def get_config(parser: str | None = None) -> Any:
         raise ConfigError(f"unknown Luigi configuration parser {name!r} (cfg or toml)")
     env_path = os.environ.get("LUIGI_CONFIG_PATH")
     if env_path and (parser_class, env_path) not in _env_path_added:
-        _env_path_added.add((parser_class, env_path))  # type: ignore[arg-type]
+        _env_path_added.add((parser_class, env_path))
         if os.path.isfile(env_path):
             parser_class.add_config_path(env_path)
         else:

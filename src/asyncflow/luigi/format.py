@@ -11,6 +11,7 @@ bz2 modules), not through external programs as Luigi does.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import locale
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 
 __all__ = [
+    "UTF8",
     "Bzip2",
     "Bzip2Format",
     "ChainFormat",
@@ -31,7 +33,6 @@ __all__ = [
     "SysNewLine",
     "Text",
     "TextFormat",
-    "UTF8",
     "get_default_format",
 ]
 
@@ -106,10 +107,8 @@ class Writer:
     def __del__(self) -> None:
         # A writer dropped without close() is discarded, never committed (as in Luigi).
         if not getattr(self, "closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.abort()
-            except Exception:
-                pass
 
 
 class Format:
@@ -149,7 +148,9 @@ class TextFormat(Format):
 
     def pipe_writer(self, output_pipe: Any) -> Any:
         text = io.TextIOWrapper(
-            _Unclosable(output_pipe), encoding=self._encoding(), newline=self.newline
+            _Unclosable(output_pipe),  # type: ignore[type-var]
+            encoding=self._encoding(),
+            newline=self.newline,
         )
 
         def finish() -> None:
@@ -185,7 +186,7 @@ class GzipFormat(Format):
         self.compression_level = compression_level
 
     def pipe_reader(self, input_pipe: Any) -> Any:
-        return _Closing(gzip.GzipFile(fileobj=input_pipe, mode="rb"), input_pipe)
+        return _Closing(gzip.GzipFile(fileobj=input_pipe, mode="rb"), input_pipe)  # type: ignore[arg-type]
 
     def pipe_writer(self, output_pipe: Any) -> Any:
         # gzip's own default level, and no time stamp: the same data gives the same file.
@@ -204,7 +205,7 @@ class Bzip2Format(Format):
 
     def pipe_writer(self, output_pipe: Any) -> Any:
         compressed = bz2.BZ2File(_Unclosable(output_pipe), mode="wb")
-        return Writer(compressed, output_pipe, compressed.close)  # type: ignore[arg-type]
+        return Writer(compressed, output_pipe, compressed.close)
 
 
 class ChainFormat(Format):

@@ -49,7 +49,8 @@ class core(Config):
 
     use_cmdline_section = False
     local_scheduler = BoolParameter(
-        default=False, description="Accepted for compatibility; runs are always local.",
+        default=False,
+        description="Accepted for compatibility; runs are always local.",
         always_in_help=True,
     )
     scheduler_host = Parameter(default="localhost", description="Unused: no central scheduler.")
@@ -160,13 +161,14 @@ def schedule_and_run(
     if configure:
         _configure_logging(settings)
     options: dict[str, Any] = {
-        "workers": settings.workers,
+        "workers": settings.param_kwargs["workers"],
         "keep_going": True,
         "resources": _resources(),
         "retry": _retry_policy(),
     }
-    if settings.journal is not None:
-        options["journal"] = settings.journal or None
+    journal = settings.param_kwargs["journal"]
+    if journal is not None:
+        options["journal"] = journal or None
     if on_event_loop():
         # Luigi's build() is synchronous, also in a notebook whose loop runs in
         # this thread: run on a thread of our own and wait, as Luigi would block.
@@ -192,12 +194,13 @@ def schedule_and_run(
 
 
 def _configure_logging(settings: core) -> None:
-    if settings.logging_conf_file:
+    if settings.param_kwargs["logging_conf_file"]:
         import logging.config
 
-        logging.config.fileConfig(settings.logging_conf_file, disable_existing_loggers=False)
+        path = settings.param_kwargs["logging_conf_file"]
+        logging.config.fileConfig(path, disable_existing_loggers=False)
         return
-    configure_logging("console", settings.log_level)
+    configure_logging("console", settings.param_kwargs["log_level"])
 
 
 def _resources() -> dict[str, float]:
@@ -211,7 +214,7 @@ def _resources() -> dict[str, float]:
 def _retry_policy() -> RetryPolicy | None:
     """Retries of tasks without their own ``retry_count``: with ``[worker] keep_alive``,
     as many attempts as ``[scheduler] retry_count``, ``retry_delay`` apart."""
-    if not worker().keep_alive:
+    if not worker().param_kwargs["keep_alive"]:
         return None
     # Read from the file: the engine reserves these names for tasks' own settings,
     # so they cannot be parameters of a [scheduler] config class.

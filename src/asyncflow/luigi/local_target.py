@@ -7,6 +7,7 @@ run also honours the run's commit guard.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -102,7 +103,7 @@ class LocalTarget(FileSystemTarget, _local.LocalTarget):
     removed when the target is garbage-collected.
     """
 
-    fs = LocalFileSystem()  # type: ignore[assignment]
+    fs = LocalFileSystem()
 
     def __init__(self, path: Any = None, format: Format | None = None, is_tmp: bool = False):
         if not path:
@@ -121,7 +122,7 @@ class LocalTarget(FileSystemTarget, _local.LocalTarget):
 
     exists.__asyncflow_dual__ = True  # type: ignore[attr-defined]
 
-    def open(self, mode: str = "r") -> Any:  # type: ignore[override]
+    def open(self, mode: str = "r") -> Any:
         """A file to read or write (see :mod:`asyncflow.luigi.target`)."""
         return open_luigi(self, mode, self.format, before_write=self.makedirs)
 
@@ -154,7 +155,5 @@ class LocalTarget(FileSystemTarget, _local.LocalTarget):
 
     def __del__(self) -> None:
         if getattr(self, "is_tmp", False) and os.path.exists(self.path):
-            try:
+            with contextlib.suppress(OSError):
                 self.fs.remove(self.path)
-            except OSError:
-                pass

@@ -70,7 +70,7 @@ class MockFileSystem(FileSystem):
 class MockTarget(FileSystemTarget, _memory.MemoryTarget):
     """A file in memory: ``MockTarget(fn, is_tmp=None, mirror_on_stderr=False, format=None)``."""
 
-    fs = MockFileSystem()  # type: ignore[assignment]
+    fs = MockFileSystem()
 
     def __init__(
         self,
@@ -94,7 +94,7 @@ class MockTarget(FileSystemTarget, _memory.MemoryTarget):
 
     exists.__asyncflow_dual__ = True  # type: ignore[attr-defined]
 
-    def open(self, mode: str = "r") -> Any:  # type: ignore[override]
+    def open(self, mode: str = "r") -> Any:
         return open_luigi(self, mode, self.format)
 
     def remove(self) -> Any:

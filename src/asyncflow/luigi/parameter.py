@@ -513,7 +513,9 @@ class DateIntervalParameter(_LuigiParameter):
             found = kind.parse(text)
             if found is not None:
                 return found
-        raise ValueError(f"expected a date interval like 2026-11-23, 2026-W47, 2026-11, got {text!r}")
+        raise ValueError(
+            f"expected a date interval like 2026-11-23, 2026-W47, 2026-11, got {text!r}"
+        )
 
     def _serialize(self, value: Any) -> str:
         return str(value)
@@ -635,7 +637,9 @@ class TupleParameter(ListParameter):
             try:
                 data = ast.literal_eval(text)
             except (ValueError, SyntaxError):
-                raise ValueError(f"expected a JSON array or a tuple literal, got {text!r}") from None
+                raise ValueError(
+                    f"expected a JSON array or a tuple literal, got {text!r}"
+                ) from None
             return self.normalize(_lists(data))
 
 

@@ -63,11 +63,14 @@ class Target(_base.Target):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         exists = cls.__dict__.get("exists")
-        if exists is not None and not getattr(exists, "__asyncflow_dual__", False):
-            if not getattr(exists, "__isabstractmethod__", False):
-                # Luigi targets answer synchronously; the engine awaits the answer
-                # from a worker thread, where the user's blocking calls belong.
-                cls.exists = dual(exists)  # type: ignore[method-assign]
+        if (
+            exists is not None
+            and not getattr(exists, "__asyncflow_dual__", False)
+            and not getattr(exists, "__isabstractmethod__", False)
+        ):
+            # Luigi targets answer synchronously; the engine awaits the answer
+            # from a worker thread, where the user's blocking calls belong.
+            cls.exists = dual(exists)  # type: ignore[method-assign]
         for sync_name, async_name in (
             ("_open_reader", "_aopen_reader"),
             ("_open_writer", "_aopen_writer"),
@@ -82,13 +85,12 @@ class Target(_base.Target):
         super().__init_subclass__(**kwargs)
 
     @abc.abstractmethod
-    def exists(self) -> Any:  # type: ignore[override]
+    def exists(self) -> Any:
         """Whether the target exists."""
 
-    def remove(self) -> Any:  # type: ignore[override]
+    def remove(self) -> Any:
         """Remove the target (where the target type supports it)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be removed")
-
 
 
 def _own_hook(cls: type, name: str) -> Any:
@@ -145,8 +147,10 @@ class FileSystemTarget(Target):
 
     __slots__ = ()
 
+    path: str
+
     def __init__(self, path: Any) -> None:
-        self.path = str(path)
+        self.path = str(path)  # type: ignore[misc]
 
     def __str__(self) -> str:
         return self.path

@@ -36,13 +36,13 @@ from typing import Any, ClassVar
 
 import structlog
 
-from ..task import Task as EngineTask
-from ..task import _run_kind
-from ..task import flatten as engine_flatten
 from ..errors import TaskDefinitionError
 from ..events import Event as EngineEvent
 from ..graph import all_exist
 from ..parameters import Parameter as EngineParameter
+from ..task import Task as EngineTask
+from ..task import _run_kind
+from ..task import flatten as engine_flatten
 from . import parameter as _parameter
 from ._sync import dual, sync_caller, wants_awaitable
 from .event import ENGINE_EVENTS, Event
@@ -132,7 +132,7 @@ class TaskClassAmbigiousException(TaskClassException):
 class Task(EngineTask):
     """Luigi's Task: subclass it, declare parameters, define requires/output/run."""
 
-    task_namespace: ClassVar[str | None] = None  # type: ignore[misc]
+    task_namespace: ClassVar[str | None] = None
     worker_timeout: ClassVar[float | None] = None
     disabled: ClassVar[bool] = False
     max_batch_size: ClassVar[float] = float("inf")
@@ -261,7 +261,7 @@ class Task(EngineTask):
     def initialized(self) -> bool:
         return "param_kwargs" in self.__dict__
 
-    def to_str_params(  # type: ignore[override]
+    def to_str_params(
         self, only_significant: bool = False, only_public: bool = False
     ) -> dict[str, str]:
         """Every parameter as text (private ones never)."""
@@ -278,7 +278,7 @@ class Task(EngineTask):
         return out
 
     @classmethod
-    def from_str_params(cls, params_str: Mapping[str, Any]) -> Task:  # type: ignore[override]
+    def from_str_params(cls, params_str: Mapping[str, Any]) -> Task:
         """A task from text values; names it does not declare are ignored, as in Luigi."""
         kwargs: dict[str, Any] = {}
         for name, param in cls._luigi_params:
@@ -310,7 +310,7 @@ class Task(EngineTask):
     def output(self) -> Any:
         return []
 
-    def complete(self) -> Any:  # type: ignore[override]
+    def complete(self) -> Any:
         """True when every output exists; False for a task without outputs (as in Luigi)."""
         if wants_awaitable():
             return self._outputs_exist()
@@ -362,7 +362,7 @@ class Task(EngineTask):
     # events -----------------------------------------------------------------------
 
     @classmethod
-    def event_handler(cls, event: Any) -> Callable[[Any], Any]:  # type: ignore[override]
+    def event_handler(cls, event: Any) -> Callable[[Any], Any]:
         """Register ``callback`` for a Luigi event (``luigi.Event.SUCCESS``...) on this
         class and its subclasses. asyncflow's own ``Event`` members work too."""
         if isinstance(event, EngineEvent):
@@ -469,9 +469,12 @@ def _adapt_methods(cls: type[Task]) -> None:
     own = cls.__dict__
     complete = own.get("complete")
     # The shim's own complete() methods answer on the loop themselves (no thread).
-    if complete is not None and not inspect.iscoroutinefunction(complete):
-        if cls.__module__ != __name__:
-            type.__setattr__(cls, "complete", dual(complete))
+    if (
+        complete is not None
+        and not inspect.iscoroutinefunction(complete)
+        and cls.__module__ != __name__
+    ):
+        type.__setattr__(cls, "complete", dual(complete))
     for name in ("requires", "output", "on_success", "on_failure"):
         method = own.get(name)
         if callable(method) and not (
@@ -484,10 +487,13 @@ def _adapt_methods(cls: type[Task]) -> None:
     # complete only by its own complete(), never by the journal (Luigi's meaning).
     cls._default_complete = False
     run = own.get("run")
-    if run is not None and inspect.isgeneratorfunction(run):
-        if not getattr(run, "__luigi_generator__", False):
-            type.__setattr__(cls, "run", _yielding_requirements(run))
-            cls._run_kind = _run_kind(cls.run)
+    if (
+        run is not None
+        and inspect.isgeneratorfunction(run)
+        and not getattr(run, "__luigi_generator__", False)
+    ):
+        type.__setattr__(cls, "run", _yielding_requirements(run))
+        cls._run_kind = _run_kind(cls.run)
 
 
 def _yielding_requirements(run: Callable[[Any], Generator[Any, Any, Any]]) -> Any:
@@ -575,7 +581,7 @@ class Config(Task):
 def externalize(taskclass_or_taskobject: Any) -> Any:
     """An external copy of a task class or task: it never runs."""
     if isinstance(taskclass_or_taskobject, type):
-        cls = taskclass_or_taskobject
+        cls: type[Task] = taskclass_or_taskobject
         return type(
             cls.__name__,
             (cls,),
@@ -601,7 +607,9 @@ class DynamicRequirements:
     """
 
     def __init__(
-        self, requirements: Any, custom_complete: Callable[[Callable[[Any], bool]], bool] | None = None
+        self,
+        requirements: Any,
+        custom_complete: Callable[[Callable[[Any], bool]], bool] | None = None,
     ) -> None:
         self.requirements = requirements
         self.custom_complete = custom_complete

@@ -40,7 +40,7 @@ def _remade(cls: type[Task], extra: dict[str, Any]) -> type[Task]:
     }
     if cls.__dict__.get("_explicit_namespace") is None and "task_namespace" in cls.__dict__:
         namespace["task_namespace"] = cls.task_namespace
-    made = type(cls)(cls.__name__, (cls,), namespace)
+    made: type[Task] = type(cls.__name__, (cls,), namespace)
     type.__setattr__(cls, "_visible_in_registry", False)
     return made
 
@@ -51,7 +51,9 @@ class inherits:
 
     def __init__(self, *tasks_to_inherit: type[Task], **kw_tasks_to_inherit: type[Task]):
         if not tasks_to_inherit and not kw_tasks_to_inherit:
-            raise TypeError("tasks_to_inherit or kw_tasks_to_inherit must contain at least one task")
+            raise TypeError(
+                "tasks_to_inherit or kw_tasks_to_inherit must contain at least one task"
+            )
         if tasks_to_inherit and kw_tasks_to_inherit:
             raise TypeError("Only one of tasks_to_inherit or kw_tasks_to_inherit may be present")
         self.tasks_to_inherit = tasks_to_inherit
@@ -91,16 +93,16 @@ class requires:
 
     def __init__(self, *tasks_to_require: type[Task], **kw_tasks_to_require: type[Task]):
         if not tasks_to_require and not kw_tasks_to_require:
-            raise TypeError("tasks_to_require or kw_tasks_to_require must contain at least one task")
+            raise TypeError(
+                "tasks_to_require or kw_tasks_to_require must contain at least one task"
+            )
         if tasks_to_require and kw_tasks_to_require:
             raise TypeError("Only one of tasks_to_require or kw_tasks_to_require may be present")
         self.tasks_to_require = tasks_to_require
         self.kw_tasks_to_require = kw_tasks_to_require
 
     def __call__(self, task_that_requires: type[Task]) -> type[Task]:
-        inherited = inherits(*self.tasks_to_require, **self.kw_tasks_to_require)(
-            task_that_requires
-        )
+        inherited = inherits(*self.tasks_to_require, **self.kw_tasks_to_require)(task_that_requires)
         single = len(self.tasks_to_require) == 1
 
         def requires(_self: Any) -> Any:

@@ -56,7 +56,9 @@ def build(tasks, **options):
         # Luigi runs task bodies in child processes then: their events stay there.
         for kind in ("start", "success", "failure"):
             events.pop(kind)
-    plain = luigi.build(tasks, local_scheduler=True)  # everything is complete by now, or fails again
+    plain = luigi.build(
+        tasks, local_scheduler=True
+    )  # everything is complete by now, or fails again
     return {
         "status": result.status.name,
         "scheduling_succeeded": result.scheduling_succeeded,

@@ -68,9 +68,8 @@ def scenario():
         f.write("by hand\n")
     moved = luigi.LocalTarget("data/moved.txt")
     target.move(moved.path)
-    with luigi.LocalTarget("data/tmp-written.txt").temporary_path() as path:
-        with open(path, "w") as f:
-            f.write("through a temporary path\n")
+    with luigi.LocalTarget("data/tmp-written.txt").temporary_path() as path, open(path, "w") as f:
+        f.write("through a temporary path\n")
     return [
         {"exists_before": exists_before, "moved": moved.exists(), "gone": target.exists()},
         _harness.build([Everything()]),

@@ -1,7 +1,8 @@
 """luigi.cfg for task parameters and Config classes; namespaces; util decorators."""
 
-import luigi
 from luigi.util import common_params, inherits, requires
+
+import luigi
 
 
 class paths(luigi.Config):
@@ -69,6 +70,12 @@ def scenario():
     import _harness
 
     return [
-        {"families": [Named.get_task_family(), Explicit.get_task_family(), Report.get_task_family()]},
+        {
+            "families": [
+                Named.get_task_family(),
+                Explicit.get_task_family(),
+                Report.get_task_family(),
+            ]
+        },
         _harness.build([Report(), Summary(year=2021), Named(), Explicit()]),
     ]

@@ -1,7 +1,8 @@
 """MockTarget pipelines: data in memory, checked through MockFileSystem."""
 
-import luigi
 from luigi.mock import MockFileSystem, MockTarget
+
+import luigi
 
 
 class Letters(luigi.Task):

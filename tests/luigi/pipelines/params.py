@@ -72,7 +72,13 @@ def scenario():
     again = Everything.from_str_params(task.to_str_params())
     clone = task.clone(count=8)
     shown = Everything(
-        "texts", choice="b", level=9, flag=True, items=[3], options={"k": "v"}, month=datetime.date(2026, 2, 17)
+        "texts",
+        choice="b",
+        level=9,
+        flag=True,
+        items=[3],
+        options={"k": "v"},
+        month=datetime.date(2026, 2, 17),
     )
     names = [name for name, _ in Everything.get_params()]
     return [

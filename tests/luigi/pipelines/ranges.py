@@ -3,11 +3,12 @@
 import datetime
 import re
 
-import luigi
 from luigi.tools.deps_tree import print_tree
 from luigi.tools.range import RangeDaily, RangeHourly
 
-NOW = int(datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc).timestamp())
+import luigi
+
+NOW = int(datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC).timestamp())
 
 
 class Daily(luigi.Task):
@@ -38,7 +39,9 @@ def scenario():
 
     with luigi.LocalTarget("daily/2026-11-03.txt").open("w") as out:
         out.write("already there\n")
-    days = RangeDaily(of=Daily, start=datetime.date(2026, 11, 1), stop=datetime.date(2026, 11, 6), now=NOW)
+    days = RangeDaily(
+        of=Daily, start=datetime.date(2026, 11, 1), stop=datetime.date(2026, 11, 6), now=NOW
+    )
     hours = RangeHourly(
         of=Hourly,
         of_params={"kind": "y"},

@@ -1,7 +1,8 @@
 """Counting words of external input files, with gzip, bytes and UTF-8 formats."""
 
-import luigi
 from luigi.format import UTF8, Gzip, Nop
+
+import luigi
 
 
 class Text(luigi.ExternalTask):

@@ -49,7 +49,7 @@ class GCSClient(FileSystem):
         """GCS has no folders: nothing to make."""
 
 
-class GCSTarget(RemoteLuigiTarget, FileSystemTarget, _gcs.GCSTarget):  # type: ignore[misc]
+class GCSTarget(RemoteLuigiTarget, FileSystemTarget, _gcs.GCSTarget):  # type: ignore[misc,override]
     """A GCS object, ``GCSTarget(path, format=None, client=None)``."""
 
     def __init__(
@@ -60,7 +60,7 @@ class GCSTarget(RemoteLuigiTarget, FileSystemTarget, _gcs.GCSTarget):  # type: i
         self.client = client
 
     @property
-    def fs(self) -> GCSClient:  # type: ignore[override]
+    def fs(self) -> GCSClient:
         return self.client or GCSClient()
 
 

@@ -76,7 +76,7 @@ class S3Client(FileSystem):
         """S3 has no folders: nothing to make."""
 
 
-class S3Target(RemoteLuigiTarget, FileSystemTarget, _s3.S3Target):  # type: ignore[misc]
+class S3Target(RemoteLuigiTarget, FileSystemTarget, _s3.S3Target):  # type: ignore[misc,override]
     """An S3 object, ``S3Target(path, format=None, client=None)``."""
 
     def __init__(
@@ -87,7 +87,7 @@ class S3Target(RemoteLuigiTarget, FileSystemTarget, _s3.S3Target):  # type: igno
         self.client = client
 
     @property
-    def fs(self) -> S3Client:  # type: ignore[override]
+    def fs(self) -> S3Client:
         return self.client or S3Client()
 
 

@@ -36,8 +36,8 @@ class RangeBase(WrapperTask):
 
     of = TaskParameter(description="the task class to complete over the range")
     of_params = DictParameter(default={}, description="other arguments of the 'of' task")
-    start = Parameter()
-    stop = Parameter()
+    start: Any = Parameter()
+    stop: Any = Parameter()
     reverse = BoolParameter(default=False, description="fill in the newest first")
     task_limit = IntParameter(default=50, description="at most this many tasks at a time")
     now = IntParameter(default=None, description="the current time, in seconds since the epoch")
@@ -45,18 +45,24 @@ class RangeBase(WrapperTask):
         default=None, description="the parameter the range sets", positional=False
     )
 
+    def _v(self, name: str) -> Any:
+        """A parameter's value (typed as Any: parameters are class attributes)."""
+        return self.param_kwargs[name]
+
     @property
     def of_cls(self) -> type[Task]:
-        return self.of  # type: ignore[no-any-return]
+        found: type[Task] = self._v("of")
+        return found
 
     @property
     def _param_name(self) -> str:
-        if self.param_name is not None:
-            return str(self.param_name)
-        return next(name for name, p in self.of.get_params() if getattr(p, "positional", True))
+        if self._v("param_name") is not None:
+            return str(self._v("param_name"))
+        params = self.of_cls.get_params()
+        return next(name for name, p in params if getattr(p, "positional", True))
 
     def _task(self, value: Any) -> Task:
-        return self.of(**{**dict(self.of_params), self._param_name: value})  # type: ignore[no-any-return]
+        return self._v("of")(**{**dict(self._v("of_params")), self._param_name: value})  # type: ignore[no-any-return]
 
     def datetime_to_parameter(self, moment: dt.datetime) -> Any:
         raise NotImplementedError
@@ -77,27 +83,33 @@ class RangeBase(WrapperTask):
         cached = self.__dict__.get("_cached_requires")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        if self.start is None and self.stop is None:
+        if self._v("start") is None and self._v("stop") is None:
             raise ParameterException("At least one of start and stop needs to be specified")
-        if self.start is None and not self.reverse:
-            raise ParameterException("Either start needs to be specified or reverse needs to be True")
-        if self.start is not None and self.stop is not None and self.start > self.stop:
+        if self._v("start") is None and not self._v("reverse"):
+            raise ParameterException(
+                "Either start needs to be specified or reverse needs to be True"
+            )
+        if (
+            self._v("start") is not None
+            and self._v("stop") is not None
+            and self._v("start") > self._v("stop")
+        ):
             raise ParameterException("Can't have start > stop")
-        seconds = time.time() if self.now is None else self.now
+        seconds = time.time() if self._v("now") is None else self._v("now")
         now = dt.datetime.fromtimestamp(seconds, tz=dt.UTC).replace(tzinfo=None)
         start = self.moving_start(now)
-        if self.start is not None:
-            start = max(self.parameter_to_datetime(self.start), start)
+        if self._v("start") is not None:
+            start = max(self.parameter_to_datetime(self._v("start")), start)
         stop = self.moving_stop(now)
-        if self.stop is not None:
-            stop = min(self.parameter_to_datetime(self.stop), stop)
+        if self._v("stop") is not None:
+            stop = min(self.parameter_to_datetime(self._v("stop")), stop)
         moments = self.finite_datetimes(start, stop) if start <= stop else []
         missing = sorted(self.missing_datetimes(moments)) if moments else []
-        if self.reverse:
-            chosen = missing[-self.task_limit :]
+        if self._v("reverse"):
+            chosen = missing[-self._v("task_limit") :]
             chosen.reverse()
         else:
-            chosen = missing[: self.task_limit]
+            chosen = missing[: self._v("task_limit")]
         tasks = [self._task(self.datetime_to_parameter(moment)) for moment in chosen]
         self.__dict__["_cached_requires"] = tasks
         return tasks
@@ -106,10 +118,14 @@ class RangeBase(WrapperTask):
         """The moments whose task is not complete (``bulk_complete()`` when defined)."""
         values = [self.datetime_to_parameter(moment) for moment in finite_datetimes]
         try:
-            with_params = functools.partial(self.of, **dict(self.of_params))
-            done = self.of.bulk_complete.__func__(with_params, values)
+            with_params = functools.partial(self._v("of"), **dict(self._v("of_params")))
+            done = self._v("of").bulk_complete.__func__(with_params, values)
         except (BulkCompleteNotImplementedError, NotImplementedError):
-            return [m for m, v in zip(finite_datetimes, values, strict=True) if not self._task(v).complete()]
+            return [
+                m
+                for m, v in zip(finite_datetimes, values, strict=True)
+                if not self._task(v).complete()
+            ]
         complete = {self.parameter_to_datetime(value) for value in done}
         return [moment for moment in finite_datetimes if moment not in complete]
 
@@ -129,10 +145,10 @@ class RangeDailyBase(RangeBase):
         return dt.datetime(value.year, value.month, value.day)
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
-        return now - dt.timedelta(days=self.days_back)
+        return now - dt.timedelta(days=self._v("days_back"))
 
     def moving_stop(self, now: dt.datetime) -> dt.datetime:
-        return now + dt.timedelta(days=self.days_forward)
+        return now + dt.timedelta(days=self._v("days_forward"))
 
     def finite_datetimes(self, start: dt.datetime, stop: dt.datetime) -> list[dt.datetime]:
         day = dt.datetime(start.year, start.month, start.day)
@@ -159,10 +175,10 @@ class RangeHourlyBase(RangeBase):
         return value  # type: ignore[no-any-return]
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
-        return now - dt.timedelta(hours=self.hours_back)
+        return now - dt.timedelta(hours=self._v("hours_back"))
 
     def moving_stop(self, now: dt.datetime) -> dt.datetime:
-        return now + dt.timedelta(hours=self.hours_forward)
+        return now + dt.timedelta(hours=self._v("hours_forward"))
 
     def finite_datetimes(self, start: dt.datetime, stop: dt.datetime) -> list[dt.datetime]:
         hour = dt.datetime(start.year, start.month, start.day, start.hour)
