@@ -49,7 +49,7 @@ class GCSClient(FileSystem):
         """GCS has no folders: nothing to make."""
 
 
-class GCSTarget(RemoteLuigiTarget, FileSystemTarget, _gcs.GCSTarget):  # type: ignore[misc,override]
+class GCSTarget(RemoteLuigiTarget, FileSystemTarget, _gcs.GCSTarget):  # type: ignore[override]
     """A GCS object, ``GCSTarget(path, format=None, client=None)``."""
 
     def __init__(

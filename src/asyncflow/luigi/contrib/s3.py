@@ -76,7 +76,7 @@ class S3Client(FileSystem):
         """S3 has no folders: nothing to make."""
 
 
-class S3Target(RemoteLuigiTarget, FileSystemTarget, _s3.S3Target):  # type: ignore[misc,override]
+class S3Target(RemoteLuigiTarget, FileSystemTarget, _s3.S3Target):  # type: ignore[override]
     """An S3 object, ``S3Target(path, format=None, client=None)``."""
 
     def __init__(
