@@ -241,3 +241,19 @@ def test_s3_target_from_sync_code_and_in_a_build(
 
     assert luigi.build([Upper()], local_scheduler=True)
     assert client.get_as_string(f"s3://{bucket}/out.txt") == "FROM A SCRIPT\n"
+
+
+def test_journal_setting_turns_the_journal_off() -> None:
+    """``journal="none"`` (or ``[core] journal = none``) keeps no run journal."""
+
+    class Quiet(luigi.Task):
+        def output(self):
+            return luigi.LocalTarget("quiet.txt")
+
+        def run(self):
+            with self.output().open("w") as out:
+                out.write("q")
+
+    assert luigi.build([Quiet()], local_scheduler=True, journal="none")
+    assert Path("quiet.txt").exists()
+    assert not Path(".asyncflow").exists()

@@ -31,7 +31,6 @@ from .parameter import (
     ChoiceParameter,
     FloatParameter,
     IntParameter,
-    OptionalParameter,
     Parameter,
     UnknownParameterException,
     cmdline_values,
@@ -71,9 +70,9 @@ class core(Config):
     parallel_scheduling = BoolParameter(default=False, description="Unused.")
     parallel_scheduling_processes = IntParameter(default=0, description="Unused.")
     assistant = BoolParameter(default=False, description="Unused.")
-    journal = OptionalParameter(
-        default=None,
-        description="asyncflow's run journal: a path, or '' for none "
+    journal = Parameter(
+        default="",
+        description="asyncflow's run journal: a path, or 'none' to keep none "
         "(default: asyncflow's configuration, else .asyncflow/journal.db).",
     )
     help = BoolParameter(
@@ -167,8 +166,8 @@ def schedule_and_run(
         "retry": _retry_policy(),
     }
     journal = settings.param_kwargs["journal"]
-    if journal is not None:
-        options["journal"] = journal or None
+    if journal:
+        options["journal"] = None if journal.lower() == "none" else journal
     if on_event_loop():
         # Luigi's build() is synchronous, also in a notebook whose loop runs in
         # this thread: run on a thread of our own and wait, as Luigi would block.
