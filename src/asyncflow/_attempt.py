@@ -15,7 +15,7 @@ from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskEr
 from .graph import Node, _outputs, missing_targets
 from .resources import running_release
 from .targets.base import Target, commit_guard
-from .task import RunKind, map_structure
+from .task import RunKind, Task, map_structure
 
 __all__ = ["LeaseGuard", "Suspended", "call_run", "check_outputs"]
 
@@ -85,7 +85,13 @@ async def call_run(
 
 
 async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGuard | None) -> None:
-    """A plain ``def run()`` in a worker thread.
+    """A plain ``def run()`` in a worker thread; one step of it when it is a generator.
+
+    A generator body (a ``def run()`` that yields tasks, as in Luigi) runs in a
+    worker thread up to its next ``yield``; then the attempt is suspended
+    (:class:`Suspended`), holding no thread, worker or resources, and the next
+    step sends it the outputs of what it yielded. It is never restarted from
+    the top.
 
     A thread cannot be killed: on timeout or cancellation the run stops waiting
     for it (``abandon_on_cancel``) and flags the attempt as abandoned, so that
@@ -103,18 +109,23 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGua
         if guard is not None:
             guard.check(target, task_id)
 
+    gen, node.gen = node.gen, None  # set again below if the body suspends
+    waiting_on, node.waiting_on = node.waiting_on, None
     token = commit_guard.set(refuse_if_abandoned)  # copied into the thread's context
     try:
-        outcome = await anyio.to_thread.run_sync(
-            node.task.run, limiter=threads, abandon_on_cancel=True
+        gen, yielded = await anyio.to_thread.run_sync(
+            _sync_step, node.task, gen, waiting_on, limiter=threads, abandon_on_cancel=True
         )
     except BaseException:
         abandoned.set()
         raise
     finally:
         commit_guard.reset(token)
-    if inspect.isawaitable(outcome):
-        close = getattr(outcome, "close", None)
+    if gen is not None:
+        node.gen = gen
+        raise Suspended(yielded)
+    if inspect.isawaitable(yielded):
+        close = getattr(yielded, "close", None)
         if close is not None:
             close()
         raise TaskError(
@@ -122,6 +133,30 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGua
             "declare it `async def run(self)`",
             task_id=node.task_id,
         )
+
+
+def _sync_step(task: Task, gen: Any, waiting_on: Any) -> tuple[Any, Any]:
+    """In a worker thread: start ``run()``, or resume its generator with the outputs
+    of ``waiting_on``, up to the next ``yield``.
+
+    Returns ``(generator, what it yielded)`` when the body suspends, else
+    ``(None, what run() returned)``. ``StopIteration`` never leaves the thread:
+    a future cannot carry it.
+    """
+    if gen is None:
+        try:
+            outcome = task.run()
+        except StopIteration as exc:
+            raise RuntimeError(f"{task.task_id}: run() raised StopIteration") from exc
+        if not inspect.isgenerator(outcome):
+            return None, outcome
+        gen, sent = outcome, None
+    else:
+        sent = map_structure(lambda required: required.output(), waiting_on)
+    try:
+        return gen, gen.send(sent)
+    except StopIteration:
+        return None, None
 
 
 class Suspended(Exception):

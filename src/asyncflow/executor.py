@@ -118,6 +118,7 @@ class Executor:
         self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
         self._watching: anyio.CancelScope | None = None
         self._dispatching = False  # the initial ready tasks were queued
+        self._worker_count = 0
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left."""
@@ -157,8 +158,7 @@ class Executor:
                 self._ensure_watching()
                 if later:
                     tg.start_soon(self._claim_in_chunks, later)
-                for _ in range(min(self._workers, self._outstanding)):
-                    tg.start_soon(self._worker)
+                self._add_workers()
         finally:
             self._bus.set_spawn(None)
             for node in graph.order:
@@ -166,6 +166,18 @@ class Executor:
                     node.status = Status.CANCELLED
                 if node.gen is not None:
                     await _close_generator(node)
+
+    def _add_workers(self) -> None:
+        """Start workers up to ``workers``, but no more than there are tasks to run.
+
+        Called again when dynamic requirements add tasks: a run that began with
+        one task to run must still run what it yields side by side.
+        """
+        assert self._spawn is not None
+        wanted = min(self._workers, self._outstanding)
+        while self._worker_count < wanted:
+            self._worker_count += 1
+            self._spawn(self._worker)
 
     async def _worker(self) -> None:
         queue = self._queue
@@ -541,6 +553,7 @@ class Executor:
             await self._fail_waiting(node, error)
             return
         self._outstanding += sum(1 for n in added if n.status is None)
+        self._add_workers()
         for added_node in added:
             if added_node.status is Status.MISSING or added_node.status is Status.FAILED:
                 self._report_graph_failure(added_node)
@@ -664,4 +677,7 @@ async def _close_generator(node: Node) -> None:
         return
     # A body that raises while being closed has already failed or been cancelled.
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await gen.aclose()
+        if inspect.isgenerator(gen):  # a plain def run(): its finally blocks may block
+            await anyio.to_thread.run_sync(gen.close)
+        else:
+            await gen.aclose()

@@ -105,7 +105,7 @@ class _cached_in_instance:
 class RunKind:
     """How a task's ``run()`` is called."""
 
-    SYNC = "sync"  # plain def: in a worker thread
+    SYNC = "sync"  # plain def: in a worker thread (a generator, too: step by step)
     ASYNC = "async"  # async def: on the loop
     GENERATOR = "generator"  # async generator: may yield dynamic requirements
 
@@ -406,7 +406,12 @@ class Task:
         return None
 
     def run(self) -> Any:
-        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread."""
+        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread.
+
+        Either may be a generator that yields tasks (or a list/dict of tasks) found
+        at run time: they are scheduled, and the body is resumed with their
+        outputs, in the same shape. While it waits it holds no worker.
+        """
         return None
 
     async def complete(self) -> bool:
