@@ -21,7 +21,7 @@ PIPELINES = {
     "mocks": [],
     "retries": ["retries.cfg:luigi.cfg"],
 }
-_NEEDS_ENGINE_GENERATORS = {"dynamic"}
+_NEEDS_ENGINE_GENERATORS: set[str] = set()
 
 
 def _cases() -> list[object]:

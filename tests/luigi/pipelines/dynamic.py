@@ -5,9 +5,10 @@ import luigi
 
 class Part(luigi.Task):
     index = luigi.IntParameter()
+    group = luigi.IntParameter()
 
     def output(self):
-        return luigi.LocalTarget(f"parts/{self.index}.txt")
+        return luigi.LocalTarget(f"parts/{self.group}/{self.index}.txt")
 
     def run(self):
         with self.output().open("w") as out:
@@ -21,8 +22,8 @@ class Assemble(luigi.Task):
         return luigi.LocalTarget(f"assembled-{self.size}.txt")
 
     def run(self):
-        first = yield Part(0)
-        rest = yield luigi.DynamicRequirements([Part(i) for i in range(1, self.size)])
+        first = yield Part(0, self.size)
+        rest = yield luigi.DynamicRequirements([Part(i, self.size) for i in range(1, self.size)])
         with self.output().open("w") as out:
             for target in [first, *rest]:
                 with target.open("r") as part:
