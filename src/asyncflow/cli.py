@@ -53,6 +53,10 @@ class UsageError(AsyncflowError):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["luigi"]:  # Luigi's own grammar: handed over whole
+        from .luigi.cmdline import main as luigi_main
+
+        return luigi_main(args_list[1:])
     try:
         task_cls = _task_from_argv(args_list)
         parser = _parser(task_cls)
