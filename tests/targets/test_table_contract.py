@@ -17,6 +17,8 @@ import pytest
 
 import asyncflow
 from asyncflow.errors import TargetError, TargetNotFoundError
+from asyncflow.targets import Target
+from asyncflow.targets.base import commit_guard
 from asyncflow.targets.table import BigQueryTarget, DuckDBTarget, PostgresTarget, TableTarget
 from asyncflow.targets.table.base import Partition
 
@@ -216,3 +218,19 @@ async def test_equal_targets_hash_alike(table_factory: TableFactory) -> None:
     assert table_factory("reports", DAY) == table_factory("reports", DAY)
     assert len({table_factory("reports", DAY), table_factory("reports", DAY)}) == 1
     assert table_factory("reports", DAY) != table_factory("reports", dt.date(2026, 1, 1))
+
+
+async def test_a_refused_commit_leaves_the_partition_unloaded(table_factory: TableFactory) -> None:
+    """When the engine refuses the commit (lost lease, abandoned attempt), nothing counts."""
+
+    def refuse(target: Target) -> None:
+        raise TargetError(f"{target!r}: write not committed (refused by the test)")
+
+    target = table_factory("reports", DAY)
+    token = commit_guard.set(refuse)
+    try:
+        with pytest.raises(TargetError, match="refused by the test"):
+            await target.write_dataframe(sample(3))
+    finally:
+        commit_guard.reset(token)
+    assert not await target.exists()
