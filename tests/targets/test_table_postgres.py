@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+from pathlib import Path
 
 import anyio
 import asyncpg
 import pandas as pd
 import pytest
+from tests.fixtures.postgres import PostgresServer, PostgresUnavailable, free_port
 
 from asyncflow.errors import TargetError
 from asyncflow.targets.table import PostgresTarget
@@ -113,11 +116,9 @@ async def test_the_password_never_shows(postgres_dsn: str) -> None:
     assert f"postgresql://asyncflow@127.0.0.1:{port}/no_such_database" in str(caught.value)
 
 
-async def test_an_unreachable_server_is_a_target_error(postgres_server: object) -> None:
+async def test_an_unreachable_server_is_a_target_error() -> None:
     """Nothing listening: the probe fails with a TargetError naming the server."""
-    from tests.fixtures.postgres import _free_port
-
-    dsn = f"postgresql://asyncflow@127.0.0.1:{_free_port()}/db"
+    dsn = f"postgresql://asyncflow@127.0.0.1:{free_port()}/db"
     with pytest.raises(TargetError, match=r"cannot connect to postgresql://asyncflow@127\.0\.0\.1"):
         await PostgresTarget(dsn, "reports").exists()
 
@@ -142,3 +143,30 @@ def test_a_dsn_of_another_kind_is_refused() -> None:
     """Only postgresql:// URLs are accepted, and the message shows what was given."""
     with pytest.raises(ValueError, match="expected a postgresql://USER@HOST:PORT/DB URL"):
         PostgresTarget("mysql://x@127.0.0.1/db", "reports")
+
+
+# --------------------------------------------------------------------------- the test server
+
+
+def test_missing_server_binaries_say_how_to_install_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without initdb/pg_ctl the fixture fails saying `apt-get install postgresql`."""
+    monkeypatch.setenv("ASYNCFLOW_PG_BIN", str(tmp_path))
+    with pytest.raises(PostgresUnavailable, match=r"apt-get install postgresql"):
+        PostgresServer().start()
+
+
+def test_the_server_is_stopped_and_its_folder_removed() -> None:
+    """stop() shuts the server down (its port closes) and deletes its folder."""
+    server = PostgresServer()
+    server.start()
+    folder = server._folder
+    assert folder is not None and folder.is_dir()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        pass
+    server.stop()
+    assert not folder.exists()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    server.stop()  # twice is fine
