@@ -126,7 +126,9 @@ async def test_an_unreachable_server_is_a_target_error() -> None:
 async def test_a_column_without_a_postgres_type_is_named(postgres_dsn: str) -> None:
     """A column of Python objects PostgreSQL cannot hold is refused by name."""
     target = PostgresTarget(postgres_dsn, "reports", DAY)
-    with pytest.raises(TargetError, match="column 'blob': no PostgreSQL type"):
+    with pytest.raises(
+        TargetError, match=r"PostgresTarget\(.*'reports'.*column 'blob': no PostgreSQL type"
+    ):
         await target.write_dataframe(frame(2).assign(blob=[{"a": 1}, {"b": 2}]))
     assert not await target.exists()
 

@@ -196,10 +196,13 @@ class PostgresTarget(TableTarget):
                 f"{self!r}: the frame has a column named {self.partition_column!r}, which "
                 "holds the partition key here; rename it or pass another partition_column="
             )
-        columns = [
-            f"{quote_ident(name)} {_sql_type(name, frame[column])}"
-            for name, column in zip(names, frame.columns, strict=True)
-        ]
+        try:
+            columns = [
+                f"{quote_ident(name)} {_sql_type(name, frame[column])}"
+                for name, column in zip(names, frame.columns, strict=True)
+            ]
+        except TargetError as error:
+            raise TargetError(f"{self!r}: {error}") from None
         if partitioned:
             columns.append(f"{quote_ident(self.partition_column)} TEXT NOT NULL")
             frame = frame.assign(**{self.partition_column: self.partition_key})
