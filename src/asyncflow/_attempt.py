@@ -1,11 +1,18 @@
-"""Running one attempt of a task body: on the loop, in a thread, or as a generator."""
+"""Running one attempt of a task body: on the loop, in a thread, or as a generator.
+
+Where a plain ``def run()`` body runs is a backend (:class:`BodyRunner`): worker
+threads of this process by default (:class:`LocalBodies`), a Dask cluster when
+the run is given ``executor=DaskExecutor(...)``. Everything around a body (its
+attempt, timeout, retries, resources, the journal) stays in the executor.
+"""
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import anyio.to_thread
@@ -18,7 +25,67 @@ from .resources import running_release
 from .targets.base import Target, commit_guard
 from .task import RunKind, Task, flatten, map_structure
 
-__all__ = ["LeaseGuard", "Suspended", "call_run", "check_outputs"]
+__all__ = [
+    "BodyRunner",
+    "ExecutorBackend",
+    "LeaseGuard",
+    "LocalBodies",
+    "Suspended",
+    "call_run",
+    "check_outputs",
+    "check_returned",
+]
+
+
+class BodyRunner(Protocol):
+    """Runs the plain ``def run()`` bodies of one run's tasks somewhere.
+
+    The executor asks :meth:`takes` once per task class, and runs the bodies of
+    the classes a backend does not take in worker threads (:class:`LocalBodies`).
+    """
+
+    def takes(self, cls: type[Task]) -> bool:
+        """Whether the bodies of ``cls`` (a plain ``def run()``) run here."""
+        ...
+
+    async def run(self, node: Node, calls: UserCode, guard: LeaseGuard | None) -> None:
+        """Run one attempt (or one step of a generator body) of ``node``'s body.
+
+        ``node.where`` says where it runs (None: this process). Cancellation
+        (timeout, fail-fast, the run cancelled) stops waiting for the body; a
+        backend makes sure what the body writes after that is not committed,
+        as far as it can.
+
+        Raises:
+            Exception: what the body raised, or why the attempt failed.
+        """
+        ...
+
+
+class ExecutorBackend(Protocol):
+    """What ``run(executor=...)`` takes: a place to run bodies, opened per run."""
+
+    def open(self, run_id: str, nodes: Sequence[Node]) -> AbstractAsyncContextManager[BodyRunner]:
+        """The backend's :class:`BodyRunner` for one run, whose tasks to run are ``nodes``.
+
+        Raises:
+            AsyncflowError: the backend cannot run some of ``nodes`` (before
+                anything has run), or cannot be reached.
+        """
+        ...
+
+
+class LocalBodies:
+    """Worker threads of this process: at most ``threads`` bodies at once."""
+
+    def __init__(self, threads: anyio.CapacityLimiter) -> None:
+        self._threads = threads
+
+    def takes(self, cls: type[Task]) -> bool:
+        return True
+
+    async def run(self, node: Node, calls: UserCode, guard: LeaseGuard | None) -> None:
+        await _call_sync(node, self._threads, calls, guard)
 
 
 class LeaseGuard:
@@ -55,14 +122,16 @@ class LeaseGuard:
 
 async def call_run(
     node: Node,
-    threads: anyio.CapacityLimiter,
+    bodies: BodyRunner,
     calls: UserCode,
     release: Callable[[Mapping[str, float]], None] | None,
     guard: LeaseGuard | None = None,
 ) -> None:
     """Run the task body once, with ``task_id`` bound for logging.
 
-    ``release`` (when the task holds resources) backs
+    A plain ``def run()`` goes to ``bodies`` (the backend that takes its
+    class); an ``async def`` body runs on the loop. ``release`` (when the task
+    holds resources) backs
     ``Task.decrease_running_resources()``. ``guard`` (when the run holds the
     task's journal lease) is the worker's, already in its context and naming
     this task: a plain ``def run()`` in a thread keeps checking this task's
@@ -77,7 +146,7 @@ async def call_run(
         if kind is RunKind.ASYNC:
             await task.run()
         elif kind is RunKind.SYNC:
-            await _call_sync(node, threads, calls, guard)
+            await bodies.run(node, calls, guard)
         else:
             await _run_generator(node, calls)
     finally:
@@ -131,14 +200,23 @@ async def _call_sync(
     if gen is not None:
         node.gen = gen
         raise Suspended(yielded)
-    if inspect.isawaitable(yielded):
-        close = getattr(yielded, "close", None)
+    check_returned(node.task_id, yielded)
+
+
+def check_returned(task_id: str, outcome: object) -> None:
+    """Refuse an awaitable returned by a plain ``def run()`` (it would never run).
+
+    Raises:
+        TaskError: ``outcome`` is awaitable (it is closed first).
+    """
+    if inspect.isawaitable(outcome):
+        close = getattr(outcome, "close", None)
         if close is not None:
             close()
         raise TaskError(
-            f"{node.task_id}: run() is a plain function but returned an awaitable; "
+            f"{task_id}: run() is a plain function but returned an awaitable; "
             "declare it `async def run(self)`",
-            task_id=node.task_id,
+            task_id=task_id,
         )
 
 

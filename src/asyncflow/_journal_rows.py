@@ -212,7 +212,7 @@ class Recorder:
         run: _Run | None = None
         rows: dict[str, Values] = {}
         for event in events:
-            kind, task, run_id, attempt, error, duration, at = event
+            kind, task, run_id, attempt, error, duration, at, _where = event
             if run_id is not last_run_id:
                 run = runs.get(run_id)
                 last_run_id = run_id

@@ -9,6 +9,7 @@ on stderr says which), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -310,6 +311,19 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--log-format", default=None, choices=LOG_FORMATS)
     command.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the plain def run() bodies of tasks that say executor = 'dask' on this "
+        "Dask scheduler, e.g. tcp://scheduler:8786 (needs asyncflow[dask])",
+    )
+    command.add_argument(
+        "--dask-all-sync",
+        action="store_true",
+        help="with a Dask scheduler: every plain def run() body goes there, but those of "
+        "tasks saying executor = 'local'",
+    )
+    command.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -449,6 +463,17 @@ def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
         args.log_format or config.log_format or "auto",
         args.log_level or config.log_level or ("WARNING" if quiet else "INFO"),
     )
+    if args.dask_scheduler is not None or args.dask_all_sync:
+        config = dataclasses.replace(
+            config,
+            dask_scheduler=args.dask_scheduler or config.dask_scheduler,
+            dask_all_sync=args.dask_all_sync or config.dask_all_sync,
+        )
+        if not config.dask_scheduler:
+            raise ConfigError(
+                "--dask-all-sync: no Dask scheduler to send bodies to "
+                "(give --dask-scheduler ADDRESS, or configure dask_scheduler)"
+            )
     options: dict[str, Any] = {
         "progress": progress,
         "force": args.force,

@@ -8,7 +8,8 @@ precedence:
 2. environment variables ``ASYNCFLOW_WORKERS``, ``ASYNCFLOW_JOURNAL``,
    ``ASYNCFLOW_RESOURCES`` (``memory_gb=64,db=2``), ``ASYNCFLOW_MAX_RUNNING``
    (``Export=2``), ``ASYNCFLOW_KEEP_GOING``, ``ASYNCFLOW_LOG_LEVEL``,
-   ``ASYNCFLOW_LOG_FORMAT``.
+   ``ASYNCFLOW_LOG_FORMAT``, ``ASYNCFLOW_DASK_SCHEDULER``,
+   ``ASYNCFLOW_DASK_ALL_SYNC``.
 
 Arguments given to ``run()`` or on the command line override both. The file::
 
@@ -16,6 +17,8 @@ Arguments given to ``run()`` or on the command line override both. The file::
     journal = ".asyncflow/journal.db"   # "" turns the journal off
     keep_going = true
     lease_ttl = 30                      # seconds a journal lease lasts without a heartbeat
+    dask_scheduler = "tcp://scheduler:8786"  # plain def run() bodies that opt in go there
+    dask_all_sync = false               # true: every plain def run() body goes there
 
     [resources]
     memory_gb = 64
@@ -47,7 +50,16 @@ from .resources import is_amount
 
 __all__ = ["LOG_FORMATS", "Config", "is_log_level", "parse_amounts"]
 
-_SCALARS = {"workers", "journal", "keep_going", "lease_ttl", "log_level", "log_format"}
+_SCALARS = {
+    "workers",
+    "journal",
+    "keep_going",
+    "lease_ttl",
+    "log_level",
+    "log_format",
+    "dask_scheduler",
+    "dask_all_sync",
+}
 _TABLES = {"resources", "max_running"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -65,6 +77,12 @@ class Config:
     """Seconds a journal lease lasts without a heartbeat (default 30)."""
     log_level: str | None = None
     log_format: str | None = None
+    dask_scheduler: str | None = None
+    """The address of a Dask scheduler (``tcp://host:8786``): runs send task
+    bodies there (see :class:`asyncflow.dask.DaskExecutor`)."""
+    dask_all_sync: bool | None = None
+    """Send every plain ``def run()`` body to the Dask scheduler, not only
+    those of tasks with ``executor = "dask"``."""
     resources: dict[str, float] = field(default_factory=dict)
     max_running: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -201,7 +219,7 @@ def _scalar(key: str, value: Any, label: str) -> Any:
         if number is None or number < 1:
             raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         return number
-    if key == "keep_going":
+    if key in ("keep_going", "dask_all_sync"):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:

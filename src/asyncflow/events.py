@@ -62,6 +62,10 @@ class TaskEvent(NamedTuple):
     duration: float | None = None
     time: float = 0.0
     """Wall-clock seconds since the epoch."""
+    where: str | None = None
+    """Where the attempt's body ran when not in the run's own process: a Dask
+    worker's address (``"dask"`` while it waited for one). Set on the events
+    that end an attempt."""
 
     @property
     def task_id(self) -> str:
@@ -171,6 +175,7 @@ class EventBus:
         attempt: int = 1,
         error: BaseException | None = None,
         duration: float | None = None,
+        where: str | None = None,
     ) -> None:
         """Deliver one event; cheap when nobody listens."""
         by_kind = self._class_cache.get(type(task))
@@ -181,7 +186,9 @@ class EventBus:
         if not class_handlers and not handlers:
             return
         # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
-        event = _new_event(TaskEvent, (kind, task, run_id, attempt, error, duration, time.time()))
+        event = _new_event(
+            TaskEvent, (kind, task, run_id, attempt, error, duration, time.time(), where)
+        )
         for handler in handlers:
             # _call() inlined: this runs for every event of every task.
             try:

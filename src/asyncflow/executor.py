@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ._attempt import LeaseGuard, Suspended, call_run, check_outputs
+from ._attempt import BodyRunner, LeaseGuard, LocalBodies, Suspended, call_run, check_outputs
 from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -93,6 +93,7 @@ class Executor:
         journal: Journal | None = None,
         since: float = 0.0,
         lease_poll: float = DEFAULT_LEASE_POLL,
+        bodies: BodyRunner | None = None,
     ) -> None:
         self._graph = graph
         self._calls = graph.calls
@@ -103,7 +104,11 @@ class Executor:
         self._log = logger
         self._queue = scheduler
         self._outstanding = 0
-        self._threads = anyio.CapacityLimiter(workers)
+        # Plain def run() bodies: those of the classes ``bodies`` takes go there
+        # (a Dask cluster), the others to worker threads.
+        self._local = LocalBodies(anyio.CapacityLimiter(workers))
+        self._remote = bodies
+        self._bodies: dict[type, BodyRunner] = {}
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self._log_info = _enabled(logger, logging.INFO)
@@ -242,6 +247,7 @@ class Executor:
                 node.claim = _MINE
                 await self._discard_partial_writes(node)
         if node.gen is None:
+            node.where = None
             attempt = node.attempts = node.attempts + 1
             started = node.attempt_started = time.time()
             if node.started is None:
@@ -254,12 +260,13 @@ class Executor:
             started = node.attempt_started or time.time()
         timeout = task.timeout
         scope: anyio.CancelScope | None = None
+        bodies = self._bodies.get(type(task)) or self._bodies_for(type(task))
         try:
             if timeout is None:
-                await call_run(node, self._threads, self._calls, self._releaser(node), guard)
+                await call_run(node, bodies, self._calls, self._releaser(node), guard)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, self._threads, self._calls, self._releaser(node), guard)
+                    await call_run(node, bodies, self._calls, self._releaser(node), guard)
             await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
@@ -268,7 +275,7 @@ class Executor:
             node.status = Status.CANCELLED
             node.finished = time.time()
             node.record_attempt(attempt, started, node.finished, None)
-            self._bus.emit(Event.CANCELLED, task, run_id, attempt=attempt)
+            self._bus.emit(Event.CANCELLED, task, run_id, attempt=attempt, where=node.where)
             self._log.warning("task.cancelled", task_id=node.task_id, attempt=attempt)
             raise
         except Exception as exc:
@@ -282,8 +289,11 @@ class Executor:
         if node.history is not None:  # a first attempt's success is implied by started/finished
             node.record_attempt(attempt, started, finished, None)
         duration = finished - started
-        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt)
-        self._bus.emit(Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration)
+        where = node.where
+        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, where=where)
+        self._bus.emit(
+            Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration, where=where
+        )
         if self._log_info:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
@@ -292,20 +302,39 @@ class Executor:
         task = node.task
         finished = time.time()
         duration = finished - started
+        where = node.where
         node.record_attempt(attempt, started, finished, error)
         if self._holds is not None and not self._holds(node.task_id):
             # Its writes were refused: another process may be running it now.
             self._bus.emit(
-                Event.RETRY, task, self._run_id, attempt=attempt, error=error, duration=duration
+                Event.RETRY,
+                task,
+                self._run_id,
+                attempt=attempt,
+                error=error,
+                duration=duration,
+                where=where,
             )
             return self._lost(node)
         if isinstance(error, TaskTimeout):
             self._bus.emit(
-                Event.TIMEOUT, task, self._run_id, attempt=attempt, error=error, duration=duration
+                Event.TIMEOUT,
+                task,
+                self._run_id,
+                attempt=attempt,
+                error=error,
+                duration=duration,
+                where=where,
             )
         if self._policy(node).should_retry(error, attempt):
             self._bus.emit(
-                Event.RETRY, task, self._run_id, attempt=attempt, error=error, duration=duration
+                Event.RETRY,
+                task,
+                self._run_id,
+                attempt=attempt,
+                error=error,
+                duration=duration,
+                where=where,
             )
             self._log.warning(
                 "task.retry",
@@ -317,10 +346,23 @@ class Executor:
         node.finished = finished
         node.fail(error)
         self._bus.emit(
-            Event.FAILURE, task, self._run_id, attempt=attempt, error=error, duration=duration
+            Event.FAILURE,
+            task,
+            self._run_id,
+            attempt=attempt,
+            error=error,
+            duration=duration,
+            where=where,
         )
         self._log_failure(node)
         return Status.FAILED
+
+    def _bodies_for(self, cls: type[Task]) -> BodyRunner:
+        """Where the plain ``def run()`` bodies of ``cls`` go (asked once per class)."""
+        remote = self._remote
+        bodies = remote if remote is not None and remote.takes(cls) else self._local
+        self._bodies[cls] = bodies
+        return bodies
 
     def _policy(self, node: Node) -> RetryPolicy:
         cls = type(node.task)

@@ -61,6 +61,7 @@ class Node:
         "task",
         "task_id",
         "waiting_on",
+        "where",
     )
 
     def __init__(self, task: Task, seq: int) -> None:
@@ -84,6 +85,7 @@ class Node:
         self.gen: Any = None  # a run() generator suspended on dynamic requirements
         self.waiting_on: Any = None  # what it yielded (resumed with their outputs)
         self.claim = 0  # its journal lease: see executor.py
+        self.where: str | None = None  # where its body runs, if not here (a Dask worker)
 
     def record_attempt(
         self, number: int, started: float, finished: float, error: BaseException | None

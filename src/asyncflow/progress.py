@@ -265,12 +265,19 @@ class Progress:
             run_id=self._run_id,
             overall=overall,
             families=rows,
-            running=[repr(task) for task in running[:_MAX_NAMES]],
+            running=[self._placed(task) for task in running[:_MAX_NAMES]],
             already_complete=self._already,
             elapsed=elapsed,
             left=_time_left(rows, overall, elapsed, self._workers),
             finished=self._finished,
         )
+
+
+    def _placed(self, task: Task) -> str:
+        """The task, and where its body runs when not in this process (a Dask worker)."""
+        node = self._graph.nodes.get(task.task_id) if self._graph is not None else None
+        where = node.where if node is not None else None
+        return f"{task!r} on {where}" if where else repr(task)
 
 
 def _time_left(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import socket
@@ -17,6 +18,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
+from ._attempt import BodyRunner, ExecutorBackend
 from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -66,6 +68,7 @@ async def run(
     config: Config | None = None,
     force: Iterable[Task | str] = (),
     progress: bool | Progress = False,
+    executor: ExecutorBackend | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
 
@@ -94,6 +97,10 @@ async def run(
         progress: show live progress on stderr (True), or as a
             :class:`~asyncflow.progress.Progress` says; in a notebook, an HTML
             block updated in place.
+        executor: where plain ``def run()`` bodies run besides worker threads:
+            ``asyncflow.dask.DaskExecutor(client_or_address)`` sends those of
+            the tasks that opt in to a Dask cluster (default: the configured
+            ``dask_scheduler``, else none).
 
     Returns:
         A :class:`RunResult`; ``result.ok`` tells whether every requested task
@@ -127,6 +134,7 @@ async def run(
     options.retry = retry
     options.clock = clock
     options.progress = _progress(progress)
+    options.executor = _executor(executor, config)
     run_id = _new_run_id()
     started = time.time()
     with structlog.contextvars.bound_contextvars(run_id=run_id), secrets_known(roots):
@@ -193,28 +201,36 @@ async def _run(
     if display is not None:
         handlers = [*handlers, *display._handlers()]
     bus = EventBus([journal.record, *handlers] if journal is not None else handlers)
-    executor = Executor(
-        graph,
-        run_id=run_id,
-        workers=options.workers,
-        keep_going=keep_going,
-        bus=bus,
-        logger=logger,
-        scheduler=scheduler,
-        retry=options.retry,
-        clock=options.clock,
-        probe_concurrency=options.probe_concurrency,
-        probes=probes,
-        journal=journal,
-        since=started,
-    )
     pool_token = _current_pool.set(scheduler.pool)
     try:
-        async with bus.delivering():  # the events of the graph's failures are emitted here too
-            if display is None:
-                await executor.run()
-            else:
-                await display._show(graph, run_id, options.workers, executor.run)
+        async with contextlib.AsyncExitStack() as stack:
+            bodies: BodyRunner | None = None
+            if options.executor is not None:
+                # Before anything runs: it refuses tasks it cannot run.
+                to_run = [node for node in graph.nodes.values() if node.status is None]
+                bodies = await stack.enter_async_context(options.executor.open(run_id, to_run))
+            executor = Executor(
+                graph,
+                run_id=run_id,
+                workers=options.workers,
+                keep_going=keep_going,
+                bus=bus,
+                logger=logger,
+                scheduler=scheduler,
+                retry=options.retry,
+                clock=options.clock,
+                probe_concurrency=options.probe_concurrency,
+                probes=probes,
+                journal=journal,
+                since=started,
+                bodies=bodies,
+            )
+            # The events of the graph's failures are emitted in here too.
+            async with bus.delivering():
+                if display is None:
+                    await executor.run()
+                else:
+                    await display._show(graph, run_id, options.workers, executor.run)
     finally:
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
@@ -319,6 +335,7 @@ class _RunOptions:
         self.retry: RetryPolicy | None = None
         self.clock: Clock | None = None
         self.progress: Progress | None = None
+        self.executor: ExecutorBackend | None = None
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -450,6 +467,22 @@ def _progress(progress: object) -> Progress | None:
     raise ConfigError(
         f"progress must be True, False or an asyncflow.progress.Progress, got {progress!r}"
     )
+
+
+def _executor(executor: object, config: Config) -> ExecutorBackend | None:
+    """The run's executor backend: the one given, else the configured Dask scheduler's."""
+    if executor is None:
+        if not config.dask_scheduler:
+            return None
+        from .dask import DaskExecutor  # only now: it imports distributed
+
+        return DaskExecutor(config.dask_scheduler, all_sync=bool(config.dask_all_sync))
+    if not callable(getattr(executor, "open", None)):
+        raise ConfigError(
+            f"executor must be an executor backend such as asyncflow.dask.DaskExecutor, "
+            f"got {executor!r}"
+        )
+    return executor  # type: ignore[return-value]
 
 
 def _new_run_id() -> str:
