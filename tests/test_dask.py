@@ -45,6 +45,7 @@ from asyncflow import Event, Status, TaskEvent
 from asyncflow.config import Config
 from asyncflow.dask import DaskExecutor, WorkerLost
 from asyncflow.errors import TaskError, TaskTimeout
+from asyncflow.journal import Journal, format_run
 from asyncflow.progress import Progress
 
 pytestmark = [
@@ -197,6 +198,33 @@ async def test_a_raising_body_is_retried_and_reported(
     assert f"in process {os.getpid()}" not in str(error)  # it came from a worker
     text = "".join(traceback.format_exception(error))
     assert "dask_tasks.py" in text and 'raise ValueError(f"broken in process' in text
+
+
+async def test_the_journal_records_the_worker_of_each_attempt(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Each attempt's journal record names the worker its body ran on (none for a body
+    run in the run's process); `asyncflow show` lists them."""
+    flaky, local = Flaky(str(tmp_path / "flaky")), Local(str(tmp_path / "local"))
+    events: list[TaskEvent] = []
+    path = tmp_path / "journal.db"
+    result = await asyncflow.run(
+        flaky, local, executor=DaskExecutor(cluster), journal=path, handlers=[events.append]
+    )
+    assert result.ok, result.summary()
+    async with Journal.open(path) as journal:
+        run = await journal.run(result.run_id)
+    assert run is not None
+    ended = {
+        (e.task_id, e.attempt): e.where for e in events if e.kind in (Event.SUCCESS, Event.RETRY)
+    }
+    recorded = {(a.task_id, a.attempt): a.worker for a in run.attempts}
+    assert recorded == ended
+    assert recorded[(local.task_id, 1)] is None
+    workers = {recorded[(flaky.task_id, 1)], recorded[(flaky.task_id, 2)]}
+    assert all(w is not None and w.startswith("tcp://127.0.0.1:") for w in workers)
+    shown = format_run(run)
+    assert "WORKER" in shown and all(str(w) in shown for w in workers)
 
 
 async def test_timeout_cancels_the_dask_task_and_its_late_writes(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -245,3 +246,39 @@ async def test_events_that_cannot_become_rows_stop_the_journal_loudly(tmp_path: 
     finally:
         with contextlib.suppress(JournalError):
             await journal.close()
+
+
+async def test_attempts_whose_bodies_ran_elsewhere_keep_their_worker(tmp_path: Path) -> None:
+    """The worker an ending event names is kept with the attempt, whatever its other
+    ending events and batches; attempts run in the run's own process have none."""
+    worker = "tcp://10.0.0.7:4567"
+
+    def event(kind: Event, n: int, at: float, error: Exception | None, where: str | None) -> Any:
+        return TaskEvent(kind, Part(n=n), "run-1", 1, error, None, at, where)
+
+    async with Journal.open(tmp_path / "journal.db", flush_interval=60) as journal:
+        await journal.begin_run("run-1")
+        for n in range(1, 6):
+            journal.record(event(Event.START, n, T0, None, None))
+        await journal.flush()  # 1-5 written as running
+        journal.record(event(Event.SUCCESS, 1, T0 + 1, None, worker))
+        journal.record(event(Event.START, 6, T0 + 1, None, None))
+        journal.record(event(Event.SUCCESS, 6, T0 + 2, None, worker))  # new in this batch
+        timeout = TimeoutError("too slow")
+        journal.record(event(Event.TIMEOUT, 2, T0 + 3, timeout, worker))
+        journal.record(event(Event.RETRY, 2, T0 + 3, timeout, worker))  # the same attempt
+        journal.record(event(Event.FAILURE, 3, T0 + 4, OSError("here"), None))
+        journal.record(event(Event.SUCCESS, 4, T0 + 5, None, None))
+        journal.record(event(Event.CANCELLED, 5, T0 + 6, None, "dask"))
+        await journal.flush()
+        run = await journal.run("run-1")
+    assert run is not None
+    found = {int(a.params["n"]): (a.status, a.worker, a.error_type, a.ended) for a in run.attempts}
+    assert found == {
+        1: (AttemptStatus.SUCCESS, worker, None, T0 + 1),
+        2: (AttemptStatus.TIMEOUT, worker, "TimeoutError", T0 + 3),
+        3: (AttemptStatus.FAILED, None, "OSError", T0 + 4),
+        4: (AttemptStatus.SUCCESS, None, None, T0 + 5),
+        5: (AttemptStatus.CANCELLED, "dask", None, T0 + 6),
+        6: (AttemptStatus.SUCCESS, worker, None, T0 + 2),
+    }

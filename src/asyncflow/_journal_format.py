@@ -63,11 +63,12 @@ def format_run(run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = F
         ]
         for attempt in run.attempts
     ]
-    text = (
-        "\n".join(lines)
-        + "\n"
-        + _table(["TASK", "ATTEMPT", "STATUS", "STARTED", "DURATION", "ERROR"], rows)
-    )
+    headers = ["TASK", "ATTEMPT", "STATUS", "STARTED", "DURATION", "ERROR"]
+    if any(attempt.worker for attempt in run.attempts):  # some bodies ran elsewhere
+        headers.insert(5, "WORKER")
+        for row, attempt in zip(rows, run.attempts, strict=True):
+            row.insert(5, attempt.worker or _NONE)
+    text = "\n".join(lines) + "\n" + _table(headers, rows)
     if tracebacks:
         for attempt in run.attempts:
             if attempt.traceback:

@@ -22,7 +22,7 @@ _RUNS: Final = (
 )
 _ATTEMPT_COLUMNS: Final = (
     "a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended, "
-    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid"
+    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker"
 )
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
@@ -138,7 +138,7 @@ def _run_record(
 
 def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
     run_id, task_id, family, params, attempt, status, started, ended, duration = row[:9]
-    error_type, error_message, traceback, host, pid = row[9:]
+    error_type, error_message, traceback, host, pid, worker = row[9:]
     return AttemptRecord(
         str(run_id),
         str(task_id),
@@ -154,4 +154,5 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         traceback,
         host,
         pid,
+        worker,
     )

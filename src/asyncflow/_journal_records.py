@@ -96,6 +96,9 @@ class AttemptRecord:
     traceback: str | None = None
     host: str | None = None
     pid: int | None = None
+    worker: str | None = None
+    """Where the body ran when not in the run's process (``host``, ``pid``): a
+    Dask worker's address (``"dask"`` if none had taken it yet)."""
 
 
 @dataclass(frozen=True, slots=True)

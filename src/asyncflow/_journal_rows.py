@@ -19,10 +19,12 @@ values, without the run id (every row of a run has the same one, bound once
 per statement), and its length tells its state: 6 values (up to ``started``)
 while running; 7 (``ended`` added) for a success, whose status and duration
 the statement fills in; 9 (``status``, ``ended``, ``duration``) for any other
-ending, or a success whose event gave its duration; 12 with an error. A state
-change makes a new tuple. Tuples of plain values are soon left alone by the
-garbage collector, where lists or objects kept for every task of a run would
-be traversed again and again. The shapes are also the statements: running,
+ending, or a success whose event gave its duration; 12 with an error; 13, the
+error columns maybe empty, for an attempt whose body ran elsewhere (the
+``worker``: a Dask worker's address). A state change makes a new tuple.
+Tuples of plain values are soon left alone by the garbage collector, where
+lists or objects kept for every task of a run would be traversed again and
+again. The shapes are also the statements: running,
 successful and ended rows bind no NULL (the sqlite3 module binds a ``None``
 ten times slower than a number) and go many rows per statement
 (:class:`_Inserts`), which also releases the GIL once per statement rather
@@ -77,6 +79,7 @@ ATTEMPT_COLUMNS: Final = (
     "error_type",
     "error_message",
     "traceback",
+    "worker",
 )
 """The order of the values of an attempt row."""
 
@@ -89,6 +92,7 @@ _RUNNING_ROW: Final = 6  # id .. started
 _SUCCESS_ROW: Final = 7  # id .. started, ended: status 'success', duration ended - started
 _ENDED_ROW: Final = 9  # id .. started, status, ended, duration
 _FULL_ROW: Final = 12  # and the error: type, message, traceback
+_PLACED_ROW: Final = 13  # and the worker it ran on (the error's columns maybe None)
 
 _RUNNING: Final = AttemptStatus.RUNNING.value
 _SUCCESS: Final = AttemptStatus.SUCCESS.value
@@ -212,7 +216,7 @@ class Recorder:
         run: _Run | None = None
         rows: dict[str, Values] = {}
         for event in events:
-            kind, task, run_id, attempt, error, duration, at, _where = event
+            kind, task, run_id, attempt, error, duration, at, where = event
             if run_id is not last_run_id:
                 run = runs.get(run_id)
                 last_run_id = run_id
@@ -246,12 +250,14 @@ class Recorder:
                     row += (status, at, duration)
                     if error is not None:
                         row += _error_fields(error)
+                if where is not None:
+                    row = _placed(row, where)
             elif kind not in ending:
                 continue  # says nothing about an attempt's state
             elif row is not None and row[_ATTEMPT] == attempt:
-                if error is None or len(row) == _FULL_ROW:
+                if error is None or (len(row) >= _FULL_ROW and row[_ERROR] is not None):
                     continue  # a second ending event of the same attempt adds nothing
-                row = _ended(row) + _error_fields(error)
+                row = _ended(row)[:_ENDED_ROW] + _error_fields(error) + row[_FULL_ROW:]
             else:
                 # Nothing started: a definition that raised, an absent external input.
                 attempt_id = run.next_id
@@ -343,17 +349,25 @@ def _ended(row: Values) -> Values:
 
 
 _NO_ERROR: Final = (None, None, None)
+_ERROR: Final = _ENDED_ROW  # where the error's columns begin
+
+
+def _placed(row: Values, where: str) -> Values:
+    """``row`` (ended) with the worker its body ran on (13 values)."""
+    if len(row) < _FULL_ROW:
+        row = _ended(row) + _NO_ERROR
+    return (*row[:_FULL_ROW], where)
 
 
 def _full(row: Values, run_id: str) -> Values:
     """Every column of ``row`` (ATTEMPT_COLUMNS order), for the upsert."""
     size = len(row)
     if size == _RUNNING_ROW:
-        rest: Values = (_RUNNING, None, None, *_NO_ERROR)
-    elif size == _FULL_ROW:
-        rest = row[_STATUS:]
+        rest: Values = (_RUNNING, None, None, *_NO_ERROR, None)
+    elif size >= _FULL_ROW:
+        rest = row[_STATUS:_PLACED_ROW] + (None,) * (_PLACED_ROW - size)
     else:
-        rest = _ended(row)[_STATUS:] + _NO_ERROR
+        rest = (*_ended(row)[_STATUS:], *_NO_ERROR, None)
     return (row[0], run_id, *row[1:_STATUS], *rest)
 
 
@@ -465,7 +479,7 @@ _UPSERT: Final = f"""
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended, duration = excluded.duration,
         error_type = excluded.error_type, error_message = excluded.error_message,
-        traceback = excluded.traceback
+        traceback = excluded.traceback, worker = excluded.worker
 """
 
 NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"

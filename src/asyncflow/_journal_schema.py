@@ -215,6 +215,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX runs_running ON runs (run_id) WHERE status = 'running'",
         ),
     ),
+    Migration(
+        5,
+        "attempts: the worker a body ran on, when not in the run's own process",
+        # NULL: in the run's process (runs.host, runs.pid); else where it ran,
+        # such as a Dask worker's address. Written with the attempt's end.
+        ("ALTER TABLE attempts ADD COLUMN worker TEXT",),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
