@@ -6,6 +6,7 @@ import functools
 import io
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import anyio
 import anyio.to_thread
 import pytest
 from distributed import Client, LocalCluster
-from tests.fixtures import cli
+from tests.fixtures import Child, cli, wait_until
 from tests.fixtures.dask_tasks import (
     AsyncPid,
     Broken,
@@ -39,6 +40,7 @@ from tests.fixtures.dask_tasks import (
     YieldsPid,
     set_resource,
 )
+from tests.fixtures.race_pipeline import ledger
 
 import asyncflow
 from asyncflow import Event, Status, TaskEvent
@@ -225,6 +227,52 @@ async def test_the_journal_records_the_worker_of_each_attempt(
     assert all(w is not None and w.startswith("tcp://127.0.0.1:") for w in workers)
     shown = format_run(run)
     assert "WORKER" in shown and all(str(w) in shown for w in workers)
+
+
+def test_an_attempt_ending_after_its_run_lost_the_lease_is_not_taken(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    """A run stalled longer than its lease while its body ran on a worker: once it wakes
+    up it does not take the attempt's outcome as its own, but the run that took the task
+    over's success."""
+
+    def started_by(pids: set[int]) -> bool:
+        starts = [line for line in ledger(tmp_path) if line[:2] == ["start", "gated"]]
+        return any(int(line[2]) in pids for line in starts)
+
+    def gated(*more: str) -> Child:
+        journal = str(tmp_path / "journal.db")
+        return Child(
+            "run",
+            "tests.fixtures.race_pipeline:Gated",
+            "--folder",
+            str(tmp_path),
+            "--journal",
+            journal,
+            *more,
+            cwd=tmp_path,
+            ASYNCFLOW_LEASE_TTL="1.5",
+        )
+
+    first = gated("--dask-scheduler", cluster.scheduler_address, "--dask-all-sync")
+    second = None
+    try:
+        wait_until(lambda: started_by(set(worker_pids(client).values())), "Gated on a worker")
+        os.kill(first.pid, signal.SIGSTOP)
+        second = gated()
+        wait_until(lambda: started_by({second.pid}), "the takeover")
+        (tmp_path / "go").touch()
+        assert second.finish() == 0, second.output
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.finish() == 0, first.output
+        lost = first.wait_for("task.lease_lost")
+        done_elsewhere = first.wait_for("task.done_elsewhere")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert lost["task_id"] == done_elsewhere["task_id"]
+    assert not first.logs("task.done")
 
 
 async def test_timeout_cancels_the_dask_task_and_its_late_writes(

@@ -272,7 +272,6 @@ class Progress:
             finished=self._finished,
         )
 
-
     def _placed(self, task: Task) -> str:
         """The task, and where its body runs when not in this process (a Dask worker)."""
         node = self._graph.nodes.get(task.task_id) if self._graph is not None else None
