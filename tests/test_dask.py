@@ -46,7 +46,7 @@ import asyncflow
 from asyncflow import Event, Status, TaskEvent
 from asyncflow.config import Config
 from asyncflow.dask import DaskExecutor, WorkerLost
-from asyncflow.errors import TaskError, TaskTimeout
+from asyncflow.errors import AsyncflowError, ConfigError, TaskError, TaskTimeout
 from asyncflow.journal import Journal, format_run
 from asyncflow.progress import Progress
 
@@ -132,11 +132,12 @@ def pid_of(task: Pid) -> int:
 async def test_bodies_run_in_worker_processes(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    """Opted-in plain def bodies run in the workers' processes and commit their outputs."""
+    """Opted-in plain def bodies run in the workers' processes and commit their outputs
+    (the executor made from a client of the cluster)."""
     tasks = [Pid(str(tmp_path / f"{i}.txt")) for i in range(4)]
     events: list[TaskEvent] = []
     result = await asyncflow.run(
-        tasks, executor=DaskExecutor(cluster), journal=None, handlers=[events.append]
+        tasks, executor=DaskExecutor(client), journal=None, handlers=[events.append]
     )
     assert result.ok, result.summary()
     workers = worker_pids(client)
@@ -146,6 +147,15 @@ async def test_bodies_run_in_worker_processes(
     assert set(placed) == {task.task_id for task in tasks}
     for task in tasks:
         assert workers[placed[task.task_id]] == pid_of(task)  # the event names its worker
+
+
+class Group(asyncflow.WrapperTask):
+    def __init__(self, tasks: list[asyncflow.Task]) -> None:
+        super().__init__()
+        self.tasks = tasks
+
+    def requires(self) -> list[asyncflow.Task]:
+        return self.tasks
 
 
 async def test_which_bodies_go_to_the_cluster(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -161,16 +171,17 @@ async def test_which_bodies_go_to_the_cluster(cluster: LocalCluster, tmp_path: P
             Local(str(folder / "l")),
         )
         on_loop, yields = AsyncPid(str(folder / "a")), YieldsPid(str(folder / "y"))
+        group = Group([pid, plain, local, on_loop, yields])
+        events: list[TaskEvent] = []
         result = await asyncflow.run(
-            pid,
-            plain,
-            local,
-            on_loop,
-            yields,
+            group,
             executor=DaskExecutor(cluster.scheduler_address, all_sync=all_sync),
             journal=None,
+            handlers=[events.append],
         )
         assert result.ok, result.summary()
+        # A body that does nothing (a wrapper's) is not worth a trip.
+        assert [e.where for e in events if e.kind is Event.SUCCESS and e.task == group] == [None]
         assert pid_of(pid) != here
         assert (pid_of(plain) != here) is all_sync
         assert pid_of(local) == here
@@ -532,3 +543,34 @@ def test_importing_asyncflow_does_not_import_distributed() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+class SaysGpu(Pid):
+    executor = "gpu"
+
+
+async def test_bad_executor_settings_are_refused_naming_them(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """What is not an executor backend, a cluster or an executor choice is an error
+    naming it; so is a scheduler that cannot be reached."""
+    task = Pid(str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="executor must be an executor backend"):
+        await asyncflow.run(task, executor=cluster.scheduler_address, journal=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"DaskExecutor takes a distributed\.Client"):
+        DaskExecutor(42)
+    with pytest.raises(ConfigError, match=r"SaysGpu: executor = 'gpu': expected 'dask'"):
+        await asyncflow.run(
+            SaysGpu(str(tmp_path / "gpu")), executor=DaskExecutor(cluster), journal=None
+        )
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(
+        AsyncflowError, match=f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{port}"
+    ):
+        await asyncflow.run(
+            task, executor=DaskExecutor(f"tcp://127.0.0.1:{port}", connect_timeout=1), journal=None
+        )
+    assert time.monotonic() - started < 10
+    assert not Path(task.path).exists()

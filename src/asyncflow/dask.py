@@ -63,7 +63,6 @@ import contextlib
 import contextvars
 import inspect
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Final, final
 
@@ -73,6 +72,7 @@ import distributed
 import structlog
 
 from ._attempt import LeaseGuard, check_returned
+from ._log import log
 from ._redact import describe
 from ._usercode import UserCode
 from .errors import AsyncflowError, ConfigError, TargetError, TaskError
@@ -88,6 +88,9 @@ runs: the scheduler keeps every topic it has seen)."""
 
 _QUEUED: Final = "dask"
 """Where an attempt is while it waits on the cluster for a worker."""
+
+_CANCEL_WAIT: Final = 10.0
+"""Seconds to wait for the scheduler to take a cancellation."""
 
 
 class WorkerLost(TaskError):
@@ -176,9 +179,11 @@ class DaskExecutor:
         Raises:
             ConfigError: ``cls.executor`` is a text other than "dask" or "local".
         """
+        choice = _choice(cls)
+        if cls._run_kind is not RunKind.SYNC or cls.run is Task.run:
+            return False  # async bodies run on the loop; the default body does nothing
         if inspect.isgeneratorfunction(cls.run):
             return False  # it yields tasks: each of its steps needs the run's graph
-        choice = _choice(cls)
         if choice is None:
             return self._all_sync
         return choice == "dask"
@@ -209,7 +214,7 @@ class DaskExecutor:
             cls = type(node.task)
             goes = taken.get(cls)
             if goes is None:
-                goes = taken[cls] = cls._run_kind is RunKind.SYNC and self.takes(cls)
+                goes = taken[cls] = self.takes(cls)
             if goes:
                 payloads[node.task_id] = _pickled(node.task)
         client = await self._connect()
@@ -276,18 +281,35 @@ def _pickled(task: Task) -> bytes:
 class _Attempt:
     """One attempt on the cluster, as the run follows it."""
 
-    __slots__ = ("done", "key", "lost", "node")
+    __slots__ = ("done", "future", "lost", "node")
 
-    def __init__(self, node: Node, key: str, done: asyncio.Future[None]) -> None:
+    def __init__(self, node: Node, future: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.node = node
-        self.key = key
-        self.done = done
+        self.future = future
+        self.done: asyncio.Future[None] = loop.create_future()
         self.lost: WorkerLost | None = None
+        # Dask calls back in a thread of its own once the future is done.
+        future.add_done_callback(lambda _: _wake_threadsafe(loop, self.done))
 
 
 def _wake(done: asyncio.Future[None]) -> None:
     if not done.done():
         done.set_result(None)
+
+
+def _wake_threadsafe(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(_wake, done)
+
+
+async def _give_up(client: Any, futures: list[Any], reason: str) -> None:
+    """Cancel Dask tasks, whatever cancels the caller; not for longer than
+    :data:`_CANCEL_WAIT` (a scheduler that has gone away does not answer)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_WAIT):
+        try:
+            await client.cancel(futures, reason=reason)
+        except Exception as exc:
+            log.warning("dask.cancel_failed", reason=reason, error=describe(exc))
 
 
 class _DaskBodies:
@@ -349,10 +371,9 @@ class _DaskBodies:
     async def stop(self) -> None:
         """Cancel what is still on the cluster; stop listening (before the client closes,
         so that the scheduler does not write to a closed client)."""
-        if self._running:
-            await self._client.cancel(
-                [key for key in self._running], reason="the asyncflow run ended"
-            )
+        if self._running:  # (each attempt cancels its own as it ends: a last resort)
+            futures = [attempt.future for attempt in self._running.values()]
+            await _give_up(self._client, futures, "the asyncflow run ended")
         for topic in self._subscribed:
             self._client.unsubscribe_topic(topic)
         self._subscribed = []
@@ -376,23 +397,20 @@ class _DaskBodies:
             retries=0,
             pure=False,
         )
-        attempt = _Attempt(node, key, self._loop.create_future())
+        attempt = _Attempt(node, future, self._loop)
         node.where = _QUEUED
         self._running[key] = attempt
-        loop = self._loop
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(_wake, attempt.done))
         try:
             await attempt.done
         except BaseException:
             # Timed out or cancelled: the body may be running; it is given up.
-            with anyio.CancelScope(shield=True):
-                await client.cancel([future], reason="asyncflow gave the attempt up")
+            await _give_up(client, [future], "asyncflow gave the attempt up")
             raise
         finally:
             del self._running[key]
         if attempt.lost is not None:
-            with anyio.CancelScope(shield=True):
-                await client.cancel([future], reason="its worker died; asyncflow retries")
+            # Dask may be running it again elsewhere already: asyncflow retries instead.
+            await _give_up(client, [future], "its worker died; asyncflow retries")
             raise attempt.lost
         status = future.status
         if status == "error":
@@ -461,7 +479,7 @@ _factory_installed = False
 def _run_body(payload: bytes, run_id: str, task_id: str, key: str) -> None:
     """On a Dask worker: run the task's body once, its writes guarded."""
     worker = distributed.get_worker()
-    worker.log_event(_TOPIC, {"key": key, "pid": os.getpid()})
+    worker.log_event(_TOPIC, {"key": key})  # the worker's address comes with it
     _label_records()
     task: Task = cloudpickle.loads(payload)
     ids = _ids.set((run_id, task_id))
