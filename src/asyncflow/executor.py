@@ -138,8 +138,11 @@ class Executor:
             # Lease what can start now; the rest is leased in the background,
             # ahead of need, while the first tasks run.
             ready = [n for n in to_run if n.pending == 0]
+            # Listed before the first claim: what it finds done elsewhere makes
+            # some of these ready, and they must be leased all the same.
+            waiting = [n for n in reversed(to_run) if n.pending]
             await self._claim(ready[:_CLAIM_CHUNK])
-            later = ready[_CLAIM_CHUNK:] + [n for n in reversed(to_run) if n.pending]
+            later = ready[_CLAIM_CHUNK:] + waiting
             later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
             for node in later:
                 node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first
@@ -391,13 +394,16 @@ class Executor:
     def _ensure_watching(self) -> None:
         """Start :meth:`_watch` when tasks wait for other processes (once the run is under way)."""
         if self._watched and self._watching is None and self._spawn is not None:
-            self._spawn(self._watch)
+            # Set now, not once it starts: a second call meanwhile would start a
+            # second watcher, and two would take the same outcomes.
+            self._watching = anyio.CancelScope()
+            self._spawn(self._watch, self._watching)
 
-    async def _watch(self) -> None:
+    async def _watch(self, scope: anyio.CancelScope) -> None:
         """Follow the leases of tasks other processes hold, and take their outcomes."""
         journal = self._journal
         assert journal is not None
-        with anyio.CancelScope() as self._watching:
+        with scope:
             try:
                 while self._watched:
                     await anyio.sleep(self._lease_poll)
