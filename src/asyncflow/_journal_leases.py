@@ -102,9 +102,27 @@ _CLAIMED_ROWS: Final = (
     "FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j "
     "WHERE j.value IN (SELECT value FROM json_each(?))"
 )
-_DONE_SINCE: Final = (
-    "SELECT DISTINCT a.task_id FROM json_each(?) AS j CROSS JOIN attempts AS a "
-    "ON a.task_id = j.value AND a.status = 'success' WHERE a.ended >= ? AND a.run_id != ?"
+# Successes another run may have committed after the caller probed (see _Rivals): an
+# attempt's end time alone does not say, as its row is written up to a batch later.
+_RIVAL_RUNS: Final = (
+    "runs.run_id != :run_id AND (runs.rowid > :last OR runs.run_id IN "
+    "(SELECT value FROM json_each(:going_on)))"
+)
+_ANY_RIVAL: Final = (
+    "SELECT 1 FROM runs WHERE runs.run_id != :run_id "
+    f"AND (runs.status = 'running' OR runs.ended >= :since OR ({_RIVAL_RUNS})) LIMIT 1"
+)
+_DONE_SINCE: Final = f"""
+    SELECT DISTINCT a.task_id FROM json_each(:ids) AS j CROSS JOIN attempts AS a
+    ON a.task_id = j.value AND a.status = 'success'
+    WHERE a.run_id != :run_id
+    AND (a.ended >= :since OR a.run_id IN (SELECT run_id FROM runs WHERE {_RIVAL_RUNS}))
+"""
+# When a run begins: the other runs going on, and the last run row (later rows are
+# runs begun after it).
+_RIVALS: Final = (
+    "SELECT (SELECT json_group_array(run_id) FROM runs WHERE status = 'running' "
+    "AND run_id != ?), (SELECT max(rowid) FROM runs)"
 )
 
 # Claims (see the module's docstring). A run may claim while it is the only one going
@@ -210,6 +228,27 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class _Rivals:
+    """The runs that may commit a success a run did not see when it probed.
+
+    A success row is written in a batch, after the attempt ended, so its end time
+    cannot tell whether it was there when a run probed its tasks: a task done just
+    before the run began may turn up in the journal just after the probe. Any row
+    committed after the run began is a row of a run going on then, or of one
+    begun since; those are what :meth:`Leases.begin` notes.
+    """
+
+    going_on: str
+    """JSON array of the other runs going on when the run began."""
+    last: int
+    """The last run row then (``rowid``): rows after it are runs begun since."""
+
+
+_NO_RIVALS: Final = _Rivals("[]", 1 << 62)
+"""For a run not begun with this journal: only its ``since`` tells."""
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """This process as runs and leases name it."""
 
@@ -239,6 +278,7 @@ class Leases:
         # Run id -> the task ids it holds -> the claim holding it (0: a lease row).
         self._held: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
+        self._rivals: dict[str, _Rivals] = {}  # run id -> noted when it began
         # Every lease in ``held`` is known to last at least until then: set by
         # the first lease taken and by each renewal (never by a later take).
         self.valid_until = 0.0
@@ -466,14 +506,27 @@ class Leases:
                 states.append(holder)
         return states
 
+    async def begin(self, run_id: str) -> None:
+        """Note the runs that may commit successes ``run_id`` will not have probed.
+
+        Called once the run's row is written, before it probes anything.
+        """
+        [(going_on, last)] = await self._store.fetch(_RIVALS, [run_id])
+        self._rivals[run_id] = _Rivals(str(going_on), int(last or 0))
+
     async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:
-        others = await self._store.fetch(
-            "SELECT 1 FROM runs WHERE run_id != ? AND (status = 'running' OR ended >= ?) LIMIT 1",
-            [run_id, since],
-        )
-        if not others:
+        """Those of ``task_ids`` another run succeeded at since ``since``, or that a
+        run going on when ``run_id`` began (or begun after it) succeeded at."""
+        rivals = self._rivals.get(run_id, _NO_RIVALS)
+        params = {
+            "run_id": run_id,
+            "since": since,
+            "going_on": rivals.going_on,
+            "last": rivals.last,
+        }
+        if not await self._store.fetch(_ANY_RIVAL, params):
             return set()  # no other run was going on since then: nothing to look up
-        rows = await self._store.fetch(_DONE_SINCE, [json.dumps(task_ids), since, run_id])
+        rows = await self._store.fetch(_DONE_SINCE, {**params, "ids": json.dumps(task_ids)})
         return {str(row[0]) for row in rows}
 
     async def renew(self) -> list[tuple[str, str]]:
@@ -572,6 +625,7 @@ class Leases:
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller released them)."""
         self.live_runs.discard(run_id)
+        self._rivals.pop(run_id, None)
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too

@@ -346,6 +346,7 @@ class Journal:
         self._runs[run_id] = self._dirty_runs[run_id] = row
         self._leases.live_runs.add(run_id)
         await self._write_pending()
+        await self._leases.begin(run_id)
 
     async def end_run(self, run_id: str, status: RunStatus) -> None:
         """Record the end of run ``run_id``; written at once with its pending events.
@@ -420,7 +421,11 @@ class Journal:
         success for the task). Leases of live holders are left to them and
         returned with who holds them. Tasks another run succeeded at since
         ``since`` (e.g. after the caller probed them) are returned in
-        ``done``, so the caller can check and skip them.
+        ``done``, so the caller can check and skip them; for a run begun with
+        this journal, so are the successes of every run going on when it
+        began or begun since, whenever their attempts ended (a success is
+        written a batch after its attempt ends, and may not have been there
+        when the caller probed).
 
         Raises:
             JournalError: the journal cannot be written.
