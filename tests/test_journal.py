@@ -854,6 +854,36 @@ async def test_success_journaled_by_the_holder_frees_the_lease(tmp_path: Path) -
     assert fresh.done == set()
 
 
+@pytest.mark.parametrize("holder_ended", [False, True], ids=["holder-going-on", "holder-ended"])
+async def test_a_success_written_after_a_run_began_is_reported_done(
+    tmp_path: Path, holder_ended: bool
+) -> None:
+    """A success journaled a batch after its attempt ended, once another run had begun
+    (and probed), is in that run's claim.done, though the attempt ended before it
+    began: whether the holder still goes on (its lease is free through the success)
+    or has ended (its claim gone with it)."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime()
+    task_id = T(n=1).task_id
+    # A long flush interval: the success waits in the buffer, as between two batches.
+    async with Journal.open(path, clock=clock, pid=1, flush_interval=3600) as first:
+        await first.begin_run("run-1")
+        await first.claim("run-1", [task_id], since=T0)
+        first.record(event(Event.START, 1, "run-1", at=T0 + 1))
+        first.record(event(Event.SUCCESS, 1, "run-1", at=T0 + 2))
+        clock.now = T0 + 3
+        async with Journal.open(path, clock=clock, pid=2) as second:
+            await second.begin_run("run-2", started=T0 + 3)
+            assert await second.succeeded([task_id]) == set()  # its probe: not there yet
+            if holder_ended:
+                await first.end_run("run-1", RunStatus.SUCCESS)
+            else:
+                await first.flush()
+            claim = await second.claim("run-2", [task_id], since=T0 + 3)
+    assert claim.taken == [task_id]
+    assert claim.done == {task_id}
+
+
 async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:
     clock = FakeTime()
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
