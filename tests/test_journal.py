@@ -92,12 +92,21 @@ async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> N
     assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
 
 
-async def test_open_creates_parent_folders(tmp_path: Path) -> None:
-    """Missing folders above the journal file are created."""
+async def test_open_creates_parent_folders_when_asked(tmp_path: Path) -> None:
+    """With create_folder=True, missing folders above the journal file are created."""
     path = tmp_path / "a" / "b" / "journal.db"
-    async with Journal.open(path) as journal:
+    async with Journal.open(path, create_folder=True) as journal:
         assert journal.path == path
     assert path.is_file()
+
+
+async def test_open_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    """Otherwise a journal path into a folder that does not exist is an error naming
+    the folder, and nothing is created anywhere."""
+    path = tmp_path / "a" / "b" / "journal.db"
+    with pytest.raises(JournalError, match=f"no folder '{tmp_path / 'a' / 'b'}'"):
+        await Journal.open(path)
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_await_form_records_on_flush_and_close(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Final
 import anyio
 import structlog
 
+from ._journal_decode import integer, member, optional_real, real, text
 from ._journal_records import Holder, Lease, LeaseOutcome
 from ._journal_store import Store, marks
 
@@ -314,14 +315,15 @@ class Leases:
                 continue  # let go meanwhile, or its holder died: try again
             since, expires, previous, previous_at = taken[0]
             self._hold([task_id], run_id, ttl, now)
-            return Lease(
-                task_id,
-                run_id,
-                float(since),
-                float(expires),
-                None if previous is None else LeaseOutcome(previous),
-                None if previous_at is None else float(previous_at),
-            )
+            with self._store.decoding(f"leases row {task_id!r}"):
+                return Lease(
+                    task_id,
+                    run_id,
+                    real(since, "since"),
+                    real(expires, "expires"),
+                    None if previous is None else member(LeaseOutcome, previous, "prev_outcome"),
+                    optional_real(previous_at, "prev_at"),
+                )
 
     async def claim(self, task_ids: Sequence[str], run_id: str, since: float) -> Claim:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
@@ -367,7 +369,12 @@ class Leases:
                 wanted = []
                 break
             got = [str(row[0]) for row in rows]
-            abandoned.update(str(row[0]) for row in rows if row[1] == LeaseOutcome.ABANDONED)
+            for task_id, previous in rows:
+                with self._store.decoding(f"leases row {task_id!r}"):
+                    if previous is not None and (
+                        member(LeaseOutcome, previous, "prev_outcome") is LeaseOutcome.ABANDONED
+                    ):
+                        abandoned.add(str(task_id))
             self._hold(got, run_id, self.ttl, now)
             taken.extend(got)
             rest = set(wanted).difference(got)
@@ -493,12 +500,21 @@ class Leases:
         for row in rows.values():
             task_id, run_id, host, pid, since, expires, outcome, succeeded, ended = row
             task_id = str(task_id)
-            holder = Holder(task_id, str(run_id), str(host), int(pid), since, expires)
+            with self._store.decoding(f"lease of {task_id!r}"):
+                holder = Holder(
+                    task_id,
+                    text(run_id, "run_id"),
+                    text(host, "host"),
+                    integer(pid, "pid"),
+                    real(since, "since"),
+                    real(expires, "expires"),
+                )
+                let_go = None if outcome is None else member(LeaseOutcome, outcome, "outcome")
             if succeeded:
                 states.append((task_id, LeaseOutcome.SUCCESS, None))
-            elif outcome is not None:
-                states.append((task_id, LeaseOutcome(outcome), None))
-            elif ended or float(expires) <= now:
+            elif let_go is not None:
+                states.append((task_id, let_go, None))
+            elif ended or holder.expires <= now:
                 states.append((task_id, LeaseOutcome.ABANDONED, None))
             elif self._me.outlived(holder.host, holder.pid):
                 states.append((task_id, LeaseOutcome.ABANDONED, holder))
@@ -641,12 +657,14 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
         "SELECT 1 FROM attempts WHERE status = 'running' AND run_id NOT IN "
         "(SELECT run_id FROM runs WHERE status = 'running') LIMIT 1"
     )
-    if not orphans and not any(_stale(row, me, now) for row in await store.fetch(running)):
+    if not orphans and not any(_stale(store, row, me, now) for row in await store.fetch(running)):
         return 0  # the common case: no write transaction at all
     db = store.db
     async with store.transaction("recover interrupted runs"):
         # Judge again inside the transaction: a heartbeat may have come meanwhile.
-        stale = [(str(row[0]),) for row in await store.fetch(running) if _stale(row, me, now)]
+        stale = [
+            (str(row[0]),) for row in await store.fetch(running) if _stale(store, row, me, now)
+        ]
         await db.executemany(
             "UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
             stale,
@@ -668,9 +686,12 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
     return len(stale)
 
 
-def _stale(row: Sequence[Any], me: Identity, now: float) -> bool:
-    _, host, pid, expires = row
-    return float(expires) <= now or me.outlived(str(host), int(pid))
+def _stale(store: Store, row: Sequence[Any], me: Identity, now: float) -> bool:
+    run_id, host, pid, expires = row
+    with store.decoding(f"runs row {run_id!r}"):
+        if real(expires, "expires") <= now:
+            return True
+        return me.outlived(text(host, "host"), integer(pid, "pid"))
 
 
 def _pid_alive(pid: int) -> bool:
