@@ -211,20 +211,16 @@ def test_journal_check_of_what_is_no_journal(tmp_path: Path) -> None:
 # ------------------------------------------------------------- where a journal goes
 
 
-async def test_a_journal_path_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
-    """journal= into a folder that does not exist: JournalError naming the folder;
-    no folder is made and nothing runs."""
+async def test_only_the_default_journal_gets_its_folder_made(tmp_path: Path) -> None:
+    """journal= into a folder that does not exist: JournalError naming the folder, no
+    folder made, nothing run. The default journal (here a configured one) gets its
+    folder, as .asyncflow does."""
     Mark.runs.clear()
     path = tmp_path / "typo" / "journal.db"
     with pytest.raises(asyncflow.JournalError, match=f"no folder '{tmp_path / 'typo'}'"):
         await asyncflow.run(Mark(1), journal=path)
     assert not (tmp_path / "typo").exists()
     assert Mark.runs == []
-
-
-async def test_the_configured_journals_folder_is_made(tmp_path: Path) -> None:
-    """The default journal (here a configured one) gets its folder, as .asyncflow does."""
-    path = tmp_path / "state" / "journal.db"
-    config = asyncflow.Config(journal=str(path))
-    assert await asyncflow.run(Mark(1), config=config)
-    assert path.is_file()
+    configured = tmp_path / "state" / "journal.db"
+    assert await asyncflow.run(Mark(1), config=asyncflow.Config(journal=str(configured)))
+    assert configured.is_file() and Mark.runs == [1]
