@@ -206,6 +206,8 @@ _RELEASE_CLAIMED: Final = """
 """
 
 
+_OUTCOMES: Final = frozenset(outcome.value for outcome in LeaseOutcome)
+
 _LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
 
 
@@ -370,11 +372,11 @@ class Leases:
                 break
             got = [str(row[0]) for row in rows]
             for task_id, previous in rows:
-                with self._store.decoding(f"leases row {task_id!r}"):
-                    if previous is not None and (
-                        member(LeaseOutcome, previous, "prev_outcome") is LeaseOutcome.ABANDONED
-                    ):
-                        abandoned.add(str(task_id))
+                if previous == LeaseOutcome.ABANDONED:
+                    abandoned.add(str(task_id))
+                elif previous is not None and previous not in _OUTCOMES:
+                    with self._store.decoding(f"leases row {task_id!r}"):
+                        member(LeaseOutcome, previous, "prev_outcome")  # raises: damaged
             self._hold(got, run_id, self.ttl, now)
             taken.extend(got)
             rest = set(wanted).difference(got)
