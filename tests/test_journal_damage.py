@@ -8,6 +8,7 @@ file, page headers overwritten.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,12 +49,12 @@ def sql(path: Path, statement: str) -> None:
         db.close()
 
 
-def one_line_error(proc: object) -> str:
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     """The stderr of a command that failed with exit 2 and a one-line message."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)  # type: ignore[attr-defined]
-    lines = proc.stderr.splitlines()  # type: ignore[attr-defined]
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("asyncflow: error: "), lines
-    return str(lines[0])
+    return lines[0]
 
 
 def run_id_of(path: Path) -> str:
