@@ -222,9 +222,8 @@ def test_cli_graph_into_a_closed_pipe_fails_quietly(tmp_path: Path, unbuffered: 
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
 def test_cli_graph_onto_a_full_device_fails_with_one_line(tmp_path: Path, unbuffered: bool) -> None:
     """Output that cannot be written (a full disk) is a failure, said in one line."""
-    with open("/dev/full", "wb") as full:
-        with _graph_cli(tmp_path, unbuffered, full) as proc:
-            _, stderr = proc.communicate(timeout=60)
+    with open("/dev/full", "wb") as full, _graph_cli(tmp_path, unbuffered, full) as proc:
+        _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert stderr.decode().splitlines() == [
         "asyncflow: error: cannot write the output: No space left on device"
