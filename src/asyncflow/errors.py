@@ -4,6 +4,7 @@ The hierarchy::
 
     AsyncflowError
     ├── ParameterError        a parameter value is missing, unknown or unparseable
+    │   └── ParameterTypeError    ... of a type the parameter does not take (a TypeError)
     ├── ConfigError           a configuration file, variable or run() argument is invalid
     ├── GraphError            the task graph cannot be built
     │   └── CycleError        requires() forms a cycle (the path is in the message)
@@ -33,6 +34,7 @@ __all__ = [
     "JournalError",
     "MissingOutputError",
     "ParameterError",
+    "ParameterTypeError",
     "PermanentError",
     "ResourceError",
     "TargetError",
@@ -50,6 +52,17 @@ class AsyncflowError(Exception):
 
 class ParameterError(AsyncflowError, ValueError):
     """A task parameter is missing, unknown, or has a value that cannot be used."""
+
+    problem: str | None = None
+    """When a parameter's own method raised it: what is wrong with the value,
+    without the parameter's name (for a message naming the task instead)."""
+
+
+class ParameterTypeError(ParameterError, TypeError):
+    """A parameter was given a value of a type it does not take (``5`` for a date).
+
+    Also a ``TypeError``, as the same mistake is in plain Python.
+    """
 
 
 class ConfigError(AsyncflowError, ValueError):
