@@ -14,7 +14,8 @@ The hierarchy::
     │   ├── TaskTimeout           an attempt ran longer than the task's timeout
     │   ├── MissingOutputError    run() returned without producing an output
     │   ├── UpstreamFailed        a requirement of the task failed or is missing
-    │   └── TaskDefinitionError   requires(), output() or complete() raised
+    │   └── TaskDefinitionError   requires(), output() or complete() raised, or
+    │                             __init__ did not call Task.__init__
     ├── TargetError           a target could not be read, written or probed
     │   └── TargetNotFoundError   reading a target that does not exist (also FileNotFoundError)
     └── JournalError          the journal cannot be opened or written
@@ -135,13 +136,20 @@ class UpstreamFailed(TaskError):
 
 
 class TaskDefinitionError(TaskError):
-    """``requires()``, ``output()`` or ``complete()`` of a task raised."""
+    """``requires()``, ``output()`` or ``complete()`` of a task raised, or the
+    class is unusable (its ``__init__`` did not call ``Task.__init__``).
 
-    def __init__(self, task_id: str, method: str, error: BaseException) -> None:
+    ``error`` is what the method raised, or the problem as text.
+    """
+
+    def __init__(self, task_id: str, method: str, error: BaseException | str) -> None:
         self.method = method
-        super().__init__(
-            f"{task_id}: {method}() raised {type(error).__name__}: {error}", task_id=task_id
+        what = (
+            error
+            if isinstance(error, str)
+            else f"{method}() raised {type(error).__name__}: {error}"
         )
+        super().__init__(f"{task_id}: {what}", task_id=task_id)
 
 
 class TargetError(AsyncflowError):
