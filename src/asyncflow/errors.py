@@ -25,6 +25,7 @@ Every message names the task id, and the path or URL where there is one.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 
 __all__ = [
@@ -45,6 +46,27 @@ __all__ = [
     "TaskTimeout",
     "UpstreamFailed",
 ]
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 60
+_SHORT_REPR.maxlevel = 3
+
+
+def short_repr(value: object) -> str:
+    """A short ``repr`` of a value for an error message, whatever the value.
+
+    Long strings are cut in the middle (their length follows), nesting beyond
+    three levels is elided, and a value whose ``repr`` fails (an int of more
+    digits than ``str()`` allows, a broken ``__repr__``) is named by its type.
+    """
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    if isinstance(value, str) and len(value) > _SHORT_REPR.maxstring:
+        text += f" ({len(value):,} characters)"
+    return text
 
 
 class AsyncflowError(Exception):

@@ -58,7 +58,6 @@ import math
 import operator
 import os
 import re
-import reprlib
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -67,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeAlias, cast
 
 from ._redact import MASK
 from .errors import ConfigError, ParameterError, ParameterTypeError
+from .errors import short_repr as _shown
 
 if TYPE_CHECKING:
     # A TypeVar default makes a bare ``Parameter()`` a ``Parameter[str]`` for type
@@ -189,27 +189,6 @@ def env(name: str) -> EnvVar:
         ValueError: ``name`` is not a variable name.
     """
     return EnvVar(name)
-
-
-_SHORT_REPR: Final = reprlib.Repr()
-_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 60
-_SHORT_REPR.maxlevel = 3
-
-
-def _shown(value: object) -> str:
-    """A short ``repr`` of a value for error messages, whatever the value.
-
-    Long strings are cut in the middle (with their length), nesting beyond three
-    levels is elided, and a value whose ``repr`` fails (an int of more digits
-    than ``str()`` allows, a broken ``__repr__``) is shown by its type.
-    """
-    try:
-        text = _SHORT_REPR.repr(value)
-    except Exception:
-        return f"<{type(value).__name__} object>"
-    if isinstance(value, str) and len(value) > _SHORT_REPR.maxstring:
-        text += f" ({len(value):,} characters)"
-    return text
 
 
 def _describe(value: object) -> str:

@@ -56,7 +56,7 @@ from .parameters import (
     ParameterVisibility,
     TimeDeltaParameter,
 )
-from .resources import is_amount, running_release
+from .resources import AMOUNT, is_amount, running_release
 
 if TYPE_CHECKING:
     pass
@@ -195,6 +195,11 @@ def _is_async(method: object) -> bool:
     return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
 
 
+MAX_RETRY_BACKOFF = 1000
+"""The largest ``retry_backoff``: x1000 per attempt; beyond it, every retry but the
+first would wait ``retry_max_delay`` anyway."""
+
+
 def _check_class_attributes(cls: type[Task]) -> None:
     """Reject nonsensical class attributes when the class is defined, not mid-run."""
     name = cls.__qualname__
@@ -203,9 +208,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
         raise TypeError(f"{name}.resources must be a dict of name -> amount, got {resources!r}")
     for key, amount in resources.items():
         if not isinstance(key, str) or not is_amount(amount):
-            raise TypeError(
-                f"{name}.resources[{key!r}] must be a non-negative number, got {amount!r}"
-            )
+            raise TypeError(f"{name}.resources[{key!r}] must be {AMOUNT}, got {amount!r}")
     for attr, allow_none in (("max_running", True), ("retry_count", False), ("priority", False)):
         value = getattr(cls, attr)
         if value is None and allow_none:
@@ -221,8 +224,11 @@ def _check_class_attributes(cls: type[Task]) -> None:
         isinstance(k, type) and issubclass(k, BaseException) for k in retry_on
     ):
         raise TypeError(f"{name}.retry_on must be a tuple of exception classes, got {retry_on!r}")
-    if cls.retry_backoff < 1:
-        raise TypeError(f"{name}.retry_backoff must be >= 1, got {cls.retry_backoff!r}")
+    if not 1 <= cls.retry_backoff <= MAX_RETRY_BACKOFF:  # NaN too: a delay of NaN seconds
+        raise TypeError(
+            f"{name}.retry_backoff must be >= 1 (and at most {MAX_RETRY_BACKOFF}), "
+            f"got {cls.retry_backoff!r}"
+        )
     if not 0 <= cls.retry_jitter <= 1:
         raise TypeError(f"{name}.retry_jitter must be between 0 and 1, got {cls.retry_jitter!r}")
     for attr in ("retry_delay", "retry_max_delay", "timeout"):
@@ -230,7 +236,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
         if value is None and attr == "timeout":
             continue
         if not is_amount(value):
-            raise TypeError(f"{name}.{attr} must be a non-negative number, got {value!r}")
+            raise TypeError(f"{name}.{attr} must be {AMOUNT}, in seconds, got {value!r}")
         if attr == "timeout" and value == 0:
             raise TypeError(f"{name}.timeout must be positive (or None), got {value!r}")
 
