@@ -505,10 +505,12 @@ class IntParameter(Parameter[int]):
             raise ValueError(f"expected an integer like 42, got {_shown(text)}{hint}") from None
 
     def _serialize(self, value: int) -> str:
-        return str(value)
+        return str(self._to_json(value))
 
-    def _to_json(self, value: int) -> JSONValue:
-        return value
+    def _to_json(self, value: int) -> int:
+        if type(value) is not int:  # not normalized: only an int has this text form
+            raise TypeError(f"expected an int, got {_describe(value)}")
+        return _bounded_int(value)
 
 
 def _finite(value: float, shown: object) -> float:
@@ -605,10 +607,12 @@ class BoolParameter(Parameter[bool]):
         )
 
     def _serialize(self, value: bool) -> str:
-        return "true" if value else "false"
+        return "true" if self._to_json(value) else "false"
 
-    def _to_json(self, value: bool) -> JSONValue:
-        return value
+    def _to_json(self, value: bool) -> bool:
+        if value is True or value is False:
+            return value
+        raise TypeError(f"expected a bool, got {_describe(value)}")
 
 
 _DATE_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
