@@ -943,6 +943,9 @@ class FrozenDict(Mapping[str, Any]):
 _JSON_KINDS: Final = "str, int, float, bool, None, list, tuple or dict with str keys"
 
 
+_SHOWN_LEVELS: Final = 6  # of the path to a bad element, in an error message
+
+
 class _NotJSON(Exception):
     """Raised inside ``_freeze``; collects the path to the bad element on the way out."""
 
@@ -954,7 +957,10 @@ class _NotJSON(Exception):
 
     def to_error(self) -> Exception:
         """The ``TypeError`` or ``ValueError`` to show, naming the element's path."""
-        where = "".join(reversed(self.path)) or "the value"
+        path = self.path[::-1]
+        if len(path) > _SHOWN_LEVELS:  # deep: the outermost steps and the innermost one
+            path[_SHOWN_LEVELS - 1 : -1] = [f"...({len(path) - _SHOWN_LEVELS} more)..."]
+        where = "".join(path) or "the value"
         return self.error(f"element {where}: {self.problem}")
 
 
