@@ -3,12 +3,17 @@
 Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 the command
 cannot be carried out as written (a bad option or parameter value, a task or
 module that cannot be loaded, bad configuration, an unusable journal: one line
-on stderr says which), 130 interrupted.
+on stderr says which), 130 interrupted. ``graph`` exits 1 when its output
+cannot be written (a full disk: one line on stderr), and 141 without a word
+when the reader of its output goes away (``asyncflow graph ... | head``), as a
+program stopped by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import functools
 import importlib
 import importlib.util
@@ -38,12 +43,21 @@ from .result import RunResult
 from .runner import DEFAULT_WORKERS, run
 from .task import Task
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "load_task", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "load_task",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class UsageError(AsyncflowError):
@@ -53,6 +67,10 @@ class UsageError(AsyncflowError):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["luigi"]:  # Luigi's own grammar: handed over whole
+        from .luigi.cmdline import main as luigi_main
+
+        return luigi_main(args_list[1:])
     try:
         task_cls = _task_from_argv(args_list)
         parser = _parser(task_cls)
@@ -71,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _history(args)
         if args.command == "show":
             return _show(args)
+        if args.command == "journal":
+            return _journal_check(args)
         if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
             task_cls = load_task(args.task)
         command = {"run": _run, "graph": _graph, "backfill": _backfill}[args.command]
@@ -258,6 +278,7 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
     )
     show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
+    _add_journal_commands(commands)
     if task_cls is not None:
         for command in (run, graph, backfill):
             _add_task_params(command, task_cls)
@@ -388,8 +409,66 @@ def _graph(args: argparse.Namespace, task_cls: type[Task]) -> int:
     config = Config.load()
     task = _task_from_args(task_cls, args, config)
     graph = anyio.run(functools.partial(expand, [task], probe=args.probe), backend="asyncio")
-    print(render(graph, args.format))
+    return _write_out(render(graph, args.format))
+
+
+def _write_out(text: str) -> int:
+    """Write ``text`` and a newline on stdout; the exit code says whether it all got there."""
+    try:
+        _write_all(text + "\n")
+    except BrokenPipeError:
+        # The reader is gone (`| head`): stop quietly, as Python's documentation advises.
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        _drop_stdout()
+        print(f"asyncflow: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+_CHUNK = 1 << 16
+
+
+def _write_all(text: str) -> None:
+    """Every character of ``text`` on stdout, or an OSError.
+
+    The bytes go below the text layer, a piece at a time, until each piece is
+    all written: over an unbuffered stdout (``python -u``, PYTHONUNBUFFERED) the
+    text layer drops what a short write leaves, without an error, so a reader
+    closing the pipe, or Linux's 2 GiB cap on one write, cut the output short
+    with exit code 0.
+    """
+    stdout = sys.stdout
+    stdout.flush()
+    out = getattr(stdout, "buffer", None)
+    if out is None:  # a stand-in stream (a test's capture), not a file
+        stdout.write(text)
+        stdout.flush()
+        return
+    if os.linesep != "\n":  # what the text layer would have done
+        text = text.replace("\n", os.linesep)
+    encoder = codecs.getincrementalencoder(stdout.encoding or "utf-8")(stdout.errors or "strict")
+    for start in range(0, len(text), _CHUNK):
+        data = memoryview(encoder.encode(text[start : start + _CHUNK]))
+        while data:
+            written = out.write(data)
+            if written is None:  # a non-blocking stdout that is full
+                raise BlockingIOError(errno.EAGAIN, "stdout is not ready for more")
+            data = data[written:]
+    out.flush()
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: what is left in its buffer would fail again
+    when Python flushes it at exit ("Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured in a test): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _backfill(args: argparse.Namespace, task_cls: type[Task]) -> int:
@@ -435,6 +514,29 @@ def _show(args: argparse.Namespace) -> int:
         raise UsageError(f"no run {args.run_id!r} in the journal (see `asyncflow history`)")
     print(text)
     return EXIT_OK
+
+
+def _add_journal_commands(commands: Any) -> None:
+    journal = commands.add_parser(
+        "journal", help="look after a journal file", description="Look after a journal file."
+    )
+    actions = journal.add_subparsers(dest="journal_command", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="check a journal file: SQLite's integrity check, and every row decodes",
+        description="Check a journal file without changing it: SQLite's integrity_check, "
+        "then every row of every table read back. Exit 0 and one line when it is whole; "
+        "exit 2 and what is wrong otherwise.",
+    )
+    check.add_argument("path", metavar="PATH")
+
+
+def _journal_check(args: argparse.Namespace) -> int:
+    from ._journal_check import check_journal
+
+    found = anyio.run(check_journal, Path(args.path), backend="asyncio")
+    print(found.report(), file=sys.stdout if found.ok else sys.stderr)
+    return EXIT_OK if found.ok else EXIT_USAGE
 
 
 def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
