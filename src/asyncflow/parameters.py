@@ -391,6 +391,8 @@ class Parameter(Generic[T]):
         if not text and self.default is None:
             return cast(T, None)
         try:
+            if type(text) is str and not text.isascii():
+                _check_text(text)  # every parser's, so that no value holds a lone surrogate
             return self._parse(text)
         except _HOOK_ERRORS as exc:
             raise self._error(exc) from None
@@ -405,9 +407,12 @@ class Parameter(Generic[T]):
         if value is None:
             return ""
         try:
-            return self._serialize(value)
+            text = self._serialize(value)
+            if type(text) is str and not text.isascii():
+                _check_text(text)  # no text that cannot be written as UTF-8
         except _HOOK_ERRORS as exc:
             raise self._error(exc) from None
+        return text
 
     def to_json(self, value: T) -> JSONValue:
         """A JSON-native form of a normalized value, equal for equal values.
@@ -451,8 +456,8 @@ class Parameter(Generic[T]):
     def _parse(self, text: str) -> T:
         # str.__str__ turns a str subclass (a StrEnum member, say) into a plain str.
         if type(text) is not str:
-            text = str.__str__(text)
-        return cast(T, _check_text(text))
+            text = _check_text(str.__str__(text))
+        return cast(T, text)
 
     def _serialize(self, value: T) -> str:
         if not isinstance(value, str):
