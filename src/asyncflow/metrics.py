@@ -60,13 +60,21 @@ DURATION_BUCKETS: Final = (
 class _Resources(Collector):
     """``asyncflow_resource_in_use``, read from the pools of runs at scrape time.
 
-    Pools are held weakly: a finished run's pool (nothing in use any more)
-    counts until it is collected with the run's graph.
+    Pools are held weakly (they go with their run's graph); a resource once
+    seen is reported from then on, at 0 when no live run holds any of it, so
+    its series does not vanish between runs.
     """
 
     def __init__(self) -> None:
-        self.pools: weakref.WeakSet[ResourcePool] = weakref.WeakSet()
-        self.lock = threading.Lock()  # scrapes come from other threads
+        self._pools: weakref.WeakSet[ResourcePool] = weakref.WeakSet()
+        self._lock = threading.Lock()  # scrapes come from other threads
+        self._seen: set[str] = set()
+
+    def watch(self, pool: ResourcePool) -> None:
+        """Report ``pool``'s resources from now on."""
+        with self._lock:
+            self._pools.add(pool)
+            self._seen.update(pool.statistics())
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -74,12 +82,13 @@ class _Resources(Collector):
             "Amount of each resource held by running tasks.",
             labels=["resource"],
         )
-        totals: dict[str, float] = {}
-        with self.lock:
-            pools = list(self.pools)
-        for pool in pools:
-            for name, stats in pool.statistics().items():
-                totals[name] = totals.get(name, 0.0) + stats.in_use
+        with self._lock:
+            pools = list(self._pools)
+            totals = dict.fromkeys(self._seen, 0.0)
+            for pool in pools:
+                for name, stats in pool.statistics().items():
+                    totals[name] = totals.get(name, 0.0) + stats.in_use
+            self._seen.update(totals)
         for name in sorted(totals):
             family.add_metric([name], totals[name])
         yield family
@@ -200,8 +209,7 @@ class PrometheusMetrics:
             pool = current_pool()
             if pool is not None and pool not in self._pools:
                 self._pools.add(pool)
-                with self._instruments.resources.lock:
-                    self._instruments.resources.pools.add(pool)
+                self._instruments.resources.watch(pool)
         elif kind is Event.SUCCESS:
             family.succeeded.inc()
             self._ended(event)

@@ -207,9 +207,13 @@ class Pages:
 
 
 class Static:
-    """The stylesheet and the script, read once."""
+    """The stylesheet, the script and the icon, read once."""
 
-    _TYPES: Final = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+    _TYPES: Final = {
+        ".css": "text/css; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".svg": "image/svg+xml",
+    }
 
     def __init__(self) -> None:
         folder = _HERE / "static"
