@@ -44,3 +44,18 @@ def asgi_client(app: ASGIApp) -> httpx.AsyncClient:
 def links(page: str) -> list[str]:
     """The ``href`` values of an HTML page, unescaped."""
     return [html.unescape(href) for href in re.findall(r'href="([^"]*)"', page)]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly, at the end, that the real-browser tests did not run and why."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "test_browser.py" in report.nodeid
+    ]
+    if not skipped:
+        return
+    terminalreporter.section("real-browser tests NOT RUN", sep="!", red=True, bold=True)
+    reasons = {str(report.longrepr[-1]) for report in skipped if isinstance(report.longrepr, tuple)}
+    for reason in sorted(reasons):
+        terminalreporter.line(reason.removeprefix("Skipped: "), red=True, bold=True)

@@ -91,6 +91,10 @@ async def test_run_page_shows_every_task_and_draws_them(client: httpx.AsyncClien
     svg = page[page.index("<svg") : page.index("</svg>")]
     assert svg.count('<rect class="s-success"') == 2
     assert svg.count('<rect class="s-failed"') == 1
+    # Report was requested, but never started (Broken failed under it): shown, dashed.
+    assert svg.count('<rect class="s-none"') == 1
+    [unrun] = page.split('class="unrun-row"')[1:]
+    assert ">Report_2026-11-23_" in unrun and "no attempt" in unrun
     assert "data-live" not in page  # the run has ended
 
 

@@ -2,13 +2,15 @@
 
 They need ``/usr/bin/chromium`` (``apt-get install -y chromium``; ``.ci/run``
 installs it) and the ``playwright`` package (no browser download: Playwright
-is pointed at Debian's build). Without them they are skipped, loudly: the
-skip reason names them, and the end of the test session says so again.
+is pointed at Debian's build; ``ASYNCFLOW_TEST_CHROMIUM`` names another
+binary). Without them they are skipped, loudly: the skip reason names them,
+and the end of the test session says so again (see conftest.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from tests.web.pipeline import SCRIPT
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("ASYNCFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
@@ -39,7 +41,7 @@ BROWSER_TESTS = (
 def why_not() -> str | None:
     """Why the browser tests cannot run here; None when they can."""
     names = ", ".join(BROWSER_TESTS)
-    if not CHROMIUM.exists():
+    if not CHROMIUM.is_file():
         return (
             f"NOT RUN: the real-browser tests ({names}) need Chromium at {CHROMIUM}: "
             "install it with `apt-get install -y chromium`"

@@ -21,7 +21,7 @@ from .._version import __version__
 from ..journal import AttemptStatus, RunStatus
 from ._query import BadQuery, attempt_status, load_runs, number, run_filter, text
 from ._reader import JournalReader
-from ._views import graph, iso, seconds, short_label, task_rows, when
+from ._views import graph, iso, seconds, short_label, task_rows, unrun, when
 
 __all__ = ["Pages", "Static"]
 
@@ -145,6 +145,7 @@ class Pages:
                 request, "No such run", f"No run {run_id!r} in the journal.", 404, _NESTED
             )
         rows = task_rows(found.attempts)
+        unattempted = unrun(found, rows)
         shown = [row for row in rows if wanted is None or row.status is wanted]
         pages = max(-(-len(shown) // _TASKS_PER_PAGE), 1)
         start = (page - 1) * _TASKS_PER_PAGE
@@ -164,7 +165,8 @@ class Pages:
             newer=_query(status=status, page=page - 1 if page > 2 else None) if page > 1 else None,
             older=_query(status=status, page=page + 1) if page < pages else None,
             status_link=lambda value: _query(status=value),
-            graph=graph(rows),
+            graph=graph(rows, unattempted),
+            unrun=unattempted if wanted is None and page == pages else [],
             live=found.status is RunStatus.RUNNING,
         )
 

@@ -9,12 +9,13 @@ import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .._journal_format import _seconds
 from ..journal import AttemptRecord, AttemptStatus, RunRecord, TaskSummary
 
 __all__ = [
+    "NO_ATTEMPT",
     "Graph",
     "Heading",
     "Shape",
@@ -27,6 +28,7 @@ __all__ = [
     "short_label",
     "task_rows",
     "task_summary_json",
+    "unrun",
     "when",
 ]
 
@@ -217,12 +219,31 @@ def short_label(row: TaskRow) -> str:
     return text if len(text) <= 28 else text[:27] + "…"
 
 
-def graph(rows: Sequence[TaskRow]) -> Graph:
-    """Lay out a run's tasks (see the comment above)."""
-    families: dict[str, list[TaskRow]] = {}
-    for row in rows[:_MAX_SHAPES]:
-        families.setdefault(row.family, []).append(row)
-    left_out = max(len(rows) - _MAX_SHAPES, 0)
+NO_ATTEMPT: Final = "none"
+"""The status drawn for a requested task with no attempt in the run."""
+_UNRUN: Final = "no attempt"
+
+
+def unrun(run: RunRecord, rows: Sequence[TaskRow]) -> list[str]:
+    """Requested tasks without an attempt in the run (complete before, or never reached)."""
+    seen = {row.task_id for row in rows}
+    return [task_id for task_id in run.requested if task_id not in seen]
+
+
+def graph(rows: Sequence[TaskRow], unrun: Sequence[str] = ()) -> Graph:
+    """Lay out a run's tasks (see the comment above); ``unrun`` come last, dashed."""
+    shown: list[_Drawn] = [
+        _Drawn(row.family, row.task_id, row.status.value, short_label(row), _title(row))
+        for row in rows[:_MAX_SHAPES]
+    ]
+    shown += [
+        _Drawn(_UNRUN, task_id, NO_ATTEMPT, task_id, f"{task_id}: no attempt in this run")
+        for task_id in unrun[: max(_MAX_SHAPES - len(shown), 0)]
+    ]
+    left_out = len(rows) + len(unrun) - len(shown)
+    families: dict[str, list[_Drawn]] = {}
+    for drawn in shown:
+        families.setdefault(drawn.family, []).append(drawn)
     if not families:
         return Graph(0, 0, (), (), left_out, True)
     if max(len(members) for members in families.values()) <= _BOXES_UP_TO:
@@ -230,35 +251,52 @@ def graph(rows: Sequence[TaskRow]) -> Graph:
     return _squares(families, left_out)
 
 
+class _Drawn(NamedTuple):
+    family: str
+    task_id: str
+    status: str
+    label: str
+    title: str
+
+
 def _title(row: TaskRow) -> str:
     tries = f", {row.ran} attempts" if row.ran > 1 else ""
     return f"{row.task_id}: {row.status.value}{tries}"
 
 
-def _boxes(families: Mapping[str, list[TaskRow]], left_out: int) -> Graph:
+def _boxes(families: Mapping[str, list[_Drawn]], left_out: int) -> Graph:
     shapes: list[Shape] = []
     headings: list[Heading] = []
     for column, (family, members) in enumerate(families.items()):
         x = 8 + column * _COLUMN
         headings.append(Heading(x, 18, family))
-        for i, row in enumerate(members):
-            y = _HEAD + i * _ROW
-            label = short_label(row)
+        for i, drawn in enumerate(members):
+            label = drawn.label if len(drawn.label) <= 28 else drawn.label[:27] + "…"
             shapes.append(
-                Shape(x, y, _BOX_W, _BOX_H, row.status.value, label, _title(row), row.task_id)
+                Shape(
+                    x,
+                    _HEAD + i * _ROW,
+                    _BOX_W,
+                    _BOX_H,
+                    drawn.status,
+                    label,
+                    drawn.title,
+                    drawn.task_id,
+                )
             )
     tallest = max(len(members) for members in families.values())
     width = 16 + len(families) * _COLUMN - (_COLUMN - _BOX_W)
     return Graph(width, _HEAD + tallest * _ROW + 4, tuple(shapes), tuple(headings), left_out, True)
 
 
-def _squares(families: Mapping[str, list[TaskRow]], left_out: int) -> Graph:
+def _squares(families: Mapping[str, list[_Drawn]], left_out: int) -> Graph:
     shapes: list[Shape] = []
     headings: list[Heading] = []
     y = 6
     for family, members in families.items():
-        headings.append(Heading(4, y + 10, f"{family} ({len(members)})"))
-        for i, row in enumerate(members):
+        name = family if len(family) <= 16 else family[:15] + "…"
+        headings.append(Heading(4, y + 10, f"{name} ({len(members)})"))
+        for i, drawn in enumerate(members):
             line, place = divmod(i, _PER_LINE)
             shapes.append(
                 Shape(
@@ -266,10 +304,10 @@ def _squares(families: Mapping[str, list[TaskRow]], left_out: int) -> Graph:
                     y + line * _STEP,
                     _SQUARE,
                     _SQUARE,
-                    row.status.value,
+                    drawn.status,
                     "",
-                    _title(row),
-                    row.task_id,
+                    drawn.title,
+                    drawn.task_id,
                 )
             )
         lines = -(-len(members) // _PER_LINE)
