@@ -1,5 +1,6 @@
 # Two commands for a fresh machine with Python >= 3.11 and make:
-#   make demo   run the demo pipeline end to end (local files, local journal)
+#   make demo   run the demo pipeline end to end (local files, local journal;
+#               in a terminal it shows the live progress display)
 #   make test   lint, type-check and run the whole test suite
 # Each creates or updates the virtualenv in .venv first.
 

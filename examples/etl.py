@@ -8,6 +8,7 @@ Run it with ``make demo`` or::
 
     asyncflow run examples/etl.py:Report --date 2026-11-23
 
+On a terminal the run shows its live progress, then the execution summary.
 A second run finds everything complete and does nothing. With
 ``--data-dir s3://bucket/prefix`` the same pipeline reads and writes S3
 (``make demo-s3`` runs it against a local S3 server).
@@ -102,5 +103,6 @@ class Report(asyncflow.Task):
 
 
 if __name__ == "__main__":
-    result = asyncflow.build(Report(date=date(2026, 11, 23)))
+    # progress=True: the live display on stderr (status lines when not on a terminal).
+    result = asyncflow.build(Report(date=date(2026, 11, 23)), progress=True)
     print(result.summary())

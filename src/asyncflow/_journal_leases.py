@@ -28,14 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
-import structlog
 
 from ._journal_records import Holder, Lease, LeaseOutcome
 from ._journal_store import Store, marks
+from ._log import log as _log
 
 __all__ = ["Claim", "Identity", "Leases", "recover_interrupted"]
-
-_log = structlog.get_logger("asyncflow")
 
 # One statement, so one write transaction: SQLite takes the write lock before it
 # reads the old row (as BEGIN IMMEDIATE would), and it costs one thread hop.

@@ -20,8 +20,8 @@ from typing import Any, Final
 import aiosqlite
 import anyio
 import anyio.to_thread
-import structlog
 
+from ._log import log
 from ._version import __version__
 from .errors import JournalError
 
@@ -272,9 +272,7 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
     mode = await _switch_to_wal(db, busy_timeout)
     if str(mode[0]).lower() != "wal":
         # e.g. a file system without shared memory; still correct, only slower readers.
-        structlog.get_logger("asyncflow").warning(
-            "journal.no_wal", path=str(path), journal_mode=mode[0]
-        )
+        log.warning("journal.no_wal", path=str(path), journal_mode=mode[0])
     await db.execute("PRAGMA synchronous=NORMAL")
     # Copy the WAL into the file every 400 pages (SQLite: 1,000), during commits
     # in the database thread while runs go on, rather than all at once when the

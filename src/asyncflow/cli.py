@@ -24,8 +24,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
-import structlog
 
+from ._log import log
 from ._version import __version__
 from .config import LOG_FORMATS, Config, is_log_level, parse_amounts
 from .dag import render
@@ -314,6 +314,13 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--log-format", default=None, choices=LOG_FORMATS)
     command.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress on stderr: a live display on a terminal (then the log level "
+        "defaults to WARNING), else a status line every few seconds (default: on)",
+    )
+    command.add_argument(
         "--metrics-port",
         type=_port,
         default=None,
@@ -448,10 +455,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
+    progress = args.progress is not False
+    # The live display replaces the per-task log lines on a terminal.
+    quiet = progress and sys.stderr.isatty()
     configure_logging(
-        args.log_format or config.log_format or "auto", args.log_level or config.log_level or "INFO"
+        args.log_format or config.log_format or "auto",
+        args.log_level or config.log_level or ("WARNING" if quiet else "INFO"),
     )
     options: dict[str, Any] = {
+        "progress": progress,
         "force": args.force,
         "workers": args.workers,
         "resources": _resources(args.resources),
@@ -620,9 +632,7 @@ def _metrics_served(port: int | None) -> Iterator[PrometheusMetrics | None]:
         raise UsageError(
             f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
         ) from None
-    structlog.get_logger("asyncflow").info(
-        "metrics.serving", url=f"http://127.0.0.1:{server.server_port}/metrics"
-    )
+    log.info("metrics.serving", url=f"http://127.0.0.1:{server.server_port}/metrics")
     try:
         yield PrometheusMetrics(REGISTRY)
     finally:

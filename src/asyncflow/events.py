@@ -29,14 +29,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import anyio
-import structlog
+
+from ._log import log as _log
 
 if TYPE_CHECKING:
     from .task import Task
 
 __all__ = ["Event", "EventHandler", "TaskEvent", "handles"]
-
-_log = structlog.get_logger("asyncflow")
 
 
 class Event(enum.StrEnum):

@@ -48,7 +48,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
 import anyio
-import structlog
 from anyio.abc import TaskStatus
 
 from . import _journal_history as history
@@ -68,6 +67,7 @@ from ._journal_records import (
 from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
 from ._journal_schema import SCHEMA_VERSION
 from ._journal_store import Store, marks, sqlite_errors
+from ._log import log as _log
 from ._version import __version__
 from .errors import JournalError
 from .events import Event, handles
@@ -95,8 +95,6 @@ __all__ = [
 
 DEFAULT_LEASE_TTL: Final = 30.0
 """Seconds a lease (and a run's liveness) lasts without a heartbeat."""
-
-_log = structlog.get_logger("asyncflow")
 
 _PROCESSING_TIME: Final = Event.PROCESSING_TIME
 

@@ -1,10 +1,15 @@
 """Opt-in logging set-up for applications and the CLI.
 
-asyncflow logs through structlog (logger name ``asyncflow``) with ``run_id``
-and ``task_id`` bound as context variables, and never configures logging by
-itself: importing or running it installs no handler. An application that has
-no logging set-up of its own may call :func:`configure_logging`; the command
-line does.
+asyncflow never configures logging by itself: importing or running it
+installs no handler and writes nothing. Its records (``run.start``,
+``task.start``, ``task.done``, ``task.failed``, ...) carry ``run_id`` and
+``task_id`` and go to the stdlib logger ``asyncflow`` (or through structlog's
+configuration when the application has configured structlog), so
+``logging.basicConfig(level=logging.INFO)`` shows them and
+``logging.getLogger("asyncflow").setLevel(...)`` filters them.
+
+An application that wants asyncflow's own JSON or console output calls
+:func:`configure_logging`; the command line does.
 """
 
 from __future__ import annotations
@@ -24,29 +29,37 @@ _NOISY = ("botocore", "aiobotocore", "urllib3", "google", "gcsfs", "fsspec", "ai
 
 def configure_logging(
     fmt: str = "auto",
-    level: int | str = logging.INFO,
+    level: int | str | None = None,
     *,
     stream: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Send structlog and stdlib logging to ``stream`` (default stderr).
+    """Send structlog and stdlib logging to ``stream`` (default: stderr).
+
+    It replaces the root logger's handlers and configures structlog: call it
+    once, from an application's entry point, not from library code.
 
     Args:
         fmt: ``"json"`` (one object per line), ``"console"`` (for people), or
             ``"auto"``: ``ASYNCFLOW_LOG_FORMAT`` if set, else console on a
             terminal and JSON otherwise.
-        level: the lowest level shown, as a number or a name (``"WARNING"``).
+        level: the lowest level shown, as a number or a name (``"WARNING"``);
+            default: ``ASYNCFLOW_LOG_LEVEL`` if set, else INFO.
+        stream: where records go; default: whatever ``sys.stderr`` is when a
+            record is written (so a live progress display can print them
+            above itself).
+        environ: the environment to read (default: ``os.environ``).
 
     Raises:
         ValueError: an unknown format or level.
     """
     env = os.environ if environ is None else environ
-    stream = sys.stderr if stream is None else stream
+    out = sys.stderr if stream is None else stream
     if fmt == "auto":
-        fmt = env.get("ASYNCFLOW_LOG_FORMAT") or ("console" if stream.isatty() else "json")
+        fmt = env.get("ASYNCFLOW_LOG_FORMAT") or ("console" if out.isatty() else "json")
     if fmt not in ("json", "console"):
         raise ValueError(f"log format must be 'json', 'console' or 'auto', got {fmt!r}")
-    numeric = _level(level)
+    numeric = _level(level if level is not None else env.get("ASYNCFLOW_LOG_LEVEL") or "INFO")
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -64,18 +77,21 @@ def configure_logging(
         ]
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     structlog.configure(
+        # The stdlib level decides, first thing: logging.getLogger("asyncflow")
+        # .setLevel() filters asyncflow's records, and a disabled one costs a
+        # cached level check.
         processors=[
-            *shared,
             structlog.stdlib.filter_by_level,
+            *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -91,6 +107,18 @@ def configure_logging(
     root.setLevel(numeric)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr``, as stdlib's last-resort handler does."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler.__init__ sets it; the current sys.stderr always wins
 
 
 def _level(level: int | str) -> int:

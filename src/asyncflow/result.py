@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._render import COLOURS, badge, duration_text, esc, table, time_text
+
 if TYPE_CHECKING:
     from .resources import ResourceStatistics
     from .task import Task
@@ -97,6 +99,10 @@ class TaskResult:
             return None
         return "".join(traceback.format_exception(self.error))
 
+    def _repr_html_(self) -> str:
+        """The task's status, attempts, times and error, for notebooks."""
+        return _task_html(self)
+
 
 @dataclass(repr=False)
 class RunResult:
@@ -177,6 +183,10 @@ class RunResult:
         """A readable execution summary: counts per status, failures and why."""
         return _summarise(self)
 
+    def _repr_html_(self) -> str:
+        """Counts per status in colour and a table of failed tasks, for notebooks."""
+        return _run_html(self)
+
 
 _HEADINGS = {
     Status.ALREADY_COMPLETE: "already complete",
@@ -243,3 +253,64 @@ def _failure_lines(group: Sequence[TaskResult]) -> list[str]:
     if len(group) > _MAX_FAILURES:
         lines.append(f"    ... and {len(group) - _MAX_FAILURES} more")
     return lines
+
+
+def _run_html(result: RunResult) -> str:
+    ok = result.ok
+    verdict = (
+        f'<b style="color:{COLOURS["done"]}">succeeded</b>'
+        if ok
+        else f'<b style="color:{COLOURS["failed"]}">failed</b>'
+    )
+    head = (
+        f"<div><b>asyncflow run</b> <code>{esc(result.run_id)}</code> {verdict}: "
+        f"{len(result.requested)} requested, {len(result.results)} scheduled; "
+        f"started {time_text(result.started)}, took "
+        f"{duration_text(result.finished - result.started)}</div>"
+    )
+    counts = result.counts()
+    badges = "".join(
+        badge(_HEADINGS[status], counts[status], status.value)
+        for status in _HEADINGS
+        if counts.get(status)
+    )
+    parts = [head, f"<div>{badges}</div>"]
+    failed = result.with_status(Status.FAILED, Status.MISSING)
+    if failed:
+        rows = [
+            [
+                f"<code>{esc(repr(r.task))}</code>",
+                badge(r.status.value, None, r.status.value),
+                esc(_error_text(r.error)),
+                str(r.attempts),
+                duration_text(r.duration),
+            ]
+            for r in failed[:_MAX_FAILURES]
+        ]
+        parts.append(table(["failed task", "status", "error", "attempts", "duration"], rows))
+        if len(failed) > _MAX_FAILURES:
+            parts.append(f"<div>... and {len(failed) - _MAX_FAILURES} more</div>")
+    return f'<div class="asyncflow-result">{"".join(parts)}</div>'
+
+
+def _task_html(result: TaskResult) -> str:
+    rows = [
+        ["task", f"<code>{esc(repr(result.task))}</code>"],
+        ["status", badge(result.status.value, None, result.status.value)],
+        ["attempts", str(result.attempts)],
+        ["started", time_text(result.started)],
+        ["finished", time_text(result.finished)],
+        ["duration", duration_text(result.duration)],
+    ]
+    if result.error is not None:
+        rows.append(["error", esc(_error_text(result.error))])
+    parts = [table([], rows)]
+    if result.traceback is not None:
+        parts.append(
+            f"<details><summary>traceback</summary><pre>{esc(result.traceback)}</pre></details>"
+        )
+    return f'<div class="asyncflow-task-result">{"".join(parts)}</div>'
+
+
+def _error_text(error: BaseException | None) -> str:
+    return "" if error is None else f"{type(error).__name__}: {error}"

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
+from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
@@ -27,6 +28,7 @@ from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
+from .progress import Progress
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
@@ -64,6 +66,7 @@ async def run(
     clock: Clock | None = None,
     config: Config | None = None,
     force: Iterable[Task | str] = (),
+    progress: bool | Progress = False,
     metrics: RunMetrics | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
@@ -90,6 +93,9 @@ async def run(
             ``pyproject.toml`` / ``ASYNCFLOW_*`` (see :class:`asyncflow.Config`).
         force: tasks to run even though complete: task instances, task ids or
             family names.
+        progress: show live progress on stderr (True), or as a
+            :class:`~asyncflow.progress.Progress` says; in a notebook, an HTML
+            block updated in place.
         metrics: a handler of the run's events that is also told how the run
             ended, e.g. :class:`asyncflow.metrics.PrometheusMetrics`.
 
@@ -124,6 +130,7 @@ async def run(
         raise ConfigError(f"retry must be an asyncflow.RetryPolicy, got {retry!r}")
     options.retry = retry
     options.clock = clock
+    options.progress = _progress(progress)
     run_id = _new_run_id()
     started = time.time()
     if metrics is not None:
@@ -210,13 +217,16 @@ async def _run(
     have the event loop to themselves (while the loop is busy, each of their
     trips to the database thread waits for the GIL).
     """
-    logger = structlog.get_logger("asyncflow").bind()
+    logger = asyncflow_logger().bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
     probes = Probes(journal.succeeded if journal is not None else None, _is_forced(forced))
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
     if forced:
         _check_forced(forced, graph)
     scheduler = _scheduler(graph, options, logger)
+    display = options.progress
+    if display is not None:
+        handlers = [*handlers, *display._handlers()]
     bus = EventBus([journal.record, *handlers] if journal is not None else handlers)
     executor = Executor(
         graph,
@@ -236,7 +246,10 @@ async def _run(
     pool_token = _current_pool.set(scheduler.pool)
     try:
         async with bus.delivering():  # the events of the graph's failures are emitted here too
-            await executor.run()
+            if display is None:
+                await executor.run()
+            else:
+                await display._show(graph, run_id, options.workers, executor.run)
     finally:
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
@@ -340,6 +353,7 @@ class _RunOptions:
         self.journal = _journal_path(journal)
         self.retry: RetryPolicy | None = None
         self.clock: Clock | None = None
+        self.progress: Progress | None = None
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -461,6 +475,16 @@ def _defined_families() -> set[str]:
 def _could_name(name: str, families: set[str]) -> bool:
     """Whether ``name`` is one of ``families`` or could be a task id of one."""
     return name in families or any(name.startswith(f"{family}_") for family in families)
+
+
+def _progress(progress: object) -> Progress | None:
+    if isinstance(progress, Progress):
+        return progress
+    if isinstance(progress, bool):
+        return Progress() if progress else None
+    raise ConfigError(
+        f"progress must be True, False or an asyncflow.progress.Progress, got {progress!r}"
+    )
 
 
 def _new_run_id() -> str:

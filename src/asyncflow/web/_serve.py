@@ -8,9 +8,9 @@ import socket
 from pathlib import Path
 from typing import Final
 
-import structlog
 import uvicorn
 
+from .._log import log
 from ..errors import ConfigError
 from ._app import create_app
 
@@ -18,8 +18,6 @@ __all__ = ["TOKEN_VARIABLE", "is_loopback", "serve"]
 
 TOKEN_VARIABLE: Final = "ASYNCFLOW_UI_TOKEN"
 """The environment variable that may hold the token (instead of ``--token``)."""
-
-_log = structlog.get_logger("asyncflow")
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +60,7 @@ def serve(journal: Path, *, host: str, port: int, token: str | None) -> None:
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", server_header=False, access_log=False
     )
-    _log.info(
+    log.info(
         "ui.serving",
         url=f"http://{shown}:{bound}/",
         journal=str(journal),

@@ -1,0 +1,268 @@
+"""How the progress display draws (see :mod:`asyncflow.progress`): the counts a
+frame shows, and where frames go: status lines, a notebook's HTML block, or a
+live terminal display drawn with ``rich`` (imported only for that one)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TextIO
+
+from ._render import COLOURS, bar, duration_text, esc, table
+
+__all__ = ["INTERVALS", "Drawer", "Mode", "Snapshot", "Tally", "make_drawer"]
+
+Mode = Literal["auto", "live", "lines", "html"]
+INTERVALS: Final = {"live": 0.25, "lines": 5.0, "html": 0.5}
+_MAX_FAMILIES: Final = 12  # rows of the per-family table
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts for one family (or the whole run)."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # will not run: a requirement failed, or cancelled
+    running: int = 0
+    busy: float = 0.0  # seconds spent by the successful attempts
+
+    @property
+    def waiting(self) -> int:
+        return max(self.total - self.done - self.failed - self.skipped - self.running, 0)
+
+    @property
+    def settled(self) -> int:
+        return self.done + self.failed + self.skipped
+
+    def add(self, other: Tally) -> None:
+        self.total += other.total
+        self.done += other.done
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.running += other.running
+        self.busy += other.busy
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a frame shows."""
+
+    run_id: str
+    overall: Tally
+    families: list[tuple[str, Tally]]
+    running: list[str]
+    already_complete: int
+    elapsed: float
+    left: float | None
+    finished: bool = False
+
+
+@dataclass
+class Drawer:
+    """Draws frames: at the start, every ``interval`` seconds, at the end; then
+    ``close()`` releases what it holds, whatever happened."""
+
+    interval: float
+    begin: Callable[[Snapshot], None] = field(default=lambda snapshot: None)
+    update: Callable[[Snapshot], None] = field(default=lambda snapshot: None)
+    end: Callable[[Snapshot], None] = field(default=lambda snapshot: None)
+    close: Callable[[], None] = field(default=lambda: None)
+
+
+def make_drawer(mode: Mode, stream: TextIO | None, interval: float | None) -> Drawer:
+    """The drawer for ``mode``; "auto": a notebook's block in a notebook (when no
+    stream is given), a live display on a terminal with rich, status lines else."""
+    if mode == "auto":
+        if stream is None and _in_notebook():
+            mode = "html"
+        else:
+            out = sys.stderr if stream is None else stream
+            mode = "live" if _isatty(out) and _has_rich() else "lines"
+    every = interval if interval is not None else INTERVALS[mode]
+    if mode == "html":
+        return _html_drawer(every)
+    out = sys.stderr if stream is None else stream
+    if mode == "live":
+        return _live_drawer(out, every)
+    return _lines_drawer(out, every)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _has_rich() -> bool:
+    try:
+        importlib.import_module("rich")
+    except ImportError:
+        return False
+    return True
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (not a terminal IPython)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _lines_drawer(out: TextIO, interval: float) -> Drawer:
+    def write(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    def begin(s: Snapshot) -> None:
+        already = f" ({s.already_complete} already complete)" if s.already_complete else ""
+        write(f"asyncflow: run {s.run_id}: {s.overall.total} tasks to run{already}")
+
+    return Drawer(
+        interval,
+        begin,
+        lambda s: write(f"asyncflow: {_status_text(s)}"),
+        lambda s: write(f"asyncflow: finished: {_status_text(s)}"),
+    )
+
+
+def _status_text(s: Snapshot) -> str:
+    o = s.overall
+    parts = [f"{o.done}/{o.total} done", f"{o.running} running", f"{o.failed} failed"]
+    if o.skipped:
+        parts.append(f"{o.skipped} skipped")
+    if not s.finished:
+        parts.append(f"{o.waiting} waiting")
+    parts.append(f"{duration_text(s.elapsed)} elapsed")
+    if s.left is not None and not s.finished:
+        parts.append(f"~{duration_text(s.left)} left")
+    return " · ".join(parts)
+
+
+def _html_drawer(interval: float) -> Drawer:
+    # A notebook has IPython; typed as Any, as IPython ships no type hints.
+    ipython: Any = importlib.import_module("IPython.display")
+    handle: Any = None
+
+    def begin(s: Snapshot) -> None:
+        nonlocal handle
+        handle = ipython.display(ipython.HTML(_html(s)), display_id=True)
+
+    def update(s: Snapshot) -> None:
+        handle.update(ipython.HTML(_html(s)))
+
+    return Drawer(interval, begin, update, update)
+
+
+def _html(s: Snapshot) -> str:
+    o = s.overall
+    segments = [("done", o.done), ("failed", o.failed), ("skipped", o.skipped)]
+    segments.append(("running", o.running))
+    timing = f"{duration_text(s.elapsed)} elapsed"
+    if s.left is not None and not s.finished:
+        timing += f", ~{duration_text(s.left)} left"
+    head = (
+        f"<div><b>asyncflow</b> <code>{esc(s.run_id)}</code> "
+        f"{o.settled} / {o.total} · {timing}</div>"
+    )
+    rows = [
+        [esc(name)] + [_count_html(getattr(t, column), column) for column in _COLUMNS]
+        for name, t in s.families[:_MAX_FAMILIES]
+    ]
+    more = len(s.families) - _MAX_FAMILIES
+    if more > 0:
+        rows.append([f"... {more} more families", "", "", "", "", ""])
+    parts = [head, bar(o.total, segments), table(["family", *_COLUMNS], rows)]
+    if s.running:
+        names = ", ".join(f"<code>{esc(n)}</code>" for n in s.running)
+        extra = f" and {o.running - len(s.running)} more" if o.running > len(s.running) else ""
+        parts.append(f"<div>running: {names}{extra}</div>")
+    return f'<div class="asyncflow-progress">{"".join(parts)}</div>'
+
+
+_COLUMNS: Final = ("done", "running", "failed", "skipped", "waiting")
+
+
+def _count_html(count: int, column: str) -> str:
+    if not count:
+        return '<span style="color:#bdbdbd">0</span>'
+    return f'<span style="color:{COLOURS[column]}">{count}</span>'
+
+
+def _live_drawer(out: TextIO, interval: float) -> Drawer:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(file=out, force_terminal=True, highlight=False)
+    # A record written to stderr meanwhile (a warning) is printed above the
+    # display, not through it. stdout is left alone: it is the application's.
+    live = Live(
+        console=console,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=out is sys.stderr,
+    )
+
+    def begin(s: Snapshot) -> None:
+        # The first frame comes with the first update: a run shorter than that
+        # draws one frame, its last.
+        live.update(_rich(s))
+        live.start()
+
+    def update(s: Snapshot) -> None:
+        live.update(_rich(s), refresh=True)
+
+    def end(s: Snapshot) -> None:
+        live.update(_rich(s))  # drawn by stop()
+
+    return Drawer(interval, begin, update, end, live.stop)
+
+
+def _rich(s: Snapshot) -> Any:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    o = s.overall
+    timing = f"{duration_text(s.elapsed)} elapsed"
+    if s.left is not None and not s.finished:
+        timing += f" · ~{duration_text(s.left)} left"
+    head = Table.grid(padding=(0, 1))
+    head.add_row(
+        Text("asyncflow", style="bold"),
+        ProgressBar(total=max(o.total, 1), completed=o.settled, width=30),
+        Text(f"{o.settled}/{o.total}"),
+        Text(timing, style="dim"),
+    )
+    families = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
+    families.add_column("family")
+    for column in _COLUMNS:
+        families.add_column(column, justify="right")
+    for name, t in [("all", o), *s.families[:_MAX_FAMILIES]]:
+        families.add_row(
+            Text(name, style="bold" if name == "all" else ""),
+            *[_count_rich(getattr(t, column), column) for column in _COLUMNS],
+        )
+    more = len(s.families) - _MAX_FAMILIES
+    if more > 0:
+        families.add_row(Text(f"... {more} more families", style="dim"))
+    parts: list[Any] = [head, families]
+    if s.running:
+        extra = f" and {o.running - len(s.running)} more" if o.running > len(s.running) else ""
+        parts.append(
+            Text(f"running: {', '.join(s.running)}{extra}", no_wrap=True, overflow="ellipsis")
+        )
+    return Group(*parts)
+
+
+def _count_rich(count: int, column: str) -> Any:
+    from rich.text import Text
+
+    return Text(str(count), style=COLOURS[column] if count else "dim")
