@@ -111,6 +111,25 @@ async def test_running_tasks_and_resources_in_use_while_a_run_goes_on() -> None:
     assert value(after, "asyncflow_runs_total", status="success") == 1
 
 
+async def test_a_cancelled_run_counts_as_cancelled() -> None:
+    """A run cancelled from outside: runs_total{status="cancelled"}, nothing left running."""
+    Holding.started, Holding.release = anyio.Event(), anyio.Event()
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+
+    async def run() -> None:
+        await asyncflow.run(Holding(4), journal=None, resources={"db": 2}, metrics=metrics)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await Holding.started.wait()
+        tg.cancel_scope.cancel()
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "asyncflow_runs_total", status="cancelled") == 1
+    assert value(found, "asyncflow_tasks_running", family="Holding") == 0
+    assert value(found, "asyncflow_resource_in_use", resource="db") == 0
+
+
 async def test_as_a_plain_handler_and_shared_by_two_instances() -> None:
     """In handlers= it counts tasks (not runs); a second instance shares the registry."""
     registry = CollectorRegistry()
