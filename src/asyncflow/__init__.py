@@ -45,7 +45,9 @@ from .parameters import (
     IntParameter,
     ListParameter,
     Parameter,
+    ParameterVisibility,
     TimeDeltaParameter,
+    env,
 )
 from .ranges import range_daily, range_hourly
 from .result import Attempt, RunResult, Status, TaskResult
@@ -78,6 +80,7 @@ __all__ = [
     "MissingOutputError",
     "Parameter",
     "ParameterError",
+    "ParameterVisibility",
     "PermanentError",
     "ResourceError",
     "RetryPolicy",
@@ -99,6 +102,7 @@ __all__ = [
     "__version__",
     "build",
     "check_dag",
+    "env",
     "range_daily",
     "range_hourly",
     "run",

@@ -11,11 +11,12 @@ import anyio
 import anyio.to_thread
 import structlog
 
+from ._usercode import UserCode
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
-from .graph import Node, _outputs, missing_targets
+from .graph import Node, missing_targets, outputs_of
 from .resources import running_release
 from .targets.base import Target, commit_guard
-from .task import RunKind, map_structure
+from .task import RunKind, Task, flatten, map_structure
 
 __all__ = ["LeaseGuard", "Suspended", "call_run", "check_outputs"]
 
@@ -55,6 +56,7 @@ class LeaseGuard:
 async def call_run(
     node: Node,
     threads: anyio.CapacityLimiter,
+    calls: UserCode,
     release: Callable[[Mapping[str, float]], None] | None,
     guard: LeaseGuard | None = None,
 ) -> None:
@@ -75,17 +77,25 @@ async def call_run(
         if kind is RunKind.ASYNC:
             await task.run()
         elif kind is RunKind.SYNC:
-            await _call_sync(node, threads, guard)
+            await _call_sync(node, threads, calls, guard)
         else:
-            await _run_generator(node)
+            await _run_generator(node, calls)
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
 
 
-async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGuard | None) -> None:
-    """A plain ``def run()`` in a worker thread.
+async def _call_sync(
+    node: Node, threads: anyio.CapacityLimiter, calls: UserCode, guard: LeaseGuard | None
+) -> None:
+    """A plain ``def run()`` in a worker thread; one step of it when it is a generator.
+
+    A generator body (a ``def run()`` that yields tasks, as in Luigi) runs in a
+    worker thread up to its next ``yield``; then the attempt is suspended
+    (:class:`Suspended`), holding no thread, worker or resources, and the next
+    step sends it the outputs of what it yielded. It is never restarted from
+    the top.
 
     A thread cannot be killed: on timeout or cancellation the run stops waiting
     for it (``abandon_on_cancel``) and flags the attempt as abandoned, so that
@@ -103,18 +113,26 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGua
         if guard is not None:
             guard.check(target, task_id)
 
+    sent = None
+    if node.gen is not None:  # resumed: with the outputs of what it yielded
+        sent = await _yielded_outputs(node.waiting_on, calls)
+    gen, node.gen = node.gen, None  # set again below if the body suspends
+    node.waiting_on = None
     token = commit_guard.set(refuse_if_abandoned)  # copied into the thread's context
     try:
-        outcome = await anyio.to_thread.run_sync(
-            node.task.run, limiter=threads, abandon_on_cancel=True
+        gen, yielded = await anyio.to_thread.run_sync(
+            _sync_step, node.task, gen, sent, limiter=threads, abandon_on_cancel=True
         )
     except BaseException:
         abandoned.set()
         raise
     finally:
         commit_guard.reset(token)
-    if inspect.isawaitable(outcome):
-        close = getattr(outcome, "close", None)
+    if gen is not None:
+        node.gen = gen
+        raise Suspended(yielded)
+    if inspect.isawaitable(yielded):
+        close = getattr(yielded, "close", None)
         if close is not None:
             close()
         raise TaskError(
@@ -122,6 +140,51 @@ async def _call_sync(node: Node, threads: anyio.CapacityLimiter, guard: LeaseGua
             "declare it `async def run(self)`",
             task_id=node.task_id,
         )
+
+
+async def _yielded_outputs(yielded: Any, calls: UserCode) -> Any:
+    """The outputs of what a body yielded, in the same shape.
+
+    ``output()`` is user code that may block: called as in graph probes, side
+    by side when it is slow. The first exception raised is raised.
+    """
+    tasks = flatten(yielded)
+    found = await calls.map(_output_method, _call_output, tasks)
+    for outputs in found:
+        if isinstance(outputs, Exception):
+            raise outputs
+    by_task = {id(task): outputs for task, outputs in zip(tasks, found, strict=True)}
+    return map_structure(lambda task: by_task[id(task)], yielded)
+
+
+def _output_method(task: Task) -> object:
+    return type(task).output
+
+
+def _call_output(task: Task) -> Any:
+    return task.output()
+
+
+def _sync_step(task: Task, gen: Any, sent: Any) -> tuple[Any, Any]:
+    """In a worker thread: start ``run()``, or resume its generator with ``sent``
+    (the outputs of what it yielded), up to the next ``yield``.
+
+    Returns ``(generator, what it yielded)`` when the body suspends, else
+    ``(None, what run() returned)``. ``StopIteration`` never leaves the thread:
+    a future cannot carry it.
+    """
+    if gen is None:
+        try:
+            outcome = task.run()
+        except StopIteration as exc:
+            raise RuntimeError(f"{task.task_id}: run() raised StopIteration") from exc
+        if not inspect.isgenerator(outcome):
+            return None, outcome
+        gen = outcome
+    try:
+        return gen, gen.send(sent)
+    except StopIteration:
+        return None, None
 
 
 class Suspended(Exception):
@@ -132,7 +195,7 @@ class Suspended(Exception):
         self.requirements = requirements
 
 
-async def _run_generator(node: Node) -> None:
+async def _run_generator(node: Node, calls: UserCode) -> None:
     """Start or resume an async-generator body until it yields or returns.
 
     It is resumed with the outputs of what it yielded, in the same structure,
@@ -143,7 +206,7 @@ async def _run_generator(node: Node) -> None:
         gen = node.gen = node.task.run()
         step = gen.__anext__()
     else:
-        outputs = map_structure(lambda task: task.output(), node.waiting_on)
+        outputs = await _yielded_outputs(node.waiting_on, calls)
         node.waiting_on = None
         step = gen.asend(outputs)
     try:
@@ -157,12 +220,12 @@ async def _run_generator(node: Node) -> None:
     raise Suspended(requirements)
 
 
-async def check_outputs(node: Node) -> None:
+async def check_outputs(node: Node, calls: UserCode) -> None:
     """Fail the attempt when the body returned without producing every output."""
     outputs = node.outputs
-    if outputs is None:
+    if outputs is None:  # not probed (a custom complete(), or forced)
         try:
-            outputs = node.outputs = _outputs(node.task)
+            outputs = await outputs_of(node, calls)
         except Exception as exc:
             raise TaskDefinitionError(node.task_id, "output", exc) from exc
     if outputs:

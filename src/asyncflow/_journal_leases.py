@@ -129,8 +129,12 @@ _LEFT_UNFINISHED: Final = f"""
     AND (leases.outcome = 'abandoned'
          OR (leases.outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
 """
+# A random id, not the next rowid: that would be the id of a claim another run
+# split just before, and its run (stalled meanwhile) would take its lost tasks
+# for held again.
 _NEW_CLAIM: Final = (
-    "INSERT INTO run_claims (run_id, since, ttl, task_ids) VALUES (?, ?, ?, ?) RETURNING id"
+    "INSERT INTO run_claims (id, run_id, since, ttl, task_ids) "
+    "VALUES ((random() & 9223372036854775807) | 1, ?, ?, ?, ?) RETURNING id"
 )
 _OTHER_CLAIMS: Final = "SELECT 1 FROM run_claims WHERE run_id != ? LIMIT 1"
 # Claims turned into lease rows held by their run, whose liveness they take on.
@@ -475,13 +479,15 @@ class Leases:
         return {str(row[0]) for row in rows}
 
     async def renew(self) -> list[tuple[str, str]]:
-        run_ids = sorted(self.live_runs)
-        if not run_ids:
+        if not self.live_runs:
             return []
         now = self._clock()
         db = self._store.db
-        claiming = any(self.claiming(run_id) for run_id in run_ids)
         async with self._store.transaction("renew leases"):
+            # Under the lock: leases taken while this renewal waited for it are
+            # judged below, so they must be renewed and their claims read too.
+            run_ids = sorted(self.live_runs)
+            claiming = any(self.claiming(run_id) for run_id in run_ids)
             renewed = await db.execute_fetchall(
                 "UPDATE leases SET expires = max(expires, ? + ttl) WHERE outcome IS NULL "
                 f"AND run_id IN ({marks(len(run_ids))}) RETURNING task_id, run_id",

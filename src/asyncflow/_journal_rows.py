@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 from ._journal_records import AttemptStatus, RunStatus
 from ._journal_schema import KEY_SHIFT
 from ._journal_store import marks
+from ._redact import known_secrets, redact
 from .events import Event
 
 if TYPE_CHECKING:
@@ -364,7 +365,11 @@ def _error_fields(error: BaseException) -> tuple[str, str, str]:
         message = str(error)
     except Exception:
         message = f"<{name}: str() raised>"
-    return name, message, "".join(traceback.format_exception(error))
+    text = "".join(traceback.format_exception(error))
+    secrets = known_secrets()  # the run's hidden values, should user code quote one
+    if secrets:
+        return name, redact(message, secrets), redact(text, secrets)
+    return name, message, text
 
 
 # writing ---------------------------------------------------------------------

@@ -58,6 +58,10 @@ class UsageError(AsyncflowError):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["luigi"]:  # Luigi's own grammar: handed over whole
+        from .luigi.cmdline import main as luigi_main
+
+        return luigi_main(args_list[1:])
     try:
         task_cls = _task_from_argv(args_list)
         parser = _parser(task_cls)
@@ -388,9 +392,7 @@ def _param_help(param: Any) -> str:
     parts = [param.description] if param.description else []
     parts.append(param.type_name)
     if param.has_default:
-        default = param.default
-        shown = "none" if default is None else param.serialize(default)
-        parts.append(f"default {shown}")
+        parts.append(f"default {param.default_text()}")
     else:
         parts.append("required")
     return "; ".join(parts)

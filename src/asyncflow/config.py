@@ -25,12 +25,17 @@ Arguments given to ``run()`` or on the command line override both. The file::
 
     [Report]             # any other table: parameter defaults of a task family
     date = "2026-11-23"  # (applied by the command line)
+    password = "${DB_PASSWORD}"  # an environment variable, read when the task is built
+
+In a ``[Family]`` value, ``${NAME}`` stands for environment variable ``NAME``
+(``$${`` for a literal ``${``), so that secrets stay out of the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,9 +91,24 @@ class Config:
         known.update(_read_environ(os.environ if environ is None else environ))
         return cls(**known, tasks=tasks, source=source)
 
-    def task_defaults(self, family: str) -> dict[str, str]:
-        """The parameter defaults a ``[Family]`` section gives, as text."""
-        return dict(self.tasks.get(family, {}))
+    def task_defaults(
+        self, family: str, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The parameter defaults a ``[Family]`` section gives, as text.
+
+        ``${NAME}`` in a value is replaced by environment variable ``NAME`` of
+        ``environ`` (default: ``os.environ``), read now.
+
+        Raises:
+            ConfigError: a variable is not set, or ``${...}`` names none; the
+                message names the file, the section, the key and the variable.
+        """
+        env = os.environ if environ is None else environ
+        where = self.source or "configuration"
+        return {
+            name: _expand(text, env, f"{where}: [{family}] {name}")
+            for name, text in self.tasks.get(family, {}).items()
+        }
 
 
 def _check_file(
@@ -252,6 +272,32 @@ def _int(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+_REFERENCE: Final = re.compile(r"\$(\$?)\{([^}]*)\}")
+_VARIABLE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _expand(text: str, environ: Mapping[str, str], where: str) -> str:
+    """``text`` with each ``${NAME}`` replaced by the variable's value, ``$${`` by ``${``."""
+    if "${" not in text:
+        return text
+
+    def value(match: re.Match[str]) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        if _VARIABLE.fullmatch(name) is None:
+            raise ConfigError(
+                f"{where}: ${{{name}}} does not name an environment variable "
+                "(write $${ for a literal ${)"
+            )
+        found = environ.get(name)
+        if found is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return found
+
+    return _REFERENCE.sub(value, text)
 
 
 def _text(value: Any) -> str:

@@ -20,10 +20,11 @@ from collections.abc import Collection, Iterable, Sequence
 
 import anyio
 
+from ._redact import known_secrets, redact
 from .errors import GraphError
 from .graph import Graph, Node, expand
 from .result import Status
-from .task import Task
+from .task import Task, secret_texts
 
 __all__ = ["check_dag", "render", "render_dot", "render_mermaid", "render_text"]
 
@@ -120,7 +121,9 @@ def check_dag(tasks: Task | Iterable[Task], *, families: Collection[str] | None 
     graph = anyio.run(functools.partial(expand, roots, probe=False), backend="asyncio")
     broken = [node for node in graph.order if node.status is Status.FAILED]
     if broken:
-        details = "; ".join(str(node.error) for node in broken[:5])
+        # The errors are the tasks' own text, which may quote a hidden value.
+        secrets = known_secrets(secret_texts(node.task for node in graph.order))
+        details = redact("; ".join(str(node.error) for node in broken[:5]), secrets)
         raise GraphError(f"{len(broken)} task(s) cannot be expanded: {details}")
     if families is not None:
         unknown = sorted({n.task.task_family for n in graph.order} - set(families))

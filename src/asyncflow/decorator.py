@@ -146,7 +146,7 @@ def _make_task_class(
 def _parameters(fn: _Fn) -> tuple[dict[str, Parameter[Any]], bool]:
     signature = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # keeps a visibility
     except Exception as exc:
         raise TypeError(f"@task: cannot resolve the annotations of {fn.__name__}(): {exc}") from exc
     items = list(signature.parameters.values())

@@ -126,6 +126,7 @@ class TaskDefinitionError(TaskError):
 
     def __init__(self, task_id: str, method: str, error: BaseException) -> None:
         self.method = method
+        self.__cause__ = error  # the error the method raised, wherever this is raised from
         super().__init__(
             f"{task_id}: {method}() raised {type(error).__name__}: {error}", task_id=task_id
         )

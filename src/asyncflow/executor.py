@@ -21,19 +21,20 @@ from typing import Any
 import anyio
 
 from ._attempt import LeaseGuard, Suspended, call_run, check_outputs
+from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
-from .errors import TaskError, TaskTimeout, UpstreamFailed
+from .errors import AsyncflowError, TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
 from .graph import (
     DEFAULT_PROBE_CONCURRENCY,
     Graph,
     Node,
     Probes,
-    _outputs,
     grow,
     is_complete,
+    outputs_of,
     settle_added,
 )
 from .journal import Holder, Journal, LeaseOutcome
@@ -94,6 +95,7 @@ class Executor:
         lease_poll: float = DEFAULT_LEASE_POLL,
     ) -> None:
         self._graph = graph
+        self._calls = graph.calls
         self._run_id = run_id
         self._workers = workers
         self._keep_going = keep_going
@@ -117,10 +119,17 @@ class Executor:
         self._lease_poll = lease_poll
         self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
         self._watching: anyio.CancelScope | None = None
+        self._renewal: anyio.Event | None = None  # set when a renewal under way ends
         self._dispatching = False  # the initial ready tasks were queued
+        self._worker_count = 0
 
     async def run(self) -> None:
-        """Run every task that can run; returns when none is left."""
+        """Run every task that can run; returns when none is left.
+
+        Raises:
+            JournalError: the journal could not be read or written meanwhile.
+            AsyncflowError: a fault of the engine itself (a bug), with its cause.
+        """
         graph = self._graph
         to_run = [n for n in graph.nodes.values() if n.status is None]
         self._outstanding = len(to_run)
@@ -149,6 +158,7 @@ class Executor:
                 self._push(node)
         if self._outstanding == 0:
             return
+        error: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
@@ -156,14 +166,29 @@ class Executor:
                 self._ensure_watching()
                 if later:
                     tg.start_soon(self._claim_in_chunks, later)
-                for _ in range(min(self._workers, self._outstanding)):
-                    tg.start_soon(self._worker)
+                self._add_workers()
+        except BaseExceptionGroup as group:
+            error = _one_error(group)
         finally:
             for node in graph.order:
                 if node.status is None:
                     node.status = Status.CANCELLED
                 if node.gen is not None:
                     await _close_generator(node)
+        if error is not None:
+            raise error
+
+    def _add_workers(self) -> None:
+        """Start workers up to ``workers``, but no more than there are tasks to run.
+
+        Called again when dynamic requirements add tasks: a run that began with
+        one task to run must still run what it yields side by side.
+        """
+        assert self._spawn is not None
+        wanted = min(self._workers, self._outstanding)
+        while self._worker_count < wanted:
+            self._worker_count += 1
+            self._spawn(self._worker)
 
     async def _worker(self) -> None:
         queue = self._queue
@@ -210,7 +235,7 @@ class Executor:
         task = node.task
         run_id = self._run_id
         if guard is not None:
-            if not guard.holds(node.task_id):
+            if not guard.holds(node.task_id) and not await self._still_mine(node.task_id):
                 return self._lost(node)
             guard.task_id = node.task_id
             if node.claim == _MINE_LEFTOVERS:
@@ -231,11 +256,11 @@ class Executor:
         scope: anyio.CancelScope | None = None
         try:
             if timeout is None:
-                await call_run(node, self._threads, self._releaser(node), guard)
+                await call_run(node, self._threads, self._calls, self._releaser(node), guard)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, self._threads, self._releaser(node), guard)
-            await check_outputs(node)
+                    await call_run(node, self._threads, self._calls, self._releaser(node), guard)
+            await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
             return _WAIT
@@ -286,7 +311,7 @@ class Executor:
                 "task.retry",
                 task_id=node.task_id,
                 attempt=attempt,
-                error=f"{type(error).__name__}: {error}",
+                error=describe(error),
             )
             return _RETRY
         node.finished = finished
@@ -374,6 +399,29 @@ class Executor:
                 holder_pid=holder.pid,
             )
 
+    async def _still_mine(self, task_id: str) -> bool:
+        """Whether this run still holds the lease, once the journal was asked.
+
+        The quick check says no once no heartbeat has renewed the leases for a
+        whole time-to-live: the loop or the journal stalled. A late heartbeat
+        alone loses nothing; another process taking the task over does. So
+        renew now (one renewal for every worker asking meanwhile), which
+        finds out, and look again.
+        """
+        journal = self._journal
+        assert journal is not None and self._holds is not None
+        renewal = self._renewal
+        if renewal is None:
+            renewal = self._renewal = anyio.Event()
+            try:
+                await journal.renew()
+            finally:
+                self._renewal = None
+                renewal.set()
+        else:
+            await renewal.wait()
+        return self._holds(task_id)
+
     def _lost(self, node: Node) -> object:
         """This run lost the task's lease (it stalled past the lease's expiry)."""
         self._log.warning(
@@ -387,15 +435,20 @@ class Executor:
         return _LOST
 
     def _ensure_watching(self) -> None:
-        """Start :meth:`_watch` when tasks wait for other processes (once the run is under way)."""
-        if self._watched and self._watching is None and self._spawn is not None:
-            self._spawn(self._watch)
+        """Start :meth:`_watch` when tasks wait for other processes (once the run is under way).
 
-    async def _watch(self) -> None:
+        One watcher at most: its scope is made here, before it starts, so that
+        tasks lost one after another in the same turn of the loop share it.
+        """
+        if self._watched and self._watching is None and self._spawn is not None:
+            self._watching = anyio.CancelScope()
+            self._spawn(self._watch, self._watching)
+
+    async def _watch(self, scope: anyio.CancelScope) -> None:
         """Follow the leases of tasks other processes hold, and take their outcomes."""
         journal = self._journal
         assert journal is not None
-        with anyio.CancelScope() as self._watching:
+        with scope:
             try:
                 while self._watched:
                     await anyio.sleep(self._lease_poll)
@@ -408,7 +461,10 @@ class Executor:
         states = await journal.watch(list(watched))
         free: list[Node] = []
         for task_id, state in states.items():
-            node, holder = watched[task_id]
+            entry = watched.get(task_id)
+            if entry is None:  # settled while the journal was asked
+                continue
+            node, holder = entry
             if node.status is not None:  # settled here meanwhile (an upstream failed)
                 del watched[task_id]
             elif isinstance(state, Holder) and state.run_id != self._run_id:
@@ -430,8 +486,7 @@ class Executor:
         """Remove what an interrupted earlier attempt (of a run that let go of
         the task without an outcome) left beside the outputs. Never fails the task."""
         try:
-            outputs = node.outputs if node.outputs is not None else _outputs(node.task)
-            for target in outputs:
+            for target in await outputs_of(node, self._calls):
                 removed = await target.discard_partial_writes()
                 if removed:
                     self._log.info(
@@ -444,13 +499,13 @@ class Executor:
             self._log.warning(
                 "task.partial_writes_not_discarded",
                 task_id=node.task_id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
             )
 
     async def _complete_now(self, node: Node) -> bool:
         node.known = None
         try:
-            return await is_complete(node, self._probes)
+            return await is_complete(node, self._calls, self._probes)
         except Exception:
             return False  # unsure: run it
 
@@ -539,6 +594,7 @@ class Executor:
             await self._fail_waiting(node, error)
             return
         self._outstanding += sum(1 for n in added if n.status is None)
+        self._add_workers()
         for added_node in added:
             if added_node.status is Status.MISSING or added_node.status is Status.FAILED:
                 self._report_graph_failure(added_node)
@@ -640,8 +696,37 @@ class Executor:
         self._log.error(
             "task.failed",
             task_id=node.task_id,
-            error=f"{type(error).__name__}: {error}" if error is not None else None,
+            error=describe(error) if error is not None else None,
         )
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a run raises when its background tasks failed: one error, not a group.
+
+    Task bodies never raise here (their errors are the tasks'); what does is the
+    journal failing (a JournalError), or a bug, which is wrapped in an
+    AsyncflowError saying so. Cancellation and interrupts pass unchanged.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    if not all(isinstance(exc, Exception) for exc in leaves):
+        return group
+    for exc in leaves:
+        if isinstance(exc, AsyncflowError):
+            return exc
+    first = leaves[0]
+    error = AsyncflowError(
+        f"the run stopped on an internal error of asyncflow (please report it): "
+        f"{type(first).__name__}: {first}"
+    )
+    error.__cause__ = first
+    return error
 
 
 def _enabled(logger: Any, level: int) -> bool:
@@ -662,4 +747,7 @@ async def _close_generator(node: Node) -> None:
         return
     # A body that raises while being closed has already failed or been cancelled.
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await gen.aclose()
+        if inspect.isgenerator(gen):  # a plain def run(): its finally blocks may block
+            await anyio.to_thread.run_sync(gen.close)
+        else:
+            await gen.aclose()

@@ -6,24 +6,27 @@ for completeness by a bounded pool of coroutines, so one slow ``exists()``
 never holds up the others. As in Luigi, the requirements of a task that is
 already complete are not expanded. A cycle raises :class:`CycleError` before
 anything runs. An exception from ``requires()``, ``output()`` or
-``complete()`` fails that task only.
+``complete()`` fails that task only. Those that are plain functions are user
+code that may block: they are called through :class:`~asyncflow._usercode.UserCode`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
 
+from ._usercode import UserCode
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
 from .targets import probe_many
 from .targets._probe import is_remote
 from .targets.base import Target
-from .task import Task, flatten, resolve_requires
+from .task import Task, _resolve, flatten, resolve_requires, sync_requires
 
 __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 
@@ -100,7 +103,9 @@ class Node:
 class Graph:
     """The expanded graph of a run: nodes by task id, and the requested roots."""
 
-    def __init__(self) -> None:
+    def __init__(self, calls: UserCode | None = None) -> None:
+        # Where this run calls the tasks' plain def requires()/output()/complete().
+        self.calls = calls if calls is not None else user_code(DEFAULT_PROBE_CONCURRENCY)
         self.nodes: dict[str, Node] = {}
         self._by_key: dict[Any, Node] = {}  # task._key -> node: dedup without hashing ids
         self.order: list[Node] = []  # nodes in the order they were added (node.seq)
@@ -155,7 +160,7 @@ async def expand(
     Raises:
         CycleError: the requirements of incomplete tasks form a cycle.
     """
-    graph = Graph()
+    graph = Graph(user_code(probe_concurrency))
     queue: deque[Node] = deque()
     for task in tasks:
         node, new = graph.add(task)
@@ -214,8 +219,10 @@ async def grow(
 ) -> None:
     """Probe the queued nodes and add what the incomplete ones require, recursively."""
 
+    calls = graph.calls
+
     async def visit(node: Node) -> None:
-        children = await _probe(node, probe, probes)
+        children = await _probe(node, calls, probe, probes)
         added: list[Node] = []
         for child in children:
             try:
@@ -228,7 +235,7 @@ async def grow(
             node.deps.append(dep)
             dep.dependents.append(node)
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
-            await _bulk_probe(added, probe_concurrency)
+            await _bulk_probe(added, calls, probe_concurrency)
         queue.extend(added)
 
     await drain(queue, visit, probe_concurrency)
@@ -238,7 +245,7 @@ BULK_PROBE_THRESHOLD = 8
 """New requirements of one task from which their remote outputs are probed together."""
 
 
-async def _bulk_probe(nodes: list[Node], concurrency: int) -> None:
+async def _bulk_probe(nodes: list[Node], calls: UserCode, concurrency: int) -> None:
     """Probe the outputs of many new requirements at once (listing shared prefixes).
 
     A backfill's thousands of dated objects then cost a few LIST requests
@@ -247,14 +254,16 @@ async def _bulk_probe(nodes: list[Node], concurrency: int) -> None:
     """
     candidates: list[tuple[Node, list[Target]]] = []
     remote = 0
-    for node in nodes:
-        task = node.task
-        if not task._default_complete or task._settles_by_requirements:
-            continue
-        try:
-            outputs = node.outputs = _outputs(task)
-        except Exception:
+    wanted = [
+        n
+        for n in nodes
+        if n.task._default_complete and not n.task._settles_by_requirements and n.outputs is None
+    ]
+    found = await calls.map(_output_method, _node_outputs, wanted)
+    for node, outputs in zip(wanted, found, strict=True):
+        if isinstance(outputs, Exception):
             continue  # _probe reports it when the node is visited
+        node.outputs = outputs
         if outputs:
             candidates.append((node, outputs))
             remote += sum(1 for t in outputs if is_remote(t))
@@ -323,14 +332,16 @@ def find_cycle(start: Node) -> list[str] | None:
     return None
 
 
-async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -> list[Task]:
+async def _probe(
+    node: Node, calls: UserCode, probe: bool = True, probes: Probes | None = None
+) -> list[Task]:
     """Probe one task; return the requirements to expand (none if it is complete)."""
     task = node.task
     forced = probes.forced if probes is not None else None
     if forced is not None and forced(task):
         probe = False  # forced: run it whatever its outputs say
     if probe and not task._settles_by_requirements:
-        done = await _is_complete(node, probes)
+        done = await _is_complete(node, calls, probes)
         if done is None:
             return []
         if done:
@@ -343,7 +354,12 @@ async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -
             node.status = Status.MISSING
         return []
     try:
-        requirements = await resolve_requires(task)
+        if task._sync_requires:
+            requirements = await _resolve(
+                await calls.call(type(task).requires, sync_requires, task)
+            )
+        else:
+            requirements = await resolve_requires(task)
         children = flatten(requirements)
         for child in children:
             if not isinstance(child, Task):
@@ -362,33 +378,42 @@ async def _probe(node: Node, probe: bool = True, probes: Probes | None = None) -
     return children
 
 
-async def _is_complete(node: Node, probes: Probes | None = None) -> bool | None:
+async def _is_complete(node: Node, calls: UserCode, probes: Probes | None = None) -> bool | None:
     """Whether the task is complete; None when probing it failed (the node is failed)."""
     try:
-        return await is_complete(node, probes)
+        return await is_complete(node, calls, probes)
     except TaskDefinitionError as exc:
         node.fail(exc)
         return None
 
 
-async def is_complete(node: Node, probes: Probes | None = None) -> bool:
+async def is_complete(node: Node, calls: UserCode, probes: Probes | None = None) -> bool:
     """Whether the task is complete now: its ``complete()``, its outputs, or the journal.
 
     Raises:
         TaskDefinitionError: ``complete()``, ``output()`` or a probe raised.
     """
     task = node.task
-    if not type(task)._default_complete:
+    cls = type(task)
+    if not cls._default_complete:
         try:
-            return bool(await task.complete())
+            if cls._sync_complete:
+                done = await calls.call(cls.complete, _call_complete, task)
+                if inspect.isawaitable(done):
+                    done = await done
+            else:
+                done = await task.complete()
+            return bool(done)
         except Exception as exc:
             raise TaskDefinitionError(task.task_id, "complete", exc) from exc
     if node.known is not None:
         return node.known
-    try:
-        outputs = node.outputs = _outputs(task)
-    except Exception as exc:
-        raise TaskDefinitionError(task.task_id, "output", exc) from exc
+    outputs = node.outputs
+    if outputs is None:
+        try:
+            outputs = node.outputs = await calls.call(cls.output, _outputs, task)
+        except Exception as exc:
+            raise TaskDefinitionError(task.task_id, "output", exc) from exc
     try:
         if not outputs:
             if probes is None or probes.succeeded is None:
@@ -397,6 +422,35 @@ async def is_complete(node: Node, probes: Probes | None = None) -> bool:
         return await all_exist(outputs)
     except Exception as exc:
         raise TaskDefinitionError(task.task_id, "complete", exc) from exc
+
+
+async def outputs_of(node: Node, calls: UserCode) -> list[Target]:
+    """The task's outputs, flattened: from ``output()`` once, then kept on the node.
+
+    Raises:
+        Exception: whatever ``output()`` raises, or TypeError for a non-target.
+    """
+    outputs = node.outputs
+    if outputs is None:
+        outputs = node.outputs = await calls.call(type(node.task).output, _outputs, node.task)
+    return outputs
+
+
+def user_code(concurrency: int) -> UserCode:
+    """Where a run calls its tasks' plain def methods; Task's own defaults are quick."""
+    return UserCode(concurrency, quick=(Task.requires, Task.output))
+
+
+def _output_method(node: Node) -> object:
+    return type(node.task).output
+
+
+def _node_outputs(node: Node) -> list[Target]:
+    return _outputs(node.task)
+
+
+def _call_complete(task: Task) -> Any:
+    return task.complete()
 
 
 def _outputs(task: Task) -> list[Target]:

@@ -10,6 +10,10 @@ configuration when the application has configured structlog), so
 
 An application that wants asyncflow's own JSON or console output calls
 :func:`configure_logging`; the command line does.
+
+Hidden and private parameter values never reach a record asyncflow writes, and
+the set-up :func:`configure_logging` installs masks them in what user code
+logs by accident as well (:func:`redact_secrets`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+from ._redact import known_secrets, redact
+
+__all__ = ["configure_logging", "redact_secrets"]
 
 _NOISY = ("botocore", "aiobotocore", "urllib3", "google", "gcsfs", "fsspec", "aiosqlite")
 
@@ -77,7 +83,9 @@ def configure_logging(
         ]
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=_exception_formatter()
+        )
     structlog.configure(
         # The stdlib level decides, first thing: logging.getLogger("asyncflow")
         # .setLevel() filters asyncflow's records, and a disabled one costs a
@@ -99,6 +107,7 @@ def configure_logging(
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *tail,
                 renderer,
+                redact_secrets,  # last: it sees the whole line, exceptions included
             ],
         )
     )
@@ -107,6 +116,39 @@ def configure_logging(
     root.setLevel(numeric)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+def redact_secrets(logger: Any, method_name: str, event: Any) -> Any:
+    """A structlog processor masking known secrets as ``***``.
+
+    Known are the hidden and private parameter values of the tasks of the run
+    in progress (in the context the record is made in) and the cloud
+    credentials in ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``. It takes
+    a rendered line (put it after the renderer: it then also sees formatted
+    exceptions) or an event dict, whose strings it masks.
+    """
+    secrets = known_secrets()
+    if not secrets:
+        return event
+    return _masked(event, secrets)
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {key: _masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    return value
+
+
+def _exception_formatter() -> Any:
+    """The console's traceback format, without local variables: their values
+    could be secrets (structlog's rich tracebacks show them by default)."""
+    if getattr(structlog.dev, "rich", None) is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

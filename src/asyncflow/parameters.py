@@ -20,6 +20,13 @@ Methods raise ``ValueError`` or ``TypeError`` describing the value; the task
 module adds the task and parameter name. A bad ``default`` is found when the
 parameter is declared and raises :class:`~asyncflow.errors.ParameterError`.
 
+A parameter's ``visibility`` (:class:`ParameterVisibility`) says where its value
+may be seen: a ``HIDDEN`` one is part of the task's identity but shown nowhere
+(:data:`MASK` stands for it), a ``PRIVATE`` one is neither part of the identity
+nor stored nor shown. Error messages about such a value never quote it. A
+default may name an environment variable (``default=env("DB_PASSWORD")``),
+read when a task is built.
+
 A new parameter type subclasses ``Parameter[X]`` and overrides the hooks
 ``_convert`` (native values other than ``str`` and ``None``), ``_parse``,
 ``_serialize`` and ``_to_json``; the base class handles ``None`` and ``""``.
@@ -39,6 +46,7 @@ import enum
 import json
 import math
 import operator
+import os
 import re
 import types
 import typing
@@ -46,7 +54,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeAlias, cast, final
 
-from .errors import ParameterError
+from ._redact import MASK
+from .errors import ConfigError, ParameterError
 
 if TYPE_CHECKING:
     # A TypeVar default makes a bare ``Parameter()`` a ``Parameter[str]`` for type
@@ -62,19 +71,23 @@ else:
 E = TypeVar("E", bound=enum.Enum)
 
 __all__ = [
+    "MASK",
     "MISSING",
     "BoolParameter",
     "DateHourParameter",
     "DateParameter",
     "DictParameter",
     "EnumParameter",
+    "EnvVar",
     "FloatParameter",
     "FrozenDict",
     "IntParameter",
     "JSONValue",
     "ListParameter",
     "Parameter",
+    "ParameterVisibility",
     "TimeDeltaParameter",
+    "env",
     "parameter_for_annotation",
 ]
 
@@ -95,6 +108,78 @@ MISSING: Final = _Missing.MISSING
 """The ``default`` of a parameter that has none: a value must be given."""
 
 
+class ParameterVisibility(enum.IntEnum):
+    """Where a parameter's value may be seen (Luigi's names and meaning).
+
+    * ``PUBLIC`` (the default): shown and stored like any value.
+    * ``HIDDEN``: part of the task's identity, but shown nowhere: ``***`` stands
+      for it in ``repr(task)``, logs, error messages, the journal, summaries,
+      graph renders and ``--help``, and the readable part of the task id leaves
+      it out (the id's hash still covers it).
+    * ``PRIVATE``: never part of the identity, never stored or shown anywhere;
+      only the task's own code reads it. It cannot be ``significant=True``.
+    """
+
+    PUBLIC = 0
+    HIDDEN = 1
+    PRIVATE = 2
+
+
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@final
+class EnvVar:
+    """A default read from an environment variable when a task is built: see :func:`env`."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or _ENV_NAME.fullmatch(name) is None:
+            raise ValueError(f"env() takes an environment variable's name, got {name!r}")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"env({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnvVar) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((EnvVar, self.name))
+
+    def read(self, environ: Mapping[str, str] | None = None) -> str:
+        """The variable's text now (from ``environ``, default ``os.environ``).
+
+        Raises:
+            ConfigError: the variable is not set; the message names it.
+        """
+        text = (os.environ if environ is None else environ).get(self.name)
+        if text is None:
+            raise ConfigError(f"environment variable {self.name} is not set")
+        return text
+
+
+def env(name: str) -> EnvVar:
+    """A parameter default read from the environment variable ``name``.
+
+    ::
+
+        class Load(asyncflow.Task):
+            password = asyncflow.Parameter(
+                default=asyncflow.env("DB_PASSWORD"),
+                visibility=asyncflow.ParameterVisibility.PRIVATE,
+            )
+
+    The variable is read, and its text parsed, each time a task is built with
+    no value for the parameter.
+
+    Raises:
+        ValueError: ``name`` is not a variable name.
+    """
+    return EnvVar(name)
+
+
 def _describe(value: object) -> str:
     """``repr`` of a value followed by its type, for error messages."""
     return f"{value!r} ({type(value).__name__})"
@@ -112,11 +197,16 @@ class Parameter(Generic[T]):
         default: the value used when none is given, normalized once here;
             ``MISSING`` (the default) makes the parameter required, ``None`` makes
             it optional.
-        significant: whether the value is part of the task's identity.
+            An :func:`env` default reads an environment variable when a
+            task is built.
+        significant: whether the value is part of the task's identity
+            (default: yes, unless the parameter is ``PRIVATE``).
         description: help text for the command line.
+        visibility: where the value may be seen (:class:`ParameterVisibility`).
 
     Raises:
         ParameterError: ``default`` is not a valid value for this parameter.
+        TypeError: ``visibility`` is not a :class:`ParameterVisibility`.
     """
 
     type_name: str = "str"
@@ -126,26 +216,38 @@ class Parameter(Generic[T]):
         self,
         default: object = MISSING,
         *,
-        significant: bool = True,
+        significant: bool | None = None,
         description: str | None = None,
+        visibility: ParameterVisibility = ParameterVisibility.PUBLIC,
     ) -> None:
+        if not isinstance(visibility, ParameterVisibility):
+            raise TypeError(
+                f"visibility must be an asyncflow.ParameterVisibility, got {visibility!r}"
+            )
         self.name: str | None = None
         self.owner_name: str | None = None
-        self.significant = significant
+        self.visibility = visibility
+        # A PRIVATE value is never part of the identity; significant=True with it is
+        # refused when the task class is defined, where the error can name both.
+        self.significant = visibility is not ParameterVisibility.PRIVATE
+        if significant is not None:
+            self.significant = significant
         self.description = description
-        self.default: T | _Missing | None = MISSING
+        self.default: T | _Missing | EnvVar | None = MISSING
         self.default = self._declare_default(default)
 
-    def _declare_default(self, default: object) -> T | _Missing | None:
+    def _declare_default(self, default: object) -> T | _Missing | EnvVar | None:
         # Python 3.11 wraps exceptions raised in __set_name__ in RuntimeError, so a
         # bad default is reported here, where the name is not known yet; the
         # traceback points at the declaring line.
-        if default is MISSING or default is None:
+        if default is MISSING or default is None or isinstance(default, EnvVar):
             return default
         try:
             return self.normalize(default)
         except (TypeError, ValueError) as exc:
-            raise ParameterError(f"invalid default for {type(self).__name__}: {exc}") from None
+            raise ParameterError(
+                f"invalid default for {type(self).__name__}: {self.problem(exc)}"
+            ) from None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -153,12 +255,72 @@ class Parameter(Generic[T]):
 
     def __repr__(self) -> str:
         where = f" {self.owner_name}.{self.name}" if self.name is not None else ""
-        return f"<{type(self).__name__}{where} default={self.default!r}>"
+        default = self.default
+        shown = repr(default) if self.is_public or type(default) in _SHOWN_DEFAULTS else MASK
+        visibility = "" if self.is_public else f" {self.visibility.name}"
+        return f"<{type(self).__name__}{where} default={shown}{visibility}>"
 
     @property
     def has_default(self) -> bool:
         """Whether the parameter has a default (possibly ``None``) and may be omitted."""
         return self.default is not MISSING
+
+    @property
+    def is_public(self) -> bool:
+        """Whether values may be shown (``visibility`` is ``PUBLIC``)."""
+        return self.visibility is ParameterVisibility.PUBLIC
+
+    def shown(self, value: T | None) -> str:
+        """The text that stands for ``value`` where people (or the journal) see it.
+
+        Its text form, ``""`` for None; :data:`MASK` for a hidden or private
+        parameter, whatever the value.
+        """
+        if not self.is_public:
+            return MASK
+        return "" if value is None else self.serialize(value)
+
+    def default_text(self) -> str:
+        """The default as the command line's help shows it.
+
+        ``none``, ``$NAME`` for an :func:`env` default, :data:`MASK` for a
+        hidden or private one.
+
+        Raises:
+            ValueError: the parameter has no default.
+        """
+        default = self.default
+        if default is MISSING:
+            raise ValueError(f"{self!r} has no default")
+        if isinstance(default, EnvVar):
+            return f"${default.name}"
+        if default is None:
+            return "none"
+        return self.shown(default)
+
+    def problem(self, error: Exception) -> str:
+        """What an error message may say of a bad value: the error's own text,
+        which quotes the value, only for a public parameter."""
+        if self.is_public:
+            return str(error)
+        kind = "private" if self.visibility is ParameterVisibility.PRIVATE else "hidden"
+        return f"not a valid {self.type_name} (the value is not shown: the parameter is {kind})"
+
+    def from_env(self, default: EnvVar) -> T:
+        """The value of an :func:`env` default, read and parsed now.
+
+        Raises:
+            ConfigError: the variable is not set.
+            ParameterError: its text does not parse (the message names the
+                variable, and quotes the text only for a public parameter).
+        """
+        text = default.read()
+        try:
+            return self.parse(text)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"environment variable {default.name}: {self.problem(exc)}"
+            ) from None
 
     def normalize(self, value: object) -> T:
         """Return the canonical, immutable form of a native value or its text form.
@@ -304,6 +466,9 @@ class FloatParameter(Parameter[float]):
         return value
 
 
+_SHOWN_DEFAULTS: Final = frozenset({_Missing, EnvVar, type(None)})
+"""Defaults that are no secret value: shown in a hidden parameter's repr too."""
+
 _TRUE_TEXTS: Final = frozenset({"true", "1", "yes", "on"})
 _FALSE_TEXTS: Final = frozenset({"false", "0", "no", "off"})
 
@@ -321,10 +486,13 @@ class BoolParameter(Parameter[bool]):
         self,
         default: object = False,
         *,
-        significant: bool = True,
+        significant: bool | None = None,
         description: str | None = None,
+        visibility: ParameterVisibility = ParameterVisibility.PUBLIC,
     ) -> None:
-        super().__init__(default, significant=significant, description=description)
+        super().__init__(
+            default, significant=significant, description=description, visibility=visibility
+        )
 
     def normalize(self, value: object) -> bool:
         if value is True or value is False:
@@ -565,8 +733,9 @@ class EnumParameter(Parameter[E]):
         *,
         enum: type[E],
         default: object = MISSING,
-        significant: bool = True,
+        significant: bool | None = None,
         description: str | None = None,
+        visibility: ParameterVisibility = ParameterVisibility.PUBLIC,
     ) -> None:
         if not (isinstance(enum, type) and issubclass(enum, _Enum)):
             raise TypeError(f"EnumParameter(enum=...) must be an Enum class, got {enum!r}")
@@ -577,7 +746,9 @@ class EnumParameter(Parameter[E]):
             self._by_value.setdefault(str(member.value), member)
         self._names = ", ".join(member.name for member in enum)
         self.type_name = f"{enum.__name__} ({'|'.join(member.name for member in enum)})"
-        super().__init__(default, significant=significant, description=description)
+        super().__init__(
+            default, significant=significant, description=description, visibility=visibility
+        )
 
     def normalize(self, value: object) -> E:
         if type(value) is self.enum:
@@ -866,7 +1037,8 @@ _SUPPORTED_ANNOTATIONS: Final = (
     "an Enum subclass, list/tuple/Sequence, dict/Mapping with str keys, "
     "and X | None of these"
 )
-_SCALAR_PARAMETERS: Final[dict[object, Callable[[object], Parameter[Any]]]] = {
+_Factory: TypeAlias = Callable[[object, ParameterVisibility], Parameter[Any]]
+_SCALAR_PARAMETERS: Final[dict[object, type[Parameter[Any]]]] = {
     str: Parameter,
     int: IntParameter,
     float: FloatParameter,
@@ -889,22 +1061,35 @@ def _without_none(annotation: object) -> object:
     return annotation
 
 
-def _factory_for(annotation: object) -> Callable[[object], Parameter[Any]] | None:
-    if typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
+def _unannotated(annotation: object) -> tuple[object, ParameterVisibility | None]:
+    """The type inside ``Annotated[...]``, and a visibility found among its extras."""
+    visibility = None
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, ParameterVisibility):
+                visibility = extra
+    return annotation, visibility
+
+
+def _factory_for(annotation: object) -> _Factory | None:
     scalar = _SCALAR_PARAMETERS.get(annotation)
-    if scalar is not None:
-        return scalar
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        enum_class = annotation
-        return lambda default: EnumParameter(enum=enum_class, default=default)
-    origin = typing.get_origin(annotation) or annotation
-    if origin in _SEQUENCE_ORIGINS:
-        return ListParameter
-    args = typing.get_args(annotation)
-    if origin in _MAPPING_ORIGINS and (not args or args[0] is str):
-        return DictParameter
-    return None
+    if scalar is None:
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            enum_class = annotation
+            return lambda default, visibility: EnumParameter(
+                enum=enum_class, default=default, visibility=visibility
+            )
+        origin = typing.get_origin(annotation) or annotation
+        args = typing.get_args(annotation)
+        if origin in _SEQUENCE_ORIGINS:
+            scalar = ListParameter
+        elif origin in _MAPPING_ORIGINS and (not args or args[0] is str):
+            scalar = DictParameter
+        else:
+            return None
+    kind = scalar
+    return lambda default, visibility: kind(default, visibility=visibility)
 
 
 def parameter_for_annotation(annotation: object, default: object = MISSING) -> Parameter[Any]:
@@ -912,7 +1097,8 @@ def parameter_for_annotation(annotation: object, default: object = MISSING) -> P
 
     ``X | None`` gives the parameter for ``X``; it accepts ``None`` only when
     ``default`` is ``None``. Element types of lists and dicts are not checked, only
-    that the contents are JSON.
+    that the contents are JSON. ``Annotated[X, ParameterVisibility.HIDDEN]``
+    gives a hidden parameter (likewise ``PRIVATE``).
 
     >>> parameter_for_annotation(int, default="3").default
     3
@@ -921,7 +1107,9 @@ def parameter_for_annotation(annotation: object, default: object = MISSING) -> P
         TypeError: the annotation is not supported (for instance, still a string).
         ParameterError: ``default`` is not a valid value for the parameter.
     """
-    factory = _factory_for(_without_none(annotation))
+    inner, visibility = _unannotated(annotation)
+    inner, inside = _unannotated(_without_none(inner))  # Annotated[X, ...] | None
+    factory = _factory_for(inner)
     if factory is None:
         hint = (
             " (resolve string annotations with typing.get_type_hints)"
@@ -932,4 +1120,7 @@ def parameter_for_annotation(annotation: object, default: object = MISSING) -> P
             f"unsupported parameter annotation {annotation!r}{hint}; "
             f"supported are {_SUPPORTED_ANNOTATIONS}"
         )
-    return factory(default)
+    for found in (visibility, inside):
+        if found is not None:
+            return factory(default, found)
+    return factory(default, ParameterVisibility.PUBLIC)

@@ -30,7 +30,13 @@ import anyio
 
 from .errors import ParameterError
 from .graph import outputs_complete
-from .parameters import DateHourParameter, DateParameter, DictParameter, Parameter
+from .parameters import (
+    DateHourParameter,
+    DateParameter,
+    DictParameter,
+    Parameter,
+    ParameterVisibility,
+)
 from .task import Task, WrapperTask, flatten
 
 __all__ = ["range_daily", "range_hourly"]
@@ -48,12 +54,18 @@ class _Range(WrapperTask):
     start: Any
     stop: Any
     fixed: Any  # the other parameters of every task
+    # Values of the task's HIDDEN and PRIVATE parameters, kept with that visibility
+    # (only when the task has such parameters): never shown in the range's repr or id.
+    fixed_hidden: Any
+    fixed_private: Any
 
     def candidates(self) -> list[Task]:
         """Every task of the range, complete or not."""
         tasks: list[Task] = []
         moment = self.start
-        fixed = dict(self.fixed)
+        fixed = {**self.fixed}
+        for name in _SECRET_FIELDS.values():
+            fixed.update(self.param_kwargs.get(name, {}))
         while moment < self.stop:
             tasks.append(self.of(**{self.param: moment}, **fixed))
             moment = moment + self.step
@@ -92,6 +104,10 @@ async def _complete_among(cls: type[Task], tasks: list[Task]) -> set[Task]:
 
 
 _CLASSES: dict[tuple[type[Task], str, str], type[_Range]] = {}
+_SECRET_FIELDS = {
+    ParameterVisibility.HIDDEN: "fixed_hidden",
+    ParameterVisibility.PRIVATE: "fixed_private",
+}
 
 
 def _range_class(
@@ -114,6 +130,11 @@ def _range_class(
                 "start": bound,
                 "stop": type(bound)(),
                 "fixed": DictParameter(default={}, description="the other parameters"),
+                **{
+                    name: DictParameter(default={}, visibility=visibility)
+                    for visibility, name in _SECRET_FIELDS.items()
+                    if any(p.visibility is visibility for p in of.get_params().values())
+                },
             },
         )
         _CLASSES[key] = cls
@@ -165,7 +186,12 @@ def _make(
     if param in fixed:
         raise ParameterError(f"{of.task_family}: {param!r} is set by the range; leave it out")
     cls = _range_class(of, param, kind, expected(), step)
-    task = cls(start=start, stop=stop, fixed=fixed)
+    params = of.get_params()
+    split: dict[str, dict[str, Any]] = {"fixed": {}}
+    for name, value in fixed.items():
+        visibility = params[name].visibility if name in params else ParameterVisibility.PUBLIC
+        split.setdefault(_SECRET_FIELDS.get(visibility, "fixed"), {})[name] = value
+    task = cls(start=start, stop=stop, **split)
     if task.stop < task.start:
         raise ParameterError(f"{cls.task_family}: stop {task.stop} is before start {task.start}")
     of(**{param: task.start}, **fixed)  # bad or missing other parameters fail now, not later

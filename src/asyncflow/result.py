@@ -9,7 +9,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._redact import known_secrets, redact
 from ._render import COLOURS, badge, duration_text, esc, table, time_text
+from .task import secret_texts
 
 if TYPE_CHECKING:
     from .resources import ResourceStatistics
@@ -218,7 +220,7 @@ def _summarise(result: RunResult) -> str:
         if status is Status.DONE:
             group.sort(key=lambda r: r.started or 0.0)  # in the order they ran
         if status in (Status.FAILED, Status.MISSING):
-            lines.extend(_failure_lines(group))
+            lines.extend(_failure_lines(group, result))
         else:
             lines.extend(_family_lines(group))
     if result.ok:
@@ -245,10 +247,11 @@ def _family_lines(group: Iterable[TaskResult]) -> list[str]:
     return lines
 
 
-def _failure_lines(group: Sequence[TaskResult]) -> list[str]:
+def _failure_lines(group: Sequence[TaskResult], result: RunResult) -> list[str]:
+    secrets = _secrets(r.task for r in result.results.values())
     lines: list[str] = []
     for r in group[:_MAX_FAILURES]:
-        why = "" if r.error is None else f": {type(r.error).__name__}: {r.error}"
+        why = "" if r.error is None else f": {_error_text(r.error, secrets)}"
         lines.append(f"    - {r.task!r}{why}")
     if len(group) > _MAX_FAILURES:
         lines.append(f"    ... and {len(group) - _MAX_FAILURES} more")
@@ -277,11 +280,12 @@ def _run_html(result: RunResult) -> str:
     parts = [head, f"<div>{badges}</div>"]
     failed = result.with_status(Status.FAILED, Status.MISSING)
     if failed:
+        secrets = _secrets(r.task for r in result.results.values())
         rows = [
             [
                 f"<code>{esc(repr(r.task))}</code>",
                 badge(r.status.value, None, r.status.value),
-                esc(_error_text(r.error)),
+                esc(_error_text(r.error, secrets)),
                 str(r.attempts),
                 duration_text(r.duration),
             ]
@@ -294,6 +298,7 @@ def _run_html(result: RunResult) -> str:
 
 
 def _task_html(result: TaskResult) -> str:
+    secrets = _secrets([result.task])
     rows = [
         ["task", f"<code>{esc(repr(result.task))}</code>"],
         ["status", badge(result.status.value, None, result.status.value)],
@@ -303,14 +308,19 @@ def _task_html(result: TaskResult) -> str:
         ["duration", duration_text(result.duration)],
     ]
     if result.error is not None:
-        rows.append(["error", esc(_error_text(result.error))])
+        rows.append(["error", esc(_error_text(result.error, secrets))])
     parts = [table([], rows)]
     if result.traceback is not None:
-        parts.append(
-            f"<details><summary>traceback</summary><pre>{esc(result.traceback)}</pre></details>"
-        )
+        text = esc(redact(result.traceback, secrets))
+        parts.append(f"<details><summary>traceback</summary><pre>{text}</pre></details>")
     return f'<div class="asyncflow-task-result">{"".join(parts)}</div>'
 
 
-def _error_text(error: BaseException | None) -> str:
-    return "" if error is None else f"{type(error).__name__}: {error}"
+def _error_text(error: BaseException | None, secrets: list[str]) -> str:
+    return "" if error is None else redact(f"{type(error).__name__}: {error}", secrets)
+
+
+def _secrets(tasks: Iterable[Task]) -> list[str]:
+    """What to mask in the errors of ``tasks``: an error message is the task body's
+    own text, which may quote one of its hidden values."""
+    return known_secrets(secret_texts(tasks))

@@ -32,7 +32,7 @@ from .progress import Progress
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
-from .task import RunKind, Task
+from .task import RunKind, Task, secrets_known
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 
@@ -135,7 +135,11 @@ async def run(
     started = time.time()
     if metrics is not None:
         handlers = [*handlers, metrics]
-    with structlog.contextvars.bound_contextvars(run_id=run_id), _told(metrics, run_id) as told:
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        secrets_known(roots),
+        _told(metrics, run_id) as told,
+    ):
         async with client_scope():
             if options.journal is None:
                 return told(

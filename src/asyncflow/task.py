@@ -16,23 +16,31 @@ A task is a class with parameters as class attributes::
 Instances with equal significant parameters are equal and share a
 ``task_id``: ``<family>_<readable summary>_<16 hex digits of SHA-256>`` over the
 canonical JSON of the significant parameters.
+
+Everything that shows a task (``repr``, the id's summary, the journal's copy of
+its parameters, and so every log, summary and graph render built on them) goes
+through :meth:`Task.public_params` and its kin: a ``HIDDEN`` parameter's value
+is masked there, a ``PRIVATE`` one left out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import difflib
 import hashlib
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import anyio.from_thread
 
-from .errors import AsyncflowError, ParameterError
+from . import _redact
+from ._redact import MASK
+from .errors import AsyncflowError, ConfigError, ParameterError
 from .events import Event
 from .parameters import (
     MISSING,
@@ -40,9 +48,11 @@ from .parameters import (
     DateHourParameter,
     DateParameter,
     EnumParameter,
+    EnvVar,
     FloatParameter,
     IntParameter,
     Parameter,
+    ParameterVisibility,
     TimeDeltaParameter,
 )
 from .resources import is_amount, running_release
@@ -50,7 +60,15 @@ from .resources import is_amount, running_release
 if TYPE_CHECKING:
     pass
 
-__all__ = ["ExternalTask", "Task", "WrapperTask", "flatten", "map_structure"]
+__all__ = [
+    "ExternalTask",
+    "Task",
+    "WrapperTask",
+    "flatten",
+    "map_structure",
+    "secret_texts",
+    "secrets_known",
+]
 
 _C = TypeVar("_C", bound=Callable[..., object])
 
@@ -105,7 +123,7 @@ class _cached_in_instance:
 class RunKind:
     """How a task's ``run()`` is called."""
 
-    SYNC = "sync"  # plain def: in a worker thread
+    SYNC = "sync"  # plain def: in a worker thread (a generator, too: step by step)
     ASYNC = "async"  # async def: on the loop
     GENERATOR = "generator"  # async generator: may yield dynamic requirements
 
@@ -116,6 +134,10 @@ def _run_kind(run: object) -> str:
     if inspect.iscoroutinefunction(run):
         return RunKind.ASYNC
     return RunKind.SYNC
+
+
+def _is_async(method: object) -> bool:
+    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
 
 
 def _check_class_attributes(cls: type[Task]) -> None:
@@ -192,9 +214,14 @@ class Task:
     _params: ClassVar[dict[str, Parameter[Any]]] = {}
     _significant: ClassVar[tuple[str, ...]] = ()
     _json_keys: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
-    _text_keys: ClassVar[tuple[tuple[str, str, Callable[[Any], str]], ...]] = ()
+    _text_keys: ClassVar[tuple[tuple[str, str, Callable[[Any], str] | None], ...]] = ()
+    _summary_names: ClassVar[tuple[str, ...]] = ()
+    _secret_names: ClassVar[tuple[str, ...]] = ()
     _run_kind: ClassVar[str] = RunKind.SYNC
     _default_complete: ClassVar[bool] = True
+    # requires() / complete() are plain functions: user code the engine keeps off the loop.
+    _sync_requires: ClassVar[bool] = True
+    _sync_complete: ClassVar[bool] = False
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
     _scalar_identity: ClassVar[bool] = True
@@ -222,22 +249,36 @@ class Task:
                 raise TypeError(
                     f"{cls.__qualname__}: a parameter cannot be named {name!r}: {why}; rename it"
                 )
+        for name, param in params.items():
+            if param.visibility is ParameterVisibility.PRIVATE and param.significant:
+                raise ParameterError(
+                    f"{cls.__qualname__}.{name}: a PRIVATE parameter is never part of the "
+                    "task's identity, so it cannot be significant=True (leave significant "
+                    "out, or make it HIDDEN: part of the identity, shown nowhere)"
+                )
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
+        cls._summary_names = tuple(n for n in cls._significant if params[n].is_public)[
+            :_SUMMARY_PARAMS
+        ]
+        cls._secret_names = tuple(n for n, p in params.items() if not p.is_public)
         cls._scalar_identity = all(type(p) in _SCALAR_PARAMS for p in params.values())
         cls._json_keys = tuple(
             (_encode_str(n) + ":", n, type(params[n]) in _PLAIN_JSON)
             for n in sorted(cls._significant)
         )
         cls._text_keys = tuple(
-            (_encode_str(n) + ":", n, str if type(p) in _TEXT_IS_STR else p.serialize)
+            _text_key(n, p)
             for n, p in params.items()
+            if p.visibility is not ParameterVisibility.PRIVATE
         )
         if "task_family" not in cls.__dict__:
             ns = cls.task_namespace
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
         cls._run_kind = _run_kind(cls.run)
         cls._default_complete = cls.complete is Task.complete
+        cls._sync_requires = not _is_async(cls.requires)
+        cls._sync_complete = not _is_async(cls.complete)
         cls._has_hooks = cls.on_success is not Task.on_success or (
             cls.on_failure is not Task.on_failure
         )
@@ -255,9 +296,14 @@ class Task:
                 try:
                     values[name] = param.normalize(value)
                 except (TypeError, ValueError) as exc:
-                    raise ParameterError(f"{self.task_family}: parameter {name!r}: {exc}") from None
+                    raise ParameterError(
+                        f"{self.task_family}: parameter {name!r}: {param.problem(exc)}"
+                    ) from None
             elif param.default is not MISSING:
-                values[name] = param.default
+                default = param.default
+                if type(default) is EnvVar:
+                    default = self._default_from_env(name, param, default)
+                values[name] = default
             else:
                 raise ParameterError(f"{self.task_family}: missing required parameter {name!r}")
         if used != len(given):
@@ -266,6 +312,10 @@ class Task:
         state = self.__dict__
         state.update(values)
         state["param_kwargs"] = values
+        if self._secret_names and _redact.active():
+            # Built inside a run (requires(), a yielding body): the run's log
+            # redaction learns its secrets.
+            _redact.remember(self._secret_texts())
         if self._scalar_identity:
             # Equal values <=> equal canonical JSON for these parameter types, so the
             # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
@@ -278,6 +328,22 @@ class Task:
     def task_id(self) -> str:
         """``<family>_<summary>_<16 hex digits>``; stable across processes."""
         return self._make_task_id(self.param_kwargs)
+
+    def _default_from_env(self, name: str, param: Parameter[Any], default: EnvVar) -> Any:
+        try:
+            return param.from_env(default)
+        except (ConfigError, ParameterError) as exc:
+            raise type(exc)(f"{self.task_family}: parameter {name!r}: {exc}") from None
+
+    def _secret_texts(self) -> list[str]:
+        """The text forms of the hidden and private values (for the log redaction)."""
+        values = self.param_kwargs
+        texts: list[str] = []
+        for name in self._secret_names:
+            value = values[name]
+            if value is not None:
+                texts.extend(_redact.texts_of(value, self._params[name].serialize(value)))
+        return texts
 
     def _given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Positional and keyword values by parameter name."""
@@ -297,7 +363,6 @@ class Task:
 
     def _make_task_id(self, values: dict[str, Any]) -> str:
         params = self._params
-        significant = self._significant
         try:
             # Canonical JSON of the significant parameters, keys sorted (see _canonical_params).
             canonical = (
@@ -316,7 +381,7 @@ class Task:
             ) from None
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:_HASH_HEX]
         parts = [self.task_family]
-        for name in significant[:_SUMMARY_PARAMS]:
+        for name in self._summary_names:
             text = _summary_text(params[name], values[name])
             if text:
                 parts.append(text)
@@ -342,29 +407,51 @@ class Task:
         return hash(self.task_id)
 
     def __repr__(self) -> str:
+        """``Family(name=value, ...)`` of the significant parameters, hidden ones as ``***``."""
         params = self._params
+        hidden = self._secret_names
         shown = ", ".join(
-            f"{n}={'None' if v is None else params[n].serialize(v)}"
+            f"{n}={MASK if n in hidden else 'None' if v is None else params[n].serialize(v)}"
             for n, v in self.param_kwargs.items()
             if params[n].significant
         )
         return f"{self.task_family}({shown})"
 
     def to_str_params(self) -> dict[str, str]:
-        """Every parameter serialised to its text form (for the CLI and the journal)."""
+        """Every parameter's real value in its text form, hidden and private ones too.
+
+        For building the same task elsewhere (``from_str_params``); never for
+        showing or storing it: that is :meth:`public_params`.
+        """
         params = self._params
         return {
             n: "" if v is None else params[n].serialize(v) for n, v in self.param_kwargs.items()
         }
 
+    def public_params(self) -> dict[str, str]:
+        """The parameters as people and the journal may see them, as text.
+
+        Public values in their text form, ``HIDDEN`` ones as ``***``;
+        ``PRIVATE`` ones are left out.
+        """
+        params = self._params
+        return {
+            n: params[n].shown(v)
+            for n, v in self.param_kwargs.items()
+            if params[n].visibility is not ParameterVisibility.PRIVATE
+        }
+
     def _params_json(self) -> str:
-        """``json.dumps(self.to_str_params(), ensure_ascii=False)``, compact, in one
+        """``json.dumps(self.public_params(), ensure_ascii=False)``, compact, in one
         pass: what the journal keeps of the parameters."""
         # Journaled for every task: a plain loop (no comprehension frame) and, for
         # text and integer parameters, str() rather than two calls through serialize().
         values = self.param_kwargs
         parts = []
         for key, name, text in self._text_keys:
+            if text is None:  # a hidden parameter: the key holds the mask too
+                parts.append(key)
+                continue
             value = values[name]
             parts.append(key + _encode_str("" if value is None else text(value)))
         return "{" + ",".join(parts) + "}"
@@ -384,7 +471,9 @@ class Task:
             try:
                 values[name] = param.parse(text)
             except (TypeError, ValueError) as exc:
-                raise ParameterError(f"{cls.task_family}: parameter {name!r}: {exc}") from None
+                raise ParameterError(
+                    f"{cls.task_family}: parameter {name!r}: {param.problem(exc)}"
+                ) from None
         return cls(**values)
 
     @classmethod
@@ -406,7 +495,12 @@ class Task:
         return None
 
     def run(self) -> Any:
-        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread."""
+        """Do the work. ``async def`` runs on the loop; a plain ``def`` in a worker thread.
+
+        Either may be a generator that yields tasks (or a list/dict of tasks) found
+        at run time: they are scheduled, and the body is resumed with their
+        outputs, in the same shape. While it waits it holds no worker.
+        """
         return None
 
     async def complete(self) -> bool:
@@ -539,6 +633,40 @@ async def _resolve(requirements: Any) -> Any:
 async def resolve_requires(task: Task) -> Any:
     """Call ``task.requires()`` (sync, async, or a generator) and return the structure."""
     return await _resolve(task.requires())
+
+
+def _text_key(name: str, param: Parameter[Any]) -> tuple[str, str, Callable[[Any], str] | None]:
+    """How ``_params_json`` writes one parameter: the key, and the text function
+    (None for a hidden parameter, whose key then carries the mask)."""
+    key = _encode_str(name) + ":"
+    if not param.is_public:
+        return key + _encode_str(MASK), name, None
+    return key, name, str if type(param) in _TEXT_IS_STR else param.serialize
+
+
+@contextlib.contextmanager
+def secrets_known(tasks: Iterable[Task]) -> Iterator[None]:
+    """Within the block (a run), the hidden and private values of ``tasks``, and of
+    every task built meanwhile, are masked in the log records asyncflow's logging
+    set-up writes (see :mod:`asyncflow._redact`)."""
+    with _redact.scope(secret_texts(tasks)):
+        yield
+
+
+def secret_texts(tasks: Iterable[Task]) -> Iterator[str]:
+    """The text forms of the hidden and private values of ``tasks``."""
+    for task in tasks:
+        if task._secret_names:
+            yield from task._secret_texts()
+
+
+def sync_requires(task: Task) -> Any:
+    """Call a plain ``def requires()`` and run it to the end if it is a generator
+    (in a worker thread: both are user code that may block)."""
+    requirements = task.requires()
+    if inspect.isgenerator(requirements):
+        requirements = list(requirements)
+    return requirements
 
 
 def _summary_text(param: Parameter[Any], value: Any) -> str:

@@ -1,0 +1,199 @@
+"""Calling a task's plain-``def`` ``requires()``, ``output()`` and ``complete()``
+without blocking the event loop.
+
+These are user code, and Luigi code does blocking work there all the time
+(listing a bucket with boto3 in ``requires()``). On the loop, such a call
+stalls every other task, the probes and the journal's heartbeat. In a worker
+thread it costs 50-100 µs, more than the engine spends on a whole no-op task,
+while most of these methods build a target from parameters in a microsecond.
+
+So each method (one function, whatever class calls it) starts on trial: its
+calls go to worker threads, one at a time until one is slow, then side by
+side, at most as many at once as completeness probes. Once it has returned
+quickly :data:`_TRIAL` times in a row, it is called on the loop, timed. A call
+on the loop that takes longer than :data:`SLOW_CALL` sends the method back to
+worker threads, for a trial twice as long as the last one: a method that is
+slow now and then blocks the loop for one call, then seldom again. A call
+during which a full garbage collection ran proves nothing either way: such a
+pause, in a large graph, lasts longer than any quick method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+__all__ = ["SLOW_CALL", "UserCode"]
+
+_T = TypeVar("_T")
+
+SLOW_CALL = 0.005
+"""Seconds a call of user code may take on the event loop."""
+
+_TRIAL_PATIENCE = 0.02
+"""Seconds other calls wait for a trial call (which may wait for the GIL) to end."""
+
+_TRIAL = 8
+"""Quick calls in worker threads before a method is called on the loop."""
+
+
+class _Method:
+    """Where one method's calls go: a worker thread (on trial) or the loop."""
+
+    __slots__ = ("inline", "quick", "slow", "trial", "trying")
+
+    def __init__(self) -> None:
+        self.inline = False
+        self.slow = False  # its last call was slow
+        self.trying: anyio.Event | None = None  # set when the trial call under way ends
+        self.quick = 0  # quick calls in a row while on trial
+        self.trial = _TRIAL
+
+    def took(self, seconds: float) -> None:
+        self.slow = seconds > SLOW_CALL
+        if self.slow:
+            if self.inline:  # it blocked the loop: back to threads, for a longer trial
+                self.inline = False
+                self.trial *= 2
+            self.quick = 0
+        elif not self.inline:
+            self.quick += 1
+            self.inline = self.quick >= self.trial
+
+
+class UserCode:
+    """Calls a run's plain-``def`` task methods: on the loop while they are quick,
+    else in at most ``concurrency`` worker threads at once."""
+
+    def __init__(self, concurrency: int, quick: Sequence[object] = ()) -> None:
+        """``quick``: methods known to return at once (the engine's own defaults)."""
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._methods: dict[object, _Method] = {}
+        for method in quick:
+            self._methods[method] = state = _Method()
+            state.inline = True
+        self._full_collections = _full_collections()
+
+    def slow(self, method: object) -> bool:
+        """Whether ``method`` was slow the last time: calls of it are worth making
+        side by side (each in its own worker thread)."""
+        state = self._methods.get(method)
+        return state is not None and state.slow
+
+    async def call(self, method: object, fn: Callable[[Any], _T], arg: Any) -> _T:
+        """``fn(arg)``, which runs the user's ``method`` (a function: the key for its cost).
+
+        Raises:
+            Exception: whatever ``fn`` raises.
+        """
+        state = self._methods.get(method)
+        if state is None:
+            state = self._methods[method] = _Method()
+        if state.inline:
+            return self._here(state, fn, arg)
+        return await self._off_loop(state, fn, arg)
+
+    def _here(self, state: _Method, fn: Callable[[Any], _T], arg: Any) -> _T:
+        start = perf_counter()
+        try:
+            return fn(arg)
+        finally:
+            took = perf_counter() - start
+            if took > SLOW_CALL:
+                self._judge(state, took)
+
+    async def _off_loop(self, state: _Method, fn: Callable[[Any], _T], arg: Any) -> _T:
+        while state.trying is not None:
+            # One trial call at a time, until the method proves slow: otherwise a
+            # graph's first wave of probes would all pay for a thread before a
+            # quick method is found quick.
+            await state.trying.wait()
+        if state.inline:
+            return self._here(state, fn, arg)
+        took = -1.0
+        trying = patience = None
+        if not state.slow:
+            trying = state.trying = anyio.Event()
+            # A trial call out for much longer than a quick one takes, even with
+            # the trip to its thread, has proved the method slow already (it may
+            # hang for long): the calls waiting for it go ahead, side by side.
+            patience = asyncio.get_running_loop().call_later(
+                _TRIAL_PATIENCE, _end_trial, state, trying, True
+            )
+
+        def timed() -> _T:
+            nonlocal took
+            start = perf_counter()
+            try:
+                return fn(arg)
+            finally:
+                took = perf_counter() - start
+
+        try:
+            # Abandoned on cancellation: a run being stopped does not wait for a
+            # listing that hangs (the thread ends on its own; its answer is dropped).
+            return await anyio.to_thread.run_sync(
+                timed, limiter=self._limiter, abandon_on_cancel=True
+            )
+        finally:
+            if took >= 0:
+                self._judge(state, took)
+            if trying is not None and patience is not None:
+                patience.cancel()
+                _end_trial(state, trying, False)
+
+    async def map(
+        self, method_of: Callable[[Any], object], fn: Callable[[Any], _T], items: Sequence[Any]
+    ) -> list[_T | Exception]:
+        """``fn(item)`` for each item, in order, an exception in place of its result.
+
+        ``method_of(item)`` is the user's method that ``fn`` calls. Calls go one
+        after another (quick ones on the loop) until their method shows itself
+        slow; the rest of that method's calls then go side by side.
+        """
+        results: list[Any] = [None] * len(items)
+        later: list[int] = []
+
+        async def one(index: int) -> None:
+            item = items[index]
+            try:
+                results[index] = await self.call(method_of(item), fn, item)
+            except Exception as exc:
+                results[index] = exc
+
+        for index, item in enumerate(items):
+            if self.slow(method_of(item)):
+                later.append(index)
+            else:
+                await one(index)
+        if later:
+            async with anyio.create_task_group() as tg:
+                for index in later:
+                    tg.start_soon(one, index)
+        return results
+
+    def _judge(self, state: _Method, took: float) -> None:
+        if took > SLOW_CALL:
+            full = _full_collections()
+            if full != self._full_collections:  # maybe a pause of the collector's
+                self._full_collections = full
+                return
+        state.took(took)
+
+
+def _end_trial(state: _Method, trying: anyio.Event, slow: bool) -> None:
+    if state.trying is trying:
+        state.trying = None
+        state.slow = state.slow or slow
+    trying.set()
+
+
+def _full_collections() -> int:
+    """How many times the garbage collector has collected its oldest generation."""
+    return int(gc.get_stats()[-1]["collections"])

@@ -1,0 +1,1 @@
+"""Luigi's tools: date ranges (:mod:`.range`) and dependency trees (:mod:`.deps_tree`)."""

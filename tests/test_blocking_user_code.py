@@ -1,0 +1,269 @@
+"""User code that blocks, and runs that stall: the loop stays free, leases are kept,
+and a run always ends with a result.
+
+Luigi code does blocking work in plain ``def requires()``, ``output()`` and
+``complete()`` (listing a bucket with boto3, asking a database). The engine calls
+them off the event loop, so the run's heartbeat, its probes and the other tasks
+go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import asyncflow
+from asyncflow import Config, Status
+from asyncflow.journal import Journal
+
+pytestmark = pytest.mark.anyio
+
+BLOCK = 0.3  # seconds each blocking method sleeps
+COUNT = 10  # tasks in a run
+
+
+class Blocking(asyncflow.Task):
+    """Blocks in the method named ``where``, like Luigi code calling boto3 there."""
+
+    folder = asyncflow.Parameter()
+    where = asyncflow.Parameter()
+    n = asyncflow.IntParameter()
+
+    def requires(self) -> list[asyncflow.Task]:
+        if self.where == "requires":
+            time.sleep(BLOCK)
+        return []
+
+    def output(self) -> asyncflow.LocalTarget:
+        if self.where == "output":
+            time.sleep(BLOCK)
+        return asyncflow.LocalTarget(Path(self.folder, f"{self.n}.txt"))
+
+    def run(self) -> None:  # a plain def, as in Luigi: in a worker thread
+        with self.output().open("w") as f:
+            f.write(str(self.n))
+
+
+class BlockingComplete(Blocking):
+    def complete(self) -> bool:  # a plain def complete(), as in Luigi
+        time.sleep(BLOCK)
+        return Path(self.folder, f"{self.n}.txt").exists()
+
+
+class Batch(asyncflow.WrapperTask):
+    folder = asyncflow.Parameter()
+    where = asyncflow.Parameter()
+
+    def requires(self) -> list[asyncflow.Task]:
+        cls = BlockingComplete if self.where == "complete" else Blocking
+        return [cls(self.folder, self.where, n) for n in range(COUNT)]
+
+
+@pytest.fixture
+async def loop_gaps() -> AsyncIterator[list[float]]:
+    """The longest stretches during which the event loop could not run a coroutine."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        yield gaps
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("where", ["output", "requires", "complete"])
+async def test_blocking_plain_def_methods_run_off_the_loop(
+    tmp_path: Path, where: str, loop_gaps: list[float]
+) -> None:
+    """requires(), output() or complete() sleeping in ten tasks: the run succeeds with
+    its journal, and the loop never waits for one of them."""
+    result = await asyncflow.run(
+        Batch(str(tmp_path), where), journal=tmp_path / "journal.db", config=Config()
+    )
+    assert result.ok, result.summary()
+    assert sorted(p.name for p in tmp_path.glob("*.txt")) == sorted(
+        f"{n}.txt" for n in range(COUNT)
+    )
+    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+
+
+def test_build_with_an_output_that_blocks_returns_a_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported case: ten output()s sleeping half a second each, build() with the
+    default journal in the working folder: a successful RunResult, not an exception,
+    and soon, as the output()s are called side by side."""
+    monkeypatch.chdir(tmp_path)
+
+    class SlowOutput(asyncflow.Task):
+        n = asyncflow.IntParameter()
+
+        def output(self) -> asyncflow.LocalTarget:
+            time.sleep(0.5)
+            return asyncflow.LocalTarget(f"out/{self.n}.txt")
+
+        def run(self) -> None:
+            with self.output().open("w") as f:
+                f.write("done")
+
+    started = time.monotonic()
+    result = asyncflow.build([SlowOutput(n) for n in range(COUNT)], config=Config())
+    took = time.monotonic() - started
+    assert isinstance(result, asyncflow.RunResult)
+    assert result.ok, result.summary()
+    # Side by side in worker threads: about 2 s (on the loop, one at a time: over 6 s).
+    assert took < 4, f"took {took:.1f} s"
+    assert (tmp_path / ".asyncflow" / "journal.db").exists()
+
+
+async def test_async_generator_gets_outputs_computed_off_the_loop(
+    tmp_path: Path, loop_gaps: list[float]
+) -> None:
+    """The outputs sent back into a waiting async body come from blocking output()s
+    called off the loop."""
+    got: list[Any] = []
+
+    class Gather(asyncflow.Task):
+        async def run(self) -> AsyncIterator[Any]:
+            got.append((yield [Blocking(str(tmp_path), "output", n) for n in range(COUNT)]))
+
+    result = await asyncflow.run(Gather(), journal=None)
+    assert result.ok, result.summary()
+    assert [Path(t.path) for t in got[0]] == [tmp_path / f"{n}.txt" for n in range(COUNT)]
+    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+
+
+async def test_a_renewal_keeps_the_leases_taken_while_it_waited(tmp_path: Path) -> None:
+    """A heartbeat that comes due while the run takes its leases does not call them lost
+    (it did, and the run then gave up every task it had just leased)."""
+    ids = [f"task-{n}" for n in range(COUNT)]
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        await journal.begin_run("run", ids)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(journal.claim, "run", ids, since=0.0))
+            while not journal._store.lock.locked():  # until the claim is in its transaction
+                await anyio.lowlevel.checkpoint()
+            lost = await journal.renew()
+        assert lost == []
+        assert all(journal.holds(task_id, "run") for task_id in ids)
+
+
+class Stalling(asyncflow.Task):
+    """The first body to start stalls its whole process (it blocks the event loop)
+    until ``resume`` is set; every body writes the name of the thread that ran it."""
+
+    folder = asyncflow.Parameter()
+    n = asyncflow.IntParameter()
+    stalled = threading.Event()
+    resume = threading.Event()
+
+    def output(self) -> asyncflow.LocalTarget:
+        return asyncflow.LocalTarget(Path(self.folder, f"{self.n}.txt"))
+
+    async def run(self) -> None:
+        cls = type(self)
+        if not cls.stalled.is_set():
+            cls.stalled.set()
+            cls.resume.wait(30)  # blocking on purpose: this run stalls, as if stopped
+        await self.output().write_text(threading.current_thread().name)
+
+
+class Stalled(asyncflow.WrapperTask):
+    folder = asyncflow.Parameter()
+
+    def requires(self) -> list[Stalling]:
+        return [Stalling(self.folder, n) for n in range(3)]
+
+
+async def test_run_whose_tasks_were_taken_over_while_it_stalled_returns_a_result(
+    tmp_path: Path,
+) -> None:
+    """A run stalls past its lease time and another takes its tasks over and finishes
+    them. The stalled run then loses several leases at once: it takes the other's
+    outcomes and returns a RunResult (it raised ExceptionGroup[KeyError])."""
+    Stalling.stalled.clear()
+    Stalling.resume.clear()
+    config = Config(lease_ttl=1.0)
+    journal = tmp_path / "journal.db"
+    other: list[asyncflow.RunResult] = []
+
+    def take_over() -> None:
+        try:
+            if Stalling.stalled.wait(30):
+                other.append(
+                    asyncflow.build(Stalled(str(tmp_path)), journal=journal, config=config)
+                )
+        finally:
+            Stalling.resume.set()
+
+    thread = threading.Thread(target=take_over, name="takeover")
+    thread.start()
+    try:
+        with anyio.fail_after(60):
+            result = await asyncflow.run(
+                Stalled(str(tmp_path)), workers=1, journal=journal, config=config
+            )
+    finally:
+        Stalling.resume.set()
+        thread.join(30)
+    assert other and other[0].ok, other[0].summary() if other else "the other run did not end"
+    assert result.ok, result.summary()
+    for n in range(3):
+        assert result.status(Stalling(str(tmp_path), n)) is Status.ALREADY_COMPLETE
+        assert (tmp_path / f"{n}.txt").read_text() == "takeover"  # the stalled write was refused
+
+
+class Recorded(asyncflow.Task):
+    """Records the thread of every output() call; sleeps there from ``slow_from`` on."""
+
+    n = asyncflow.IntParameter()
+    slow_from = asyncflow.IntParameter()
+    calls: list[tuple[int, bool]] = []  # (n, on the loop's thread)
+
+    def output(self) -> asyncflow.MemoryTarget:
+        on_loop = threading.current_thread() is threading.main_thread()
+        type(self).calls.append((self.n, on_loop))
+        if self.n >= self.slow_from:
+            time.sleep(0.02)
+        return asyncflow.MemoryTarget(f"recorded/{self.n}/{self.slow_from}")
+
+    async def run(self) -> None:
+        await asyncflow.MemoryTarget(f"recorded/{self.n}/{self.slow_from}").write_text("x")
+
+
+async def test_quick_plain_def_methods_are_called_on_the_loop_after_a_trial() -> None:
+    """A thread per call would cost more than a no-op task: a method that keeps
+    returning at once is called on the loop after a few calls in worker threads."""
+    Recorded.calls.clear()
+    result = await asyncflow.run([Recorded(n, 1000) for n in range(300)], journal=None)
+    assert result.ok
+    in_threads = sum(1 for _, on_loop in Recorded.calls if not on_loop)
+    assert 0 < in_threads < 100, in_threads  # about 8 (more if the machine is busy)
+
+
+async def test_a_method_that_turns_slow_on_the_loop_goes_back_to_threads() -> None:
+    """output() is quick for a while, then blocks: once it blocked the loop it is
+    called in worker threads again. (Quick calls still under way may bring it back
+    to the loop, after a trial twice as long each time: a few slow calls at most.)"""
+    Recorded.calls.clear()
+    result = await asyncflow.run([Recorded(n, 200) for n in range(230)], journal=None)
+    assert result.ok
+    slow_on_loop = [n for n, on_loop in Recorded.calls if on_loop and n >= 200]
+    assert any(on_loop for n, on_loop in Recorded.calls if n < 200)  # it was on the loop
+    assert len(slow_on_loop) <= 4, slow_on_loop
+    assert sum(1 for n, on_loop in Recorded.calls if n >= 200 and not on_loop) >= 26
