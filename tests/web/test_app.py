@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from tests.web.conftest import asgi_client, links
 from tests.web.pipeline import SCRIPT
 
+import asyncflow
 from asyncflow.journal import Journal
 from asyncflow.web import create_app
 
@@ -285,3 +286,41 @@ async def test_token_cookie_is_scoped_to_the_mount_point(journal: Path) -> None:
         assert opened.headers["location"] == "/pipelines/api/runs?limit=5"
         assert "path=/pipelines/" in opened.headers["set-cookie"].lower()
         assert (await client.get("/pipelines/api/runs?limit=5")).json()["limit"] == 5
+
+
+class Login(asyncflow.Task):
+    user = asyncflow.Parameter()
+    password = asyncflow.Parameter(visibility=asyncflow.ParameterVisibility.HIDDEN)
+    api_key = asyncflow.Parameter(
+        default="k-0123456789", visibility=asyncflow.ParameterVisibility.PRIVATE
+    )
+
+    async def run(self) -> None:
+        raise PermissionError(f"{self.user}/{self.password}/{self.api_key} refused")
+
+
+async def test_hidden_and_private_parameters_never_show(tmp_path: Path) -> None:
+    """HIDDEN values show as ***, PRIVATE ones not at all: pages, API, errors, tracebacks."""
+    path = tmp_path / "journal.db"
+    await asyncflow.run(Login(user="ann", password="hunter2-pw"), journal=path)
+    async with asgi_client(create_app(journal=path)) as client:
+        [run] = (await client.get("/api/runs")).json()["runs"]
+        [attempt] = (await client.get(f"/api/runs/{run['run_id']}")).json()["attempts"]
+        assert attempt["params"] == {"user": "ann", "password": "***"}
+        bodies = [
+            (await client.get(url)).text
+            for url in (
+                "/",
+                f"/runs/{run['run_id']}",
+                f"/tasks/{attempt['task_id']}",
+                "/search?q=Login",
+                f"/api/runs/{run['run_id']}",
+                f"/api/tasks/{attempt['task_id']}",
+                "/api/search?q=Login",
+            )
+        ]
+    task_page = bodies[2]
+    assert "ann/***/*** refused" in task_page
+    for body in bodies:
+        assert "hunter2" not in body
+        assert "k-0123456789" not in body
