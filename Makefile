@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/asyncflow run examples/etl.py:Report --date $(DEMO_DATE)
+	$(BIN)/asyncflow run examples/etl.py:LoadReport --date $(DEMO_DATE)
 
 demo-s3: $(STAMP)
 	$(BIN)/python examples/s3_demo.py

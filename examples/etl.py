@@ -1,12 +1,19 @@
-"""The demo pipeline: extract a CSV, transform it to parquet, report on it.
+"""The demo pipeline: extract a CSV, transform it to parquet, report on it, load it.
 
     ExtractRaw(date)  ->  data/raw/<date>.csv
     Transform(date)   ->  data/clean/<date>.parquet   (adds value_sq)
     Report(date)      ->  data/reports/<date>.json
+    LoadReport(date)  ->  table sensor_report, partition <date>, in data/warehouse.duckdb
 
 Run it with ``make demo`` or::
 
-    asyncflow run examples/etl.py:Report --date 2026-11-23
+    asyncflow run examples/etl.py:LoadReport --date 2026-11-23
+
+The last step loads the report into a local DuckDB warehouse: the day's rows
+and the load's marker go in one transaction, so the day counts as loaded only
+once all of it is there (``duckdb data/warehouse.duckdb "FROM sensor_report"``
+shows it). In production the same task would load BigQuery or PostgreSQL
+with ``BigQueryTarget`` or ``PostgresTarget``.
 
 On a terminal the run shows its live progress, then the execution summary.
 A second run finds everything complete and does nothing. With
@@ -102,7 +109,30 @@ class Report(asyncflow.Task):
             json.dump(report, f, indent=2, sort_keys=True)
 
 
+class LoadReport(asyncflow.Task):
+    """Load the day's report, one row per sensor, into a warehouse table partition."""
+
+    date = asyncflow.DateParameter()
+    data_dir = asyncflow.Parameter(default="data", significant=False)
+    warehouse = asyncflow.Parameter(
+        default="data/warehouse.duckdb", significant=False, description="DuckDB database file"
+    )
+
+    def requires(self) -> Report:
+        return Report(self.date, self.data_dir)
+
+    def output(self) -> asyncflow.TableTarget:
+        return asyncflow.DuckDBTarget(self.warehouse, "sensor_report", partition=self.date)
+
+    async def run(self) -> None:
+        report = json.loads(await self.input().read_text())
+        frame = pd.DataFrame.from_dict(report["sensors"], orient="index")
+        frame = frame.rename_axis("sensor").reset_index()
+        frame["count"] = frame["count"].astype("int64")
+        await self.output().write_dataframe(frame)
+
+
 if __name__ == "__main__":
     # progress=True: the live display on stderr (status lines when not on a terminal).
-    result = asyncflow.build(Report(date=date(2026, 11, 23)), progress=True)
+    result = asyncflow.build(LoadReport(date=date(2026, 11, 23)), progress=True)
     print(result.summary())

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
 import pytest
 import sniffio
+from tests.fixtures.postgres import PostgresServer, PostgresUnavailable
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,36 @@ def _guard_async_tests(request: pytest.FixtureRequest) -> None:
     is_async = inspect.iscoroutinefunction(getattr(request.node, "function", None))
     if is_async and request.node.get_closest_marker("anyio") is not None:
         request.getfixturevalue("_backend_guard")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for the whole session (started on first use).
+
+    Sync on purpose: an async session fixture would hold the anyio test
+    runner for every later test (see the notes on the anyio plugin).
+    """
+    try:
+        server = PostgresServer()
+        server.start()
+    except PostgresUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """The DSN of a fresh, empty database: ``postgresql://asyncflow@127.0.0.1:PORT/NAME``."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="module")
+def postgres_module_dsn(postgres_server: PostgresServer) -> str:
+    """Like ``postgres_dsn``, one database shared by the tests of a module."""
+    return postgres_server.create_database()

@@ -92,12 +92,21 @@ async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> N
     assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
 
 
-async def test_open_creates_parent_folders(tmp_path: Path) -> None:
-    """Missing folders above the journal file are created."""
+async def test_open_creates_parent_folders_when_asked(tmp_path: Path) -> None:
+    """With create_folder=True, missing folders above the journal file are created."""
     path = tmp_path / "a" / "b" / "journal.db"
-    async with Journal.open(path) as journal:
+    async with Journal.open(path, create_folder=True) as journal:
         assert journal.path == path
     assert path.is_file()
+
+
+async def test_open_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    """Otherwise a journal path into a folder that does not exist is an error naming
+    the folder, and nothing is created anywhere."""
+    path = tmp_path / "a" / "b" / "journal.db"
+    with pytest.raises(JournalError, match=f"no folder '{tmp_path / 'a' / 'b'}'"):
+        await Journal.open(path)
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_await_form_records_on_flush_and_close(tmp_path: Path) -> None:
@@ -852,6 +861,36 @@ async def test_success_journaled_by_the_holder_frees_the_lease(tmp_path: Path) -
         fresh = await journal.claim("run-3", [task_id], since=T0 + 5)  # probed after it
     assert (late.taken, late.done) == ([task_id], {task_id})
     assert fresh.done == set()
+
+
+@pytest.mark.parametrize("holder_ended", [False, True], ids=["holder-going-on", "holder-ended"])
+async def test_a_success_written_after_a_run_began_is_reported_done(
+    tmp_path: Path, holder_ended: bool
+) -> None:
+    """A success journaled a batch after its attempt ended, once another run had begun
+    (and probed), is in that run's claim.done, though the attempt ended before it
+    began: whether the holder still goes on (its lease is free through the success)
+    or has ended (its claim gone with it)."""
+    path = tmp_path / "journal.db"
+    clock = FakeTime()
+    task_id = T(n=1).task_id
+    # A long flush interval: the success waits in the buffer, as between two batches.
+    async with Journal.open(path, clock=clock, pid=1, flush_interval=3600) as first:
+        await first.begin_run("run-1")
+        await first.claim("run-1", [task_id], since=T0)
+        first.record(event(Event.START, 1, "run-1", at=T0 + 1))
+        first.record(event(Event.SUCCESS, 1, "run-1", at=T0 + 2))
+        clock.now = T0 + 3
+        async with Journal.open(path, clock=clock, pid=2) as second:
+            await second.begin_run("run-2", started=T0 + 3)
+            assert await second.succeeded([task_id]) == set()  # its probe: not there yet
+            if holder_ended:
+                await first.end_run("run-1", RunStatus.SUCCESS)
+            else:
+                await first.flush()
+            claim = await second.claim("run-2", [task_id], since=T0 + 3)
+    assert claim.taken == [task_id]
+    assert claim.done == {task_id}
 
 
 async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:

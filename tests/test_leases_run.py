@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.fixtures import Child, wait_until
-from tests.fixtures.race_pipeline import SLOW, ledger
+from tests.fixtures import ROOT, Child, cli_env, wait_until
+from tests.fixtures.race_pipeline import LAYERED, SLOW, ledger
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -204,3 +205,30 @@ def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(tmp_path: Pa
     assert by_pid(tmp_path, "done", "gated") == [resumed.pid]
     error = resumed.wait_for("task.failed")["error"]
     assert "already used its retries (retry_count=2)" in error
+
+
+def test_two_processes_started_a_moment_apart_run_each_task_once(tmp_path: Path) -> None:
+    """Over 40 rounds of two runs of one DAG (half of its tasks without outputs), the
+    second started 0 to 0.3 s after the first: every body runs once per round, and
+    both runs succeed. A success the first run journals after the second probed a
+    task, but before it leased it, tells the second that the task is done."""
+    rounds = 40
+    launched = subprocess.run(
+        [sys.executable, "-m", FIXTURES, str(tmp_path), str(rounds), "0"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert launched.returncode == 0, launched.stderr
+    wrong = []
+    for index in range(rounds):
+        folder = tmp_path / f"round-{index}"
+        bodies = ran(folder)
+        codes = (folder / "codes.txt").read_text()
+        if bodies != dict.fromkeys(LAYERED, 1) or codes != "0 0":
+            twice = sorted(task for task, count in bodies.items() if count > 1)
+            logs = "".join(log.read_text() for log in sorted(folder.glob("log-*.txt")))
+            wrong.append(f"round {index}: exit codes {codes}, ran twice {twice}\n{logs[-3000:]}")
+    assert not wrong, f"{len(wrong)} of {rounds} rounds went wrong; the first:\n{wrong[0]}"

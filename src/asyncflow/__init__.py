@@ -52,13 +52,24 @@ from .parameters import (
 from .ranges import range_daily, range_hourly
 from .result import Attempt, RunResult, Status, TaskResult
 from .runner import DEFAULT_WORKERS, build, run
-from .targets import GCSTarget, LocalTarget, MemoryTarget, S3Target, Target
+from .targets import (
+    BigQueryTarget,
+    DuckDBTarget,
+    GCSTarget,
+    LocalTarget,
+    MemoryTarget,
+    PostgresTarget,
+    S3Target,
+    TableTarget,
+    Target,
+)
 from .task import ExternalTask, Task, WrapperTask
 
 __all__ = [
     "DEFAULT_WORKERS",
     "AsyncflowError",
     "Attempt",
+    "BigQueryTarget",
     "BoolParameter",
     "Config",
     "ConfigError",
@@ -66,6 +77,7 @@ __all__ = [
     "DateHourParameter",
     "DateParameter",
     "DictParameter",
+    "DuckDBTarget",
     "EnumParameter",
     "Event",
     "ExternalTask",
@@ -82,11 +94,13 @@ __all__ = [
     "ParameterError",
     "ParameterVisibility",
     "PermanentError",
+    "PostgresTarget",
     "ResourceError",
     "RetryPolicy",
     "RunResult",
     "S3Target",
     "Status",
+    "TableTarget",
     "Target",
     "TargetError",
     "TargetNotFoundError",

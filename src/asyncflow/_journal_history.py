@@ -1,4 +1,9 @@
-"""Reading the journal: what succeeded, how many attempts failed, runs and attempts."""
+"""Reading the journal: what succeeded, how many attempts failed, runs and attempts.
+
+Every row read is decoded strictly (:mod:`asyncflow._journal_decode`): a
+damaged one raises :class:`~asyncflow.errors.JournalError`, never a record
+half made of it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,16 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
+from ._journal_decode import (
+    integer,
+    json_params,
+    json_texts,
+    member,
+    optional_real,
+    optional_text,
+    real,
+    text,
+)
 from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
 from ._journal_schema import KEY_SHIFT
 from ._journal_store import Store, marks
@@ -47,16 +62,22 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     if not task_ids:
         return set()
     rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
+    for task_id, status in rows:
+        if status != AttemptStatus.SUCCESS:  # none of ours: a damaged success reads as none
+            with store.decoding(f"attempts of task {task_id!r}"):
+                member(AttemptStatus, status, "status")
     return {str(row[0]) for row in rows}
 
 
 # Many task ids go in as one JSON array. The array is read first (CROSS JOIN
 # keeps that order) and each id looked up in the index: about a tenth of the
 # cost of ``IN (SELECT value FROM json_each(...))``, which first builds a
-# temporary index of the array.
+# temporary index of the array. Statuses that are none of ours come too: a
+# damaged success must stop the run, not make it run the task again.
 _SUCCEEDED: Final = (
-    "SELECT DISTINCT a.task_id FROM json_each(?) AS j CROSS JOIN attempts AS a "
-    "ON a.task_id = j.value AND a.status = 'success'"
+    "SELECT DISTINCT a.task_id, a.status FROM json_each(?) AS j CROSS JOIN attempts AS a "
+    "ON a.task_id = j.value AND (a.status = 'success' OR a.status NOT IN "
+    f"({', '.join(repr(s.value) for s in AttemptStatus)}))"
 )
 
 
@@ -104,8 +125,10 @@ async def _counted(store: Store, rows: Sequence[Sequence[Any]]) -> list[RunRecor
             chunk,
         )
         for run_id, status, count in tallies:
-            counts[str(run_id)][AttemptStatus(status)] = int(count)
-    return [_run_record(row, counts[str(row[0])], ()) for row in rows]
+            with store.decoding(f"attempts of run {run_id!r}"):
+                counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
+    with store.decoding("runs"):
+        return [_run_record(row, counts[str(row[0])], ()) for row in rows]
 
 
 async def run(store: Store, run_id: str) -> RunRecord | None:
@@ -117,11 +140,13 @@ async def run(store: Store, run_id: str) -> RunRecord | None:
         "LEFT JOIN runs AS r ON r.run_id = k.run_id WHERE k.run_id = ? ORDER BY a.id",
         [run_id],
     )
-    attempts = tuple(_attempt_record(row) for row in found)
+    with store.decoding(f"attempts of run {run_id!r}"):
+        attempts = tuple(_attempt_record(row) for row in found)
     counts: dict[AttemptStatus, int] = {}
     for attempt in attempts:
         counts[attempt.status] = counts.get(attempt.status, 0) + 1
-    return _run_record(rows[0], counts, attempts)
+    with store.decoding(f"runs row {run_id!r}"):
+        return _run_record(rows[0], counts, attempts)
 
 
 async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
@@ -129,45 +154,58 @@ async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
         f"{_ATTEMPTS_WITH_RUN} WHERE a.task_id = ? ORDER BY coalesce(a.started, a.ended), a.id",
         [task_id],
     )
-    return [_attempt_record(row) for row in rows]
+    with store.decoding(f"attempts of task {task_id!r}"):
+        return [_attempt_record(row) for row in rows]
 
 
 def _run_record(
     row: Sequence[Any], counts: dict[AttemptStatus, int], attempts: tuple[AttemptRecord, ...]
 ) -> RunRecord:
+    """A run record from a row of ``_RUNS``.
+
+    Raises:
+        Undecodable: a value of the row is not what its column holds.
+    """
     run_id, status, started, ended, host, pid, version, requested = row
+    run_id = text(run_id, "run_id")
     return RunRecord(
-        str(run_id),
-        RunStatus(status),
-        float(started),
-        None if ended is None else float(ended),
-        str(host),
-        int(pid),
-        str(version),
-        () if requested is None else tuple(json.loads(requested)),
+        run_id,
+        member(RunStatus, status, f"status of run {run_id!r}"),
+        real(started, f"started of run {run_id!r}"),
+        optional_real(ended, f"ended of run {run_id!r}"),
+        text(host, f"host of run {run_id!r}"),
+        integer(pid, f"pid of run {run_id!r}"),
+        text(version, f"version of run {run_id!r}"),
+        () if requested is None else tuple(json_texts(requested, f"requested of run {run_id!r}")),
         MappingProxyType(counts),
         attempts,
     )
 
 
 def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
+    """An attempt record from a row of ``_ATTEMPT_COLUMNS``.
+
+    Raises:
+        Undecodable: a value of the row is not what its column holds.
+    """
     run_id, task_id, family, params, attempt, status, started, ended, duration = row[:9]
     error_type, error_message, traceback, host, pid = row[9:]
+    task_id = text(task_id, "task_id")
     return AttemptRecord(
-        str(run_id),
-        str(task_id),
-        str(family),
-        MappingProxyType(json.loads(params)),
-        int(attempt),
-        AttemptStatus(status),
-        started,
-        ended,
-        duration,
-        error_type,
-        error_message,
-        traceback,
-        host,
-        pid,
+        text(run_id, f"run_id of {task_id}"),
+        task_id,
+        text(family, f"family of {task_id}"),
+        MappingProxyType(json_params(params, f"params of {task_id}")),
+        integer(attempt, f"attempt number of {task_id}"),
+        member(AttemptStatus, status, f"status of {task_id}"),
+        optional_real(started, f"started of {task_id}"),
+        optional_real(ended, f"ended of {task_id}"),
+        optional_real(duration, f"duration of {task_id}"),
+        optional_text(error_type, f"error_type of {task_id}"),
+        optional_text(error_message, f"error_message of {task_id}"),
+        optional_text(traceback, f"traceback of {task_id}"),
+        optional_text(host, f"host of {task_id}"),
+        None if pid is None else integer(pid, f"pid of {task_id}"),
     )
 
 
@@ -218,9 +256,9 @@ _TASKS_CONTAINING: Final = r"""
 _ATTEMPTS_BY_ID: Final = f"{_ATTEMPTS_WITH_RUN} WHERE a.id IN (SELECT value FROM json_each(?))"
 
 
-def _prefix_range(text: str) -> dict[str, str]:
-    """``lo`` and ``hi``: the strings starting with ``text`` are those in [lo, hi)."""
-    return {"lo": text, "hi": text[:-1] + chr(ord(text[-1]) + 1)}
+def _prefix_range(start: str) -> dict[str, str]:
+    """``lo`` and ``hi``: the strings beginning with ``start`` are those in [lo, hi)."""
+    return {"lo": start, "hi": start[:-1] + chr(ord(start[-1]) + 1)}
 
 
 async def find_runs(
@@ -243,16 +281,17 @@ async def count_runs(store: Store, family: str | None) -> dict[RunStatus, int]:
         rows = await store.fetch(_COUNT_RUNS)
     else:
         rows = await store.fetch(_COUNT_RUNS_OF_FAMILY, {"family": family})
-    return {RunStatus(status): int(count) for status, count in rows}
+    with store.decoding("runs"):
+        return {member(RunStatus, status, "status"): int(count) for status, count in rows}
 
 
-async def find_tasks(store: Store, text: str, limit: int) -> list[TaskSummary]:
-    if not text or limit < 1:
+async def find_tasks(store: Store, needle: str, limit: int) -> list[TaskSummary]:
+    if not needle or limit < 1:
         return []
-    prefix = _prefix_range(text)
+    prefix = _prefix_range(needle)
     found = await store.fetch(_TASKS_STARTING, {**prefix, "limit": limit})
     if len(found) < limit:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         found += await store.fetch(
             _TASKS_CONTAINING,
             {**prefix, "pattern": f"%{escaped}%", "limit": limit - len(found)},
@@ -260,7 +299,8 @@ async def find_tasks(store: Store, text: str, limit: int) -> list[TaskSummary]:
     if not found:
         return []
     latest = await store.fetch(_ATTEMPTS_BY_ID, [json.dumps([int(row[2]) for row in found])])
-    by_id = {str(row[1]): _attempt_record(row) for row in latest}
+    with store.decoding(f"attempts of tasks found for {needle!r}"):
+        by_id = {str(row[1]): _attempt_record(row) for row in latest}
     return [
         TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
         for task_id, count, _ in found

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import anyio
 
+from ._journal_decode import integer, member, optional_real, real, text
 from ._journal_records import Holder, Lease, LeaseOutcome
 from ._journal_store import Store, marks
 from ._log import log as _log
@@ -100,9 +101,27 @@ _CLAIMED_ROWS: Final = (
     "FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j "
     "WHERE j.value IN (SELECT value FROM json_each(?))"
 )
-_DONE_SINCE: Final = (
-    "SELECT DISTINCT a.task_id FROM json_each(?) AS j CROSS JOIN attempts AS a "
-    "ON a.task_id = j.value AND a.status = 'success' WHERE a.ended >= ? AND a.run_id != ?"
+# Successes another run may have committed after the caller probed (see _Rivals): an
+# attempt's end time alone does not say, as its row is written up to a batch later.
+_RIVAL_RUNS: Final = (
+    "runs.run_id != :run_id AND (runs.rowid > :last OR runs.run_id IN "
+    "(SELECT value FROM json_each(:going_on)))"
+)
+_ANY_RIVAL: Final = (
+    "SELECT 1 FROM runs WHERE runs.run_id != :run_id "
+    f"AND (runs.status = 'running' OR runs.ended >= :since OR ({_RIVAL_RUNS})) LIMIT 1"
+)
+_DONE_SINCE: Final = f"""
+    SELECT DISTINCT a.task_id FROM json_each(:ids) AS j CROSS JOIN attempts AS a
+    ON a.task_id = j.value AND a.status = 'success'
+    WHERE a.run_id != :run_id
+    AND (a.ended >= :since OR a.run_id IN (SELECT run_id FROM runs WHERE {_RIVAL_RUNS}))
+"""
+# When a run begins: the other runs going on, and the last run row (later rows are
+# runs begun after it).
+_RIVALS: Final = (
+    "SELECT (SELECT json_group_array(run_id) FROM runs WHERE status = 'running' "
+    "AND run_id != ?), (SELECT max(rowid) FROM runs)"
 )
 
 # Claims (see the module's docstring). A run may claim while it is the only one going
@@ -189,6 +208,8 @@ _RELEASE_CLAIMED: Final = """
 """
 
 
+_OUTCOMES: Final = frozenset(outcome.value for outcome in LeaseOutcome)
+
 _LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
 
 
@@ -209,6 +230,27 @@ class Claim:
     abandoned: set[str] = field(default_factory=set)
     """Taken task ids whose previous holder let go without an outcome (it died,
     stalled, or ended before finishing them): it may have left partial writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rivals:
+    """The runs that may commit a success a run did not see when it probed.
+
+    A success row is written in a batch, after the attempt ended, so its end time
+    cannot tell whether it was there when a run probed its tasks: a task done just
+    before the run began may turn up in the journal just after the probe. Any row
+    committed after the run began is a row of a run going on then, or of one
+    begun since; those are what :meth:`Leases.begin` notes.
+    """
+
+    going_on: str
+    """JSON array of the other runs going on when the run began."""
+    last: int
+    """The last run row then (``rowid``): rows after it are runs begun since."""
+
+
+_NO_RIVALS: Final = _Rivals("[]", 1 << 62)
+"""For a run not begun with this journal: only its ``since`` tells."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +283,7 @@ class Leases:
         # Run id -> the task ids it holds -> the claim holding it (0: a lease row).
         self._held: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
+        self._rivals: dict[str, _Rivals] = {}  # run id -> noted when it began
         # Every lease in ``held`` is known to last at least until then: set by
         # the first lease taken and by each renewal (never by a later take).
         self.valid_until = 0.0
@@ -276,14 +319,15 @@ class Leases:
                 continue  # let go meanwhile, or its holder died: try again
             since, expires, previous, previous_at = taken[0]
             self._hold([task_id], run_id, ttl, now)
-            return Lease(
-                task_id,
-                run_id,
-                float(since),
-                float(expires),
-                None if previous is None else LeaseOutcome(previous),
-                None if previous_at is None else float(previous_at),
-            )
+            with self._store.decoding(f"leases row {task_id!r}"):
+                return Lease(
+                    task_id,
+                    run_id,
+                    real(since, "since"),
+                    real(expires, "expires"),
+                    None if previous is None else member(LeaseOutcome, previous, "prev_outcome"),
+                    optional_real(previous_at, "prev_at"),
+                )
 
     async def claim(self, task_ids: Sequence[str], run_id: str, since: float) -> Claim:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
@@ -329,7 +373,12 @@ class Leases:
                 wanted = []
                 break
             got = [str(row[0]) for row in rows]
-            abandoned.update(str(row[0]) for row in rows if row[1] == LeaseOutcome.ABANDONED)
+            for task_id, previous in rows:
+                if previous == LeaseOutcome.ABANDONED:
+                    abandoned.add(str(task_id))
+                elif previous is not None and previous not in _OUTCOMES:
+                    with self._store.decoding(f"leases row {task_id!r}"):
+                        member(LeaseOutcome, previous, "prev_outcome")  # raises: damaged
             self._hold(got, run_id, self.ttl, now)
             taken.extend(got)
             rest = set(wanted).difference(got)
@@ -455,12 +504,21 @@ class Leases:
         for row in rows.values():
             task_id, run_id, host, pid, since, expires, outcome, succeeded, ended = row
             task_id = str(task_id)
-            holder = Holder(task_id, str(run_id), str(host), int(pid), since, expires)
+            with self._store.decoding(f"lease of {task_id!r}"):
+                holder = Holder(
+                    task_id,
+                    text(run_id, "run_id"),
+                    text(host, "host"),
+                    integer(pid, "pid"),
+                    real(since, "since"),
+                    real(expires, "expires"),
+                )
+                let_go = None if outcome is None else member(LeaseOutcome, outcome, "outcome")
             if succeeded:
                 states.append((task_id, LeaseOutcome.SUCCESS, None))
-            elif outcome is not None:
-                states.append((task_id, LeaseOutcome(outcome), None))
-            elif ended or float(expires) <= now:
+            elif let_go is not None:
+                states.append((task_id, let_go, None))
+            elif ended or holder.expires <= now:
                 states.append((task_id, LeaseOutcome.ABANDONED, None))
             elif self._me.outlived(holder.host, holder.pid):
                 states.append((task_id, LeaseOutcome.ABANDONED, holder))
@@ -468,14 +526,27 @@ class Leases:
                 states.append(holder)
         return states
 
+    async def begin(self, run_id: str) -> None:
+        """Note the runs that may commit successes ``run_id`` will not have probed.
+
+        Called once the run's row is written, before it probes anything.
+        """
+        [(going_on, last)] = await self._store.fetch(_RIVALS, [run_id])
+        self._rivals[run_id] = _Rivals(str(going_on), int(last or 0))
+
     async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:
-        others = await self._store.fetch(
-            "SELECT 1 FROM runs WHERE run_id != ? AND (status = 'running' OR ended >= ?) LIMIT 1",
-            [run_id, since],
-        )
-        if not others:
+        """Those of ``task_ids`` another run succeeded at since ``since``, or that a
+        run going on when ``run_id`` began (or begun after it) succeeded at."""
+        rivals = self._rivals.get(run_id, _NO_RIVALS)
+        params = {
+            "run_id": run_id,
+            "since": since,
+            "going_on": rivals.going_on,
+            "last": rivals.last,
+        }
+        if not await self._store.fetch(_ANY_RIVAL, params):
             return set()  # no other run was going on since then: nothing to look up
-        rows = await self._store.fetch(_DONE_SINCE, [json.dumps(task_ids), since, run_id])
+        rows = await self._store.fetch(_DONE_SINCE, {**params, "ids": json.dumps(task_ids)})
         return {str(row[0]) for row in rows}
 
     async def renew(self) -> list[tuple[str, str]]:
@@ -576,6 +647,7 @@ class Leases:
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller released them)."""
         self.live_runs.discard(run_id)
+        self._rivals.pop(run_id, None)
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too
@@ -591,12 +663,14 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
         "SELECT 1 FROM attempts WHERE status = 'running' AND run_id NOT IN "
         "(SELECT run_id FROM runs WHERE status = 'running') LIMIT 1"
     )
-    if not orphans and not any(_stale(row, me, now) for row in await store.fetch(running)):
+    if not orphans and not any(_stale(store, row, me, now) for row in await store.fetch(running)):
         return 0  # the common case: no write transaction at all
     db = store.db
     async with store.transaction("recover interrupted runs"):
         # Judge again inside the transaction: a heartbeat may have come meanwhile.
-        stale = [(str(row[0]),) for row in await store.fetch(running) if _stale(row, me, now)]
+        stale = [
+            (str(row[0]),) for row in await store.fetch(running) if _stale(store, row, me, now)
+        ]
         await db.executemany(
             "UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
             stale,
@@ -618,9 +692,12 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
     return len(stale)
 
 
-def _stale(row: Sequence[Any], me: Identity, now: float) -> bool:
-    _, host, pid, expires = row
-    return float(expires) <= now or me.outlived(str(host), int(pid))
+def _stale(store: Store, row: Sequence[Any], me: Identity, now: float) -> bool:
+    run_id, host, pid, expires = row
+    with store.decoding(f"runs row {run_id!r}"):
+        if real(expires, "expires") <= now:
+            return True
+        return me.outlived(text(host, "host"), integer(pid, "pid"))
 
 
 def _pid_alive(pid: int) -> bool:

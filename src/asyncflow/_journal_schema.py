@@ -31,6 +31,8 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Migration",
+    "check_identity",
+    "identity",
     "prepare",
     "sniff",
 ]
@@ -267,8 +269,8 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
     Raises:
         JournalError: foreign or newer database.
     """
-    app_id, version, objects = await _identity(db)
-    _check(path, app_id, version, objects)
+    app_id, version, objects = await identity(db)
+    check_identity(path, app_id, version, objects)
     mode = await _switch_to_wal(db, busy_timeout)
     if str(mode[0]).lower() != "wal":
         # e.g. a file system without shared memory; still correct, only slower readers.
@@ -299,8 +301,8 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             await db.execute("ROLLBACK")
-        app_id, version, objects = await _identity(db)
-        _check(path, app_id, version, objects)
+        app_id, version, objects = await identity(db)
+        check_identity(path, app_id, version, objects)
         if version != SCHEMA_VERSION:
             raise
 
@@ -325,7 +327,8 @@ async def _switch_to_wal(db: aiosqlite.Connection, busy_timeout: float) -> tuple
         pause = min(pause * 2, 0.1)
 
 
-async def _identity(db: aiosqlite.Connection) -> tuple[int, int, int]:
+async def identity(db: aiosqlite.Connection) -> tuple[int, int, int]:
+    """``application_id``, ``user_version`` and the number of schema objects."""
     row = await _fetch_one(
         db,
         "SELECT a.application_id, v.user_version, (SELECT count(*) FROM sqlite_master) "
@@ -334,7 +337,12 @@ async def _identity(db: aiosqlite.Connection) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _check(path: Path, app_id: int, version: int, objects: int) -> None:
+def check_identity(path: Path, app_id: int, version: int, objects: int) -> None:
+    """Refuse a database that is not ours (unless empty), or newer than we know.
+
+    Raises:
+        JournalError: foreign or newer database.
+    """
     if app_id == 0 and version == 0 and objects == 0:
         return  # a new, empty database: ours to create
     if app_id != APPLICATION_ID:

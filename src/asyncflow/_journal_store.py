@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from ._journal_decode import damaged, is_damage, rows_of
 from ._journal_schema import prepare, sniff
 from .errors import JournalError
 
@@ -37,18 +38,32 @@ class Store:
         self.db = db
         self.path = path
         self.lock = anyio.Lock()
+        self.damage: JournalError | None = None
+        """The first sign that the file is damaged (a row that does not decode, a
+        page SQLite finds malformed): the journal refuses to go on after it."""
 
     @classmethod
-    async def connect(cls, path: Path, busy_timeout: float) -> Store:
-        """Create the folders, check the file, connect, and bring the schema up to date.
+    async def connect(cls, path: Path, busy_timeout: float, *, create_folder: bool) -> Store:
+        """Check the folder and the file, connect, and bring the schema up to date.
+
+        The folder is created if ``create_folder``; otherwise it must exist.
 
         Raises:
-            JournalError: the file is not ours, is newer, or cannot be opened.
+            JournalError: the folder is missing, the file is not ours, is newer,
+                or cannot be opened.
         """
-        try:
-            await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise JournalError(f"{path}: cannot create its folder: {exc}") from exc
+        folder = anyio.Path(path.parent)
+        if create_folder:
+            try:
+                await folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(f"{path}: cannot create its folder: {exc}") from exc
+        elif not await folder.is_dir():
+            # A mistyped path should not leave folders (and a journal) about the disk.
+            raise JournalError(
+                f"{path}: no folder {str(path.parent)!r} to hold the journal: create it, "
+                "or choose another journal path"
+            )
         await sniff(path)
         with sqlite_errors(path, "open the journal"):
             db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
@@ -68,8 +83,27 @@ class Store:
 
     async def fetch(self, sql: str, params: Any = ()) -> list[Any]:
         """Rows of one read statement."""
-        with sqlite_errors(self.path, "read the journal"):
+        with self._noting_damage(), sqlite_errors(self.path, "read the journal"):
             return list(await self.db.execute_fetchall(sql, params))
+
+    @contextlib.contextmanager
+    def decoding(self, row: str) -> Iterator[None]:
+        """Decode ``row`` (e.g. ``"runs row 'r1'"``) read from the file.
+
+        Raises:
+            JournalError: a value of the row does not decode (the file is damaged).
+        """
+        with self._noting_damage(), rows_of(self.path, row):
+            yield
+
+    @contextlib.contextmanager
+    def _noting_damage(self) -> Iterator[None]:
+        try:
+            yield
+        except JournalError as exc:
+            if is_damage(exc):
+                self.damage = self.damage or exc
+            raise
 
     async def write(self, sql: str, params: Any, doing: str) -> list[Any]:
         """One write statement, its own transaction; returns its RETURNING rows."""
@@ -106,7 +140,6 @@ def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        hint = ""
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-            hint = "; the file may be damaged: move it away, or pass journal=None"
-        raise JournalError(f"{path}: cannot {doing}: {exc}{hint}") from exc
+            raise damaged(path, f"cannot {doing}: {exc}") from exc  # "malformed", "not a database"
+        raise JournalError(f"{path}: cannot {doing}: {exc}") from exc

@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _history(args)
         if args.command == "show":
             return _show(args)
+        if args.command == "journal":
+            return _journal_check(args)
         if args.command == "ui":
             return _ui(args)
         if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
@@ -269,6 +271,7 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
     )
     show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
+    _add_journal_commands(commands)
     _add_ui_command(commands)
     if task_cls is not None:
         for command in (run, graph, backfill):
@@ -454,6 +457,29 @@ def _show(args: argparse.Namespace) -> int:
         raise UsageError(f"no run {args.run_id!r} in the journal (see `asyncflow history`)")
     print(text)
     return EXIT_OK
+
+
+def _add_journal_commands(commands: Any) -> None:
+    journal = commands.add_parser(
+        "journal", help="look after a journal file", description="Look after a journal file."
+    )
+    actions = journal.add_subparsers(dest="journal_command", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="check a journal file: SQLite's integrity check, and every row decodes",
+        description="Check a journal file without changing it: SQLite's integrity_check, "
+        "then every row of every table read back. Exit 0 and one line when it is whole; "
+        "exit 2 and what is wrong otherwise.",
+    )
+    check.add_argument("path", metavar="PATH")
+
+
+def _journal_check(args: argparse.Namespace) -> int:
+    from ._journal_check import check_journal
+
+    found = anyio.run(check_journal, Path(args.path), backend="asyncio")
+    print(found.report(), file=sys.stdout if found.ok else sys.stderr)
+    return EXIT_OK if found.ok else EXIT_USAGE
 
 
 def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:

@@ -147,8 +147,11 @@ class Executor:
             # Lease what can start now; the rest is leased in the background,
             # ahead of need, while the first tasks run.
             ready = [n for n in to_run if n.pending == 0]
+            # Listed before the first claim: what it finds done elsewhere makes
+            # some of these ready, and they must be leased all the same.
+            waiting = [n for n in reversed(to_run) if n.pending]
             await self._claim(ready[:_CLAIM_CHUNK])
-            later = ready[_CLAIM_CHUNK:] + [n for n in reversed(to_run) if n.pending]
+            later = ready[_CLAIM_CHUNK:] + waiting
             later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
             for node in later:
                 node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first

@@ -2,7 +2,7 @@
 
 ::
 
-    async with Journal.open(".asyncflow/journal.db") as journal:
+    async with Journal.open("journal.db") as journal:
         await journal.begin_run(run_id, [t.task_id for t in requested])
         journal.record(event)                      # sync: appends to a buffer
         lease = await journal.acquire(task_id, run_id)
@@ -165,6 +165,7 @@ class Journal:
         clock: Callable[[], float] = time.time,
         host: str | None = None,
         pid: int | None = None,
+        create_folder: bool = False,
     ) -> _Opening:
         """Open (or create) the journal at ``path``.
 
@@ -175,9 +176,10 @@ class Journal:
         events are written only by :meth:`flush` and :meth:`close`, and leases
         are renewed only by :meth:`renew`) and ``await journal.close()``.
 
-        Parent folders are created. The file is put in WAL mode with
-        ``synchronous=NORMAL``; its schema is created or migrated. Attempts
-        left running by a process that is gone are marked ``interrupted``.
+        The file is created if absent, in a folder that must exist (unless
+        ``create_folder``). It is put in WAL mode with ``synchronous=NORMAL``;
+        its schema is created or migrated. Attempts left running by a process
+        that is gone are marked ``interrupted``.
 
         Args:
             lease_ttl: seconds a lease (and a run's liveness) lasts without a
@@ -189,11 +191,12 @@ class Journal:
                 the processes sharing the file (tests pass a fake one).
             host, pid: this process's identity in runs and leases (default: the
                 real host name and process id).
+            create_folder: create the file's folder (and its parents) if missing.
 
         Raises:
-            JournalError: the file is not SQLite, is SQLite but not an asyncflow
-                journal, comes from a newer asyncflow, or cannot be created.
-                The file is left as it was.
+            JournalError: the folder does not exist; the file is not SQLite, is
+                SQLite but not an asyncflow journal, comes from a newer
+                asyncflow, or cannot be created. The file is left as it was.
         """
         if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1 or busy_timeout < 0:
             raise ValueError(
@@ -205,7 +208,7 @@ class Journal:
         )
 
         async def opener() -> Journal:
-            store = await Store.connect(where, busy_timeout)
+            store = await Store.connect(where, busy_timeout, create_folder=create_folder)
             try:
                 with anyio.CancelScope(shield=True):
                     await recover_interrupted(store, identity, clock())
@@ -238,13 +241,15 @@ class Journal:
         """Write what is pending, let go of this journal's leases, close the file.
 
         Runs begun here and not ended are marked ``interrupted``; leases still
-        held are released as ``abandoned``. Closing twice is harmless.
+        held are released as ``abandoned``. Closing twice is harmless. A journal
+        a read found damaged is closed without writing anything.
 
         Raises:
             JournalError: a write failed (now or in the background writer).
         """
         if self._closed:
             return
+        self._take_damage()
         self._closed = self._refusing = True
         with anyio.CancelScope(shield=True):
             try:
@@ -259,8 +264,8 @@ class Journal:
                 self._failure = self._failure or exc
             finally:
                 await self._store.close()
-        if self._failure is not None:
-            raise self._failure
+        if self._failure is not None and self._failure is not self._store.damage:
+            raise self._failure  # (damage was raised by the read that found it)
 
     @property
     def path(self) -> Path:
@@ -346,6 +351,7 @@ class Journal:
         self._runs[run_id] = self._dirty_runs[run_id] = row
         self._leases.live_runs.add(run_id)
         await self._write_pending()
+        await self._leases.begin(run_id)
 
     async def end_run(self, run_id: str, status: RunStatus) -> None:
         """Record the end of run ``run_id``; written at once with its pending events.
@@ -420,7 +426,11 @@ class Journal:
         success for the task). Leases of live holders are left to them and
         returned with who holds them. Tasks another run succeeded at since
         ``since`` (e.g. after the caller probed them) are returned in
-        ``done``, so the caller can check and skip them.
+        ``done``, so the caller can check and skip them; for a run begun with
+        this journal, so are the successes of every run going on when it
+        began or begun since, whenever their attempts ended (a success is
+        written a batch after its attempt ends, and may not have been there
+        when the caller probed).
 
         Raises:
             JournalError: the journal cannot be written.
@@ -700,20 +710,28 @@ class Journal:
         return error
 
     def _check_usable(self) -> None:
+        self._take_damage()
         if self._refusing:
             self._refuse()
+
+    def _take_damage(self) -> None:
+        if self._store.damage is not None and self._failure is None:
+            # A read found the file damaged, and raised to its caller: nothing more
+            # is read from the file or written to it.
+            self._fail(self._store.damage, logged=False)
 
     def _refuse(self) -> NoReturn:
         if self._failure is not None:
             raise self._failure
         raise JournalError(f"{self.path}: the journal is closed")
 
-    def _fail(self, exc: JournalError) -> None:
+    def _fail(self, exc: JournalError, *, logged: bool = True) -> None:
         self._failure = exc
         self._refusing = True
         self._buffer = []
         self._recorded = 0
-        _log.error("journal.write_failed", path=str(self.path), error=str(exc))
+        if logged:
+            _log.error("journal.write_failed", path=str(self.path), error=str(exc))
 
 
 class _Opening:

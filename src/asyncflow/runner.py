@@ -78,8 +78,9 @@ async def run(
             Sync bodies run in worker threads, at most this many.
         resources: capacities of named resources, e.g. ``{"memory_gb": 64}``,
             on top of the configured ones.
-        journal: path of the SQLite run journal; ``None`` turns it off.
-            Default: the configured path, else ``.asyncflow/journal.db``.
+        journal: path of the SQLite run journal, in a folder that exists;
+            ``None`` turns it off. Default: the configured path, else
+            ``.asyncflow/journal.db`` (either's folder is created if missing).
         keep_going: when False, the first failure cancels running tasks and
             stops the run (default: configured, else True).
         max_running: per-family limits, overriding ``Task.max_running`` and
@@ -115,6 +116,9 @@ async def run(
         config = await anyio.to_thread.run_sync(Config.load)
     elif not isinstance(config, Config):
         raise ConfigError(f"config must be an asyncflow.Config, got {config!r}")
+    # The default journal's folder (configured, else .asyncflow) is made if missing;
+    # a path given here must be in a folder that exists (a typo makes no folders).
+    make_folder = journal is DEFAULT_JOURNAL
     if journal is DEFAULT_JOURNAL and config.journal is not None:
         journal = config.journal or None  # "" in the configuration: no journal
     options = _RunOptions(
@@ -148,7 +152,8 @@ async def run(
                     )
                 )
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
-            async with Journal.open(options.journal, lease_ttl=ttl) as run_journal:
+            opening = Journal.open(options.journal, lease_ttl=ttl, create_folder=make_folder)
+            async with opening as run_journal:
                 await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
                 ended = False
 

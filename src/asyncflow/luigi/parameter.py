@@ -78,21 +78,9 @@ __all__ = [
 ]
 
 
-class ParameterVisibility(enum.IntEnum):
-    """Where a parameter's value may be shown: PUBLIC everywhere; HIDDEN is kept
-    out of the task id; PRIVATE is also kept out of ``to_str_params()`` and the
-    journal."""
-
-    PUBLIC = 0
-    HIDDEN = 1
-    PRIVATE = 2
-
-    @classmethod
-    def has_value(cls, value: object) -> bool:
-        return any(value == member.value for member in cls)
-
-    def serialize(self) -> str:
-        return self.name.lower()
+ParameterVisibility = _engine.ParameterVisibility
+"""Luigi's PUBLIC / HIDDEN / PRIVATE (the engine's own enum: it masks and leaves
+out values the same way everywhere it shows or stores them)."""
 
 
 class ParameterException(ParameterError):
@@ -159,17 +147,22 @@ class _LuigiParameter(_engine.Parameter[Any]):
         self.always_in_help = always_in_help
         self._batch_method = batch_method
         self._config_path = dict(config_path) if config_path is not None else None
-        self.visibility = (
-            ParameterVisibility(visibility)
-            if ParameterVisibility.has_value(visibility)
-            else ParameterVisibility.PUBLIC
-        )
         self._counter = next(_counter)
         engine_default = _engine.MISSING if default is _no_value else default
+        self.luigi_significant = significant
+        """``significant`` as Luigi reports it: a PRIVATE parameter keeps it, though
+        neither Luigi nor the engine lets a private value into the task id."""
+        try:
+            visible = ParameterVisibility(visibility)
+        except ValueError:  # Luigi takes an unknown visibility as public
+            visible = ParameterVisibility.PUBLIC
         super().__init__(
             default=engine_default,
-            significant=significant,
+            # Luigi leaves a private value out of the task id whatever `significant`
+            # says; the engine refuses significant=True with PRIVATE.
+            significant=significant and visible is not ParameterVisibility.PRIVATE,
             description=description,
+            visibility=visible,
             **engine_options,
         )
 

@@ -224,7 +224,7 @@ class Task(EngineTask):
 
     @classmethod
     def get_param_names(cls, include_significant: bool = False) -> list[str]:
-        return [n for n, p in cls._luigi_params if include_significant or p.significant]
+        return [n for n, p in cls._luigi_params if include_significant or _significant(p)]
 
     @classmethod
     def batch_param_names(cls) -> list[str]:
@@ -270,7 +270,7 @@ class Task(EngineTask):
             visibility = getattr(param, "visibility", ParameterVisibility.PUBLIC)
             if visibility == ParameterVisibility.PRIVATE:
                 continue
-            if only_significant and not param.significant:
+            if only_significant and not _significant(param):
                 continue
             if only_public and visibility != ParameterVisibility.PUBLIC:
                 continue
@@ -520,24 +520,22 @@ def _yielding_requirements(run: Callable[[Any], Generator[Any, Any, Any]]) -> An
     return generator
 
 
+def _significant(param: Any) -> bool:
+    return bool(getattr(param, "luigi_significant", param.significant))
+
+
 def _apply_visibility(cls: type[Task]) -> None:
-    """HIDDEN and PRIVATE parameters are not part of the identity; PRIVATE ones are
-    not journaled either (as Luigi keeps them from its scheduler)."""
+    """HIDDEN parameters are not part of the identity, as in Luigi (the engine keeps
+    them in the id's hash; it masks them, and leaves PRIVATE ones out, itself)."""
     hidden = {
         name
         for name, p in cls._params.items()
-        if getattr(p, "visibility", ParameterVisibility.PUBLIC) != ParameterVisibility.PUBLIC
+        if getattr(p, "visibility", ParameterVisibility.PUBLIC) == ParameterVisibility.HIDDEN
     }
     if not hidden:
         return
-    private = {
-        name
-        for name, p in cls._params.items()
-        if getattr(p, "visibility", None) == ParameterVisibility.PRIVATE
-    }
     cls._significant = tuple(n for n in cls._significant if n not in hidden)
     cls._json_keys = tuple(key for key in cls._json_keys if key[1] not in hidden)
-    cls._text_keys = tuple(key for key in cls._text_keys if key[1] not in private)
     cls._scalar_identity = False
 
 

@@ -2,7 +2,9 @@
 
 Importing this package stays light: the S3 and GCS backends import
 aiobotocore, gcsfs and aiohttp only when they first need a client (in a worker
-thread), so ``import asyncflow`` never loads them.
+thread), and the table backends (:mod:`asyncflow.targets.table`) import
+duckdb, asyncpg and google-cloud-bigquery likewise, so ``import asyncflow``
+never loads them.
 """
 
 from ._probe import probe_many
@@ -12,19 +14,24 @@ from .gcs import GCSConfig, GCSPrefixTarget, GCSTarget
 from .local import LocalTarget
 from .memory import MemoryStore, MemoryTarget
 from .s3 import S3Config, S3PrefixTarget, S3Target
+from .table import BigQueryTarget, DuckDBTarget, PostgresTarget, TableTarget
 
 __all__ = [
+    "BigQueryTarget",
+    "DuckDBTarget",
     "GCSConfig",
     "GCSPrefixTarget",
     "GCSTarget",
     "LocalTarget",
     "MemoryStore",
     "MemoryTarget",
+    "PostgresTarget",
     "RequestCounter",
     "RequestRetry",
     "S3Config",
     "S3PrefixTarget",
     "S3Target",
+    "TableTarget",
     "Target",
     "probe_many",
 ]
