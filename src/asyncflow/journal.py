@@ -541,6 +541,10 @@ class Journal:
             family: only runs with an attempt of a task of this family.
             limit: runs on the page.
             offset: runs skipped before it (newest first).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+            JournalError: the journal cannot be read, or a row is damaged.
         """
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
