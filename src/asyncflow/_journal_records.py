@@ -21,6 +21,7 @@ __all__ = [
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
+    "TaskSummary",
 ]
 
 
@@ -163,3 +164,18 @@ class JournalStatistics:
     """Write transactions of recorded events committed so far."""
     rows_written: int
     """Attempt and run rows written by those transactions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One task id of the journal: its family, how many attempts, the latest one.
+
+    What :meth:`Journal.find_tasks` returns for each task id it finds.
+    """
+
+    task_id: str
+    family: str
+    attempts: int
+    """Attempts of the task in every run (including attempt-0 records)."""
+    latest: AttemptRecord
+    """The task's most recently journaled attempt."""

@@ -62,6 +62,7 @@ from ._journal_records import (
     LeaseOutcome,
     RunRecord,
     RunStatus,
+    TaskSummary,
 )
 from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
 from ._journal_schema import SCHEMA_VERSION
@@ -87,6 +88,7 @@ __all__ = [
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
+    "TaskSummary",
     "format_run",
     "format_runs",
 ]
@@ -521,6 +523,53 @@ class Journal:
         """Every attempt of ``task_id`` in every run, oldest first."""
         await self._before_read()
         return await history.attempts(self._store, task_id)
+
+    # history: paging, filters, search (the web pages) --------------------------
+
+    async def find_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        family: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """A page of runs, newest first, with attempt counts (no attempts).
+
+        Args:
+            status: only runs that stand so.
+            family: only runs with an attempt of a task of this family.
+            limit: runs on the page.
+            offset: runs skipped before it (newest first).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+            JournalError: the journal cannot be read, or a row is damaged.
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        await self._before_read()
+        return await history.find_runs(self._store, status, family, limit, offset)
+
+    async def count_runs(self, *, family: str | None = None) -> dict[RunStatus, int]:
+        """How many runs stand in each status (statuses without runs are left out).
+
+        Args:
+            family: count only runs with an attempt of a task of this family.
+        """
+        await self._before_read()
+        return await history.count_runs(self._store, family)
+
+    async def find_tasks(self, text: str, *, limit: int = 50) -> list[TaskSummary]:
+        """Task ids of the journal that start with ``text``, then those containing it.
+
+        Task ids start with their family, so a family's name finds its tasks.
+        Ids starting with ``text`` (exactly) come first, in order; then, while
+        fewer than ``limit`` are found, those containing it anywhere in any
+        case (ASCII letters).
+        """
+        await self._before_read()
+        return await history.find_tasks(self._store, text, limit)
 
     # internals ----------------------------------------------------------------
 
