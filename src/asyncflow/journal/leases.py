@@ -29,10 +29,10 @@ from typing import Any, Final
 
 import anyio
 
-from ._journal_decode import integer, member, optional_real, real, text
-from ._journal_records import Holder, Lease, LeaseOutcome
-from ._journal_store import Store, marks
-from ._log import log as _log
+from .._log import log as _log
+from .decode import integer, member, optional_real, real, text
+from .records import Holder, Lease, LeaseOutcome
+from .store import Store, marks
 
 __all__ = ["Claim", "Identity", "Leases", "recover_interrupted"]
 

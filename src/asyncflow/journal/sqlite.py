@@ -1,4 +1,4 @@
-"""The run journal: an SQLite file holding run state, task history and leases.
+"""The SQLite journal: one file holding run state, task history and leases.
 
 ::
 
@@ -16,7 +16,7 @@ buffer, and one writer coroutine turns the buffer into a single transaction
 as soon as ``flush_events`` wait. Reads flush first, so they see every event
 recorded before them.
 
-Leases (see :mod:`asyncflow._journal_leases`) keep two processes sharing one
+Leases (see :mod:`asyncflow.journal.leases`) keep two processes sharing one
 journal from running the same task at once. One heartbeat per journal renews
 all of its leases, and the liveness of its runs, in one transaction every
 third of the lease time-to-live. On open, attempts left ``running`` by a
@@ -50,12 +50,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 import anyio
 from anyio.abc import TaskStatus
 
-from . import _journal_history as history
-from ._journal_format import format_run, format_runs
-from ._journal_leases import Claim, Identity, Leases, recover_interrupted
-from ._journal_records import (
+from .._log import log as _log
+from .._version import __version__
+from ..errors import JournalError
+from ..events import Event, handles
+from . import history
+from .leases import Claim, Identity, Leases, recover_interrupted
+from .records import (
     AttemptRecord,
-    AttemptStatus,
     Holder,
     JournalStatistics,
     Lease,
@@ -63,33 +65,13 @@ from ._journal_records import (
     RunRecord,
     RunStatus,
 )
-from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
-from ._journal_schema import SCHEMA_VERSION
-from ._journal_store import Store, marks, sqlite_errors
-from ._log import log as _log
-from ._version import __version__
-from .errors import JournalError
-from .events import Event, handles
+from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
+from .store import Store, marks, sqlite_errors
 
 if TYPE_CHECKING:
-    from .events import TaskEvent
+    from ..events import TaskEvent
 
-__all__ = [
-    "DEFAULT_LEASE_TTL",
-    "SCHEMA_VERSION",
-    "AttemptRecord",
-    "AttemptStatus",
-    "Claim",
-    "Holder",
-    "Journal",
-    "JournalStatistics",
-    "Lease",
-    "LeaseOutcome",
-    "RunRecord",
-    "RunStatus",
-    "format_run",
-    "format_runs",
-]
+__all__ = ["DEFAULT_LEASE_TTL", "Journal"]
 
 DEFAULT_LEASE_TTL: Final = 30.0
 """Seconds a lease (and a run's liveness) lasts without a heartbeat."""
@@ -560,7 +542,7 @@ class Journal:
         # Rows first, before waiting for the lock: while the writer's batch is
         # in the database thread, this one's rows are made meanwhile (the end of
         # a run waits that much less). Events of runs without a key (see
-        # _journal_rows) wait for it, in recording order.
+        # rows.py) wait for it, in recording order.
         if events:
             self._keyless += recorder.apply(events)
         async with self._store.lock:
