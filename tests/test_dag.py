@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,49 @@ def test_cli_graph_prints_the_tree(tmp_path: Path) -> None:
     )
     assert mermaid.stdout.startswith("flowchart TD\n")
     assert "n2 --> n1" in mermaid.stdout
+
+
+CHAIN = """
+import asyncflow
+
+
+class Link(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+    def requires(self):
+        return Link(self.n - 1) if self.n else None
+"""
+
+
+def _graph_cli(tmp_path: Path, unbuffered: bool, stdout: Any) -> subprocess.Popen[bytes]:
+    """`asyncflow graph` of a 5,000-long chain (about 0.5 MB of text)."""
+    (tmp_path / "chain.py").write_text(CHAIN)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    command = [sys.executable, "-m", "asyncflow", "graph", "chain.py:Link", "--n", "5000"]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_cli_graph_into_a_closed_pipe_fails_quietly(tmp_path: Path, unbuffered: bool) -> None:
+    """A reader that stops early (`| head -1`): exit 141 as SIGPIPE would, no traceback."""
+    with _graph_cli(tmp_path, unbuffered, subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"[ ] Link(n=5000)\n"
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 141
+    assert stderr == b""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_cli_graph_onto_a_full_device_fails_with_one_line(tmp_path: Path, unbuffered: bool) -> None:
+    """Output that cannot be written (a full disk) is a failure, said in one line."""
+    with open("/dev/full", "wb") as full, _graph_cli(tmp_path, unbuffered, full) as proc:
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert stderr.decode().splitlines() == [
+        "asyncflow: error: cannot write the output: No space left on device"
+    ]

@@ -3,12 +3,17 @@
 Exit codes: 0 the run is ok, 1 a requested task is not complete, 2 the command
 cannot be carried out as written (a bad option or parameter value, a task or
 module that cannot be loaded, bad configuration, an unusable journal: one line
-on stderr says which), 130 interrupted.
+on stderr says which), 130 interrupted. ``graph`` exits 1 when its output
+cannot be written (a full disk: one line on stderr), and 141 without a word
+when the reader of its output goes away (``asyncflow graph ... | head``), as a
+program stopped by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import functools
 import importlib
 import importlib.util
@@ -38,12 +43,21 @@ from .result import RunResult
 from .runner import DEFAULT_WORKERS, run
 from .task import Task
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "load_task", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "load_task",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class UsageError(AsyncflowError):
@@ -395,8 +409,66 @@ def _graph(args: argparse.Namespace, task_cls: type[Task]) -> int:
     config = Config.load()
     task = _task_from_args(task_cls, args, config)
     graph = anyio.run(functools.partial(expand, [task], probe=args.probe), backend="asyncio")
-    print(render(graph, args.format))
+    return _write_out(render(graph, args.format))
+
+
+def _write_out(text: str) -> int:
+    """Write ``text`` and a newline on stdout; the exit code says whether it all got there."""
+    try:
+        _write_all(text + "\n")
+    except BrokenPipeError:
+        # The reader is gone (`| head`): stop quietly, as Python's documentation advises.
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        _drop_stdout()
+        print(f"asyncflow: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+_CHUNK = 1 << 16
+
+
+def _write_all(text: str) -> None:
+    """Every character of ``text`` on stdout, or an OSError.
+
+    The bytes go below the text layer, a piece at a time, until each piece is
+    all written: over an unbuffered stdout (``python -u``, PYTHONUNBUFFERED) the
+    text layer drops what a short write leaves, without an error, so a reader
+    closing the pipe, or Linux's 2 GiB cap on one write, cut the output short
+    with exit code 0.
+    """
+    stdout = sys.stdout
+    stdout.flush()
+    out = getattr(stdout, "buffer", None)
+    if out is None:  # a stand-in stream (a test's capture), not a file
+        stdout.write(text)
+        stdout.flush()
+        return
+    if os.linesep != "\n":  # what the text layer would have done
+        text = text.replace("\n", os.linesep)
+    encoder = codecs.getincrementalencoder(stdout.encoding or "utf-8")(stdout.errors or "strict")
+    for start in range(0, len(text), _CHUNK):
+        data = memoryview(encoder.encode(text[start : start + _CHUNK]))
+        while data:
+            written = out.write(data)
+            if written is None:  # a non-blocking stdout that is full
+                raise BlockingIOError(errno.EAGAIN, "stdout is not ready for more")
+            data = data[written:]
+    out.flush()
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: what is left in its buffer would fail again
+    when Python flushes it at exit ("Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured in a test): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _backfill(args: argparse.Namespace, task_cls: type[Task]) -> int:

@@ -36,20 +36,28 @@ _MARKS = {
 }
 
 
+_INDENT = "    "
+_MAX_INDENT = 20
+"""Levels of indentation shown. Deeper lines stay at that column and say their
+depth: a chain of N tasks prints in O(N) characters, not O(N²)."""
+
+
 def render_text(graph: Graph) -> str:
     """The graph as an indented tree from the requested tasks.
 
     ``[x]`` complete, ``[ ]`` to run, ``[?]`` missing external input, ``[!]``
     failed while building the graph. A task met again is shown once, then
-    referred to with ``(see above)``.
+    referred to with ``(see above)``. Beyond 20 levels the indentation stops
+    growing and each line starts with its depth (``depth 21: [ ] ...``).
     """
     lines: list[str] = []
     shown: set[int] = set()
+    deepest = _INDENT * _MAX_INDENT
     stack: list[tuple[Node, int]] = [(root, 0) for root in reversed(graph.roots)]
     while stack:
         node, depth = stack.pop()
         mark = _MARKS.get(node.status, "[ ]")
-        indent = "    " * depth
+        indent = _INDENT * depth if depth <= _MAX_INDENT else f"{deepest}depth {depth}: "
         if id(node) in shown and node.deps:
             lines.append(f"{indent}{mark} {node.task!r} (see above)")
             continue

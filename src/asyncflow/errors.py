@@ -114,11 +114,30 @@ class MissingOutputError(TaskError):
 
 
 class UpstreamFailed(TaskError):
-    """A requirement failed, was cancelled, or is an absent external input."""
+    """A requirement failed, was cancelled, or is an absent external input.
 
-    def __init__(self, task_id: str, upstream: str, why: str) -> None:
+    ``upstream`` is the requirement's task id; ``root`` the task whose own
+    failure started it all (``upstream`` itself when the requirement failed on
+    its own) and ``root_cause`` one line saying how, which the message quotes:
+    the levels of a deep chain name the root cause, not each other's errors.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        upstream: str,
+        why: str,
+        *,
+        root: str | None = None,
+        root_cause: str | None = None,
+    ) -> None:
         self.upstream = upstream
-        super().__init__(f"{task_id}: not run because {upstream} {why}", task_id=task_id)
+        self.root = upstream if root is None else root
+        self.root_cause = root_cause
+        message = f"{task_id}: not run because {upstream} {why}"
+        if root_cause is not None and self.root != upstream:
+            message += f" (root cause: {root_cause})"
+        super().__init__(message, task_id=task_id)
 
 
 class TaskDefinitionError(TaskError):

@@ -663,19 +663,29 @@ class Executor:
             self._watching.cancel()
 
     def _propagate(self, failed: Node) -> None:
-        """Mark everything downstream of ``failed`` as UPSTREAM_FAILED."""
-        why = _UPSTREAM_WHY.get(failed.status or Status.FAILED, "did not complete")
+        """Mark everything downstream of ``failed`` as UPSTREAM_FAILED.
+
+        Each error names its requirement and, in one line, the root cause. Only
+        the errors right above ``failed`` chain to its error: were each level
+        chained to the one below, every level of a deep chain would carry (and
+        the journal store) the tracebacks of all the levels below it.
+        """
+        root, why, cause = _root_cause(failed)
         stack = [(failed, why)]
         while stack:
             node, reason = stack.pop()
             for parent in node.dependents:
                 if parent.status is None:
-                    error = UpstreamFailed(parent.task_id, node.task_id, reason)
+                    error = UpstreamFailed(
+                        parent.task_id, node.task_id, reason, root=root, root_cause=cause
+                    )
+                    fell = Status.UPSTREAM_FAILED if parent.gen is None else Status.FAILED
+                    parent.fail(error, fell)
                     if parent.gen is not None:
                         # Its body had started and waits for what it yielded: it fails,
-                        # with the requirement's error as the cause.
-                        error.__cause__ = node.error
-                        parent.fail(error, Status.FAILED)
+                        # with the requirement's own error as the cause.
+                        if node is failed and not isinstance(node.error, UpstreamFailed):
+                            error.__cause__ = node.error
                         parent.finished = time.time()
                         self._bus.emit(
                             Event.FAILURE,
@@ -687,10 +697,8 @@ class Executor:
                         self._log_failure(parent)
                         if self._spawn is not None:
                             self._spawn(_close_generator, parent)
-                    else:
-                        parent.fail(error, Status.UPSTREAM_FAILED)
                     self._outstanding -= 1
-                    stack.append((parent, _UPSTREAM_WHY[Status.UPSTREAM_FAILED]))
+                    stack.append((parent, _UPSTREAM_WHY[fell]))
         if self._outstanding <= 0:
             self._close()
 
@@ -701,6 +709,30 @@ class Executor:
             task_id=node.task_id,
             error=describe(error) if error is not None else None,
         )
+
+
+def _root_cause(failed: Node) -> tuple[str, str, str]:
+    """Where a failure starts, how ``failed`` itself fell, and one line on the start.
+
+    An upstream failure of ``failed`` passes its own root on. Only the first
+    line of the root's error is quoted, cut short: it is repeated in every error
+    above it.
+    """
+    why = _UPSTREAM_WHY.get(failed.status or Status.FAILED, "did not complete")
+    error = failed.error
+    if isinstance(error, UpstreamFailed) and error.root_cause is not None:
+        return error.root, why, error.root_cause
+    if error is not None:
+        why += f": {_first_line(describe(error))}"
+    return failed.task_id, why, f"{failed.task_id} {why}"
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    lines = text.strip().splitlines() or [""]
+    line = lines[0]
+    if len(line) > limit:
+        return line[: limit - 3] + "..."
+    return line + " ..." if len(lines) > 1 else line
 
 
 def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
