@@ -12,8 +12,8 @@ attempt rows), ``history`` (reads) and ``format`` (history as text),
 
 from __future__ import annotations
 
+from ..coordination import Claim
 from .format import format_run, format_runs
-from .leases import Claim
 from .records import (
     AttemptRecord,
     AttemptStatus,

@@ -29,6 +29,7 @@ the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -52,19 +53,12 @@ from anyio.abc import TaskStatus
 
 from .._log import log as _log
 from .._version import __version__
+from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
 from ..errors import JournalError
 from ..events import Event, handles
 from . import history
-from .leases import Claim, Identity, Leases, recover_interrupted
-from .records import (
-    AttemptRecord,
-    Holder,
-    JournalStatistics,
-    Lease,
-    LeaseOutcome,
-    RunRecord,
-    RunStatus,
-)
+from .leases import Identity, Leases, recover_interrupted
+from .records import AttemptRecord, JournalStatistics, Lease, RunRecord, RunStatus
 from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
 from .store import Store, marks, sqlite_errors
 
@@ -93,8 +87,12 @@ _INSERT_REQUESTED: Final = "INSERT OR IGNORE INTO run_requests (run_id, requeste
 
 
 @final
-class Journal:
+class Journal(Coordinator):
     """A run journal on one SQLite file. Build it with :meth:`Journal.open`.
+
+    It records a run's events (:meth:`record`, an event handler), answers
+    history (:meth:`runs`, :meth:`run`, :meth:`attempts`), and coordinates
+    the processes sharing the file: it is the runs' :class:`Coordinator`.
 
     One instance belongs to one event loop and is used from that loop's
     thread. Several processes (and several instances) may share one file.
@@ -410,13 +408,15 @@ class Journal:
         this journal, so are the successes of every run going on when it
         began or begun since, whenever their attempts ended (a success is
         written a batch after its attempt ends, and may not have been there
-        when the caller probed).
+        when the caller probed). ``used`` counts the retries interrupted runs
+        already used of the tasks taken (see :meth:`prior_attempts`).
 
         Raises:
             JournalError: the journal cannot be written.
         """
         self._check_usable()
-        return await self._leases.claim(task_ids, run_id, since)
+        claim = await self._leases.claim(task_ids, run_id, since)
+        return dataclasses.replace(claim, used=await self.prior_attempts(claim.taken))
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """For each task id, its lease's live :class:`Holder` or how it was let go.
@@ -438,9 +438,9 @@ class Journal:
         """
         return self._leases.holds(task_id, run_id)
 
-    def lease_checker(self, run_id: str) -> Callable[[str], bool]:
-        """:meth:`holds` for the tasks of one run, for checks on every task."""
-        return self._leases.checker(run_id)
+    def commit_check(self, run_id: str) -> CommitCheck:
+        """:meth:`holds` for the tasks of one run, asked before every commit."""
+        return self._leases.commit_check(run_id)
 
     async def renew(self) -> list[tuple[str, str]]:
         """Push on the expiry of this journal's leases and runs, in one transaction.
