@@ -547,7 +547,7 @@ def _add_journal_commands(commands: Any) -> None:
 
 
 def _journal_check(args: argparse.Namespace) -> int:
-    from ._journal_check import check_journal
+    from .journal.check import check_journal
 
     found = anyio.run(check_journal, Path(args.path), backend="asyncio")
     print(found.report(), file=sys.stdout if found.ok else sys.stderr)

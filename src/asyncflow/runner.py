@@ -23,6 +23,7 @@ from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
 from .config import Config
+from .coordination import NullCoordinator
 from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
@@ -249,7 +250,7 @@ async def _run(
         clock=options.clock,
         probe_concurrency=options.probe_concurrency,
         probes=probes,
-        journal=journal,
+        coordinator=journal if journal is not None else NullCoordinator(),
         since=started,
     )
     pool_token = _current_pool.set(scheduler.pool)

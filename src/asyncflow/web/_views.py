@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from .._journal_format import _seconds
 from ..journal import AttemptRecord, AttemptStatus, RunRecord, TaskSummary
+from ..journal.format import _seconds
 
 __all__ = [
     "NO_ATTEMPT",

@@ -1,6 +1,6 @@
 """Reading the journal: what succeeded, how many attempts failed, runs and attempts.
 
-Every row read is decoded strictly (:mod:`asyncflow._journal_decode`): a
+Every row read is decoded strictly (:mod:`asyncflow.journal.decode`): a
 damaged one raises :class:`~asyncflow.errors.JournalError`, never a record
 half made of it.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._journal_decode import (
+from .decode import (
     integer,
     json_params,
     json_texts,
@@ -22,9 +22,9 @@ from ._journal_decode import (
     real,
     text,
 )
-from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
-from ._journal_schema import KEY_SHIFT
-from ._journal_store import Store, marks
+from .records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
+from .schema import KEY_SHIFT
+from .store import Store, marks
 
 __all__ = [
     "attempts",
@@ -51,7 +51,7 @@ _ATTEMPT_COLUMNS: Final = (
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
 )
-# The attempts of a run: the id range of each of its keys (see _journal_rows).
+# The attempts of a run: the id range of each of its keys (see rows.py).
 _RUN_ATTEMPTS: Final = (
     f"run_keys AS k JOIN attempts AS a ON a.id BETWEEN k.key << {KEY_SHIFT} "
     f"AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"

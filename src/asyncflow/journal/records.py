@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..coordination import Holder, LeaseOutcome  # lease answers, defined with the interface
+
 __all__ = [
     "AttemptRecord",
     "AttemptStatus",
@@ -61,18 +63,6 @@ class AttemptStatus(enum.StrEnum):
 
 
 _RETRY_CONSUMING = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT})
-
-
-class LeaseOutcome(enum.StrEnum):
-    """How the holder of a lease let go of it."""
-
-    SUCCESS = "success"
-    """The holder ran the task and it succeeded: a waiter takes this outcome."""
-    FAILED = "failed"
-    """The holder ran the task and it failed: a waiter takes this outcome."""
-    ABANDONED = "abandoned"
-    """The holder let go without an outcome (cancelled, crashed, or its lease
-    expired): a waiter should try to acquire the lease itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +130,6 @@ class Lease:
     expires: float
     previous: LeaseOutcome | None = None
     previous_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds a lease that :meth:`Journal.acquire` could not take."""
-
-    task_id: str
-    run_id: str
-    host: str
-    pid: int
-    since: float
-    expires: float
 
 
 @dataclass(frozen=True, slots=True)

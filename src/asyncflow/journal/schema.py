@@ -21,9 +21,9 @@ import aiosqlite
 import anyio
 import anyio.to_thread
 
-from ._log import log
-from ._version import __version__
-from .errors import JournalError
+from .._log import log
+from .._version import __version__
+from ..errors import JournalError
 
 __all__ = [
     "APPLICATION_ID",
