@@ -34,7 +34,7 @@ from asyncflow.targets._prefix import RemotePrefixTarget
 from asyncflow.targets._remote import RemoteClient, RemoteTarget, retrying, task_group
 
 from ._support import Boom
-from .servers import FaultProxy
+from .faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 

@@ -61,6 +61,8 @@ from ._remote import (
     RemoteTarget,
     RequestCounter,
     RequestRetry,
+    WriteTag,
+    WriteUncertain,
     part_reader,
     request,
     task_group,
@@ -352,31 +354,46 @@ class _GCSClient:
         await self._call("get", url, attempt)
 
     async def upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, *, create_only: bool
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        *,
+        create_only: bool,
+        tag: WriteTag,
     ) -> None:
         url = _url(bucket, key)
         params = {"name": key}
         if create_only:
             params["ifGenerationMatch"] = "0"
+        resource: dict[str, object] = {"name": key, "metadata": tag.metadata()}
         try:
             if size <= self._config.part_size:
                 body = source.read()  # still in memory: the spool rolls over only past part_size
-                await self._simple_upload(bucket, key, body, params)
+                await self._simple_upload(bucket, key, body, params, resource)
             else:
-                await self._resumable_upload(bucket, key, source, size, params)
+                await self._resumable_upload(bucket, key, source, size, params, resource)
         except TargetError as error:
             cause = error.__cause__
             if create_only and isinstance(cause, _StatusError) and cause.status == 412:
-                raise TargetError(f"{url} already exists: not overwritten (create_only)") from cause
+                raise WriteUncertain(
+                    f"{url} already exists: not overwritten (create_only)"
+                ) from cause
             raise
 
     async def _simple_upload(
-        self, bucket: str, key: str, data: bytes, params: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        params: dict[str, str],
+        resource: dict[str, object],
     ) -> None:
         # A multipart/related upload: unlike uploadType=media, every emulator
         # honours ifGenerationMatch on it.
         boundary = secrets.token_hex(16)
-        metadata = json.dumps({"name": key}).encode()
+        metadata = json.dumps(resource).encode()
         body = b"".join(
             (
                 f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
@@ -399,7 +416,13 @@ class _GCSClient:
         )
 
     async def _resumable_upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, params: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        params: dict[str, str],
+        resource: dict[str, object],
     ) -> None:
         url = _url(bucket, key)
         started = await self._call(
@@ -409,7 +432,7 @@ class _GCSClient:
                 "POST",
                 f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
                 params={"uploadType": "resumable", **params},
-                json_body={"name": key},
+                json_body=resource,
                 headers={"X-Upload-Content-Type": "application/octet-stream"},
             ),
         )
@@ -450,6 +473,18 @@ class _GCSClient:
                 await self._send("DELETE", session_url, ok=(200, 204, 404, 410, 499))
             except Exception as error:
                 reason.add_note(f"cancelling the resumable upload also failed: {error}")
+
+    async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        async def attempt() -> dict[str, str] | None:
+            response = await self._send(
+                "GET", self._object_url(bucket, key), ok=(200, 404), params={"fields": "metadata"}
+            )
+            if response.status == 404:
+                return None
+            metadata = json.loads(response.body).get("metadata") or {}
+            return {str(name): str(value) for name, value in metadata.items()}
+
+        return await self._call("head", _url(bucket, key), attempt)
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(

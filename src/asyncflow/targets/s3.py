@@ -56,6 +56,8 @@ from ._remote import (
     RemoteTarget,
     RequestCounter,
     RequestRetry,
+    WriteTag,
+    WriteUncertain,
     part_reader,
     request,
     task_group,
@@ -362,9 +364,17 @@ class _S3Client:
         await self._call("get", url, attempt)
 
     async def upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, *, create_only: bool
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        *,
+        create_only: bool,
+        tag: WriteTag,
     ) -> None:
         url = _url(bucket, key)
+        metadata = tag.metadata()
         condition = {"IfNoneMatch": "*"} if create_only else {}
         try:
             if size <= self._config.part_size:
@@ -372,31 +382,52 @@ class _S3Client:
                 await self._call(
                     "put",
                     url,
-                    lambda: self._raw.put_object(Bucket=bucket, Key=key, Body=body, **condition),
+                    lambda: self._raw.put_object(
+                        Bucket=bucket, Key=key, Body=body, Metadata=metadata, **condition
+                    ),
                 )
             else:
-                await self._multipart(bucket, key, source, size, condition)
+                await self._multipart(bucket, key, source, size, metadata, condition)
         except TargetError as error:
             cause = error.__cause__
-            if create_only and isinstance(cause, Exception) and _is_precondition_failed(cause):
-                raise TargetError(f"{url} already exists: not overwritten (create_only)") from cause
+            if not isinstance(cause, Exception):
+                raise
+            if create_only and _is_precondition_failed(cause):
+                raise WriteUncertain(
+                    f"{url} already exists: not overwritten (create_only)"
+                ) from cause
+            if _response_of(cause)[1] == "NoSuchUpload":
+                raise WriteUncertain(str(error)) from cause
             raise
 
     async def _multipart(
-        self, bucket: str, key: str, source: BinaryIO, size: int, condition: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        metadata: dict[str, str],
+        condition: dict[str, str],
     ) -> None:
         url = _url(bucket, key)
+        tries = 0
+
+        async def create() -> Any:
+            nonlocal tries
+            tries += 1
+            return await self._raw.create_multipart_upload(
+                Bucket=bucket, Key=key, Metadata=metadata
+            )
+
         # Shielded: cancelled while the request is in flight, we would never
         # learn the upload's id and could not abort it. Cancellation lands
         # right after, inside the try, which aborts.
         with anyio.CancelScope(shield=True):
-            created = await self._call(
-                "create_multipart_upload",
-                url,
-                lambda: self._raw.create_multipart_upload(Bucket=bucket, Key=key),
-            )
+            created = await self._call("create_multipart_upload", url, create)
         upload_id: str = created["UploadId"]
         try:
+            if tries > 1:
+                await self._abort_lost_uploads(bucket, key, upload_id, tries - 1)
             parts = await self._upload_parts(bucket, key, upload_id, source, size)
             await self._call(
                 "complete_multipart_upload",
@@ -412,6 +443,27 @@ class _S3Client:
         except BaseException as error:
             await self._abort(bucket, key, upload_id, error)
             raise
+
+    async def _abort_lost_uploads(self, bucket: str, key: str, upload_id: str, lost: int) -> None:
+        """Abort the uploads that tries of our CreateMultipartUpload whose answers were
+        lost may have started: up to ``lost`` pending uploads of ``key`` listed just
+        before ours (S3 lists the uploads of a key oldest first).
+
+        Best effort: if the listing fails, they stay pending (invisible, and
+        :meth:`S3Target.discard_partial_writes` removes them); the write goes on.
+        """
+        try:
+            earlier: list[str] = []
+            async for upload in self._pending_uploads(bucket, key):
+                if upload["Key"] != key:
+                    continue
+                if upload["UploadId"] == upload_id:
+                    for orphan in earlier[-lost:]:
+                        await self._abort_upload(bucket, key, orphan)
+                    return
+                earlier.append(upload["UploadId"])
+        except TargetError:
+            pass
 
     async def _upload_parts(
         self, bucket: str, key: str, upload_id: str, source: BinaryIO, size: int
@@ -470,14 +522,9 @@ class _S3Client:
 
         return await self._call("abort_multipart_upload", _url(bucket, key), attempt)
 
-    async def abort_uploads(self, bucket: str, prefix: str, *, exact: bool) -> int:
-        """Abort the pending multipart uploads under ``prefix``; return how many.
-
-        With ``exact``, only uploads to the key ``prefix`` itself. Not part of
-        :class:`RemoteClient`: GCS has nothing to list.
-        """
+    async def _pending_uploads(self, bucket: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """The pending multipart uploads of keys starting with ``prefix``, by key, then age."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        aborted = 0
         while True:
             page = await self._call(
                 "list_multipart_uploads",
@@ -485,15 +532,38 @@ class _S3Client:
                 functools.partial(self._raw.list_multipart_uploads, **params),
             )
             for upload in page.get("Uploads", ()):
-                if exact and upload["Key"] != prefix:
-                    continue  # a longer key that starts with this one
-                if await self._abort_upload(bucket, upload["Key"], upload["UploadId"]):
-                    aborted += 1
+                yield upload
             if not page.get("IsTruncated"):
-                return aborted
+                return
             # Uploads are listed by key, then by upload id within a key.
             params["KeyMarker"] = page["NextKeyMarker"]
             params["UploadIdMarker"] = page["NextUploadIdMarker"]
+
+    async def abort_uploads(self, bucket: str, prefix: str, *, exact: bool) -> int:
+        """Abort the pending multipart uploads under ``prefix``; return how many.
+
+        With ``exact``, only uploads to the key ``prefix`` itself. Not part of
+        :class:`RemoteClient`: GCS has nothing to list.
+        """
+        aborted = 0
+        async for upload in self._pending_uploads(bucket, prefix):
+            if exact and upload["Key"] != prefix:
+                continue  # a longer key that starts with this one
+            if await self._abort_upload(bucket, upload["Key"], upload["UploadId"]):
+                aborted += 1
+        return aborted
+
+    async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        async def attempt() -> dict[str, str] | None:
+            try:
+                response = await self._raw.head_object(Bucket=bucket, Key=key)
+            except Exception as error:
+                if _is_not_found(error):
+                    return None
+                raise
+            return dict(response.get("Metadata") or {})
+
+        return await self._call("head", _url(bucket, key), attempt)
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(
