@@ -28,21 +28,24 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, Self
 
-__all__ = ["FAULT_KINDS", "FaultKind", "FaultProxy", "first_matching"]
+__all__ = ["FAULT_KINDS", "FaultKind", "FaultProxy", "nth_matching"]
 
 FaultKind = Literal["status", "reset", "reset_after"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("status", "reset", "reset_after")
 
 
-def first_matching(predicate: Callable[[bytes], bool], count: int = 1) -> Callable[[bytes], bool]:
-    """A ``fault_filter`` that lets only the first ``count`` requests ``predicate`` accepts fail."""
-    left = [count]
+def nth_matching(predicate: Callable[[bytes], bool], *which: int) -> Callable[[bytes], bool]:
+    """A ``fault_filter`` letting only the ``which``-th requests (1-based) that
+    ``predicate`` accepts fail; by default the first one."""
+    chosen = set(which or (1,))
+    seen = 0
 
     def fault_filter(request_line: bytes) -> bool:
-        if left[0] > 0 and predicate(request_line):
-            left[0] -= 1
-            return True
-        return False
+        nonlocal seen
+        if not predicate(request_line):
+            return False
+        seen += 1
+        return seen in chosen
 
     return fault_filter
 

@@ -459,7 +459,15 @@ class _GCSClient:
                 headers={"Content-Range": f"bytes {offset}-{end}/{total}"},
                 data=chunk,
             )
-            response = await self._call("upload chunk", url, send)
+            try:
+                response = await self._call("upload chunk", url, send)
+            except TargetError as error:
+                cause = error.__cause__
+                if isinstance(cause, _StatusError) and cause.status in (404, 410):
+                    # The session is gone: finished by an earlier try of this
+                    # chunk whose answer was lost, or expired.
+                    raise WriteUncertain(str(error)) from cause
+                raise
             if response.status != 308:
                 return
             # The server says how much it has; resume right after that.
