@@ -89,6 +89,8 @@ async def main(backend: str, runs: int, first_seed: int, rate: float, tasks: int
             print(_row(seed, run), flush=True)
             for line in run.failed:
                 print(f"      failed: {line}", flush=True)
+            for key in run.partial:
+                print(f"      partial: {key}", flush=True)
     complete = sum(r.ok for r in results)
     partial = sum(len(r.partial) + len(r.missing) for r in results)
     uploads = sum(r.leftover_uploads for r in results)

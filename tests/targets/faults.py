@@ -1,4 +1,4 @@
-"""A fault-injecting TCP proxy on loopback, for the S3 and GCS tests and the soak benchmark.
+"""A fault-injecting HTTP proxy on loopback, for the S3 and GCS tests and the soak benchmark.
 
 It goes in front of a server (moto, fake-gcs-server) and, for a seeded random
 share of the requests passing through, does one of three things:
@@ -12,6 +12,13 @@ share of the requests passing through, does one of three things:
   the client's connection instead of passing the answer on. The client cannot
   tell whether its request took effect: the "ambiguous commit".
 
+Like a load balancer, it keeps the client's connections alive even when the
+server closes its own after each answer (moto does): the next request on the
+connection goes to the server over a new one. So the client pools its
+connections, and :meth:`FaultProxy.stall_open_connections` can make those open
+at that moment swallow everything from then on, as connections a peer or
+middlebox dropped without a word look to a client: open, and dead.
+
 Nothing here imports pytest, so the benchmarks can use it too.
 """
 
@@ -19,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import random
+import re
 import socket
 import struct
 import threading
@@ -32,6 +41,8 @@ __all__ = ["FAULT_KINDS", "FaultKind", "FaultProxy", "nth_matching"]
 
 FaultKind = Literal["status", "reset", "reset_after"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("status", "reset", "reset_after")
+
+_CHUNK = 65536
 
 
 def nth_matching(predicate: Callable[[bytes], bool], *which: int) -> Callable[[bytes], bool]:
@@ -51,18 +62,17 @@ def nth_matching(predicate: Callable[[bytes], bool], *which: int) -> Callable[[b
 
 
 class FaultProxy:
-    """A TCP proxy on loopback that delays requests and fails some of them.
+    """An HTTP/1.1 proxy on loopback that delays requests and fails some of them.
 
     It runs its own event loop in a thread. A "request" starts with the first
-    bytes the client sends after the server's last final answer (HTTP/1.1
-    without pipelining; a ``100 Continue`` is not an answer: botocore asks for
-    one before sending a part). For each request, after ``latency`` seconds,
-    with probability ``fault_rate``, it injects one of ``fault_kinds`` (picked
-    at random; see the module docstring); otherwise it forwards the request.
-    Only requests whose first line passes ``fault_filter`` can fail. The first
-    line of every request is kept in ``request_lines``, and the faults
-    injected are counted by kind in ``counts``. Settings can be changed while
-    it runs.
+    bytes the client sends after the server's last final answer (no
+    pipelining; a ``100 Continue`` is not an answer: botocore asks for one
+    before sending a part). For each request, after ``latency`` seconds, with
+    probability ``fault_rate``, it injects one of ``fault_kinds`` (picked at
+    random; see the module docstring); otherwise it forwards the request. Only
+    requests whose first line passes ``fault_filter`` can fail. The first line
+    of every request is kept in ``request_lines``, and the faults injected are
+    counted by kind in ``counts``. Settings can be changed while it runs.
     """
 
     def __init__(self, upstream: str, *, seed: int = 0) -> None:
@@ -79,6 +89,7 @@ class FaultProxy:
         self.counts: collections.Counter[str] = collections.Counter()
         self.request_lines: list[bytes] = []
         self._random = random.Random(seed)
+        self._open: dict[_Connection, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -115,6 +126,20 @@ class FaultProxy:
             self._thread.join(10)
             self._thread = None
 
+    def stall_open_connections(self) -> int:
+        """Let every client connection open now swallow all traffic from now on;
+        return how many there are. Connections opened later work as usual."""
+        assert self._loop is not None
+        done: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def stall() -> None:
+            for connection in self._open:
+                connection.stalled = True
+            done.set_result(len(self._open))
+
+        self._loop.call_soon_threadsafe(stall)
+        return done.result(10)
+
     def reset_counts(self) -> None:
         self.requests = 0
         self.counts.clear()
@@ -129,6 +154,12 @@ class FaultProxy:
             ready.set()
             async with server:
                 await self._stopped.wait()
+                # Let every handler end by itself (a cancelled one makes asyncio
+                # log an error): closing its client connection ends its loop.
+                for connection in self._open:
+                    connection.client.transport.abort()
+                if self._open:
+                    await asyncio.wait(list(self._open.values()), timeout=5)
 
         asyncio.run(main())
 
@@ -139,76 +170,123 @@ class FaultProxy:
         self.counts[kind] += 1
         return kind
 
-    async def _handle(
-        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-    ) -> None:
+    async def _handle(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connection = _Connection(client)
+        self._open[connection] = task
         try:
-            server_in, server_out = await asyncio.open_connection(*self._upstream)
-        except BaseException as error:
-            # Refused, or the proxy stopped meanwhile (cancelled): the client's
-            # socket must not outlive the loop, or it warns in a later test.
-            client_out.close()
-            if isinstance(error, OSError):
-                return
-            raise
-        new_request = True
-        drop_answer = False  # a "reset_after" request is in flight
-
-        async def upstream() -> None:
-            nonlocal new_request, drop_answer
-            while data := await client_in.read(65536):
-                if new_request:
-                    new_request = False
-                    self.requests += 1
-                    request_line = data.split(b"\r\n", 1)[0]
-                    self.request_lines.append(request_line)
-                    if self.latency:
-                        await asyncio.sleep(self.latency)
-                    fault = self._pick_fault(request_line)
-                    if fault == "status":
-                        status = self._random.choice(self.fault_statuses)
-                        head_only = request_line.startswith(b"HEAD ")
-                        client_out.write(_fault_response(status, with_body=not head_only))
-                        with contextlib.suppress(OSError):
-                            await client_out.drain()
+            while data := await client_in.read(_CHUNK):
+                if connection.stalled:
+                    continue  # swallowed: the client waits for an answer in vain
+                if connection.answered:  # the first bytes of a new request
+                    connection.answered = False
+                    if not await self._start_request(connection, data):
                         return
-                    if fault == "reset":
-                        _reset(client_out)
-                        return
-                    drop_answer = fault == "reset_after"
-                server_out.write(data)
-                await server_out.drain()
+                assert connection.server is not None
+                connection.server.write(data)
+                await connection.server.drain()
+        except OSError:
+            pass  # the client or the server went away
+        finally:
+            del self._open[connection]
+            client.close()
+            await connection.close_server()
 
-        async def downstream() -> None:
-            nonlocal new_request
-            while data := await server_in.read(65536):
+    async def _start_request(self, connection: _Connection, data: bytes) -> bool:
+        """Count the request and inject its fault; False when the connection is done."""
+        self.requests += 1
+        request_line = data.split(b"\r\n", 1)[0]
+        self.request_lines.append(request_line)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._pick_fault(request_line)
+        if fault == "status":
+            status = self._random.choice(self.fault_statuses)
+            head_only = request_line.startswith(b"HEAD ")
+            connection.client.write(_fault_response(status, with_body=not head_only))
+            with contextlib.suppress(OSError):
+                await connection.client.drain()
+            return False
+        if fault == "reset":
+            _reset(connection.client)
+            return False
+        connection.drop_answer = fault == "reset_after"
+        if connection.server is None:
+            try:
+                server_in, server = await asyncio.open_connection(*self._upstream)
+            except OSError:
+                return False
+            connection.server = server
+            connection.pumps.append(asyncio.ensure_future(self._answers(connection, server_in)))
+        return True
+
+    async def _answers(self, connection: _Connection, server_in: asyncio.StreamReader) -> None:
+        """Pass the server's answers on, over one connection to the server."""
+        client = connection.client
+        server = connection.server
+        try:
+            while data := await server_in.read(_CHUNK):
+                if connection.stalled:
+                    continue
                 # "100 Continue" invites the body of the same request: pass it on.
                 interim, data = _split_interim(data)
-                client_out.write(interim)
-                if data:
-                    if drop_answer:
+                client.write(interim)
+                if data and not connection.answered:  # the head of the final answer
+                    if connection.drop_answer:
                         # The server has acted on the request; the client never hears of it.
-                        _reset(client_out)
+                        _reset(client)
                         return
-                    new_request = True
-                    client_out.write(data)
-                await client_out.drain()
-
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    data, closing = _keep_alive(data)
+                    if closing:  # the next request goes over a new server connection
+                        connection.server = None
+                    connection.answered = True
+                client.write(data)
+                await client.drain()
+        except OSError:
+            pass
         finally:
-            # Close first, synchronously: when the proxy stops, this handler is
-            # cancelled and may not get past its next await.
-            client_out.close()
-            server_out.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            assert server is not None
+            server.close()
+        if connection.server is server:  # the server hung up
+            connection.server = None
+            if not connection.answered:
+                client.close()  # without answering: so do we
+
+
+class _Connection:
+    """One client connection, and the server connection it goes over now."""
+
+    def __init__(self, client: asyncio.StreamWriter) -> None:
+        self.client = client
+        self.server: asyncio.StreamWriter | None = None
+        self.pumps: list[asyncio.Future[None]] = []
+        self.answered = True  # the next bytes from the client start a request
+        self.drop_answer = False
+        self.stalled = False
+
+    async def close_server(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for pump in self.pumps:
+            pump.cancel()
+        await asyncio.gather(*self.pumps, return_exceptions=True)
+
+
+_CONNECTION_CLOSE = re.compile(rb"\r\nConnection: *close\r\n", re.IGNORECASE)
+
+
+def _keep_alive(head: bytes) -> tuple[bytes, bool]:
+    """The head of an answer with ``Connection: close`` taken out, and whether it was there."""
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return head, False
+    rewritten, found = _CONNECTION_CLOSE.subn(b"\r\n", head[: end + 2], count=1)
+    return rewritten + head[end + 2 :], bool(found)
 
 
 def _split_interim(data: bytes) -> tuple[bytes, bytes]:
-    """Split the interim (1xx) responses off the front of what the server sent."""
+    """Split the interim (1xx) answers off the front of what the server sent."""
     end = 0
     while data.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), end):
         stop = data.find(b"\r\n\r\n", end)
