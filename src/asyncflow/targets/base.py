@@ -306,10 +306,6 @@ class WriterIdentity(NamedTuple):
     token: int | None = None
     """The fencing token of the lease the attempt holds, when there is one."""
 
-    def __str__(self) -> str:
-        text = f"run {self.run_id}, task {self.task_id}, attempt {self.attempt}"
-        return text if self.token is None else f"{text}, lease token {self.token}"
-
 
 writer_identity: contextvars.ContextVar[WriterIdentity | None] = contextvars.ContextVar(
     "asyncflow_writer_identity", default=None

@@ -60,7 +60,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import TargetError, TargetNotFoundError
-from ._clients import borrow_client
+from ._clients import OnFirstUse, borrow_client
 from ._prefix import RemotePrefixTarget
 from ._remote import (
     DEFAULT_PART_SIZE,
@@ -300,9 +300,8 @@ class _GCSClient:
         config: GCSConfig,
     ) -> None:
         self._session = session
-        self._open_unpooled = open_unpooled
-        self._unpooled: Any = None
-        self._unpooled_lock = anyio.Lock()
+        # The session that opens a new connection for every request.
+        self._unpooled = OnFirstUse(open_unpooled)
         self._credentials = credentials
         self._config = config
         endpoint = (config.endpoint_url or DEFAULT_ENDPOINT).rstrip("/")
@@ -314,12 +313,7 @@ class _GCSClient:
 
     async def _session_for(self, fresh: bool) -> Any:
         """The pooled session, or (``fresh``) the one opening a new connection per request."""
-        if not fresh:
-            return self._session
-        async with self._unpooled_lock:
-            if self._unpooled is None:
-                self._unpooled = await self._open_unpooled()
-        return self._unpooled
+        return await self._unpooled.get() if fresh else self._session
 
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})

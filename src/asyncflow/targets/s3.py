@@ -46,11 +46,12 @@ aiobotocore is imported on first use, in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Final, Literal, TypeVar, final
 
@@ -58,7 +59,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import TargetError, TargetNotFoundError
-from ._clients import borrow_client
+from ._clients import OnFirstUse, borrow_client
 from ._prefix import RemotePrefixTarget
 from ._remote import (
     DEFAULT_PART_SIZE,
@@ -348,16 +349,8 @@ class _S3Client:
     ) -> None:
         self._raw = raw
         self._config = config
-        self._open_unpooled = open_unpooled
-        self._unpooled: Any = None
-        self._unpooled_lock = anyio.Lock()
-
-    async def _fresh(self) -> Any:
-        """The client that opens a new connection for every request."""
-        async with self._unpooled_lock:
-            if self._unpooled is None:
-                self._unpooled = await self._open_unpooled()
-        return self._unpooled
+        # The client that opens a new connection for every request.
+        self._unpooled = OnFirstUse(open_unpooled)
 
     async def _call(
         self,
@@ -372,7 +365,7 @@ class _S3Client:
         connection on the unpooled one. ``sending``: the size of the body."""
 
         async def attempt(fresh: bool) -> _T:
-            return await call(await self._fresh() if fresh else self._raw)
+            return await call(await self._unpooled.get() if fresh else self._raw)
 
         return await request(
             "S3",
@@ -500,18 +493,17 @@ class _S3Client:
         Best effort: if the listing fails, they stay pending (invisible, and
         :meth:`S3Target.discard_partial_writes` removes them); the write goes on.
         """
-        try:
-            earlier: list[str] = []
-            async for upload in self._pending_uploads(bucket, key):
-                if upload["Key"] != key:
-                    continue
-                if upload["UploadId"] == upload_id:
-                    for orphan in earlier[-lost:]:
-                        await self._abort_upload(bucket, key, orphan)
-                    return
-                earlier.append(upload["UploadId"])
-        except TargetError:
-            pass
+        earlier: list[str] = []
+        with contextlib.suppress(TargetError):
+            async with aclosing(self._pending_uploads(bucket, key)) as uploads:
+                async for upload in uploads:
+                    if upload["Key"] != key:
+                        continue
+                    if upload["UploadId"] == upload_id:
+                        for orphan in earlier[-lost:]:
+                            await self._abort_upload(bucket, key, orphan)
+                        return
+                    earlier.append(upload["UploadId"])
 
     async def _upload_parts(
         self, bucket: str, key: str, upload_id: str, source: BinaryIO, size: int
@@ -568,7 +560,9 @@ class _S3Client:
 
         return await self._call("abort_multipart_upload", _url(bucket, key), attempt)
 
-    async def _pending_uploads(self, bucket: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
+    async def _pending_uploads(
+        self, bucket: str, prefix: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The pending multipart uploads of keys starting with ``prefix``, by key, then age."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         while True:
