@@ -17,7 +17,6 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 import asyncflow
-from asyncflow._journal_schema import APPLICATION_ID, MIGRATIONS
 from asyncflow.errors import JournalError
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import (
@@ -34,6 +33,7 @@ from asyncflow.journal import (
     format_run,
     format_runs,
 )
+from asyncflow.journal.schema import APPLICATION_ID, MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from tests.fixtures import cli
 from tests.fixtures.damage_tasks import Files, Mark
 
 import asyncflow
-from asyncflow.journal import Journal, LeaseOutcome
+from asyncflow.journal import SCHEMA_VERSION, Journal, LeaseOutcome
 
 pytestmark = pytest.mark.anyio
 
@@ -180,7 +180,8 @@ async def test_journal_check_of_a_whole_journal(journal: Path) -> None:
     checked = cli("journal", "check", str(journal), cwd=journal.parent)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines() == [
-        f"{journal}: OK (schema version 4; 1 runs, 7 attempts, 0 leases, 0 run_claims, 1 run_keys)"
+        f"{journal}: OK (schema version {SCHEMA_VERSION}; 1 runs, 7 attempts, 0 leases, "
+        "0 run_claims, 1 run_keys)"
     ]
     assert journal.read_bytes() == before
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
@@ -22,8 +23,9 @@ from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
 from .config import Config
+from .coordination import NullCoordinator
 from .errors import AsyncflowError, ConfigError, TaskDefinitionError
-from .events import EventBus, EventHandler
+from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
@@ -33,7 +35,7 @@ from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
 
-__all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
+__all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 
 DEFAULT_WORKERS: Final = 8
 """Task bodies that may run at once when ``workers`` is not given."""
@@ -66,6 +68,7 @@ async def run(
     config: Config | None = None,
     force: Iterable[Task | str] = (),
     progress: bool | Progress = False,
+    metrics: RunMetrics | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
 
@@ -95,6 +98,8 @@ async def run(
         progress: show live progress on stderr (True), or as a
             :class:`~asyncflow.progress.Progress` says; in a notebook, an HTML
             block updated in place.
+        metrics: a handler of the run's events that is also told how the run
+            ended, e.g. :class:`asyncflow.metrics.PrometheusMetrics`.
 
     Returns:
         A :class:`RunResult`; ``result.ok`` tells whether every requested task
@@ -133,11 +138,19 @@ async def run(
     options.progress = _progress(progress)
     run_id = _new_run_id()
     started = time.time()
-    with structlog.contextvars.bound_contextvars(run_id=run_id), secrets_known(roots):
+    if metrics is not None:
+        handlers = [*handlers, metrics]
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        secrets_known(roots),
+        _told(metrics, run_id) as told,
+    ):
         async with client_scope():
             if options.journal is None:
-                return await _run(
-                    roots, options, run_id, started, keep_going, handlers, forced, None, None
+                return told(
+                    await _run(
+                        roots, options, run_id, started, keep_going, handlers, forced, None, None
+                    )
                 )
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             opening = Journal.open(options.journal, lease_ttl=ttl, create_folder=make_folder)
@@ -153,21 +166,48 @@ async def run(
                         await run_journal.end_run(run_id, status)
 
                 try:
-                    return await _run(
-                        roots,
-                        options,
-                        run_id,
-                        started,
-                        keep_going,
-                        handlers,
-                        forced,
-                        run_journal,
-                        end,
+                    return told(
+                        await _run(
+                            roots,
+                            options,
+                            run_id,
+                            started,
+                            keep_going,
+                            handlers,
+                            forced,
+                            run_journal,
+                            end,
+                        )
                     )
                 finally:
                     if not ended:  # it raised or was cancelled before its end
                         with anyio.CancelScope(shield=True):
                             await run_journal.end_run(run_id, RunStatus.CANCELLED)
+
+
+class RunMetrics(Protocol):
+    """What ``run(metrics=...)`` takes: an event handler told how each run ended."""
+
+    def __call__(self, event: TaskEvent, /) -> object: ...
+
+    def run_ended(self, run_id: str, status: str) -> None: ...
+
+
+@contextlib.contextmanager
+def _told(metrics: RunMetrics | None, run_id: str) -> Iterator[Callable[[RunResult], RunResult]]:
+    """Tells ``metrics`` how the run ended: as the result passed through says, else cancelled."""
+    status = RunStatus.CANCELLED  # raised, or was cancelled, before its result
+
+    def told(result: RunResult) -> RunResult:
+        nonlocal status
+        status = RunStatus.SUCCESS if result.ok else RunStatus.FAILED
+        return result
+
+    try:
+        yield told
+    finally:
+        if metrics is not None:
+            metrics.run_ended(run_id, status.value)
 
 
 async def _run(
@@ -210,7 +250,7 @@ async def _run(
         clock=options.clock,
         probe_concurrency=options.probe_concurrency,
         probes=probes,
-        journal=journal,
+        coordinator=journal if journal is not None else NullCoordinator(),
         since=started,
     )
     pool_token = _current_pool.set(scheduler.pool)

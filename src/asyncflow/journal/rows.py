@@ -37,14 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ._journal_records import AttemptStatus, RunStatus
-from ._journal_schema import KEY_SHIFT
-from ._journal_store import marks
-from ._redact import known_secrets, redact
-from .events import Event
+from .._redact import known_secrets, redact
+from ..events import Event
+from .records import AttemptStatus, RunStatus
+from .schema import KEY_SHIFT
+from .store import marks
 
 if TYPE_CHECKING:
-    from .events import TaskEvent
+    from ..events import TaskEvent
 
 __all__ = [
     "ATTEMPT_COLUMNS",

@@ -24,17 +24,18 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
 
-from ._journal_decode import integer, member, optional_real, real, text
-from ._journal_records import Holder, Lease, LeaseOutcome
-from ._journal_store import Store, marks
-from ._log import log as _log
+from .._log import log as _log
+from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
+from .decode import integer, member, optional_real, real, text
+from .records import Lease
+from .store import Store, marks
 
-__all__ = ["Claim", "Identity", "Leases", "recover_interrupted"]
+__all__ = ["Identity", "Leases", "recover_interrupted"]
 
 # One statement, so one write transaction: SQLite takes the write lock before it
 # reads the old row (as BEGIN IMMEDIATE would), and it costs one thread hop.
@@ -211,25 +212,6 @@ _RELEASE_CLAIMED: Final = """
 _OUTCOMES: Final = frozenset(outcome.value for outcome in LeaseOutcome)
 
 _LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What :meth:`Journal.claim` found for a batch of tasks."""
-
-    taken: list[str]
-    """Task ids whose lease the run now holds."""
-    held: dict[str, Holder]
-    """Task ids held by another live run, with who holds them."""
-    done: set[str]
-    """Task ids another run succeeded at since the given time (taken or not):
-    check whether they are complete before running them."""
-    unsettled: list[str]
-    """Task ids whose leases kept changing hands while they were claimed: neither
-    taken nor held by a known run. Claim them again a little later."""
-    abandoned: set[str] = field(default_factory=set)
-    """Taken task ids whose previous holder let go without an outcome (it died,
-    stalled, or ended before finishing them): it may have left partial writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,15 +435,9 @@ class Leases:
             )
         await recover_interrupted(self._store, self._me, now)  # and mark their runs
 
-    def checker(self, run_id: str) -> Callable[[str], bool]:
+    def commit_check(self, run_id: str) -> CommitCheck:
         """:meth:`holds` for one run, quicker: for checks on every task."""
-        held = self._held.setdefault(run_id, {})
-        clock = self._clock
-
-        def holds(task_id: str) -> bool:
-            return task_id in held and clock() < self.valid_until
-
-        return holds
+        return _RunCheck(self, self._held.setdefault(run_id, {}))
 
     def holds(self, task_id: str, run_id: str) -> bool:
         """Whether ``run_id`` surely still holds the lease, without asking the file.
@@ -651,6 +627,20 @@ class Leases:
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too
+
+
+class _RunCheck(CommitCheck):
+    """The commit guard of one run: its leases, as far as the last renewal knows."""
+
+    __slots__ = ("_clock", "_held", "_leases")
+
+    def __init__(self, leases: Leases, held: dict[str, int]) -> None:
+        self._leases = leases
+        self._held = held  # the run's entry in Leases._held: emptied when the run ends
+        self._clock = leases._clock
+
+    def may_commit(self, task_id: str) -> bool:
+        return task_id in self._held and self._clock() < self._leases.valid_until
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:

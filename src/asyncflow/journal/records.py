@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..coordination import Holder, LeaseOutcome  # lease answers, defined with the interface
+
 __all__ = [
     "AttemptRecord",
     "AttemptStatus",
@@ -21,6 +23,7 @@ __all__ = [
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
+    "TaskSummary",
 ]
 
 
@@ -60,18 +63,6 @@ class AttemptStatus(enum.StrEnum):
 
 
 _RETRY_CONSUMING = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT})
-
-
-class LeaseOutcome(enum.StrEnum):
-    """How the holder of a lease let go of it."""
-
-    SUCCESS = "success"
-    """The holder ran the task and it succeeded: a waiter takes this outcome."""
-    FAILED = "failed"
-    """The holder ran the task and it failed: a waiter takes this outcome."""
-    ABANDONED = "abandoned"
-    """The holder let go without an outcome (cancelled, crashed, or its lease
-    expired): a waiter should try to acquire the lease itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +133,6 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds a lease that :meth:`Journal.acquire` could not take."""
-
-    task_id: str
-    run_id: str
-    host: str
-    pid: int
-    since: float
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
 class JournalStatistics:
     """A snapshot of the journal's write path."""
 
@@ -163,3 +142,18 @@ class JournalStatistics:
     """Write transactions of recorded events committed so far."""
     rows_written: int
     """Attempt and run rows written by those transactions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One task id of the journal: its family, how many attempts, the latest one.
+
+    What :meth:`Journal.find_tasks` returns for each task id it finds.
+    """
+
+    task_id: str
+    family: str
+    attempts: int
+    """Attempts of the task in every run (including attempt-0 records)."""
+    latest: AttemptRecord
+    """The task's most recently journaled attempt."""

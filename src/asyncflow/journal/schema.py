@@ -21,9 +21,9 @@ import aiosqlite
 import anyio
 import anyio.to_thread
 
-from ._log import log
-from ._version import __version__
-from .errors import JournalError
+from .._log import log
+from .._version import __version__
+from ..errors import JournalError
 
 __all__ = [
     "APPLICATION_ID",
@@ -215,6 +215,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE runs_v4 RENAME TO runs",
             "CREATE INDEX runs_started ON runs (started)",
             "CREATE INDEX runs_running ON runs (run_id) WHERE status = 'running'",
+        ),
+    ),
+    Migration(
+        5,
+        "the attempts of a family, in id order (the web pages' family filter)",
+        (
+            # Entries are (family, id), so the runs with attempts of a family are
+            # found by skipping from one run's id range to the next: a look-up
+            # per run, where the task index needs a row look-up per attempt.
+            "CREATE INDEX attempts_family ON attempts (family)",
         ),
     ),
 )
