@@ -39,7 +39,7 @@ from .graph import (
     settle_added,
 )
 from .result import Status
-from .targets.base import commit_guard
+from .targets.base import WriterIdentity, commit_guard
 from .task import Task, flatten
 
 __all__ = ["Executor"]
@@ -262,12 +262,17 @@ class Executor:
             started = node.attempt_started or time.time()
         timeout = task.timeout
         scope: anyio.CancelScope | None = None
+        writer = WriterIdentity(run_id, node.task_id, attempt)
         try:
             if timeout is None:
-                await call_run(node, self._threads, self._calls, self._releaser(node), guard)
+                await call_run(
+                    node, self._threads, self._calls, self._releaser(node), guard, writer
+                )
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, self._threads, self._calls, self._releaser(node), guard)
+                    await call_run(
+                        node, self._threads, self._calls, self._releaser(node), guard, writer
+                    )
             await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
