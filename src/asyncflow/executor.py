@@ -254,7 +254,7 @@ class Executor:
             started = node.attempt_started = time.time()
             if node.started is None:
                 node.started = started
-            self._bus.emit(Event.START, task, run_id, attempt=attempt)
+            self._bus.emit(Event.START, task, run_id, attempt=attempt, at=started)
             if self._log_info:
                 self._log.info("task.start", task_id=node.task_id, attempt=attempt)
         else:  # resuming a body that waited for its dynamic requirements
@@ -295,8 +295,10 @@ class Executor:
         if node.history is not None:  # a first attempt's success is implied by started/finished
             node.record_attempt(attempt, started, finished, None)
         duration = finished - started
-        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt)
-        self._bus.emit(Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration)
+        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, at=finished)
+        self._bus.emit(
+            Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration, at=finished
+        )
         if self._log_info:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
