@@ -27,19 +27,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import anyio
-
 from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
-from .decode import integer, member, optional_real, real, text
-from .records import Lease
+from .decode import integer, member, real, text
 from .store import Store, marks
 
 __all__ = ["Identity", "Leases", "recover_interrupted"]
 
 # One statement, so one write transaction: SQLite takes the write lock before it
 # reads the old row (as BEGIN IMMEDIATE would), and it costs one thread hop.
-# "Mine" is a re-acquire by the live holder: it renews and keeps the history.
+# "Mine" is a re-take by the live holder: it renews and keeps the history.
 _MINE: Final = "(leases.run_id = excluded.run_id AND leases.outcome IS NULL)"
 # The holder's run journaled a success for the task: the lease is as good as
 # released with that outcome (the holder keeps the row until its run ends, so
@@ -70,8 +67,6 @@ _TAKE: Final = f"""
     WHERE {{condition}}
     RETURNING {{returning}}
 """
-_RETURN_LEASE: Final = "since, expires, prev_outcome, prev_at"
-_ONE: Final = "VALUES (:task_id, :run_id, :host, :pid, :now, :expires, :ttl)"
 # Many task ids in one statement, from a JSON array (no limit on SQL variables).
 # An upsert from a SELECT needs a WHERE clause to parse.
 _MANY: Final = (
@@ -87,7 +82,6 @@ _FREE: Final = (
     f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL "
     f"OR {_HOLDER_RUN_ENDED}"
 )
-_TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
 _TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
 _LEASE_ROWS: Final = (
     "SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since, "
@@ -137,10 +131,11 @@ _STANDING: Final = (
     + ", EXISTS (SELECT 1 FROM leases)"
 )
 # Lease rows of other runs on the tasks to claim, let go without an outcome: their
-# holder may have left partial writes (what the per-task statement reports as
+# holder may have left partial writes (what taking them row by row reports as
 # prev_outcome 'abandoned'). ``live`` marks a row whose holder may still hold it
-# although no other run is going on (a lease taken with acquire() by a run with
-# no run row): then the claim is not taken, and the tasks are leased one by one.
+# although no other run is going on (a per-task lease, as earlier versions took
+# them, of a run with no run row): then the claim is not taken, and the tasks
+# are leased one by one.
 _LEFT_UNFINISHED: Final = f"""
     SELECT leases.task_id, leases.outcome IS NULL AND leases.expires > :now
                            AND NOT {_HOLDER_RUN_ENDED}
@@ -273,44 +268,6 @@ class Leases:
     def heartbeat_interval(self) -> float:
         return self._shortest / 3
 
-    async def acquire(self, task_id: str, run_id: str, ttl: float | None) -> Lease | Holder:
-        ttl = self.ttl if ttl is None else ttl
-        if ttl <= 0:
-            raise ValueError(f"lease ttl must be > 0, got {ttl!r}")
-        while True:
-            now = self._clock()
-            params: dict[str, object] = {
-                "task_id": task_id,
-                "run_id": run_id,
-                "host": self._me.host,
-                "pid": self._me.pid,
-                "now": now,
-                "expires": now + ttl,
-                "ttl": ttl,
-            }
-            async with self._store.transaction("acquire a lease"):
-                await self._split_claims(run_id)
-                taken = list(await self._store.db.execute_fetchall(_TAKE_FREE, params))
-            if not taken:
-                states = await self._states([task_id])
-                if states and isinstance(states[0], Holder):
-                    return states[0]
-                dead = [s[2] for s in states if not isinstance(s, Holder) and s[2] is not None]
-                if dead:
-                    await self._let_go_of_dead(dead)
-                continue  # let go meanwhile, or its holder died: try again
-            since, expires, previous, previous_at = taken[0]
-            self._hold([task_id], run_id, ttl, now)
-            with self._store.decoding(f"leases row {task_id!r}"):
-                return Lease(
-                    task_id,
-                    run_id,
-                    real(since, "since"),
-                    real(expires, "expires"),
-                    None if previous is None else member(LeaseOutcome, previous, "prev_outcome"),
-                    optional_real(previous_at, "prev_at"),
-                )
-
     async def claim(self, task_ids: Sequence[str], run_id: str, since: float) -> Claim:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
         ids = list(dict.fromkeys(task_ids))
@@ -436,18 +393,8 @@ class Leases:
         await recover_interrupted(self._store, self._me, now)  # and mark their runs
 
     def commit_check(self, run_id: str) -> CommitCheck:
-        """:meth:`holds` for one run, quicker: for checks on every task."""
+        """The commit guard of one run (see :meth:`Journal.commit_check`)."""
         return _RunCheck(self, self._held.setdefault(run_id, {}))
-
-    def holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` surely still holds the lease, without asking the file.
-
-        False once a renewal found it lost, and once this process has gone
-        longer than the lease time-to-live without renewing (it stalled, or
-        the heartbeat failed): another process may have taken it by now.
-        """
-        held = self._held.get(run_id)
-        return held is not None and task_id in held and self._clock() < self.valid_until
 
     def _hold(
         self, task_ids: Sequence[str], run_id: str, ttl: float, now: float, claim: int = 0
@@ -597,28 +544,6 @@ class Leases:
                 "release a lease",
             )
         return bool(rows)
-
-    async def still_holds(self, task_id: str, run_id: str) -> bool:
-        rows = await self._store.write(
-            "UPDATE leases SET expires = max(expires, ? + ttl) "
-            "WHERE task_id = ? AND run_id = ? AND outcome IS NULL RETURNING 1",
-            [self._clock(), task_id, run_id],
-            "check a lease",
-        )
-        held = self._held.get(run_id, {})
-        claim = held.get(task_id, 0)
-        if not rows and claim:
-            rows = await self._store.fetch("SELECT 1 FROM run_claims WHERE id = ?", [claim])
-        if not rows:
-            held.pop(task_id, None)
-        return bool(rows)
-
-    async def wait_for(self, task_id: str, poll: float) -> LeaseOutcome:
-        while True:
-            state = (await self.watch([task_id]))[task_id]
-            if not isinstance(state, Holder):
-                return state
-            await anyio.sleep(poll)
 
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller released them)."""
