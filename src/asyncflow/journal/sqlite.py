@@ -60,7 +60,7 @@ from . import history
 from .leases import Identity, Leases, recover_interrupted
 from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
 from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
-from .store import Store, marks, sqlite_errors
+from .store import Store, sqlite_errors
 
 if TYPE_CHECKING:
     from ..events import TaskEvent
@@ -358,7 +358,7 @@ class Journal(Coordinator):
     async def succeeded(self, task_ids: Iterable[str]) -> set[str]:
         """Those of ``task_ids`` with a successful attempt in any run.
 
-        Queries in chunks under SQLite's variable limit, however many ids.
+        One query however many ids: they go in as one JSON array.
         """
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
@@ -627,9 +627,9 @@ class Journal(Coordinator):
                     await self._leases.end_claims(run_id, succeeded)
                 if abandon:
                     await db.execute(
-                        "UPDATE leases SET outcome = 'abandoned', released = ? "
-                        f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
-                        [self._clock(), *abandon],
+                        "UPDATE leases SET outcome = 'abandoned', released = ? WHERE outcome "
+                        "IS NULL AND run_id IN (SELECT value FROM json_each(?))",
+                        [self._clock(), json.dumps(list(abandon))],
                     )
         self._batches += 1
         self._rows_written += len(attempts) + len(runs)
