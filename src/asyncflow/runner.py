@@ -22,7 +22,14 @@ from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
-from .config import Config
+from .config import (
+    MAX_WORKERS,
+    Config,
+    check_amounts,
+    check_journal_path,
+    check_limits,
+    check_positive_int,
+)
 from .coordination import NullCoordinator
 from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler, TaskEvent
@@ -30,7 +37,7 @@ from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .progress import Progress
-from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
+from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
@@ -349,27 +356,18 @@ class _RunOptions:
         max_running: Mapping[str, int] | None,
         probe_concurrency: int,
     ) -> None:
-        self.workers = _positive_int("workers", workers)
-        self.probe_concurrency = _positive_int("probe_concurrency", probe_concurrency)
+        self.workers = check_positive_int("workers", workers, MAX_WORKERS)
+        self.probe_concurrency = check_positive_int(
+            "probe_concurrency", probe_concurrency, MAX_WORKERS
+        )
         self.resources = dict(resources or {})
-        for name, amount in self.resources.items():
-            if not isinstance(name, str) or not is_amount(amount):
-                raise ConfigError(
-                    f"resources[{name!r}] must be a non-negative number, got {amount!r}"
-                )
+        check_amounts("resources", self.resources)
         self.max_running = dict(max_running or {})
-        for family, limit in self.max_running.items():
-            _positive_int(f"max_running[{family!r}]", limit)
+        check_limits("max_running", self.max_running)
         self.journal = _journal_path(journal)
         self.retry: RetryPolicy | None = None
         self.clock: Clock | None = None
         self.progress: Progress | None = None
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _journal_path(journal: JournalArg) -> Path | None:
@@ -378,7 +376,7 @@ def _journal_path(journal: JournalArg) -> Path | None:
     if isinstance(journal, _DefaultJournal):
         return Path(".asyncflow") / "journal.db"
     if isinstance(journal, str | os.PathLike):
-        return Path(journal)
+        return Path(check_journal_path("journal", journal))
     raise ConfigError(f"journal must be a path or None, got {journal!r}")
 
 
