@@ -24,7 +24,7 @@ from .decode import (
 )
 from .records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
 from .schema import KEY_SHIFT
-from .store import Store, marks
+from .store import Store
 
 __all__ = [
     "attempts",
@@ -36,9 +36,6 @@ __all__ = [
     "runs",
     "succeeded",
 ]
-
-IN_CHUNK: Final = 500
-"""Ids per ``IN (...)`` query: under SQLite's oldest variable limit (999)."""
 
 _RUNS: Final = (
     "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested "
@@ -55,6 +52,12 @@ _ATTEMPTS_WITH_RUN: Final = (
 _RUN_ATTEMPTS: Final = (
     f"run_keys AS k JOIN attempts AS a ON a.id BETWEEN k.key << {KEY_SHIFT} "
     f"AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
+)
+
+# The attempts of many runs (a JSON array of run ids), counted by status.
+_COUNTS: Final = (
+    f"SELECT k.run_id, a.status, count(*) FROM {_RUN_ATTEMPTS} "
+    "WHERE k.run_id IN (SELECT value FROM json_each(?)) GROUP BY k.run_id, a.status"
 )
 
 
@@ -116,14 +119,8 @@ async def runs(store: Store, limit: int) -> list[RunRecord]:
 async def _counted(store: Store, rows: Sequence[Sequence[Any]]) -> list[RunRecord]:
     """Run records of ``rows`` (of ``_RUNS``), with their attempts counted by status."""
     counts: dict[str, dict[AttemptStatus, int]] = {str(row[0]): {} for row in rows}
-    ids = list(counts)
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        tallies = await store.fetch(
-            f"SELECT k.run_id, a.status, count(*) FROM {_RUN_ATTEMPTS} "
-            f"WHERE k.run_id IN ({marks(len(chunk))}) GROUP BY k.run_id, a.status",
-            chunk,
-        )
+    if counts:
+        tallies = await store.fetch(_COUNTS, [json.dumps(list(counts))])
         for run_id, status, count in tallies:
             with store.decoding(f"attempts of run {run_id!r}"):
                 counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)

@@ -19,7 +19,6 @@ __all__ = [
     "AttemptStatus",
     "Holder",
     "JournalStatistics",
-    "Lease",
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
@@ -113,23 +112,6 @@ class RunRecord:
     def duration(self) -> float | None:
         """Seconds from start to end; None while running or when interrupted."""
         return None if self.ended is None else self.ended - self.started
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The right to run ``task_id``, held by ``run_id`` until ``expires``.
-
-    ``previous`` tells how the previous holder let go (None if there was none)
-    and ``previous_at`` when: a ``SUCCESS`` newer than the caller's own
-    completeness check means another process finished the task meanwhile.
-    """
-
-    task_id: str
-    run_id: str
-    acquired: float
-    expires: float
-    previous: LeaseOutcome | None = None
-    previous_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

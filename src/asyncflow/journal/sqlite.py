@@ -5,7 +5,7 @@
     async with Journal.open("journal.db") as journal:
         await journal.begin_run(run_id, [t.task_id for t in requested])
         journal.record(event)                      # sync: appends to a buffer
-        lease = await journal.acquire(task_id, run_id)
+        claim = await journal.claim(run_id, task_ids, since=probed_at)
         ...
         await journal.release(task_id, run_id, LeaseOutcome.SUCCESS)
         await journal.end_run(run_id, RunStatus.SUCCESS)
@@ -58,9 +58,9 @@ from ..errors import JournalError
 from ..events import Event, handles
 from . import history
 from .leases import Identity, Leases, recover_interrupted
-from .records import AttemptRecord, JournalStatistics, Lease, RunRecord, RunStatus, TaskSummary
+from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
 from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
-from .store import Store, marks, sqlite_errors
+from .store import Store, sqlite_errors
 
 if TYPE_CHECKING:
     from ..events import TaskEvent
@@ -358,7 +358,7 @@ class Journal(Coordinator):
     async def succeeded(self, task_ids: Iterable[str]) -> set[str]:
         """Those of ``task_ids`` with a successful attempt in any run.
 
-        Queries in chunks under SQLite's variable limit, however many ids.
+        One query however many ids: they go in as one JSON array.
         """
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
@@ -376,25 +376,6 @@ class Journal(Coordinator):
         return await history.prior_attempts(self._store, task_ids)
 
     # leases -------------------------------------------------------------------
-
-    async def acquire(
-        self, task_id: str, run_id: str, *, ttl: float | None = None
-    ) -> Lease | Holder:
-        """Take the lease on ``task_id`` for ``run_id``, or learn who holds it.
-
-        A free, released or expired lease is taken; so is one whose holder ran
-        on this host and whose process is gone. Acquiring a lease ``run_id``
-        already holds renews it. The heartbeat keeps it alive until
-        :meth:`release`. ``ttl`` defaults to the journal's ``lease_ttl``.
-
-        Returns:
-            A :class:`Lease`, or the :class:`Holder` that has it.
-
-        Raises:
-            JournalError: the journal cannot be written.
-        """
-        self._check_usable()
-        return await self._leases.acquire(task_id, run_id, ttl)
 
     async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
         """Take the leases of many tasks for ``run_id`` at once, as a run does.
@@ -428,18 +409,14 @@ class Journal(Coordinator):
         self._check_usable()
         return await self._leases.watch(task_ids)
 
-    def holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` surely still holds the lease on ``task_id``, without I/O.
-
-        False once a heartbeat found the lease lost, and once no heartbeat
-        has renewed this journal's leases for a whole time-to-live (the
-        process stalled or cannot write the file): by then another process
-        may have taken the task over. Checked before committing an output.
-        """
-        return self._leases.holds(task_id, run_id)
-
     def commit_check(self, run_id: str) -> CommitCheck:
-        """:meth:`holds` for the tasks of one run, asked before every commit."""
+        """Whether ``run_id`` surely still holds a task's lease, asked before every commit.
+
+        Answers without I/O: False once a heartbeat found the lease lost, and
+        once no heartbeat has renewed this journal's leases for a whole
+        time-to-live (the process stalled or cannot write the file): by then
+        another process may have taken the task over.
+        """
         return self._leases.commit_check(run_id)
 
     async def renew(self) -> list[tuple[str, str]]:
@@ -466,26 +443,6 @@ class Journal(Coordinator):
         """
         self._check_usable()
         return await self._leases.release(task_id, run_id, outcome)
-
-    async def still_holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` still holds the lease; if so, it is renewed for a full ttl.
-
-        Call it just before committing a task's output: after False, another
-        process may be running the task, so the output must not be committed.
-        A lease that expired but that nobody took is still held (and renewed).
-        """
-        self._check_usable()
-        return await self._leases.still_holds(task_id, run_id)
-
-    async def wait_for(self, task_id: str, *, poll: float = 0.5) -> LeaseOutcome:
-        """Wait until the lease on ``task_id`` is let go, and return how.
-
-        ``SUCCESS`` or ``FAILED`` is the holder's outcome, to be taken as this
-        process's own. ``ABANDONED`` (released without an outcome, expired, or
-        its process gone) means: try :meth:`acquire` again.
-        """
-        self._check_usable()
-        return await self._leases.wait_for(task_id, poll)
 
     # history ------------------------------------------------------------------
 
@@ -578,7 +535,7 @@ class Journal(Coordinator):
                 try:
                     await self._leases.renew()
                 except JournalError as exc:
-                    # Leases may lapse; still_holds() tells a task before it commits.
+                    # Leases may lapse; commit_check() tells a task before it commits.
                     _log.warning("journal.heartbeat_failed", path=str(self.path), error=str(exc))
 
     async def _write_pending(self, abandon: Collection[str] = ()) -> None:
@@ -670,9 +627,9 @@ class Journal(Coordinator):
                     await self._leases.end_claims(run_id, succeeded)
                 if abandon:
                     await db.execute(
-                        "UPDATE leases SET outcome = 'abandoned', released = ? "
-                        f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
-                        [self._clock(), *abandon],
+                        "UPDATE leases SET outcome = 'abandoned', released = ? WHERE outcome "
+                        "IS NULL AND run_id IN (SELECT value FROM json_each(?))",
+                        [self._clock(), json.dumps(list(abandon))],
                     )
         self._batches += 1
         self._rows_written += len(attempts) + len(runs)
