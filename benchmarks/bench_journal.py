@@ -26,7 +26,8 @@ Cases, each on a fresh journal file, medians over ``--repeat`` rounds:
   journal=path)``: the journal opened and closed by the run, the run row, the
   leases (one claim row for the lot, as no other run is going on), attempts
   written in the background;
-- **leases**: ``acquire()`` + ``release()`` of 1,000 task ids, one after another.
+- **leases**: ``claim()`` + ``release()`` of 1,000 task ids, one at a time
+  (a run going on alone: a claim row each).
 
 ``--pairs K`` times only the target: K rounds of the run without a journal
 followed at once by ``run(journal=path)``, and prints the spread of the K
@@ -51,7 +52,7 @@ import structlog
 
 import asyncflow
 from asyncflow.events import Event, TaskEvent
-from asyncflow.journal import Journal, Lease, LeaseOutcome
+from asyncflow.journal import Journal, LeaseOutcome
 from asyncflow.targets import MemoryStore, MemoryTarget
 
 RATIO_TARGET = 1.5
@@ -152,10 +153,11 @@ def _ignore(event: TaskEvent) -> None:
 
 async def leases(count: int, folder: Path) -> Timing:
     async with Journal.open(folder / "journal.db") as journal:
+        await journal.begin_run("bench")
         watch = Stopwatch()
         for i in range(count):
-            lease = await journal.acquire(f"task-{i}", "bench")
-            assert isinstance(lease, Lease)
+            claim = await journal.claim("bench", [f"task-{i}"], since=0.0)
+            assert claim.taken == [f"task-{i}"]
             await journal.release(f"task-{i}", "bench", LeaseOutcome.SUCCESS)
         return watch.read()
 
@@ -244,7 +246,7 @@ async def main(n: int, lease_count: int, repeat: int) -> None:
             )
     lease = median(lease_timings)
     print(
-        f"leases: {lease_count:,} x acquire + release: {lease.wall:.3f} s wall "
+        f"leases: {lease_count:,} x claim + release: {lease.wall:.3f} s wall "
         f"({lease.wall / lease_count * 1e6:.0f} us/task), {lease.cpu:.3f} s cpu"
     )
 

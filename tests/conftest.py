@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterator
 
 import pytest
 import sniffio
+import structlog
 from tests.fixtures.postgres import PostgresServer, PostgresUnavailable
 
 
@@ -27,6 +29,31 @@ def _guard_async_tests(request: pytest.FixtureRequest) -> None:
     is_async = inspect.iscoroutinefunction(getattr(request.node, "function", None))
     if is_async and request.node.get_closest_marker("anyio") is not None:
         request.getfixturevalue("_backend_guard")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Give every test the logging set-up it started with.
+
+    ``configure_logging()`` (called by the command line, and by ``luigi.build()``
+    as Luigi's own does) configures structlog and the root logger for the whole
+    process: a test that calls it in-process must not change what later tests see.
+    """
+    configured = structlog.is_configured()
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    yield
+    if configured:
+        structlog.configure(**config)
+    else:
+        structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -160,7 +160,8 @@ async def test_a_renewal_keeps_the_leases_taken_while_it_waited(tmp_path: Path) 
                 await anyio.lowlevel.checkpoint()
             lost = await journal.renew()
         assert lost == []
-        assert all(journal.holds(task_id, "run") for task_id in ids)
+        check = journal.commit_check("run")
+        assert all(check.may_commit(task_id) for task_id in ids)
 
 
 class Stalling(asyncflow.Task):

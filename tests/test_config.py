@@ -121,6 +121,58 @@ def test_bad_variable_is_named_not_the_file(
 
 
 @pytest.mark.parametrize(
+    ("variable", "text", "message"),
+    [
+        ("ASYNCFLOW_LEASE_TTL", "1e-9", "ASYNCFLOW_LEASE_TTL must be from 1 to 86400 seconds"),
+        ("ASYNCFLOW_LEASE_TTL", "0.5", "ASYNCFLOW_LEASE_TTL must be from 1 to 86400 seconds"),
+        ("ASYNCFLOW_LEASE_TTL", "1e12", "ASYNCFLOW_LEASE_TTL must be from 1 to 86400 seconds"),
+        ("ASYNCFLOW_LEASE_TTL", "inf", "ASYNCFLOW_LEASE_TTL must be from 1 to 86400 seconds"),
+        ("ASYNCFLOW_WORKERS", "1000000", "ASYNCFLOW_WORKERS must be a positive integer of at most"),
+        ("ASYNCFLOW_RESOURCES", "gpu=inf", "ASYNCFLOW_RESOURCES: gpu must be a non-negative"),
+        ("ASYNCFLOW_RESOURCES", "gpu=1e300", r"ASYNCFLOW_RESOURCES: gpu .*\(at most 10\*\*15\)"),
+        ("ASYNCFLOW_JOURNAL", "j\x00.db", "ASYNCFLOW_JOURNAL must be a path"),
+    ],
+)
+def test_absurd_numbers_in_variables_are_refused(
+    tmp_path: Path, variable: str, text: str, message: str
+) -> None:
+    """Numbers beyond sane bounds (a lease of a nanosecond, infinite capacity) are a
+    ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        Config.load(tmp_path, environ={variable: text})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lease_ttl = 1e-9", "lease_ttl must be from 1 to 86400 seconds"),
+        ("lease_ttl = inf", "lease_ttl must be from 1 to 86400 seconds"),
+        ("lease_ttl = 1" + "0" * 400, "lease_ttl must be from 1 to 86400 seconds"),
+        ("workers = 100000", "workers must be a positive integer of at most 10,000"),
+        ("[resources]\nmem = inf", r"resources.mem must be a non-negative number \(at most"),
+        ('journal = "j\\u0000.db"', "journal must be a path"),
+    ],
+)
+def test_absurd_numbers_in_the_file_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    """The file's numbers have the same bounds; the error names the file and the key."""
+    (tmp_path / "asyncflow.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        Config.load(tmp_path, environ={})
+    assert str(info.value).startswith(str(tmp_path / "asyncflow.toml"))
+
+
+def test_lease_ttl_bounds_are_a_second_and_a_day(tmp_path: Path) -> None:
+    """lease_ttl takes 1 to 86400 seconds, both included, and nothing outside."""
+    for seconds in ("1", "86400"):
+        assert Config.load(tmp_path, environ={"ASYNCFLOW_LEASE_TTL": seconds}).lease_ttl == float(
+            seconds
+        )
+    for seconds in ("0.999", "86400.5"):
+        with pytest.raises(ConfigError, match="from 1 to 86400 seconds"):
+            Config.load(tmp_path, environ={"ASYNCFLOW_LEASE_TTL": seconds})
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("log_level = 'LOUD'", "log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),

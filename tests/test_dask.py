@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 from distributed import Client, LocalCluster
 from tests.fixtures import Child, cli, wait_until
@@ -238,6 +239,20 @@ async def test_the_journal_records_the_worker_of_each_attempt(
     assert all(w is not None and w.startswith("tcp://127.0.0.1:") for w in workers)
     shown = format_run(run)
     assert "WORKER" in shown and all(str(w) in shown for w in workers)
+    # The status pages and their JSON API name them too.
+    from asyncflow.web import create_app
+
+    transport = httpx.ASGITransport(app=create_app(journal=path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as web:
+        task_page = (await web.get(f"/tasks/{flaky.task_id}")).text
+        run_page = (await web.get(f"/runs/{result.run_id}")).text
+        api = (await web.get(f"/api/tasks/{flaky.task_id}")).json()
+    assert "<th>Worker</th>" in task_page and all(str(w) in task_page for w in workers)
+    assert "<th>Worker</th>" in run_page and recorded[(flaky.task_id, 2)] in run_page
+    assert {a["attempt"]: a["worker"] for a in api["attempts"]} == {
+        1: recorded[(flaky.task_id, 1)],
+        2: recorded[(flaky.task_id, 2)],
+    }
 
 
 def test_an_attempt_ending_after_its_run_lost_the_lease_is_not_taken(

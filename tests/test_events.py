@@ -213,3 +213,17 @@ async def test_async_handlers_get_the_events_of_a_fail_fast_stop() -> None:
     assert {kind for kind, _, _ in sync_seen} == {Event.START, Event.FAILURE, Event.CANCELLED}
     assert async_seen == sync_seen
     assert class_async == class_sync
+
+
+@pytest.mark.anyio
+async def test_event_times_are_the_times_the_run_records() -> None:
+    """START carries the attempt's start and SUCCESS / PROCESSING_TIME its end, as
+    the result says them: one clock reading each, not a second one per event."""
+    seen: dict[Event, float] = {}
+    task = Job()
+    result = await asyncflow.run(
+        task, handlers=[lambda event: seen.setdefault(event.kind, event.time)], journal=None
+    )
+    outcome = result[task]
+    assert seen[Event.START] == outcome.started
+    assert seen[Event.SUCCESS] == seen[Event.PROCESSING_TIME] == outcome.finished

@@ -4,6 +4,7 @@ import os
 import sqlite3
 import sys
 import textwrap
+import time
 from datetime import UTC
 from pathlib import Path
 from subprocess import PIPE
@@ -17,7 +18,6 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 import asyncflow
-from asyncflow._journal_schema import APPLICATION_ID, MIGRATIONS
 from asyncflow.errors import JournalError
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import (
@@ -27,13 +27,13 @@ from asyncflow.journal import (
     AttemptStatus,
     Holder,
     Journal,
-    Lease,
     LeaseOutcome,
     RunRecord,
     RunStatus,
     format_run,
     format_runs,
 )
+from asyncflow.journal.schema import APPLICATION_ID, MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 
@@ -429,7 +429,7 @@ CHILD = textwrap.dedent(
     import anyio
     import asyncflow
     from asyncflow.events import Event, TaskEvent
-    from asyncflow.journal import Journal, Lease, LeaseOutcome
+    from asyncflow.journal import Journal, LeaseOutcome
 
     class T(asyncflow.Task):
         n = asyncflow.IntParameter()
@@ -443,22 +443,27 @@ CHILD = textwrap.dedent(
         await journal.begin_run("crashed", [T(n=1).task_id])
         journal.record(TaskEvent(Event.START, T(n=1), "crashed", time=clock()))
         await journal.flush()
-        assert isinstance(await journal.acquire(T(n=1).task_id, "crashed"), Lease)
+        claim = await journal.claim("crashed", [T(n=1).task_id], since=clock())
+        assert claim.taken == [T(n=1).task_id]
         os._exit(0)  # die holding the lease, with the attempt running
 
     async def contend(path, run_id):
         async with Journal.open(path) as journal:
+            await journal.begin_run(run_id, ["shared"])
             print("ready", flush=True)
             await readline()
-            got = await journal.acquire("shared", run_id)
-            if isinstance(got, Lease):
+            claim = await journal.claim(run_id, ["shared"], since=time.time())
+            if claim.taken == ["shared"]:
                 print("won", flush=True)
                 await readline()
                 await journal.release("shared", run_id, LeaseOutcome.SUCCESS)
                 print("released", flush=True)
             else:
-                print("lost", got.run_id, flush=True)
-                print("outcome", (await journal.wait_for("shared", poll=0.01)).value, flush=True)
+                print("lost", claim.held["shared"].run_id, flush=True)
+                while not isinstance(state := (await journal.watch(["shared"]))["shared"],
+                                     LeaseOutcome):
+                    await anyio.sleep(0.01)
+                print("outcome", state.value, flush=True)
 
     mode, *args = sys.argv[1:]
     anyio.run({"crash": crash, "contend": contend}[mode], *args)
@@ -474,7 +479,7 @@ def child(tmp_path: Path) -> list[str]:
 
 
 async def crash_child(child: list[str], path: Path, host: str = "-", now: str = "-") -> None:
-    """Run a child that journals a running attempt, takes a lease, and dies."""
+    """Run a child that journals a running attempt, claims its lease, and dies."""
     done = await anyio.run_process([*child, "crash", str(path), host, now], check=False)
     assert done.returncode == 0, done.stderr.decode()
 
@@ -503,11 +508,12 @@ async def test_attempt_on_other_host_is_interrupted_only_after_expiry(
         before = await journal.run("crashed")
     async with Journal.open(path, clock=FakeTime(T0 + TTL + 1)) as journal:
         after = await journal.run("crashed")
-        lease = await journal.acquire(T(n=1).task_id, "run-2")
+        await journal.begin_run("run-2")
+        claim = await journal.claim("run-2", [T(n=1).task_id], since=T0 + TTL + 1)
     assert before is not None and after is not None
     assert [a.status for a in before.attempts] == [AttemptStatus.RUNNING]
     assert [a.status for a in after.attempts] == [AttemptStatus.INTERRUPTED]
-    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+    assert claim.taken == [T(n=1).task_id] and claim.abandoned == {T(n=1).task_id}
 
 
 async def test_lease_of_dead_process_on_this_host_is_taken_at_once(
@@ -518,9 +524,10 @@ async def test_lease_of_dead_process_on_this_host_is_taken_at_once(
     clock = FakeTime(T0)
     async with Journal.open(path, clock=clock) as journal:
         await crash_child(child, path, now=str(T0))
-        got = await journal.acquire(T(n=1).task_id, "run-2")
-    assert isinstance(got, Lease)
-    assert got.previous is LeaseOutcome.ABANDONED
+        await journal.begin_run("run-2")
+        claim = await journal.claim("run-2", [T(n=1).task_id], since=T0)
+    assert claim.taken == [T(n=1).task_id]
+    assert claim.abandoned == {T(n=1).task_id}
 
 
 async def readline(process: Process, streams: dict[int, BufferedByteReceiveStream]) -> str:
@@ -562,81 +569,108 @@ async def test_two_processes_contending_exactly_one_wins(tmp_path: Path, child: 
 # ----------------------------------------------------------------------- leases
 
 
-async def test_acquire_gives_the_lease_or_the_holder(tmp_path: Path) -> None:
+async def watch_until_let_go(journal: Journal, task_id: str) -> LeaseOutcome:
+    """Poll :meth:`Journal.watch` until the lease on ``task_id`` is let go, as a run
+    waiting for another run's task does."""
+    while True:  # the journal has nothing to await: another process lets go
+        state = (await journal.watch([task_id]))[task_id]
+        if isinstance(state, LeaseOutcome):
+            return state
+        await anyio.sleep(0.001)
+
+
+async def test_claim_gives_the_lease_or_the_holder(tmp_path: Path) -> None:
     """The first run gets the lease; another run learns who holds it and since when."""
     clock = FakeTime()
     async with Journal.open(tmp_path / "journal.db", clock=clock, host="box", pid=7) as journal:
-        first = await journal.acquire("task", "run-a")
+        await journal.begin_run("run-a")
+        first = await journal.claim("run-a", ["task"], since=T0)
         clock.now += 1
-        second = await journal.acquire("task", "run-b")
-    assert first == Lease("task", "run-a", T0, T0 + TTL, None, None)
-    assert second == Holder("task", "run-a", "box", 7, T0, T0 + TTL)
+        await journal.begin_run("run-b")
+        second = await journal.claim("run-b", ["task"], since=T0 + 1)
+    assert (first.taken, first.held, first.abandoned) == (["task"], {}, set())
+    assert (second.taken, second.held) == (
+        [],
+        {"task": Holder("task", "run-a", "box", 7, T0, T0 + TTL)},
+    )
 
 
-async def test_acquire_by_the_holder_renews(tmp_path: Path) -> None:
-    """The holding run acquiring again keeps its lease and pushes the expiry on."""
+async def test_renewal_by_the_holder_pushes_the_expiry_on(tmp_path: Path) -> None:
+    """The holding run renewing keeps its lease and pushes the expiry on."""
     clock = FakeTime()
-    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.acquire("task", "run-a")
+    async with Journal.open(tmp_path / "journal.db", clock=clock, host="box", pid=7) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["task"], since=T0)
         clock.now += 10
-        again = await journal.acquire("task", "run-a")
-    assert isinstance(again, Lease)
-    assert (again.acquired, again.expires) == (T0, T0 + 10 + TTL)
+        assert await journal.renew() == []
+        states = await journal.watch(["task"])
+    assert states == {"task": Holder("task", "run-a", "box", 7, T0, T0 + 10 + TTL)}
 
 
 async def test_expired_lease_is_taken_over_and_old_holder_learns_it(tmp_path: Path) -> None:
-    """After expiry another run takes the lease, and still_holds() is False for the old one."""
+    """After expiry another run takes the lease (abandoned), and the old one may no
+    longer commit once its renewal finds it lost."""
     clock = FakeTime()
-    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.acquire("task", "run-a")
-        assert await journal.still_holds("task", "run-a")
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["task"], since=T0)
+        assert mine.commit_check("run-a").may_commit("task")
         clock.now += TTL
-        taken = await journal.acquire("task", "run-b")
-        assert isinstance(taken, Lease)
-        assert (taken.previous, taken.previous_at) == (LeaseOutcome.ABANDONED, T0 + TTL)
-        assert not await journal.still_holds("task", "run-a")
-        assert await journal.still_holds("task", "run-b")
+        await other.begin_run("run-b")
+        taken = await other.claim("run-b", ["task"], since=T0 + TTL)
+        assert (taken.taken, taken.abandoned) == (["task"], {"task"})
+        assert await mine.renew() == [("task", "run-a")]
+        assert not mine.commit_check("run-a").may_commit("task")
+        assert other.commit_check("run-b").may_commit("task")
 
 
 async def test_release_after_takeover_leaves_new_holder_alone(tmp_path: Path) -> None:
     """A run that lost its lease cannot release the new holder's lease."""
     clock = FakeTime()
-    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.acquire("task", "run-a")
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["task"], since=T0)
         clock.now += TTL + 1
-        await journal.acquire("task", "run-b")
-        assert not await journal.release("task", "run-a", LeaseOutcome.FAILED)
-        assert isinstance(await journal.acquire("task", "run-c"), Holder)
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", ["task"], since=clock.now)).taken == ["task"]
+        assert not await mine.release("task", "run-a", LeaseOutcome.FAILED)
+        await other.begin_run("run-c")
+        third = await other.claim("run-c", ["task"], since=clock.now)
+    assert third.taken == [] and third.held["task"].run_id == "run-b"
 
 
-async def test_released_outcome_is_handed_to_the_next_holder(tmp_path: Path) -> None:
-    """The next lease tells how and when the previous holder let go."""
+async def test_released_outcome_is_seen_by_the_next_run(tmp_path: Path) -> None:
+    """How the previous holder let go is seen before taking over, and a success
+    is not reported as an abandoned lease."""
     clock = FakeTime()
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.acquire("task", "run-a")
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["task"], since=T0)
         clock.now += 5
         assert await journal.release("task", "run-a", LeaseOutcome.SUCCESS)
         clock.now += 5
-        lease = await journal.acquire("task", "run-b")
-    assert isinstance(lease, Lease)
-    assert (lease.previous, lease.previous_at, lease.acquired) == (
-        LeaseOutcome.SUCCESS,
-        T0 + 5,
-        T0 + 10,
-    )
+        seen = await journal.watch(["task"])
+        await journal.begin_run("run-b")
+        claim = await journal.claim("run-b", ["task"], since=T0 + 10)
+    assert seen == {"task": LeaseOutcome.SUCCESS}
+    assert (claim.taken, claim.abandoned) == (["task"], set())
 
 
 async def test_renew_keeps_leases_alive_past_their_ttl(tmp_path: Path) -> None:
     """renew() pushes every held lease on, so nobody can take them."""
     clock = FakeTime()
-    async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        for name in ("x", "y"):
-            await journal.acquire(name, "run-a")
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["x", "y"], since=T0)
         clock.now += TTL * 0.9
-        assert await journal.renew() == []
+        assert await mine.renew() == []
         clock.now += TTL * 0.5
-        assert isinstance(await journal.acquire("x", "run-b"), Holder)
-        assert isinstance(await journal.acquire("y", "run-b"), Holder)
+        await other.begin_run("run-b")
+        claim = await other.claim("run-b", ["x", "y"], since=clock.now)
+    assert claim.taken == [] and sorted(claim.held) == ["x", "y"]
 
 
 async def test_renew_reports_leases_taken_by_others(tmp_path: Path) -> None:
@@ -644,21 +678,23 @@ async def test_renew_reports_leases_taken_by_others(tmp_path: Path) -> None:
     clock = FakeTime()
     path = tmp_path / "journal.db"
     async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
-        await mine.acquire("x", "run-a")
-        await mine.acquire("y", "run-a")
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["x", "y"], since=T0)
         clock.now += TTL + 1
-        await other.acquire("y", "run-b")
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", ["y"], since=clock.now)).taken == ["y"]
         assert await mine.renew() == [("y", "run-a")]
 
 
-async def test_wait_for_returns_the_holders_outcome(tmp_path: Path) -> None:
-    """wait_for() returns the outcome the holder released with."""
+async def test_watching_returns_the_holders_outcome(tmp_path: Path) -> None:
+    """Watching a lease until it is let go returns the outcome the holder released with."""
     async with Journal.open(tmp_path / "journal.db") as journal:
-        await journal.acquire("task", "run-a")
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["task"], since=T0)
         outcomes: list[LeaseOutcome] = []
 
         async def waiter() -> None:
-            outcomes.append(await journal.wait_for("task", poll=0.001))
+            outcomes.append(await watch_until_let_go(journal, "task"))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
@@ -667,34 +703,38 @@ async def test_wait_for_returns_the_holders_outcome(tmp_path: Path) -> None:
     assert outcomes == [LeaseOutcome.FAILED]
 
 
-async def test_wait_for_an_expired_lease_is_abandoned(tmp_path: Path) -> None:
-    """wait_for() on a lease that expired without release answers ABANDONED."""
+async def test_watching_an_expired_lease_is_abandoned(tmp_path: Path) -> None:
+    """A lease that expired without release, or was never taken, is ABANDONED."""
     clock = FakeTime()
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.acquire("task", "run-a")
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["task"], since=T0)
         clock.now += TTL
-        assert await journal.wait_for("task") is LeaseOutcome.ABANDONED
-        assert await journal.wait_for("never-leased") is LeaseOutcome.ABANDONED
+        assert await watch_until_let_go(journal, "task") is LeaseOutcome.ABANDONED
+        assert await watch_until_let_go(journal, "never-leased") is LeaseOutcome.ABANDONED
 
 
 async def test_end_run_abandons_leases_it_still_holds(tmp_path: Path) -> None:
     """Ending a run lets go of its forgotten leases, so others need not wait for expiry."""
     async with Journal.open(tmp_path / "journal.db") as journal:
         await journal.begin_run("run-a")
-        await journal.acquire("task", "run-a")
+        await journal.claim("run-a", ["task"], since=T0)
         await journal.end_run("run-a", RunStatus.CANCELLED)
-        lease = await journal.acquire("task", "run-b")
-    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+        await journal.begin_run("run-b")
+        claim = await journal.claim("run-b", ["task"], since=T0)
+    assert claim.taken == ["task"] and claim.abandoned == {"task"}
 
 
 async def test_close_abandons_leases_still_held(tmp_path: Path) -> None:
     """Closing a journal lets go of its leases, so another process need not wait."""
     path = tmp_path / "journal.db"
     async with Journal.open(path) as journal:
-        await journal.acquire("task", "run-a")
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["task"], since=T0)
     async with Journal.open(path) as journal:
-        lease = await journal.acquire("task", "run-b")
-    assert isinstance(lease, Lease) and lease.previous is LeaseOutcome.ABANDONED
+        await journal.begin_run("run-b")
+        claim = await journal.claim("run-b", ["task"], since=T0)
+    assert claim.taken == ["task"] and claim.abandoned == {"task"}
 
 
 # ---------------------------------------------------------------------- history
@@ -896,12 +936,14 @@ async def test_a_success_written_after_a_run_began_is_reported_done(
 async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:
     clock = FakeTime()
     async with Journal.open(tmp_path / "journal.db", clock=clock) as journal:
-        await journal.claim("run-a", ["held", "failed", "expired", "released"], since=T0)
+        await journal.claim("run-a", ["held", "failed", "released"], since=T0)
         await journal.release("failed", "run-a", LeaseOutcome.FAILED)
         await journal.release("released", "run-a", LeaseOutcome.ABANDONED)
-        await journal.acquire("expired", "run-a", ttl=1)  # renewed with a short ttl
-        clock.now += 2
-        states = await journal.watch(["held", "failed", "expired", "released", "never"])
+        async with Journal.open(journal.path, clock=clock, lease_ttl=1) as short:
+            await short.begin_run("run-x")
+            await short.claim("run-x", ["expired"], since=T0)
+            clock.now += 2  # run-x's lease (and the run) expired unrenewed
+            states = await journal.watch(["held", "failed", "expired", "released", "never"])
     assert isinstance(states.pop("held"), Holder)
     assert states == {
         "failed": LeaseOutcome.FAILED,
@@ -911,24 +953,30 @@ async def test_watch_tells_how_each_lease_was_let_go(tmp_path: Path) -> None:
     }
 
 
-async def test_holds_turns_false_without_heartbeats_and_after_takeover(tmp_path: Path) -> None:
-    """holds() answers without I/O: no renewal for a whole ttl (a stalled process)
+async def test_commit_check_turns_false_without_heartbeats_and_after_takeover(
+    tmp_path: Path,
+) -> None:
+    """commit_check() answers without I/O: no renewal for a whole ttl (a stalled process)
     means the lease may be gone; a renewal that finds it taken means it is."""
     clock = FakeTime()
     path = tmp_path / "journal.db"
     async with Journal.open(path, clock=clock) as journal:
         await journal.claim("run-a", ["a", "b"], since=T0)
-        assert journal.holds("a", "run-a") and not journal.holds("c", "run-a")
+        assert journal.commit_check("run-a").may_commit("a") and not journal.commit_check(
+            "run-a"
+        ).may_commit("c")
         clock.now += TTL / 2
         await journal.renew()
         clock.now += TTL * 0.9
-        assert journal.holds("a", "run-a")  # renewed half-way: still valid
+        assert journal.commit_check("run-a").may_commit("a")  # renewed half-way: still valid
         clock.now += TTL
-        assert not journal.holds("a", "run-a")  # stalled past the expiry
+        assert not journal.commit_check("run-a").may_commit("a")  # stalled past the expiry
         taken = await journal.claim("run-b", ["b"], since=T0)  # another run takes one
         assert taken.taken == ["b"]
         assert await journal.renew() == [("b", "run-a")]
-        assert journal.holds("a", "run-a") and not journal.holds("b", "run-a")
+        assert journal.commit_check("run-a").may_commit("a") and not journal.commit_check(
+            "run-a"
+        ).may_commit("b")
 
 
 # ------------------------------------------------- claims (a run going on alone)
@@ -943,7 +991,9 @@ async def test_a_run_alone_leases_a_batch_with_one_row(tmp_path: Path) -> None:
         claim = await journal.claim("run-a", ["a", "b", "c"], since=T0)
         assert query(path, "SELECT count(*) FROM run_claims") == [(1,)]
         assert query(path, "SELECT count(*) FROM leases") == [(0,)]
-        assert journal.holds("b", "run-a") and not journal.holds("d", "run-a")
+        assert journal.commit_check("run-a").may_commit("b") and not journal.commit_check(
+            "run-a"
+        ).may_commit("d")
         states = await journal.watch(["a", "d"])
         assert await journal.renew() == []
     assert (claim.taken, claim.held, claim.abandoned) == (["a", "b", "c"], {}, set())
@@ -966,7 +1016,9 @@ async def test_a_second_run_turns_the_claim_into_leases_it_must_wait_for(tmp_pat
         rows = query(path, "SELECT task_id, run_id FROM leases ORDER BY task_id")
         clock.now += TTL / 2
         assert await journal.renew() == []  # run-a still holds a and b, now as rows
-        assert journal.holds("a", "run-a") and journal.holds("b", "run-a")
+        assert journal.commit_check("run-a").may_commit("a") and journal.commit_check(
+            "run-a"
+        ).may_commit("b")
     assert second.taken == ["c"]
     assert second.held == {"b": Holder("b", "run-a", "box", 7, T0, T0 + TTL)}
     assert rows == [("a", "run-a"), ("b", "run-a"), ("c", "run-b")]
@@ -1013,7 +1065,7 @@ async def test_a_claim_of_a_run_found_interrupted_is_abandoned(tmp_path: Path) -
         await stalled.close()
     assert claim.taken == [done, undone] and claim.abandoned == {undone}
     assert sorted(lost) == sorted([(done, "run-1"), (undone, "run-1")])
-    assert not stalled.holds(undone, "run-1")
+    assert not stalled.commit_check("run-1").may_commit(undone)
 
 
 async def test_releasing_a_claimed_task_tells_the_others(tmp_path: Path) -> None:
@@ -1029,21 +1081,35 @@ async def test_releasing_a_claimed_task_tells_the_others(tmp_path: Path) -> None
     assert other.taken == ["a"] and list(other.held) == ["b"]
 
 
-async def test_acquire_of_a_claimed_task_names_the_claiming_run(tmp_path: Path) -> None:
-    async with Journal.open(tmp_path / "journal.db", host="box", pid=7) as journal:
+async def test_a_claimed_task_names_the_claiming_run(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, host="box", pid=7) as journal:
         await journal.begin_run("run-a")
         await journal.claim("run-a", ["a"], since=T0)
-        got = await journal.acquire("a", "run-b")
-    assert isinstance(got, Holder) and (got.run_id, got.pid) == ("run-a", 7)
+        async with Journal.open(path, host="box", pid=8) as other:
+            await other.begin_run("run-b")
+            got = await other.claim("run-b", ["a"], since=T0)
+    assert got.taken == [] and (got.held["a"].run_id, got.held["a"].pid) == ("run-a", 7)
 
 
 async def test_a_lease_taken_outside_any_run_keeps_a_run_from_claiming_it(
     tmp_path: Path,
 ) -> None:
-    """acquire() without begin_run() leaves no run row to see: the run alone still
-    finds the live lease and leases task by task instead of claiming the lot."""
-    async with Journal.open(tmp_path / "journal.db", host="box", pid=7) as journal:
-        await journal.acquire("a", "run-x")
+    """A live lease row of a run with no run row (as a per-task lease of an earlier
+    version left it) is seen: the run alone still finds the live lease and leases
+    task by task instead of claiming the lot."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, host="box", pid=7) as journal:
+        db = sqlite3.connect(path)
+        try:
+            with db:
+                db.execute(
+                    "INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl) "
+                    "VALUES ('a', 'run-x', 'box', 7, ?, ?, ?)",
+                    [time.time(), time.time() + TTL, TTL],
+                )
+        finally:
+            db.close()
         await journal.begin_run("run-b")
         claim = await journal.claim("run-b", ["a", "b"], since=T0)
     assert claim.taken == ["b"]

@@ -16,8 +16,7 @@ from tests.fixtures import cli
 from tests.fixtures.damage_tasks import Files, Mark
 
 import asyncflow
-from asyncflow._journal_schema import SCHEMA_VERSION
-from asyncflow.journal import Journal, LeaseOutcome
+from asyncflow.journal import SCHEMA_VERSION, Journal, LeaseOutcome
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +97,8 @@ async def test_a_row_that_does_not_decode_is_a_journal_error(journal: Path, dama
 async def test_a_lease_that_does_not_decode_is_a_journal_error(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     async with Journal.open(path) as opened:
-        await opened.acquire("a", "run-1")
+        await opened.begin_run("run-1")
+        await opened.claim("run-1", ["a"], since=0.0)
         await opened.release("a", "run-1", LeaseOutcome.FAILED)
     sql(path, "UPDATE leases SET outcome = 'faild'")
     async with Journal.open(path) as opened:

@@ -9,11 +9,11 @@ import anyio
 import pytest
 
 import asyncflow
-from asyncflow import _journal_rows
-from asyncflow._journal_rows import ROWS_PER_STATEMENT
 from asyncflow.errors import JournalError
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import AttemptStatus, Journal
+from asyncflow.journal import rows as _journal_rows
+from asyncflow.journal.rows import ROWS_PER_STATEMENT
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import asyncflow
-from asyncflow._journal_schema import APPLICATION_ID, MIGRATIONS
 from asyncflow.errors import JournalError
 from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import SCHEMA_VERSION, AttemptStatus, Journal, RunStatus
+from asyncflow.journal.schema import APPLICATION_ID, MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from ._usercode import UserCode
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
 from .graph import Node, missing_targets, outputs_of
 from .resources import running_release
-from .targets.base import Target, commit_guard
+from .targets.base import Target, WriterIdentity, commit_guard, writer_identity
 from .task import RunKind, Task, flatten, map_structure
 
 __all__ = [
@@ -126,8 +126,11 @@ async def call_run(
     calls: UserCode,
     release: Callable[[Mapping[str, float]], None] | None,
     guard: LeaseGuard | None = None,
+    writer: WriterIdentity | None = None,
 ) -> None:
-    """Run the task body once, with ``task_id`` bound for logging.
+    """Run the task body once, with ``task_id`` bound for logging and ``writer``
+    (the attempt's identity, which remote targets tag their objects with) in
+    :data:`~asyncflow.targets.base.writer_identity`.
 
     A plain ``def run()`` goes to ``bodies`` (the backend that takes its
     class); an ``async def`` body runs on the loop. ``release`` (when the task
@@ -142,6 +145,7 @@ async def call_run(
     # bind/reset rather than bound_contextvars(): a third of the cost, per task.
     tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
     releasing = running_release.set(release) if release is not None else None
+    writing = writer_identity.set(writer) if writer is not None else None
     try:
         if kind is RunKind.ASYNC:
             await task.run()
@@ -153,6 +157,8 @@ async def call_run(
         structlog.contextvars.reset_contextvars(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
+        if writing is not None:
+            writer_identity.reset(writing)
 
 
 async def _call_sync(

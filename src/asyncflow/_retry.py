@@ -6,8 +6,9 @@ import random
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import PermanentError, TaskDefinitionError, UpstreamFailed
-from .task import Task
+from .errors import ConfigError, PermanentError, TaskDefinitionError, UpstreamFailed
+from .resources import AMOUNT, is_amount
+from .task import MAX_RETRY_BACKOFF, Task
 
 __all__ = ["RetryPolicy"]
 
@@ -38,12 +39,22 @@ class RetryPolicy:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     def __post_init__(self) -> None:
-        if self.count < 0 or self.delay < 0 or self.max_delay < 0:
-            raise ValueError(f"retry count and delays must be >= 0: {self}")
-        if self.backoff < 1:
-            raise ValueError(f"retry backoff must be >= 1, got {self.backoff}")
+        """Raises ConfigError (a ValueError) for a setting out of range, NaN included."""
+        count = self.count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"RetryPolicy.count must be an int >= 0, got {count!r}")
+        for name in ("delay", "max_delay"):
+            if not is_amount(getattr(self, name)):
+                raise ConfigError(
+                    f"RetryPolicy.{name} must be {AMOUNT}, in seconds, got {getattr(self, name)!r}"
+                )
+        if not 1 <= self.backoff <= MAX_RETRY_BACKOFF:
+            raise ConfigError(
+                f"RetryPolicy.backoff must be >= 1 (and at most {MAX_RETRY_BACKOFF}), "
+                f"got {self.backoff!r}"
+            )
         if not 0 <= self.jitter <= 1:
-            raise ValueError(f"retry jitter must be between 0 and 1, got {self.jitter}")
+            raise ConfigError(f"RetryPolicy.jitter must be between 0 and 1, got {self.jitter!r}")
 
     @classmethod
     def for_task(cls, task_cls: type, default: RetryPolicy | None) -> RetryPolicy:
@@ -73,7 +84,10 @@ class RetryPolicy:
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        delay = min(self.delay * self.backoff ** (attempt - 1), self.max_delay)
+        try:
+            delay = min(self.delay * self.backoff ** (attempt - 1), self.max_delay)
+        except OverflowError:  # after a thousand attempts or so, backoff ** n passes 1e308
+            delay = min(self.delay, self.max_delay) and self.max_delay
         if self.jitter and delay:
             spread = (rng or random).uniform(-self.jitter, self.jitter)
             delay = max(0.0, delay * (1 + spread))

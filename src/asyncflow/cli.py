@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -23,13 +24,14 @@ import signal
 import sys
 import sysconfig
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
+from ._log import log
 from ._version import __version__
 from .config import LOG_FORMATS, Config, is_log_level, parse_amounts
 from .dag import render
@@ -43,6 +45,9 @@ from .resources import is_amount
 from .result import RunResult
 from .runner import DEFAULT_WORKERS, run
 from .task import Task
+
+if TYPE_CHECKING:
+    from .metrics import PrometheusMetrics
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -92,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args)
         if args.command == "journal":
             return _journal_check(args)
+        if args.command == "ui":
+            return _ui(args)
         if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
             task_cls = load_task(args.task)
         command = {"run": _run, "graph": _graph, "backfill": _backfill}[args.command]
@@ -280,6 +287,7 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     )
     show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
     _add_journal_commands(commands)
+    _add_ui_command(commands)
     if task_cls is not None:
         for command in (run, graph, backfill):
             _add_task_params(command, task_cls)
@@ -346,6 +354,13 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
         default=None,
         help="show progress on stderr: a live display on a terminal (then the log level "
         "defaults to WARNING), else a status line every few seconds (default: on)",
+    )
+    command.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts",
     )
 
 
@@ -546,7 +561,7 @@ def _add_journal_commands(commands: Any) -> None:
 
 
 def _journal_check(args: argparse.Namespace) -> int:
-    from ._journal_check import check_journal
+    from .journal.check import check_journal
 
     found = anyio.run(check_journal, Path(args.path), backend="asyncio")
     print(found.report(), file=sys.stdout if found.ok else sys.stderr)
@@ -584,7 +599,10 @@ def _execute(task: Task, args: argparse.Namespace, config: Config) -> int:
         options["journal"] = None
     elif args.journal:
         options["journal"] = args.journal
-    result = anyio.run(_run_until_signalled, task, options, backend="asyncio")
+    with _metrics_served(args.metrics_port) as metrics:
+        if metrics is not None:
+            options["metrics"] = metrics
+        result = anyio.run(_run_until_signalled, task, options, backend="asyncio")
     if result is None:
         print("asyncflow: interrupted; running tasks were cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -668,6 +686,84 @@ def _resources(items: list[dict[str, float]]) -> dict[str, float]:
     for item in items:
         capacities.update(item)
     return capacities
+
+
+# The web pages (asyncflow ui) and the metrics of a run (--metrics-port) ---------
+
+
+def _add_ui_command(commands: Any) -> None:
+    ui = commands.add_parser(
+        "ui",
+        help="serve the journal's status pages, JSON API and /metrics",
+        description="Serve the runs, tasks and attempts of the journal as web pages (and "
+        "JSON under /api/, Prometheus metrics at /metrics), read-only. It listens on "
+        "127.0.0.1 unless --host says otherwise; any other address needs a token.",
+    )
+    ui.add_argument(
+        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    ui.add_argument("--port", type=_port, default=8082, help="port (8082; 0: any free one)")
+    ui.add_argument(
+        "--token",
+        default=None,
+        help="every request must carry it (Authorization: Bearer TOKEN, or ?token=TOKEN "
+        "once in a browser); required off loopback; default: $ASYNCFLOW_UI_TOKEN",
+    )
+    ui.add_argument("--log-format", default=None, choices=LOG_FORMATS)
+
+
+def _port(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {text!r}")
+    return number
+
+
+def _ui(args: argparse.Namespace) -> int:
+    try:
+        from .web._serve import serve
+    except ImportError as exc:
+        raise UsageError(
+            f"asyncflow ui needs the web extra ({exc}): pip install 'asyncflow[web]'"
+        ) from None
+    config = Config.load()
+    configure_logging(args.log_format or config.log_format or "auto", "INFO")
+    journal = Path(args.journal or config.journal or Path(".asyncflow") / "journal.db")
+    serve(journal, host=args.host, port=args.port, token=args.token)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _metrics_served(port: int | None) -> Iterator[PrometheusMetrics | None]:
+    """With a port: metrics of the run on 127.0.0.1:PORT/metrics until the block ends."""
+    if port is None:
+        yield None
+        return
+    try:
+        from prometheus_client import REGISTRY, start_http_server
+
+        from .metrics import PrometheusMetrics
+    except ImportError as exc:
+        raise UsageError(
+            f"--metrics-port needs prometheus-client ({exc}): pip install 'asyncflow[web]'"
+        ) from None
+    try:
+        server, thread = start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+        ) from None
+    log.info("metrics.serving", url=f"http://127.0.0.1:{server.server_port}/metrics")
+    try:
+        yield PrometheusMetrics(REGISTRY)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 if __name__ == "__main__":  # pragma: no cover

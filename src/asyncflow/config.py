@@ -32,11 +32,25 @@ Arguments given to ``run()`` or on the command line override both. The file::
 
 In a ``[Family]`` value, ``${NAME}`` stands for environment variable ``NAME``
 (``$${`` for a literal ``${``), so that secrets stay out of the file.
+
+Numbers are checked against sane bounds, wherever they come from (file,
+variable, ``Config(...)``, ``run()`` arguments); a value out of range is a
+:class:`~asyncflow.ConfigError` naming the setting and where it was set:
+
+* ``workers`` (and ``run(probe_concurrency=...)``): an integer from 1 to
+  :data:`MAX_WORKERS` (10,000: more would be more threads than a machine runs);
+* ``lease_ttl``: from :data:`LEASE_TTL_MIN` to :data:`LEASE_TTL_MAX` seconds
+  (1 s to one day): a shorter lease expires between two heartbeats, so another
+  process would take over a task that is still running; a longer one keeps a
+  crashed run's tasks locked for that long;
+* ``resources`` amounts: from 0 to 10**15 (NaN and infinity are refused);
+* ``max_running`` limits: an integer >= 1.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -45,10 +59,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import ConfigError
-from .resources import is_amount
+from .errors import ConfigError, short_repr
+from .resources import AMOUNT, is_amount
 
-__all__ = ["LOG_FORMATS", "Config", "is_log_level", "parse_amounts"]
+__all__ = [
+    "LEASE_TTL_MAX",
+    "LEASE_TTL_MIN",
+    "LOG_FORMATS",
+    "MAX_WORKERS",
+    "Config",
+    "check_amounts",
+    "check_journal_path",
+    "check_limits",
+    "check_positive_int",
+    "is_log_level",
+    "parse_amounts",
+]
+
+MAX_WORKERS: Final = 10_000
+"""The most ``workers`` (or ``probe_concurrency``) a run takes."""
+LEASE_TTL_MIN: Final = 1.0
+"""The shortest ``lease_ttl``, in seconds: a lease must outlive a heartbeat's trip."""
+LEASE_TTL_MAX: Final = 86_400.0
+"""The longest ``lease_ttl``, in seconds (a day): how long a crashed run may keep its
+tasks from others."""
 
 _SCALARS = {
     "workers",
@@ -89,6 +123,18 @@ class Config:
     """Parameter defaults by task family, as text."""
     source: str | None = None
     """The file the settings came from, if any."""
+
+    def __post_init__(self) -> None:
+        """Check the settings of a ``Config(...)`` built in code (``load`` has
+        checked its own already, naming the file or variable)."""
+        if self.workers is not None:
+            check_positive_int("Config.workers", self.workers, MAX_WORKERS)
+        if self.lease_ttl is not None:
+            _lease_ttl("Config.lease_ttl", self.lease_ttl)
+        if self.journal is not None:
+            check_journal_path("Config.journal", self.journal)
+        check_amounts("Config.resources", self.resources)
+        check_limits("Config.max_running", self.max_running)
 
     @classmethod
     def load(
@@ -215,10 +261,7 @@ def _scalar(key: str, value: Any, label: str) -> Any:
     """``value`` of setting ``key``, checked; ``label`` names it in errors (file and key,
     or the variable)."""
     if key == "workers":
-        number = _int(value)
-        if number is None or number < 1:
-            raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        return number
+        return check_positive_int(label, _int(value), MAX_WORKERS, shown=value)
     if key in ("keep_going", "dask_all_sync"):
         if isinstance(value, bool):
             return value
@@ -226,17 +269,81 @@ def _scalar(key: str, value: Any, label: str) -> Any:
             return value.lower() in _TRUE
         raise ConfigError(f"{label} must be true or false, got {value!r}")
     if key == "lease_ttl":
-        seconds = _float(value)
-        if seconds is None or not seconds > 0:
-            raise ConfigError(f"{label} must be a number of seconds > 0, got {value!r}")
-        return seconds
+        return _lease_ttl(label, value)
     if not isinstance(value, str):
-        raise ConfigError(f"{label} must be a string, got {value!r}")
+        raise ConfigError(f"{label} must be a string, got {short_repr(value)}")
+    if key == "journal":
+        return check_journal_path(label, value)
     if key == "log_level" and not is_log_level(value):
         raise ConfigError(f"{label} must be {_LEVELS}, got {value!r}")
     if key == "log_format" and value not in LOG_FORMATS:
         raise ConfigError(f"{label} must be auto, console or json, got {value!r}")
     return value
+
+
+def check_positive_int(
+    label: str, value: object, maximum: int | None = None, *, shown: object = None
+) -> int:
+    """``value``, if it is an int from 1 to ``maximum``.
+
+    Raises:
+        ConfigError: it is not; the message begins with ``label`` and quotes
+            ``shown`` (default: the value).
+    """
+    quoted = short_repr(value if shown is None else shown)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{label} must be a positive integer, got {quoted}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(
+            f"{label} must be a positive integer of at most {maximum:,}, got {quoted}"
+        )
+    return value
+
+
+def check_amounts(label: str, amounts: Mapping[Any, object]) -> None:
+    """Check resource amounts: each from 0 to 10**15.
+
+    Raises:
+        ConfigError: one is not; the message names ``label[name]``.
+    """
+    for name, amount in amounts.items():
+        if not isinstance(name, str) or not is_amount(amount):
+            raise ConfigError(f"{label}[{name!r}] must be {AMOUNT}, got {short_repr(amount)}")
+
+
+def check_limits(label: str, limits: Mapping[Any, object]) -> None:
+    """Check per-family limits: each a positive int.
+
+    Raises:
+        ConfigError: one is not; the message names ``label[family]``.
+    """
+    for family, limit in limits.items():
+        check_positive_int(f"{label}[{family!r}]", limit)
+
+
+def check_journal_path(label: str, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """``path``, if the operating system can take it as a path.
+
+    Raises:
+        ConfigError: it holds a NUL character; the message names ``label``.
+    """
+    if "\x00" in os.fspath(path):
+        raise ConfigError(f"{label} must be a path, got {short_repr(path)} (a NUL character)")
+    return path
+
+
+def _lease_ttl(label: str, value: object) -> float:
+    seconds = _float(value)
+    if seconds is None or not seconds > 0:
+        raise ConfigError(f"{label} must be a number of seconds > 0, got {short_repr(value)}")
+    if not LEASE_TTL_MIN <= seconds <= LEASE_TTL_MAX:
+        raise ConfigError(
+            f"{label} must be from {LEASE_TTL_MIN:g} to {LEASE_TTL_MAX:g} seconds (a day), got "
+            f"{short_repr(value)}: a shorter lease runs out between two heartbeats (another "
+            "process would take over a running task), a longer one keeps a crashed run's "
+            "tasks locked that long"
+        )
+    return seconds
 
 
 def is_log_level(name: str) -> bool:
@@ -251,10 +358,10 @@ _LEVELS: Final = "DEBUG, INFO, WARNING, ERROR or CRITICAL"
 def _float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
     try:
         return float(value)
+    except OverflowError:  # an int beyond float's range
+        return math.inf
     except (TypeError, ValueError):
         return None
 
@@ -266,13 +373,10 @@ def _table(key: str, value: Any, prefix: str, where: str) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for name, amount in value.items():
         if key == "max_running":
-            number = _int(amount)
-            if number is None or number < 1:
-                raise ConfigError(f"{prefix}{name} must be a positive integer, got {amount!r}")
-            table[name] = number
+            table[name] = check_positive_int(f"{prefix}{name}", _int(amount), shown=amount)
         else:
             if not is_amount(amount):
-                raise ConfigError(f"{prefix}{name} must be a non-negative number, got {amount!r}")
+                raise ConfigError(f"{prefix}{name} must be {AMOUNT}, got {short_repr(amount)}")
             table[name] = amount
     return table
 

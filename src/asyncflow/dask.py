@@ -77,7 +77,7 @@ from ._redact import describe
 from ._usercode import UserCode
 from .errors import AsyncflowError, ConfigError, TargetError, TaskError
 from .graph import Node
-from .targets.base import Target, commit_guard
+from .targets.base import Target, WriterIdentity, commit_guard, writer_identity
 from .task import RunKind, Task
 
 __all__ = ["DaskExecutor", "WorkerLost"]
@@ -391,6 +391,7 @@ class _DaskBodies:
             self._run_id,
             task_id,
             key,
+            writer_identity.get(),  # what the body's remote writes are tagged with
             key=key,
             resources=self._owner.worker_resources(cls) or None,
             priority=task.priority,
@@ -476,14 +477,18 @@ _ids: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
 _factory_installed = False
 
 
-def _run_body(payload: bytes, run_id: str, task_id: str, key: str) -> None:
-    """On a Dask worker: run the task's body once, its writes guarded."""
+def _run_body(
+    payload: bytes, run_id: str, task_id: str, key: str, writer: WriterIdentity | None
+) -> None:
+    """On a Dask worker: run the task's body once, its writes guarded and tagged
+    with the attempt (``writer``), as in the run's process."""
     worker = distributed.get_worker()
     worker.log_event(_TOPIC, {"key": key})  # the worker's address comes with it
     _label_records()
     task: Task = cloudpickle.loads(payload)
     ids = _ids.set((run_id, task_id))
     guard = commit_guard.set(_GivenUp(worker, key))
+    writing = writer_identity.set(writer)
     try:
         with structlog.contextvars.bound_contextvars(run_id=run_id, task_id=task_id):
             try:
@@ -492,6 +497,7 @@ def _run_body(payload: bytes, run_id: str, task_id: str, key: str) -> None:
                 raise RuntimeError(f"{task_id}: run() raised StopIteration") from exc
         check_returned(task_id, outcome)
     finally:
+        writer_identity.reset(writing)
         commit_guard.reset(guard)
         _ids.reset(ids)
 

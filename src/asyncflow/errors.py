@@ -4,6 +4,7 @@ The hierarchy::
 
     AsyncflowError
     ├── ParameterError        a parameter value is missing, unknown or unparseable
+    │   └── ParameterTypeError    ... of a type the parameter does not take (a TypeError)
     ├── ConfigError           a configuration file, variable or run() argument is invalid
     ├── GraphError            the task graph cannot be built
     │   └── CycleError        requires() forms a cycle (the path is in the message)
@@ -13,7 +14,8 @@ The hierarchy::
     │   ├── TaskTimeout           an attempt ran longer than the task's timeout
     │   ├── MissingOutputError    run() returned without producing an output
     │   ├── UpstreamFailed        a requirement of the task failed or is missing
-    │   └── TaskDefinitionError   requires(), output() or complete() raised
+    │   └── TaskDefinitionError   requires(), output() or complete() raised, or
+    │                             __init__ did not call Task.__init__
     ├── TargetError           a target could not be read, written or probed
     │   └── TargetNotFoundError   reading a target that does not exist (also FileNotFoundError)
     └── JournalError          the journal cannot be opened or written
@@ -23,6 +25,7 @@ Every message names the task id, and the path or URL where there is one.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "JournalError",
     "MissingOutputError",
     "ParameterError",
+    "ParameterTypeError",
     "PermanentError",
     "ResourceError",
     "TargetError",
@@ -44,12 +48,44 @@ __all__ = [
 ]
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 60
+_SHORT_REPR.maxlevel = 3
+
+
+def short_repr(value: object) -> str:
+    """A short ``repr`` of a value for an error message, whatever the value.
+
+    Long strings are cut in the middle (their length follows), nesting beyond
+    three levels is elided, and a value whose ``repr`` fails (an int of more
+    digits than ``str()`` allows, a broken ``__repr__``) is named by its type.
+    """
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    if isinstance(value, str) and len(value) > _SHORT_REPR.maxstring:
+        text += f" ({len(value):,} characters)"
+    return text
+
+
 class AsyncflowError(Exception):
     """Base class of every asyncflow error."""
 
 
 class ParameterError(AsyncflowError, ValueError):
     """A task parameter is missing, unknown, or has a value that cannot be used."""
+
+    problem: str | None = None
+    """When a parameter's own method raised it: what is wrong with the value,
+    without the parameter's name (for a message naming the task instead)."""
+
+
+class ParameterTypeError(ParameterError, TypeError):
+    """A parameter was given a value of a type it does not take (``5`` for a date).
+
+    Also a ``TypeError``, as the same mistake is in plain Python.
+    """
 
 
 class ConfigError(AsyncflowError, ValueError):
@@ -141,14 +177,20 @@ class UpstreamFailed(TaskError):
 
 
 class TaskDefinitionError(TaskError):
-    """``requires()``, ``output()`` or ``complete()`` of a task raised."""
+    """``requires()``, ``output()`` or ``complete()`` of a task raised, or the
+    class is unusable (its ``__init__`` did not call ``Task.__init__``).
 
-    def __init__(self, task_id: str, method: str, error: BaseException) -> None:
+    ``error`` is what the method raised, or the problem as text.
+    """
+
+    def __init__(self, task_id: str, method: str, error: BaseException | str) -> None:
         self.method = method
-        self.__cause__ = error  # the error the method raised, wherever this is raised from
-        super().__init__(
-            f"{task_id}: {method}() raised {type(error).__name__}: {error}", task_id=task_id
-        )
+        if isinstance(error, str):
+            what = error
+        else:
+            what = f"{method}() raised {type(error).__name__}: {error}"
+            self.__cause__ = error  # the error the method raised, wherever this is raised from
+        super().__init__(f"{task_id}: {what}", task_id=task_id)
 
 
 class TargetError(AsyncflowError):

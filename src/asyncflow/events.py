@@ -171,23 +171,29 @@ class EventBus:
         kind: Event,
         task: Task,
         run_id: str,
-        *,
         attempt: int = 1,
         error: BaseException | None = None,
         duration: float | None = None,
+        at: float | None = None,
         where: str | None = None,
     ) -> None:
-        """Deliver one event; cheap when nobody listens."""
-        by_kind = self._class_cache.get(type(task))
-        if by_kind is None:
-            by_kind = self._class_cache[type(task)] = _handlers_by_kind(type(task))
-        class_handlers = by_kind.get(kind) if by_kind else None
+        """Deliver one event; cheap when nobody listens for its kind.
+
+        ``at`` is when it happened (wall-clock seconds; default: now): an emitter
+        that has just read the clock passes what it read. ``where``: where the
+        attempt's body ran, when not in this process (a Dask worker).
+        """
         handlers = self._handlers[kind]
-        if not class_handlers and not handlers:
+        try:
+            class_handlers = self._class_cache[type(task)][kind]
+        except KeyError:
+            class_handlers = self._cache_class(type(task))[kind]
+        if not handlers and not class_handlers:
             return
         # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
         event = _new_event(
-            TaskEvent, (kind, task, run_id, attempt, error, duration, time.time(), where)
+            TaskEvent,
+            (kind, task, run_id, attempt, error, duration, _now() if at is None else at, where),
         )
         for handler in handlers:
             # _call() inlined: this runs for every event of every task.
@@ -202,6 +208,12 @@ class EventBus:
             args = class_handler_args(event)
             for callback in class_handlers:
                 self._call(callback, args, event)
+
+    def _cache_class(self, cls: type) -> dict[Event, tuple[Callable[..., object], ...]]:
+        """The class handlers of ``cls`` for every kind (``()`` for none), kept."""
+        found = _handlers_by_kind(cls)
+        by_kind = self._class_cache[cls] = {kind: found.get(kind, ()) for kind in Event}
+        return by_kind
 
     def _call(
         self, handler: Callable[..., object], args: tuple[Any, ...], event: TaskEvent
@@ -236,6 +248,7 @@ class EventBus:
 
 
 _new_event: Final = tuple.__new__
+_now: Final = time.time
 
 
 def _log_failure(handler: Callable[..., object], event: TaskEvent) -> None:

@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 import anyio
 
@@ -25,6 +25,7 @@ from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock, SystemClock
+from .coordination import Coordinator, Holder, LeaseOutcome, LeaseState, NullCoordinator
 from .errors import AsyncflowError, TaskError, TaskTimeout, UpstreamFailed
 from .events import Event, EventBus
 from .graph import (
@@ -37,9 +38,8 @@ from .graph import (
     outputs_of,
     settle_added,
 )
-from .journal import Holder, Journal, LeaseOutcome
 from .result import Status
-from .targets.base import commit_guard
+from .targets.base import WriterIdentity, commit_guard
 from .task import Task, flatten
 
 __all__ = ["Executor"]
@@ -50,12 +50,13 @@ _LOST = object()  # outcome of an attempt whose lease another process took
 
 _YIELD_EVERY = 64
 
-# Node.claim: where a task stands with the journal's lease (no journal: always 0).
-_UNCLAIMED = 0
-_MINE = 1  # this run holds the lease
-_MINE_LEFTOVERS = 2  # ... taken from a holder that may have left partial writes
-_ELSEWHERE = 3  # another live run holds it: wait for its outcome
-_PARKED = 4  # ready to run here, but another run holds it
+# Node.claim, where a task stands with its lease: module globals, as they are
+# read for every task.
+_UNCLAIMED: Final = LeaseState.UNCLAIMED
+_MINE: Final = LeaseState.MINE
+_MINE_LEFTOVERS: Final = LeaseState.MINE_LEFTOVERS
+_ELSEWHERE: Final = LeaseState.ELSEWHERE
+_PARKED: Final = LeaseState.PARKED
 
 # Leases taken per call: the first call before anything starts, then in the
 # background. While no other run is going on a call writes one row (a claim), so
@@ -90,7 +91,7 @@ class Executor:
         clock: Clock | None = None,
         probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
         probes: Probes | None = None,
-        journal: Journal | None = None,
+        coordinator: Coordinator | None = None,
         since: float = 0.0,
         lease_poll: float = DEFAULT_LEASE_POLL,
         bodies: BodyRunner | None = None,
@@ -118,8 +119,12 @@ class Executor:
         self._spawn: Any = None
         self._probe_concurrency = probe_concurrency
         self._probes = probes
-        self._journal = journal
-        self._holds = journal.lease_checker(run_id) if journal is not None else None
+        if coordinator is None:
+            coordinator = NullCoordinator()
+        self._coordinator = coordinator
+        check = coordinator.commit_check(run_id)
+        # Asked before every commit; None when commits need no lease.
+        self._may_commit = check.may_commit if check is not None else None
         self._since = since  # when this run's completeness probes began
         self._lease_poll = lease_poll
         self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
@@ -132,7 +137,7 @@ class Executor:
         """Run every task that can run; returns when none is left.
 
         Raises:
-            JournalError: the journal could not be read or written meanwhile.
+            JournalError: the coordinator's journal could not be read or written meanwhile.
             AsyncflowError: a fault of the engine itself (a bug), with its cause.
         """
         graph = self._graph
@@ -148,7 +153,7 @@ class Executor:
                     node.status = Status.CANCELLED
             return
         later: list[Node] = []
-        if self._journal is not None and to_run:
+        if to_run:
             # Lease what can start now; the rest is leased in the background,
             # ahead of need, while the first tasks run.
             ready = [n for n in to_run if n.pending == 0]
@@ -202,8 +207,8 @@ class Executor:
         queue = self._queue
         handled = 0
         guard = None
-        if self._holds is not None:
-            guard = LeaseGuard(self._holds)
+        if self._may_commit is not None:
+            guard = LeaseGuard(self._may_commit)
             commit_guard.set(guard)  # this worker's context: the bodies it runs
         while True:
             node = await queue.get()
@@ -227,10 +232,10 @@ class Executor:
                 continue
             if node.task._has_hooks:
                 await self._settled(node)
-            if self._journal is not None and node.status is Status.FAILED:
+            if node.status is Status.FAILED:
                 # Processes waiting for it take this outcome. (A success needs no
                 # write: the journaled attempt tells them.)
-                await self._journal.release(node.task_id, self._run_id, LeaseOutcome.FAILED)
+                await self._coordinator.release(node.task_id, self._run_id, LeaseOutcome.FAILED)
             self._finish(node)
             handled += 1
             if handled % _YIELD_EVERY == 0:
@@ -255,7 +260,7 @@ class Executor:
             started = node.attempt_started = time.time()
             if node.started is None:
                 node.started = started
-            self._bus.emit(Event.START, task, run_id, attempt=attempt)
+            self._bus.emit(Event.START, task, run_id, attempt=attempt, at=started)
             if self._log_info:
                 self._log.info("task.start", task_id=node.task_id, attempt=attempt)
         else:  # resuming a body that waited for its dynamic requirements
@@ -264,12 +269,13 @@ class Executor:
         timeout = task.timeout
         scope: anyio.CancelScope | None = None
         bodies = self._bodies.get(type(task)) or self._bodies_for(type(task))
+        writer = WriterIdentity(run_id, node.task_id, attempt)
         try:
             if timeout is None:
-                await call_run(node, bodies, self._calls, self._releaser(node), guard)
+                await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, bodies, self._calls, self._releaser(node), guard)
+                    await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
             await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
@@ -293,9 +299,15 @@ class Executor:
             node.record_attempt(attempt, started, finished, None)
         duration = finished - started
         where = node.where
-        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, where=where)
+        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, at=finished, where=where)
         self._bus.emit(
-            Event.PROCESSING_TIME, task, run_id, attempt=attempt, duration=duration, where=where
+            Event.PROCESSING_TIME,
+            task,
+            run_id,
+            attempt=attempt,
+            duration=duration,
+            at=finished,
+            where=where,
         )
         if self._log_info:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
@@ -307,7 +319,7 @@ class Executor:
         duration = finished - started
         where = node.where
         node.record_attempt(attempt, started, finished, error)
-        if self._holds is not None and not self._holds(node.task_id):
+        if self._may_commit is not None and not self._may_commit(node.task_id):
             # Its writes were refused: another process may be running it now.
             self._bus.emit(
                 Event.RETRY,
@@ -381,7 +393,8 @@ class Executor:
 
     def _push(self, node: Node) -> None:
         """Queue a ready task, unless another process holds it (then it waits for that)."""
-        if node.claim >= _ELSEWHERE:
+        claim = node.claim
+        if claim is _ELSEWHERE or claim is _PARKED:
             node.claim = _PARKED
         else:
             self._queue.push(node)
@@ -389,31 +402,30 @@ class Executor:
     # leases --------------------------------------------------------------------
 
     async def _claim(self, nodes: list[Node], *, recheck: bool = False) -> None:
-        """Take the journal leases of tasks about to be run here.
+        """Take the leases of tasks about to be run here.
 
         Tasks another live process holds wait for its outcome (:meth:`_watch`).
         Tasks another run succeeded at since this run probed them, and with
         ``recheck`` every task taken after waiting for another process, are
         probed again and taken as complete if they are.
         """
-        journal = self._journal
-        assert journal is not None
+        coordinator = self._coordinator
         by_id = {node.task_id: node for node in nodes}
-        claim = await journal.claim(self._run_id, list(by_id), since=self._since)
-        used = await journal.prior_attempts(claim.taken)
+        claim = await coordinator.claim(self._run_id, list(by_id), since=self._since)
+        used = claim.used
         abandoned, done = claim.abandoned, claim.done  # locals: tested for every task
         for task_id in claim.taken:
             node = by_id[task_id]
             parked = node.claim == _PARKED
             node.claim = _MINE_LEFTOVERS if task_id in abandoned else _MINE
             if (recheck or task_id in done) and await self._complete_now(node):
-                await journal.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
+                await coordinator.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
                 self._complete_elsewhere(node)
                 continue
             if task_id in used and node.attempts == 0 and node.gen is None:
                 node.attempts = used[task_id]  # a resumed run goes on with its retries
                 if node.attempts > self._policy(node).count:
-                    await journal.release(task_id, self._run_id, LeaseOutcome.FAILED)
+                    await coordinator.release(task_id, self._run_id, LeaseOutcome.FAILED)
                     self._retries_spent(node)
                     continue
             if parked:
@@ -445,27 +457,27 @@ class Executor:
             )
 
     async def _still_mine(self, task_id: str) -> bool:
-        """Whether this run still holds the lease, once the journal was asked.
+        """Whether this run still holds the lease, once the coordinator was asked.
 
         The quick check says no once no heartbeat has renewed the leases for a
-        whole time-to-live: the loop or the journal stalled. A late heartbeat
+        whole time-to-live: the loop or the coordinator stalled. A late heartbeat
         alone loses nothing; another process taking the task over does. So
         renew now (one renewal for every worker asking meanwhile), which
         finds out, and look again.
         """
-        journal = self._journal
-        assert journal is not None and self._holds is not None
+        may_commit = self._may_commit
+        assert may_commit is not None
         renewal = self._renewal
         if renewal is None:
             renewal = self._renewal = anyio.Event()
             try:
-                await journal.renew()
+                await self._coordinator.renew()
             finally:
                 self._renewal = None
                 renewal.set()
         else:
             await renewal.wait()
-        return self._holds(task_id)
+        return may_commit(task_id)
 
     def _lost(self, node: Node) -> object:
         """This run lost the task's lease (it stalled past the lease's expiry)."""
@@ -491,23 +503,21 @@ class Executor:
 
     async def _watch(self, scope: anyio.CancelScope) -> None:
         """Follow the leases of tasks other processes hold, and take their outcomes."""
-        journal = self._journal
-        assert journal is not None
         with scope:
             try:
                 while self._watched:
                     await anyio.sleep(self._lease_poll)
-                    await self._look(journal)
+                    await self._look()
             finally:
                 self._watching = None
 
-    async def _look(self, journal: Journal) -> None:
+    async def _look(self) -> None:
         watched = self._watched
-        states = await journal.watch(list(watched))
+        states = await self._coordinator.watch(list(watched))
         free: list[Node] = []
         for task_id, state in states.items():
             entry = watched.get(task_id)
-            if entry is None:  # settled while the journal was asked
+            if entry is None:  # settled while the coordinator was asked
                 continue
             node, holder = entry
             if node.status is not None:  # settled here meanwhile (an upstream failed)
@@ -645,10 +655,9 @@ class Executor:
                 self._report_graph_failure(added_node)
         if node.status is not None:  # failed through a yielded requirement
             return
-        if self._journal is not None:
-            to_claim = [n for n in added if n.status is None]
-            if to_claim:
-                await self._claim(to_claim)
+        to_claim = [n for n in added if n.status is None]
+        if to_claim:
+            await self._claim(to_claim)
         node.pending = sum(1 for d in node.deps if d.status is None)
         for added_node in added:
             if added_node.status is None and added_node.pending == 0:

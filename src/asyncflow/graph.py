@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._usercode import UserCode
+from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
 from .targets import probe_many
@@ -84,7 +85,7 @@ class Node:
         self.attempt_started: float | None = None
         self.gen: Any = None  # a run() generator suspended on dynamic requirements
         self.waiting_on: Any = None  # what it yielded (resumed with their outputs)
-        self.claim = 0  # its journal lease: see executor.py
+        self.claim = LeaseState.UNCLAIMED  # its lease: see executor.py
         self.where: str | None = None  # where its body runs, if not here (a Dask worker)
 
     def record_attempt(

@@ -16,9 +16,17 @@ Every parameter class turns values into one canonical, immutable form:
 * ``to_json(value)`` gives a JSON-native value, equal for equal values, from which
   the task's identity hash is built.
 
-Methods raise ``ValueError`` or ``TypeError`` describing the value; the task
-module adds the task and parameter name. A bad ``default`` is found when the
-parameter is declared and raises :class:`~asyncflow.errors.ParameterError`.
+These methods raise :class:`~asyncflow.errors.ParameterError` (a ``ValueError``)
+describing the value, and naming ``Class.parameter`` once the parameter belongs
+to a task class; the task module names the task instead. A bad ``default`` is
+found when the parameter is declared.
+
+Every parser runs in time linear in its input, and hostile input gets a
+``ParameterError``, never another exception: text is bounded where Python's own
+conversions are not (integers of at most 4,300 digits, the limit of
+``int(str)``; JSON nested at most 100 levels deep), and text must be valid
+Unicode (no lone surrogates: it could not be written as UTF-8). Error messages
+quote at most a short prefix of a long value.
 
 A parameter's ``visibility`` (:class:`ParameterVisibility`) says where its value
 may be seen: a ``HIDDEN`` one is part of the task's identity but shown nowhere
@@ -29,7 +37,9 @@ read when a task is built.
 
 A new parameter type subclasses ``Parameter[X]`` and overrides the hooks
 ``_convert`` (native values other than ``str`` and ``None``), ``_parse``,
-``_serialize`` and ``_to_json``; the base class handles ``None`` and ``""``.
+``_serialize`` and ``_to_json``, which raise ``ValueError`` or ``TypeError``; the
+base class handles ``None`` and ``""`` and turns those errors into
+``ParameterError``.
 
 ``None`` is a valid value only for an *optional* parameter, one whose default is
 ``None``. Its text form is the empty string, so ``parse("")`` gives ``None``; for
@@ -55,7 +65,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeAlias, cast, final
 
 from ._redact import MASK
-from .errors import ConfigError, ParameterError
+from .errors import ConfigError, ParameterError, ParameterTypeError
+from .errors import short_repr as _shown
 
 if TYPE_CHECKING:
     # A TypeVar default makes a bare ``Parameter()`` a ``Parameter[str]`` for type
@@ -181,8 +192,32 @@ def env(name: str) -> EnvVar:
 
 
 def _describe(value: object) -> str:
-    """``repr`` of a value followed by its type, for error messages."""
-    return f"{value!r} ({type(value).__name__})"
+    """Short ``repr`` of a value followed by its type, for error messages."""
+    return f"{_shown(value)} ({type(value).__name__})"
+
+
+def _check_text(text: str) -> str:
+    """``text``, if it is valid Unicode; ``ValueError`` if it has a lone surrogate.
+
+    Such a string (``"\\ud800"``, from ``surrogateescape`` decoding or a JSON
+    escape) cannot be written as UTF-8: not to the journal, nor into a task id.
+    """
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{_shown(text)} is not valid Unicode text: lone surrogate "
+            f"{text[exc.start]!r} at index {exc.start}"
+        ) from None
+    return text
+
+
+_HOOK_ERRORS: Final = (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
+"""What a parameter's hooks may raise for a bad value (AttributeError: the value
+given to ``serialize`` is of another type; ArithmeticError: an overflow;
+RecursionError: a structure nested beyond what Python handles)."""
 
 
 class Parameter(Generic[T]):
@@ -301,6 +336,8 @@ class Parameter(Generic[T]):
     def problem(self, error: Exception) -> str:
         """What an error message may say of a bad value: the error's own text,
         which quotes the value, only for a public parameter."""
+        if isinstance(error, ParameterError) and error.problem is not None:
+            return error.problem  # raised by a parameter's method: masked already
         if self.is_public:
             return str(error)
         kind = "private" if self.visibility is ParameterVisibility.PRIVATE else "hidden"
@@ -317,7 +354,7 @@ class Parameter(Generic[T]):
         text = default.read()
         try:
             return self.parse(text)
-        except (TypeError, ValueError) as exc:
+        except ParameterError as exc:
             raise ParameterError(
                 f"environment variable {default.name}: {self.problem(exc)}"
             ) from None
@@ -328,38 +365,79 @@ class Parameter(Generic[T]):
         Optional parameters also return ``None``.
 
         Raises:
-            TypeError: the value has a type this parameter does not take.
-            ValueError: the value has the right type but is not allowed.
+            ParameterTypeError: the value has a type this parameter does not
+                take (a ``ParameterError`` and a ``TypeError``).
+            ParameterError: the value is not allowed (also a ``ValueError``).
         """
         if isinstance(value, str):
             return self.parse(value)
-        if value is None:
-            return self._none()
-        return self._convert(value)
+        try:
+            if value is None:
+                return self._none()
+            return self._convert(value)
+        except _HOOK_ERRORS as exc:
+            raise self._error(exc) from None
 
     def parse(self, text: str) -> T:
         """Read a value from its text form (command line, configuration).
 
-        Optional parameters read ``""`` as ``None``.
+        Optional parameters read ``""`` as ``None``. Takes time linear in the
+        length of ``text``.
 
         Raises:
-            ValueError: the text is not a valid value; the message quotes it.
+            ParameterError: the text is not a valid value; the message quotes
+                (the start of) it.
         """
         if not text and self.default is None:
             return cast(T, None)
-        return self._parse(text)
+        try:
+            if type(text) is str and not text.isascii():
+                _check_text(text)  # every parser's, so that no value holds a lone surrogate
+            return self._parse(text)
+        except _HOOK_ERRORS as exc:
+            raise self._error(exc) from None
 
     def serialize(self, value: T) -> str:
-        """Write a normalized value as text; ``parse(serialize(v)) == v``."""
+        """Write a normalized value as text; ``parse(serialize(v)) == v``.
+
+        Raises:
+            ParameterError: ``value`` is not a value of this parameter (it
+                was not normalized).
+        """
         if value is None:
             return ""
-        return self._serialize(value)
+        try:
+            text = self._serialize(value)
+            if type(text) is str and not text.isascii():
+                _check_text(text)  # no text that cannot be written as UTF-8
+        except _HOOK_ERRORS as exc:
+            raise self._error(exc) from None
+        return text
 
     def to_json(self, value: T) -> JSONValue:
-        """A JSON-native form of a normalized value, equal for equal values."""
+        """A JSON-native form of a normalized value, equal for equal values.
+
+        Raises:
+            ParameterError: ``value`` is not a value of this parameter.
+        """
         if value is None:
             return None
-        return self._to_json(value)
+        try:
+            return self._to_json(value)
+        except _HOOK_ERRORS as exc:
+            raise self._error(exc) from None
+
+    def _error(self, error: Exception) -> ParameterError:
+        """The ``ParameterError`` for a hook's error: naming ``Class.parameter``
+        once the parameter is declared in a task class, else the parameter type."""
+        if isinstance(error, ParameterError) and error.problem is not None:
+            return error
+        where = type(self).__name__ if self.name is None else f"{self.owner_name}.{self.name}"
+        problem = self.problem(error)
+        kind = ParameterTypeError if isinstance(error, TypeError) else ParameterError
+        bad = kind(f"{where}: {problem}")
+        bad.problem = problem
+        return bad
 
     def _none(self) -> T:
         if self.default is None:
@@ -378,26 +456,43 @@ class Parameter(Generic[T]):
     def _parse(self, text: str) -> T:
         # str.__str__ turns a str subclass (a StrEnum member, say) into a plain str.
         if type(text) is not str:
-            text = str.__str__(text)
+            text = _check_text(str.__str__(text))
         return cast(T, text)
 
     def _serialize(self, value: T) -> str:
-        return cast(str, value)
+        if not isinstance(value, str):
+            raise TypeError(f"expected a str, got {_describe(value)}")
+        return _check_text(value)
 
     def _to_json(self, value: T) -> JSONValue:
-        return cast(str, value)
+        return self._serialize(value)
+
+
+_INT_DIGITS: Final = 4300
+"""Python's default limit on the digits ``int(str)`` and ``str(int)`` convert."""
+_INT_BOUND: Final = 10**_INT_DIGITS
+
+
+def _bounded_int(value: int) -> int:
+    if -_INT_BOUND < value < _INT_BOUND:
+        return value
+    raise ValueError(
+        f"expected an int of at most {_INT_DIGITS:,} digits, got one of "
+        f"{value.bit_length():,} bits (it has no text form)"
+    )
 
 
 class IntParameter(Parameter[int]):
     """An integer parameter; ``bool`` and ``float`` values are rejected.
 
-    Text forms: ``42``, ``-7``, ``1_000``.
+    Text forms: ``42``, ``-7``, ``1_000``. At most 4,300 digits (Python's limit
+    for converting an int to text and back).
     """
 
     type_name = "int"
 
     def normalize(self, value: object) -> int:
-        if type(value) is int:
+        if type(value) is int and -_INT_BOUND < value < _INT_BOUND:
             return value
         return super().normalize(value)
 
@@ -405,26 +500,29 @@ class IntParameter(Parameter[int]):
         if isinstance(value, bool) or not hasattr(type(value), "__index__"):
             raise TypeError(f"expected an int, got {_describe(value)}")
         # Objects with __index__ (IntEnum members, numpy integers) are exact integers.
-        return operator.index(value)  # type: ignore[arg-type]
+        return _bounded_int(operator.index(value))  # type: ignore[arg-type]
 
     def _parse(self, text: str) -> int:
         try:
             return int(text)
         except ValueError:
-            raise ValueError(f"expected an integer like 42, got {text!r}") from None
+            hint = f" (at most {_INT_DIGITS:,} digits)" if len(text) > _INT_DIGITS else ""
+            raise ValueError(f"expected an integer like 42, got {_shown(text)}{hint}") from None
 
     def _serialize(self, value: int) -> str:
-        return str(value)
+        return str(self._to_json(value))
 
-    def _to_json(self, value: int) -> JSONValue:
-        return value
+    def _to_json(self, value: int) -> int:
+        if type(value) is not int:  # not normalized: only an int has this text form
+            raise TypeError(f"expected an int, got {_describe(value)}")
+        return _bounded_int(value)
 
 
 def _finite(value: float, shown: object) -> float:
     """``value`` with -0.0 made 0.0, or ``ValueError`` if it is NaN or infinite."""
     if not math.isfinite(value):
         raise ValueError(
-            f"expected a finite number, got {shown!r} (NaN and infinity are not allowed)"
+            f"expected a finite number, got {_shown(shown)} (NaN and infinity are not allowed)"
         )
     # Adding 0.0 turns -0.0 into 0.0: the two are equal, so their JSON must be too.
     return value + 0.0
@@ -440,8 +538,8 @@ class FloatParameter(Parameter[float]):
     type_name = "float"
 
     def normalize(self, value: object) -> float:
-        if type(value) is float:
-            return _finite(value, value)
+        if type(value) is float and math.isfinite(value):
+            return value + 0.0  # -0.0 becomes 0.0: see _finite
         return super().normalize(value)
 
     def _convert(self, value: object) -> float:
@@ -450,20 +548,21 @@ class FloatParameter(Parameter[float]):
         try:
             return _finite(float(value), value)
         except OverflowError:
-            raise ValueError(f"{value!r} is too large for a float") from None
+            raise ValueError(f"{_shown(value)} is too large for a float") from None
 
     def _parse(self, text: str) -> float:
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"expected a number like 1.5, got {text!r}") from None
+            raise ValueError(f"expected a number like 1.5, got {_shown(text)}") from None
         return _finite(number, text)
 
     def _serialize(self, value: float) -> str:
-        return repr(value)  # the shortest text that reads back as the same float
+        # The shortest text that reads back as the same float; NaN would not.
+        return repr(_finite(value, value))
 
     def _to_json(self, value: float) -> JSONValue:
-        return value
+        return _finite(value, value)
 
 
 _SHOWN_DEFAULTS: Final = frozenset({_Missing, EnvVar, type(None)})
@@ -508,13 +607,17 @@ class BoolParameter(Parameter[bool]):
             return True
         if folded in _FALSE_TEXTS:
             return False
-        raise ValueError(f"expected a boolean (true/false, yes/no, on/off or 1/0), got {text!r}")
+        raise ValueError(
+            f"expected a boolean (true/false, yes/no, on/off or 1/0), got {_shown(text)}"
+        )
 
     def _serialize(self, value: bool) -> str:
-        return "true" if value else "false"
+        return "true" if self._to_json(value) else "false"
 
-    def _to_json(self, value: bool) -> JSONValue:
-        return value
+    def _to_json(self, value: bool) -> bool:
+        if value is True or value is False:
+            return value
+        raise TypeError(f"expected a bool, got {_describe(value)}")
 
 
 _DATE_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -523,11 +626,11 @@ _DATE_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 def _parse_date(text: str, expected: str, shown: str) -> dt.date:
     """The date of an exact ``YYYY-MM-DD`` text, or ``ValueError`` quoting ``shown``."""
     if _DATE_TEXT.fullmatch(text) is None:
-        raise ValueError(f"expected {expected}, got {shown!r}")
+        raise ValueError(f"expected {expected}, got {_shown(shown)}")
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"expected {expected}, got {shown!r}: {exc}") from None
+        raise ValueError(f"expected {expected}, got {_shown(shown)}: {exc}") from None
 
 
 class DateParameter(Parameter[dt.date]):
@@ -545,7 +648,7 @@ class DateParameter(Parameter[dt.date]):
 
     def _convert(self, value: object) -> dt.date:
         if isinstance(value, dt.datetime):
-            raise TypeError(f"expected a date, got the datetime {value!r}; use its .date()")
+            raise TypeError(f"expected a date, got the datetime {_shown(value)}; use its .date()")
         if not isinstance(value, dt.date):
             raise TypeError(f"expected a date, got {_describe(value)}")
         return dt.date(value.year, value.month, value.day)
@@ -585,11 +688,11 @@ class DateHourParameter(Parameter[dt.datetime]):
         if not isinstance(value, dt.datetime):
             raise TypeError(f"expected a datetime at a whole hour, got {_describe(value)}")
         if value.tzinfo is not None:
-            raise ValueError(f"expected a naive datetime (no timezone), got {value!r}")
+            raise ValueError(f"expected a naive datetime (no timezone), got {_shown(value)}")
         if value.minute or value.second or value.microsecond:
             raise ValueError(
                 "expected a datetime at a whole hour (minute, second and microsecond zero), "
-                f"got {value!r}"
+                f"got {_shown(value)}"
             )
         return dt.datetime(value.year, value.month, value.day, value.hour)
 
@@ -597,11 +700,11 @@ class DateHourParameter(Parameter[dt.datetime]):
         expected = "a date and hour like 2026-11-23T05"
         match = _DATE_HOUR_TEXT.fullmatch(text.strip())
         if match is None:
-            raise ValueError(f"expected {expected}, got {text!r}")
+            raise ValueError(f"expected {expected}, got {_shown(text)}")
         day = _parse_date(match[1], expected, text)
         hour = int(match[2])
         if hour > 23:
-            raise ValueError(f"expected {expected}, got {text!r}: hour must be in 0..23")
+            raise ValueError(f"expected {expected}, got {_shown(text)}: hour must be in 0..23")
         return dt.datetime(day.year, day.month, day.day, hour)
 
     def _serialize(self, value: dt.datetime) -> str:
@@ -612,20 +715,28 @@ class DateHourParameter(Parameter[dt.datetime]):
         return self._serialize(value)
 
 
-_NUMBER: Final = r"(\d+(?:\.\d+)?|\.\d+)"
-_ISO_NUMBER: Final = r"(\d+(?:[.,]\d+)?|[.,]\d+)"  # ISO 8601 allows a decimal comma
+# Every quantifier is possessive (``++``, ``*+``, ``?+``): numbers, units and spaces
+# are disjoint, so giving back what one matched can never help another match, and
+# without backtracking each pattern runs in time linear in the text. (With plain
+# quantifiers, the compact form's runs of ``\s*`` made "1w" + 200 spaces + "x"
+# take seconds: cubic backtracking.)
+_NUMBER: Final = r"(\d++(?:\.\d++)?+|\.\d++)"
+_ISO_NUMBER: Final = r"(\d++(?:[.,]\d++)?+|[.,]\d++)"  # ISO 8601 allows a decimal comma
 _ISO_DURATION: Final = re.compile(
-    rf"P(?:{_ISO_NUMBER}W)?(?:{_ISO_NUMBER}D)?"
-    rf"(?:T(?:{_ISO_NUMBER}H)?(?:{_ISO_NUMBER}M)?(?:{_ISO_NUMBER}S)?)?",
+    rf"P(?:{_ISO_NUMBER}W)?+(?:{_ISO_NUMBER}D)?+"
+    rf"(?:T(?:{_ISO_NUMBER}H)?+(?:{_ISO_NUMBER}M)?+(?:{_ISO_NUMBER}S)?+)?+",
     re.IGNORECASE,
 )
 _COMPACT_DURATION: Final = re.compile(
-    rf"(?:{_NUMBER}\s*w)?\s*(?:{_NUMBER}\s*d)?\s*(?:{_NUMBER}\s*h)?"
-    rf"\s*(?:{_NUMBER}\s*m)?\s*(?:{_NUMBER}\s*s)?",
+    rf"(?:{_NUMBER}\s*+w)?+\s*+(?:{_NUMBER}\s*+d)?+\s*+(?:{_NUMBER}\s*+h)?+"
+    rf"\s*+(?:{_NUMBER}\s*+m)?+\s*+(?:{_NUMBER}\s*+s)?+",
     re.IGNORECASE,
 )
 _SECONDS: Final = re.compile(_NUMBER)
-_CALENDAR_UNITS: Final = re.compile(r"\s*P[^T]*[YM]", re.IGNORECASE)
+_CALENDAR_UNITS: Final = re.compile(r"\s*+P[^TYM]*+[YM]", re.IGNORECASE)
+_MAX_NUMBER_LENGTH: Final = 64
+"""Characters in one number of a duration: more is no duration, and converting it
+exactly would be slow (or, past 4,300 digits, refused by ``int``)."""
 _MICROSECONDS_PER: Final = (604_800_000_000, 86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000)
 """Microseconds in a week, day, hour, minute and second: the units of the patterns."""
 _ZERO: Final = dt.timedelta(0)
@@ -645,6 +756,12 @@ def _duration_microseconds(text: str) -> int | None:
         return None
     if not found:
         return None
+    for amount, _ in found:
+        if len(amount) > _MAX_NUMBER_LENGTH:
+            raise ValueError(
+                f"expected a duration, got {_shown(text)}: a number in it has more than "
+                f"{_MAX_NUMBER_LENGTH} characters"
+            )
     total = sum(Fraction(amount.replace(",", ".")) * unit for amount, unit in found)
     return round(total)
 
@@ -677,7 +794,7 @@ class TimeDeltaParameter(Parameter[dt.timedelta]):
                 "give a timedelta or a text such as '3600' or 'PT1H'"
             )
         if value < _ZERO:
-            raise ValueError(f"expected a non-negative duration, got {value!r}")
+            raise ValueError(f"expected a non-negative duration, got {_shown(value)}")
         return dt.timedelta(value.days, value.seconds, value.microseconds)
 
     def _parse(self, text: str) -> dt.timedelta:
@@ -685,13 +802,14 @@ class TimeDeltaParameter(Parameter[dt.timedelta]):
         if microseconds is None:
             hint = "; years and months are not supported" if _CALENDAR_UNITS.match(text) else ""
             raise ValueError(
-                f"expected a duration like P1DT2H30M, 1d2h30m or 3600 (seconds), got {text!r}{hint}"
+                "expected a duration like P1DT2H30M, 1d2h30m or 3600 (seconds), "
+                f"got {_shown(text)}{hint}"
             )
         try:
             return dt.timedelta(microseconds=microseconds)
         except OverflowError:
             raise ValueError(
-                f"duration {text!r} is too long (at most {dt.timedelta.max})"
+                f"duration {_shown(text)} is too long (at most {dt.timedelta.max})"
             ) from None
 
     def _serialize(self, value: dt.timedelta) -> str:
@@ -766,7 +884,7 @@ class EnumParameter(Parameter[E]):
             member = self._by_value.get(text)
         if member is None:
             raise ValueError(
-                f"expected a name of {self.enum.__name__} ({self._names}), got {text!r}"
+                f"expected a name of {self.enum.__name__} ({self._names}), got {_shown(text)}"
             )
         return member
 
@@ -830,6 +948,9 @@ class FrozenDict(Mapping[str, Any]):
 _JSON_KINDS: Final = "str, int, float, bool, None, list, tuple or dict with str keys"
 
 
+_SHOWN_LEVELS: Final = 6  # of the path to a bad element, in an error message
+
+
 class _NotJSON(Exception):
     """Raised inside ``_freeze``; collects the path to the bad element on the way out."""
 
@@ -841,25 +962,58 @@ class _NotJSON(Exception):
 
     def to_error(self) -> Exception:
         """The ``TypeError`` or ``ValueError`` to show, naming the element's path."""
-        where = "".join(reversed(self.path)) or "the value"
+        path = self.path[::-1]
+        if len(path) > _SHOWN_LEVELS:  # deep: the outermost steps and the innermost one
+            path[_SHOWN_LEVELS - 1 : -1] = [f"...({len(path) - _SHOWN_LEVELS} more)..."]
+        where = "".join(path) or "the value"
         return self.error(f"element {where}: {self.problem}")
 
 
-def _freeze(value: object) -> object:
+_MAX_DEPTH: Final = 100
+"""Levels of lists and dicts a JSON parameter value may nest: deeper is no
+sensible parameter (or a list that contains itself), and Python's recursion in
+hashing, comparing and writing it would fail somewhere else."""
+
+
+def _freeze(value: object, depth: int = 0) -> object:
     """A deep-frozen copy of JSON-like ``value``: tuples for lists, FrozenDicts for dicts.
 
-    Already frozen parts are returned as they are, without copying.
+    Already frozen parts are returned as they are, without copying. ``depth``
+    is how many containers hold ``value``.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        return value if cast(str, value).isascii() else _freeze_text(cast(str, value))
+    if kind is bool or value is None:
         return value
+    if kind is int:
+        return _freeze_int(cast(int, value))
     if kind is float:
         return _freeze_float(cast(float, value))
+    if depth >= _MAX_DEPTH and isinstance(value, list | tuple | Mapping):
+        raise _NotJSON(
+            ValueError,
+            f"nested more than {_MAX_DEPTH} levels deep (does a list or dict contain itself?)",
+        )
     if kind is tuple or kind is list:
-        return _freeze_sequence(cast("tuple[object, ...] | list[object]", value))
+        return _freeze_sequence(cast("tuple[object, ...] | list[object]", value), depth)
     if kind is FrozenDict and cast(FrozenDict, value)._json:
         return value
-    return _freeze_other(value)
+    return _freeze_other(value, depth)
+
+
+def _freeze_text(value: str) -> str:
+    try:
+        return _check_text(value)
+    except ValueError as exc:
+        raise _NotJSON(ValueError, str(exc)) from None
+
+
+def _freeze_int(value: int) -> int:
+    try:
+        return _bounded_int(value)
+    except ValueError as exc:
+        raise _NotJSON(ValueError, str(exc)) from None
 
 
 def _freeze_float(value: float) -> float:
@@ -868,36 +1022,45 @@ def _freeze_float(value: float) -> float:
     return value + 0.0  # -0.0 == 0.0, so both must give the same JSON
 
 
-def _freeze_other(value: object) -> object:
+def _freeze_other(value: object, depth: int) -> object:
     """Freeze the rarer kinds: mappings and subclasses of the JSON types."""
     if isinstance(value, Mapping):
-        return _freeze_mapping(value)
+        return _freeze_mapping(value, depth)
     if isinstance(value, list | tuple):
-        return _freeze_sequence(value)
+        return _freeze_sequence(value, depth)
     # Subclasses (StrEnum and IntEnum members, numpy floats) become the plain type.
     if isinstance(value, str):
-        return str.__str__(value)
+        return _freeze(str.__str__(value))
     if isinstance(value, int):
-        return int(value)
+        return _freeze_int(int(value))
     if isinstance(value, float):
         return _freeze_float(float(value))
     raise _NotJSON(TypeError, f"{_describe(value)} is not JSON; allowed are {_JSON_KINDS}")
 
 
-_PLAIN_SCALARS: Final = frozenset({str, int, bool, type(None)})
-
-
-def _freeze_sequence(value: tuple[object, ...] | list[object]) -> tuple[object, ...]:
+def _freeze_sequence(
+    value: tuple[object, ...] | list[object], depth: int = 0
+) -> tuple[object, ...]:
     if type(value) is tuple:
         for item in value:
-            if type(item) not in _PLAIN_SCALARS:
+            # Plain scalars need no copy, if the text is ASCII (no lone surrogate
+            # then) and the ints have a text form.
+            kind = type(item)
+            if kind is str:
+                if not cast(str, item).isascii():
+                    break
+            elif kind is int:
+                if not -_INT_BOUND < cast(int, item) < _INT_BOUND:
+                    break
+            elif kind is not bool and item is not None:
                 break
         else:
             return value  # the common case, a normalized tuple of scalars: no copy
     frozen: list[object] = []
+    depth += 1
     try:
         for item in value:
-            frozen.append(_freeze(item))
+            frozen.append(_freeze(item, depth))
     except _NotJSON as exc:
         exc.path.append(f"[{len(frozen)}]")  # the failing item is the next one
         raise
@@ -906,16 +1069,22 @@ def _freeze_sequence(value: tuple[object, ...] | list[object]) -> tuple[object, 
     return tuple(frozen)
 
 
-def _freeze_mapping(value: Mapping[Any, object]) -> FrozenDict:
+def _freeze_mapping(value: Mapping[Any, object], depth: int = 0) -> FrozenDict:
     for key in value:
         if not isinstance(key, str):
             raise _NotJSON(TypeError, f"key {_describe(key)} is not a str (JSON keys are strings)")
+        if not key.isascii():
+            try:
+                _check_text(key)
+            except ValueError as exc:
+                raise _NotJSON(ValueError, f"key {exc}") from None
     data: dict[str, object] = {}
+    depth += 1
     for key in sorted(value):  # one canonical order, whatever order the items came in
         try:
-            data[str.__str__(key)] = _freeze(value[key])
+            data[str.__str__(key)] = _freeze(value[key], depth)
         except _NotJSON as exc:
-            exc.path.append(f"[{key!r}]")
+            exc.path.append(f"[{_shown(key)}]")
             raise
     frozen = FrozenDict(data)
     frozen._json = True
@@ -940,7 +1109,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(data) != len(pairs):
         counts = collections.Counter(key for key, _ in pairs)
         twice = next(key for key, count in counts.items() if count > 1)
-        raise ValueError(f"key {twice!r} appears twice")
+        raise ValueError(f"key {_shown(twice)} appears twice")
     return data
 
 
@@ -949,9 +1118,13 @@ def _load_json(text: str, expected: str, kind: type) -> object:
     try:
         data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except ValueError as exc:
-        raise ValueError(f"expected {expected}, got {text!r}: {exc}") from None
+        raise ValueError(f"expected {expected}, got {_shown(text)}: {exc}") from None
+    except RecursionError:
+        raise ValueError(
+            f"expected {expected}, got {_shown(text)}: nested more than {_MAX_DEPTH} levels deep"
+        ) from None
     if not isinstance(data, kind):
-        raise ValueError(f"expected {expected}, got {text!r}")
+        raise ValueError(f"expected {expected}, got {_shown(text)}")
     return data
 
 
@@ -981,7 +1154,10 @@ class ListParameter(Parameter[tuple[Any, ...]]):
 
     def normalize(self, value: object) -> tuple[Any, ...]:
         if type(value) is tuple or type(value) is list:
-            return cast(tuple[Any, ...], _frozen_or_error(value))
+            try:
+                return cast(tuple[Any, ...], _frozen_or_error(value))
+            except _HOOK_ERRORS as exc:
+                raise self._error(exc) from None
         return super().normalize(value)
 
     def _convert(self, value: object) -> tuple[Any, ...]:
@@ -994,10 +1170,12 @@ class ListParameter(Parameter[tuple[Any, ...]]):
         return cast(tuple[Any, ...], _frozen_or_error(data))
 
     def _serialize(self, value: tuple[Any, ...]) -> str:
-        return _canonical_json(_thaw(value))
+        return _canonical_json(self._to_json(value))
 
     def _to_json(self, value: tuple[Any, ...]) -> JSONValue:
-        return _thaw(value)
+        # Frozen again: for a normalized value, a walk that copies nothing; for
+        # any other, the checks normalize() makes (a list containing itself...).
+        return _thaw(self._convert(value))
 
 
 class DictParameter(Parameter[FrozenDict]):
@@ -1026,10 +1204,11 @@ class DictParameter(Parameter[FrozenDict]):
         return cast(FrozenDict, _frozen_or_error(data))
 
     def _serialize(self, value: FrozenDict) -> str:
-        return _canonical_json(_thaw(value))
+        return _canonical_json(self._to_json(value))
 
     def _to_json(self, value: FrozenDict) -> JSONValue:
-        return _thaw(value)
+        # Frozen again, as ListParameter does; a normalized dict is returned at once.
+        return _thaw(self._convert(value))
 
 
 _SUPPORTED_ANNOTATIONS: Final = (

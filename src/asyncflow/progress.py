@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from operator import attrgetter
+from operator import attrgetter, countOf
 from typing import TYPE_CHECKING, Final, TextIO
 
 import anyio
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress"]
 
 _MAX_NAMES: Final = 4  # running tasks named
-_TASK_CLASS: Final = attrgetter("task.__class__")
+_TASK: Final = attrgetter("task")
 _STATUS: Final = attrgetter("status")
 
 
@@ -196,11 +196,12 @@ class Progress:
         """Add the graph's nodes not counted yet to their families' totals."""
         new = self._order[self._seen :]
         self._seen += len(new)
-        # Counted in C (map, attrgetter, Counter): this sees every node of the run.
-        for cls, count in Counter(map(_TASK_CLASS, new)).items():
+        # Counted in C (map, attrgetter, Counter, countOf): this sees every node of the run.
+        classes: Counter[type[Task]] = Counter(map(type, map(_TASK, new)))
+        for cls, count in classes.items():
             family = cls.task_family
             (self._families.get(family) or self._family(family)).total += count
-        if Status.ALREADY_COMPLETE in Counter(map(_STATUS, new)):
+        if countOf(map(_STATUS, new), Status.ALREADY_COMPLETE):
             for node in [n for n in new if n.status is Status.ALREADY_COMPLETE]:
                 self._families[node.task.task_family].total -= 1
                 self._already += 1

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from .errors import ResourceError
 
 __all__ = [
+    "AMOUNT",
     "DEFAULT_CAPACITY",
+    "MAX_AMOUNT",
     "ResourcePool",
     "ResourceStatistics",
     "current_pool",
@@ -42,9 +44,21 @@ DEFAULT_CAPACITY = 1
 _EPSILON = 1e-9  # fractional amounts: 0.1 + 0.2 must fit in 0.3
 
 
+MAX_AMOUNT = 10**15
+"""The largest amount or duration: more than any machine has of anything, even
+counted in bytes (a petabyte); beyond it, a number is a mistake (or infinity)."""
+
+
+AMOUNT = "a non-negative number (at most 10**15)"
+"""What :func:`is_amount` accepts, for error messages."""
+
+
 def is_amount(value: object) -> bool:
-    """Whether ``value`` is a usable amount or duration: a non-negative number, not a bool."""
-    return not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
+    """Whether ``value`` is a usable amount or duration: a number from 0 to
+    :data:`MAX_AMOUNT` (so neither NaN nor infinity), not a bool."""
+    return (
+        not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= MAX_AMOUNT
+    )
 
 
 running_release: contextvars.ContextVar[Callable[[Mapping[str, float]], None] | None] = (

@@ -9,10 +9,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
@@ -23,19 +23,27 @@ from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from .clock import Clock
-from .config import Config
+from .config import (
+    MAX_WORKERS,
+    Config,
+    check_amounts,
+    check_journal_path,
+    check_limits,
+    check_positive_int,
+)
+from .coordination import NullCoordinator
 from .errors import AsyncflowError, ConfigError, TaskDefinitionError
-from .events import EventBus, EventHandler
+from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
 from .progress import Progress
-from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool, is_amount
+from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
 
-__all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "build", "run"]
+__all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 
 DEFAULT_WORKERS: Final = 8
 """Task bodies that may run at once when ``workers`` is not given."""
@@ -68,6 +76,7 @@ async def run(
     config: Config | None = None,
     force: Iterable[Task | str] = (),
     progress: bool | Progress = False,
+    metrics: RunMetrics | None = None,
     executor: ExecutorBackend | None = None,
 ) -> RunResult:
     """Run ``tasks`` and everything they need that is not already complete.
@@ -98,6 +107,8 @@ async def run(
         progress: show live progress on stderr (True), or as a
             :class:`~asyncflow.progress.Progress` says; in a notebook, an HTML
             block updated in place.
+        metrics: a handler of the run's events that is also told how the run
+            ended, e.g. :class:`asyncflow.metrics.PrometheusMetrics`.
         executor: where plain ``def run()`` bodies run besides worker threads:
             ``asyncflow.dask.DaskExecutor(client_or_address)`` sends those of
             the tasks that opt in to a Dask cluster (default: the configured
@@ -141,11 +152,19 @@ async def run(
     options.executor = _executor(executor, config)
     run_id = _new_run_id()
     started = time.time()
-    with structlog.contextvars.bound_contextvars(run_id=run_id), secrets_known(roots):
+    if metrics is not None:
+        handlers = [*handlers, metrics]
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id),
+        secrets_known(roots),
+        _told(metrics, run_id) as told,
+    ):
         async with client_scope():
             if options.journal is None:
-                return await _run(
-                    roots, options, run_id, started, keep_going, handlers, forced, None, None
+                return told(
+                    await _run(
+                        roots, options, run_id, started, keep_going, handlers, forced, None, None
+                    )
                 )
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             opening = Journal.open(options.journal, lease_ttl=ttl, create_folder=make_folder)
@@ -161,21 +180,48 @@ async def run(
                         await run_journal.end_run(run_id, status)
 
                 try:
-                    return await _run(
-                        roots,
-                        options,
-                        run_id,
-                        started,
-                        keep_going,
-                        handlers,
-                        forced,
-                        run_journal,
-                        end,
+                    return told(
+                        await _run(
+                            roots,
+                            options,
+                            run_id,
+                            started,
+                            keep_going,
+                            handlers,
+                            forced,
+                            run_journal,
+                            end,
+                        )
                     )
                 finally:
                     if not ended:  # it raised or was cancelled before its end
                         with anyio.CancelScope(shield=True):
                             await run_journal.end_run(run_id, RunStatus.CANCELLED)
+
+
+class RunMetrics(Protocol):
+    """What ``run(metrics=...)`` takes: an event handler told how each run ended."""
+
+    def __call__(self, event: TaskEvent, /) -> object: ...
+
+    def run_ended(self, run_id: str, status: str) -> None: ...
+
+
+@contextlib.contextmanager
+def _told(metrics: RunMetrics | None, run_id: str) -> Iterator[Callable[[RunResult], RunResult]]:
+    """Tells ``metrics`` how the run ended: as the result passed through says, else cancelled."""
+    status = RunStatus.CANCELLED  # raised, or was cancelled, before its result
+
+    def told(result: RunResult) -> RunResult:
+        nonlocal status
+        status = RunStatus.SUCCESS if result.ok else RunStatus.FAILED
+        return result
+
+    try:
+        yield told
+    finally:
+        if metrics is not None:
+            metrics.run_ended(run_id, status.value)
 
 
 async def _run(
@@ -226,7 +272,7 @@ async def _run(
                 clock=options.clock,
                 probe_concurrency=options.probe_concurrency,
                 probes=probes,
-                journal=journal,
+                coordinator=journal if journal is not None else NullCoordinator(),
                 since=started,
                 bodies=bodies,
             )
@@ -325,28 +371,19 @@ class _RunOptions:
         max_running: Mapping[str, int] | None,
         probe_concurrency: int,
     ) -> None:
-        self.workers = _positive_int("workers", workers)
-        self.probe_concurrency = _positive_int("probe_concurrency", probe_concurrency)
+        self.workers = check_positive_int("workers", workers, MAX_WORKERS)
+        self.probe_concurrency = check_positive_int(
+            "probe_concurrency", probe_concurrency, MAX_WORKERS
+        )
         self.resources = dict(resources or {})
-        for name, amount in self.resources.items():
-            if not isinstance(name, str) or not is_amount(amount):
-                raise ConfigError(
-                    f"resources[{name!r}] must be a non-negative number, got {amount!r}"
-                )
+        check_amounts("resources", self.resources)
         self.max_running = dict(max_running or {})
-        for family, limit in self.max_running.items():
-            _positive_int(f"max_running[{family!r}]", limit)
+        check_limits("max_running", self.max_running)
         self.journal = _journal_path(journal)
         self.retry: RetryPolicy | None = None
         self.clock: Clock | None = None
         self.progress: Progress | None = None
         self.executor: ExecutorBackend | None = None
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _journal_path(journal: JournalArg) -> Path | None:
@@ -355,7 +392,7 @@ def _journal_path(journal: JournalArg) -> Path | None:
     if isinstance(journal, _DefaultJournal):
         return Path(".asyncflow") / "journal.db"
     if isinstance(journal, str | os.PathLike):
-        return Path(journal)
+        return Path(check_journal_path("journal", journal))
     raise ConfigError(f"journal must be a path or None, got {journal!r}")
 
 

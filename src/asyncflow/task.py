@@ -29,18 +29,19 @@ import asyncio
 import contextlib
 import datetime
 import difflib
+import functools
 import hashlib
 import inspect
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 import anyio.from_thread
 
 from . import _redact
 from ._redact import MASK
-from .errors import AsyncflowError, ConfigError, ParameterError
+from .errors import AsyncflowError, ConfigError, ParameterError, TaskDefinitionError
 from .events import Event
 from .parameters import (
     MISSING,
@@ -55,7 +56,7 @@ from .parameters import (
     ParameterVisibility,
     TimeDeltaParameter,
 )
-from .resources import is_amount, running_release
+from .resources import AMOUNT, is_amount, running_release
 
 if TYPE_CHECKING:
     pass
@@ -71,6 +72,7 @@ __all__ = [
 ]
 
 _C = TypeVar("_C", bound=Callable[..., object])
+_V = TypeVar("_V")
 
 _SUMMARY_PARAMS = 3
 _SUMMARY_WIDTH = 16
@@ -120,6 +122,59 @@ class _cached_in_instance:
         return value
 
 
+class _SetByInit(Generic[_V]):
+    """Stands in the class for an attribute ``Task.__init__`` stores in each instance.
+
+    The instance's own value hides it (it defines only ``__get__``), so a task
+    built properly never reaches it and pays nothing. It is reached only on a
+    task that ``Task.__init__`` never saw (an ``__init__`` that skipped it, or
+    ``Task.__new__`` alone): there, instead of an ``AttributeError`` from deep
+    inside the engine, the error names the class.
+    """
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _SetByInit[_V]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> _V: ...
+    def __get__(self, instance: object | None, owner: type) -> _V | _SetByInit[_V]:
+        if instance is None:
+            return self
+        raise _skipped_init(type(instance))
+
+
+def _skipped_init(cls: type, culprit: type | None = None) -> TaskDefinitionError:
+    """The error for a task of class ``cls`` that ``Task.__init__`` never set up."""
+    return TaskDefinitionError(
+        getattr(cls, "task_family", cls.__qualname__), "__init__", _skipped_init_text(cls, culprit)
+    )
+
+
+def _skipped_init_text(cls: type, culprit: type | None = None) -> str:
+    if culprit is None:  # the first class whose own __init__ ran
+        culprit = next((k for k in cls.__mro__ if "__init__" in vars(k)), cls)
+    return (
+        f"{culprit.__qualname__}.__init__ did not call super().__init__(), so the task "
+        "has no parameters and no identity; call super().__init__(*args, **kwargs) in it"
+    )
+
+
+def _checking_init(cls: type, init: Callable[..., None]) -> Callable[..., None]:
+    """``cls``'s own ``__init__``, followed by a check that it called ``Task.__init__``.
+
+    Only classes that define ``__init__`` get it (few do): the mistake is then
+    reported where the task is built, naming the class.
+    """
+
+    @functools.wraps(init)
+    def __init__(self: Task, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if "param_kwargs" not in self.__dict__:
+            raise _skipped_init(type(self), cls)
+
+    __init__._checks_task_init = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class RunKind:
     """How a task's ``run()`` is called."""
 
@@ -140,6 +195,11 @@ def _is_async(method: object) -> bool:
     return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
 
 
+MAX_RETRY_BACKOFF = 1000
+"""The largest ``retry_backoff``: x1000 per attempt; beyond it, every retry but the
+first would wait ``retry_max_delay`` anyway."""
+
+
 def _check_class_attributes(cls: type[Task]) -> None:
     """Reject nonsensical class attributes when the class is defined, not mid-run."""
     name = cls.__qualname__
@@ -148,9 +208,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
         raise TypeError(f"{name}.resources must be a dict of name -> amount, got {resources!r}")
     for key, amount in resources.items():
         if not isinstance(key, str) or not is_amount(amount):
-            raise TypeError(
-                f"{name}.resources[{key!r}] must be a non-negative number, got {amount!r}"
-            )
+            raise TypeError(f"{name}.resources[{key!r}] must be {AMOUNT}, got {amount!r}")
     for attr, allow_none in (("max_running", True), ("retry_count", False), ("priority", False)):
         value = getattr(cls, attr)
         if value is None and allow_none:
@@ -166,8 +224,11 @@ def _check_class_attributes(cls: type[Task]) -> None:
         isinstance(k, type) and issubclass(k, BaseException) for k in retry_on
     ):
         raise TypeError(f"{name}.retry_on must be a tuple of exception classes, got {retry_on!r}")
-    if cls.retry_backoff < 1:
-        raise TypeError(f"{name}.retry_backoff must be >= 1, got {cls.retry_backoff!r}")
+    if not 1 <= cls.retry_backoff <= MAX_RETRY_BACKOFF:  # NaN too: a delay of NaN seconds
+        raise TypeError(
+            f"{name}.retry_backoff must be >= 1 (and at most {MAX_RETRY_BACKOFF}), "
+            f"got {cls.retry_backoff!r}"
+        )
     if not 0 <= cls.retry_jitter <= 1:
         raise TypeError(f"{name}.retry_jitter must be between 0 and 1, got {cls.retry_jitter!r}")
     for attr in ("retry_delay", "retry_max_delay", "timeout"):
@@ -175,7 +236,7 @@ def _check_class_attributes(cls: type[Task]) -> None:
         if value is None and attr == "timeout":
             continue
         if not is_amount(value):
-            raise TypeError(f"{name}.{attr} must be a non-negative number, got {value!r}")
+            raise TypeError(f"{name}.{attr} must be {AMOUNT}, in seconds, got {value!r}")
         if attr == "timeout" and value == 0:
             raise TypeError(f"{name}.timeout must be positive (or None), got {value!r}")
 
@@ -227,8 +288,9 @@ class Task:
     _scalar_identity: ClassVar[bool] = True
     _settles_by_requirements: ClassVar[bool] = False
 
-    param_kwargs: dict[str, Any]
-    _key: Any  # identity key for deduplication: see _scalar_identity
+    # Both are set in each instance by __init__; see _SetByInit.
+    param_kwargs: _SetByInit[dict[str, Any]] = _SetByInit()
+    _key: _SetByInit[Any] = _SetByInit()  # identity key for deduplication: see _scalar_identity
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -272,6 +334,9 @@ class Task:
             for n, p in params.items()
             if p.visibility is not ParameterVisibility.PRIVATE
         )
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_checks_task_init", False):
+            setattr(cls, "__init__", _checking_init(cls, init))  # noqa: B010 (mypy: a method)
         if "task_family" not in cls.__dict__:
             ns = cls.task_namespace
             cls.task_family = f"{ns}.{cls.__name__}" if ns else cls.__name__
@@ -375,11 +440,13 @@ class Task:
                 )
                 + "}"
             )
-        except (TypeError, ValueError) as exc:
+            data = canonical.encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            # Normalized values always encode; a custom parameter's may not.
             raise ParameterError(
                 f"{self.task_family}: parameters are not JSON-serialisable: {exc}"
             ) from None
-        digest = hashlib.sha256(canonical.encode()).hexdigest()[:_HASH_HEX]
+        digest = hashlib.sha256(data).hexdigest()[:_HASH_HEX]
         parts = [self.task_family]
         for name in self._summary_names:
             text = _summary_text(params[name], values[name])
@@ -408,6 +475,8 @@ class Task:
 
     def __repr__(self) -> str:
         """``Family(name=value, ...)`` of the significant parameters, hidden ones as ``***``."""
+        if "param_kwargs" not in self.__dict__:  # a repr must not raise: say what is wrong
+            return f"<{type(self).__qualname__}, not set up: {_skipped_init_text(type(self))}>"
         params = self._params
         hidden = self._secret_names
         shown = ", ".join(

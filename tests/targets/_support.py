@@ -3,16 +3,84 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import anyio.lowlevel
 
 from asyncflow.errors import TargetNotFoundError
-from asyncflow.targets import Target
+from asyncflow.targets import (
+    GCSConfig,
+    GCSPrefixTarget,
+    GCSTarget,
+    RequestRetry,
+    S3Config,
+    S3PrefixTarget,
+    S3Target,
+    Target,
+)
+from asyncflow.targets._prefix import RemotePrefixTarget
+from asyncflow.targets._remote import RemoteTarget
 from asyncflow.targets.base import AtomicWriter
 
 TargetFactory = Callable[[str], Target]
+
+FAST = RequestRetry(attempts=3, base_delay=0.001, max_delay=0.01)
+"""Quick retries, for tests that go through a faulty proxy."""
+
+
+@dataclass
+class Backend:
+    """One remote backend under test, reached directly or through a proxy."""
+
+    name: str
+    bucket: str
+    endpoint: str
+
+    def config(self, endpoint: str | None = None, retry: RequestRetry = FAST) -> Any:
+        if self.name == "s3":
+            return S3Config.from_env(endpoint_url=endpoint or self.endpoint, retry=retry)
+        return GCSConfig.from_env(endpoint_url=endpoint or self.endpoint, retry=retry)
+
+    def target(
+        self, key: str, config: Any = None, *, create_only: bool = False
+    ) -> RemoteTarget[Any]:
+        if self.name == "s3":
+            return S3Target(f"s3://{self.bucket}/{key}", config=config, create_only=create_only)
+        return GCSTarget(f"gs://{self.bucket}/{key}", config=config, create_only=create_only)
+
+    def prefix(self, key: str, config: Any = None, **options: Any) -> RemotePrefixTarget[Any]:
+        if self.name == "s3":
+            return S3PrefixTarget(f"s3://{self.bucket}/{key}", config=config, **options)
+        return GCSPrefixTarget(f"gs://{self.bucket}/{key}", config=config, **options)
+
+    async def stored_metadata(self, key: str) -> dict[str, str]:
+        """The user metadata of an object, asked of the server directly."""
+        if self.name == "s3":
+            from aiobotocore.session import get_session
+
+            async with get_session().create_client("s3", endpoint_url=self.endpoint) as s3:
+                head = await s3.head_object(Bucket=self.bucket, Key=key)
+                return dict(head["Metadata"])
+        import aiohttp
+
+        url = f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{quote(key, safe='')}"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200, await response.text()
+            return dict(json.loads(await response.read()).get("metadata") or {})
+
+    async def pending_uploads(self) -> int:
+        """Multipart uploads pending in the bucket (S3; GCS cannot list its sessions: 0)."""
+        if self.name != "s3":
+            return 0
+        from aiobotocore.session import get_session
+
+        async with get_session().create_client("s3", endpoint_url=self.endpoint) as s3:
+            response = await s3.list_multipart_uploads(Bucket=self.bucket)
+            return len(response.get("Uploads", ()))
 
 
 class AsyncOnlyTarget(Target):

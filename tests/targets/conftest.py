@@ -18,7 +18,7 @@ import pytest
 from asyncflow.targets import GCSTarget, LocalTarget, MemoryStore, MemoryTarget, S3Target
 from asyncflow.targets.memory import default_store
 
-from ._support import AsyncOnlyTarget, TargetFactory
+from ._support import AsyncOnlyTarget, Backend, TargetFactory
 from .servers import (
     FakeGCSServer,
     MotoServer,
@@ -53,6 +53,16 @@ def target_factory(request: pytest.FixtureRequest, tmp_path: Path) -> TargetFact
         return lambda name: GCSTarget(f"gs://{bucket}/{name}")
     data: dict[str, bytes] = {}
     return lambda name: AsyncOnlyTarget(name, data)
+
+
+@pytest.fixture(params=["s3", "gcs"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each remote backend, with a fresh bucket."""
+    if request.param == "s3":
+        return Backend(
+            "s3", request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_env")
+        )
+    return Backend("gcs", request.getfixturevalue("gcs_bucket"), request.getfixturevalue("gcs_env"))
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Loopback peers for the S3 and GCS tests: moto, fake-gcs-server and a faulty proxy.
+"""Loopback peers for the S3 and GCS tests: moto and fake-gcs-server.
+
+The fault-injecting proxy that goes in front of them is in :mod:`.faults`.
 
 Everything here listens on 127.0.0.1 only and is stopped by its own handle
 (process or thread), never by name. Nothing imports pytest, so the benchmarks
@@ -7,11 +9,9 @@ can use these too.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -20,7 +20,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -208,150 +207,6 @@ def create_gcs_bucket(endpoint: str, name: str) -> None:
     _request("POST", f"{endpoint}/storage/v1/b?project=test-project", body)
 
 
-# --------------------------------------------------------------------------- proxy
-
-
-class FaultProxy:
-    """A TCP proxy on loopback that delays requests and answers some with errors.
-
-    It runs its own event loop in a thread. A "request" starts with the first
-    bytes the client sends after the server's last answer (HTTP/1.1 without
-    pipelining, and without ``Expect: 100-continue``, which the clients here do
-    not send for byte bodies). For each request, after ``latency`` seconds, it
-    either forwards the bytes or, with probability ``fault_rate``, answers
-    itself with one of ``fault_statuses`` and closes the connection (so the
-    server never sees the request: a retry cannot be a duplicate). Only
-    requests whose first line passes ``fault_filter`` can fail. The first line
-    of every request is kept in ``request_lines``. Settings can be changed
-    while it runs.
-    """
-
-    def __init__(self, upstream: str, *, seed: int = 0) -> None:
-        host, _, port = upstream.removeprefix("http://").partition(":")
-        self._upstream = (host, int(port))
-        self.fault_rate = 0.0
-        self.fault_statuses: tuple[int, ...] = (500, 503)
-        self.latency = 0.0
-        self.fault_filter: Callable[[bytes], bool] = lambda request_line: True
-        self.requests = 0
-        self.faults = 0
-        self.request_lines: list[bytes] = []
-        self._random = random.Random(seed)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
-        self.url = ""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the proxy did not start")
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def reset_counts(self) -> None:
-        self.requests = 0
-        self.faults = 0
-        self.request_lines.clear()
-
-    def _serve(self, ready: threading.Event) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopped = asyncio.Event()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
-            self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-            ready.set()
-            async with server:
-                await self._stopped.wait()
-
-        asyncio.run(main())
-
-    async def _handle(
-        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-    ) -> None:
-        try:
-            server_in, server_out = await asyncio.open_connection(*self._upstream)
-        except BaseException as error:
-            # Refused, or the proxy stopped meanwhile (cancelled): the client's
-            # socket must not outlive the loop, or it warns in a later test.
-            client_out.close()
-            if isinstance(error, OSError):
-                return
-            raise
-        state = {"new_request": True}
-
-        async def upstream() -> None:
-            while data := await client_in.read(65536):
-                if state["new_request"]:
-                    state["new_request"] = False
-                    self.requests += 1
-                    request_line = data.split(b"\r\n", 1)[0]
-                    self.request_lines.append(request_line)
-                    if self.latency:
-                        await asyncio.sleep(self.latency)
-                    if self.fault_filter(request_line) and self._random.random() < self.fault_rate:
-                        self.faults += 1
-                        status = self._random.choice(self.fault_statuses)
-                        head_only = request_line.startswith(b"HEAD ")
-                        client_out.write(_fault_response(status, with_body=not head_only))
-                        with contextlib.suppress(OSError):
-                            await client_out.drain()
-                        return
-                server_out.write(data)
-                await server_out.drain()
-
-        async def downstream() -> None:
-            while data := await server_in.read(65536):
-                state["new_request"] = True
-                client_out.write(data)
-                await client_out.drain()
-
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Close first, synchronously: when the proxy stops, this handler is
-            # cancelled and may not get past its next await.
-            client_out.close()
-            server_out.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-_REASONS = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}
-
-
-def _fault_response(status: int, *, with_body: bool) -> bytes:
-    body = b"fault injected by the test proxy" if with_body else b""
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Content-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 # --------------------------------------------------------------------------- loopback guard
 
 
@@ -391,7 +246,6 @@ def install_loopback_guard() -> None:
 
 __all__ = [
     "FakeGCSServer",
-    "FaultProxy",
     "MotoServer",
     "NonLoopbackConnection",
     "create_gcs_bucket",

@@ -11,7 +11,7 @@ from asyncflow.errors import TargetError
 from asyncflow.targets import GCSConfig, GCSPrefixTarget, GCSTarget, RequestRetry
 
 from ._support import Boom, write_bytes_then_raise
-from .servers import FaultProxy
+from .faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 

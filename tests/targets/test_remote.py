@@ -16,9 +16,7 @@ import pytest
 import asyncflow
 from asyncflow.errors import TargetError
 from asyncflow.targets import (
-    GCSConfig,
     GCSPrefixTarget,
-    GCSTarget,
     LocalTarget,
     MemoryStore,
     MemoryTarget,
@@ -30,50 +28,14 @@ from asyncflow.targets import (
     probe_many,
 )
 from asyncflow.targets._clients import client_scope
-from asyncflow.targets._prefix import RemotePrefixTarget
 from asyncflow.targets._remote import RemoteClient, RemoteTarget, retrying, task_group
 
-from ._support import Boom
-from .servers import FaultProxy
+from ._support import FAST, Backend, Boom
+from .faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
-FAST = RequestRetry(attempts=3, base_delay=0.001, max_delay=0.01)
-
-
-@dataclass
-class Backend:
-    """One remote backend under test, reached directly or through a proxy."""
-
-    name: str
-    bucket: str
-    endpoint: str
-
-    def config(self, endpoint: str | None = None, retry: RequestRetry = FAST) -> Any:
-        if self.name == "s3":
-            return S3Config.from_env(endpoint_url=endpoint or self.endpoint, retry=retry)
-        return GCSConfig.from_env(endpoint_url=endpoint or self.endpoint, retry=retry)
-
-    def target(self, key: str, config: Any = None) -> RemoteTarget[Any]:
-        if self.name == "s3":
-            return S3Target(f"s3://{self.bucket}/{key}", config=config)
-        return GCSTarget(f"gs://{self.bucket}/{key}", config=config)
-
-    def prefix(self, key: str, config: Any = None, **options: Any) -> RemotePrefixTarget[Any]:
-        if self.name == "s3":
-            return S3PrefixTarget(f"s3://{self.bucket}/{key}", config=config, **options)
-        return GCSPrefixTarget(f"gs://{self.bucket}/{key}", config=config, **options)
-
-
-@pytest.fixture(params=["s3", "gcs"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each remote backend, with a fresh bucket."""
-    if request.param == "s3":
-        return Backend(
-            "s3", request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_env")
-        )
-    return Backend("gcs", request.getfixturevalue("gcs_bucket"), request.getfixturevalue("gcs_env"))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from asyncflow.targets import RequestRetry, S3Config, S3PrefixTarget, S3Target
 from asyncflow.targets._clients import current_clients
 
 from ._support import Boom, write_bytes_then_raise
-from .servers import FaultProxy
+from .faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 

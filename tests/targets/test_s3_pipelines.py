@@ -11,7 +11,7 @@ import asyncflow
 from asyncflow.graph import expand
 from asyncflow.targets import S3PrefixTarget, S3Target
 
-from .servers import FaultProxy
+from .faults import FaultProxy
 
 pytestmark = pytest.mark.anyio
 

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from .. import parameters as _engine
 from ..errors import ParameterError
+from ..errors import short_repr as _shown
 from . import date_interval as _intervals
 from .configuration import get_config
 
@@ -188,10 +189,14 @@ class _LuigiParameter(_engine.Parameter[Any]):
     _optional = False
 
     def serialize(self, value: Any) -> str:
-        """The text form of a value, as Luigi writes it."""
+        """The text form of a value, as Luigi writes it.
+
+        Raises:
+            ParameterError: the value has no text form here.
+        """
         if value is None:
             return "" if self._optional else "None"
-        text = self._serialize(value)
+        text = super().serialize(value)
         # Luigi's Parameter writes any value with str(); asyncflow's keeps str values.
         return text if isinstance(text, str) else str(text)
 
@@ -233,7 +238,7 @@ class _LuigiParameter(_engine.Parameter[Any]):
             return self.parse(text)
         except (TypeError, ValueError) as exc:
             raise ParameterException(
-                f"configuration [{section}] {option} = {text!r}: {exc}"
+                f"configuration [{section}] {option} = {_shown(text)}: {exc}"
             ) from None
 
     def has_task_value(self, task_name: str, param_name: str) -> bool:
@@ -262,6 +267,9 @@ class Parameter(_LuigiParameter):
     """A parameter of any value; its text form is ``str(value)``."""
 
     def _convert(self, value: object) -> Any:
+        # Its text form is its identity: a value without one (an int of more digits
+        # than str() writes) is refused here, where the error can name the task.
+        _engine._check_text(self._serialize(value))
         return value
 
     def _serialize(self, value: Any) -> str:
@@ -372,7 +380,7 @@ class _DateFormat(_LuigiParameter):
             return dt.datetime.strptime(text.strip(), self.date_format)
         except ValueError:
             example = dt.datetime(2026, 11, 23, 5, 30, 15).strftime(self.date_format)
-            raise ValueError(f"expected a value like {example}, got {text!r}") from None
+            raise ValueError(f"expected a value like {example}, got {_shown(text)}") from None
 
 
 class DateParameter(_DateFormat):
@@ -384,7 +392,7 @@ class DateParameter(_DateFormat):
         if isinstance(value, dt.datetime):
             value = value.date()
         if not isinstance(value, dt.date):
-            raise TypeError(f"expected a date, got {value!r}")
+            raise TypeError(f"expected a date, got {_shown(value)}")
         return self._snap(dt.date(value.year, value.month, value.day))
 
     def _parse(self, text: str) -> Any:
@@ -444,7 +452,7 @@ class _DatetimeParameter(_DateFormat):
             if isinstance(value, dt.date):
                 value = dt.datetime(value.year, value.month, value.day)
             else:
-                raise TypeError(f"expected a datetime, got {value!r}")
+                raise TypeError(f"expected a datetime, got {_shown(value)}")
         value = value.replace(tzinfo=None)
         start = self.start or dt.datetime(1970, 1, 1)
         step = self._unit * self.interval
@@ -475,8 +483,11 @@ class DateMinuteParameter(_DatetimeParameter):
     def _parse(self, text: str) -> Any:
         try:
             return super()._parse(text)
-        except ValueError:  # the older form, 2026-11-23T05H30
-            return self._convert(dt.datetime.strptime(text.strip(), "%Y-%m-%dT%HH%M"))
+        except ValueError as error:
+            try:  # the older form, 2026-11-23T05H30
+                return self._convert(dt.datetime.strptime(text.strip(), "%Y-%m-%dT%HH%M"))
+            except ValueError:
+                raise error from None
 
 
 class DateSecondParameter(_DatetimeParameter):
@@ -492,7 +503,7 @@ class DateIntervalParameter(_LuigiParameter):
 
     def _convert(self, value: object) -> Any:
         if not isinstance(value, _intervals.DateInterval):
-            raise TypeError(f"expected a DateInterval, got {value!r}")
+            raise TypeError(f"expected a DateInterval, got {_shown(value)}")
         return value
 
     def _parse(self, text: str) -> Any:
@@ -507,16 +518,20 @@ class DateIntervalParameter(_LuigiParameter):
             if found is not None:
                 return found
         raise ValueError(
-            f"expected a date interval like 2026-11-23, 2026-W47, 2026-11, got {text!r}"
+            f"expected a date interval like 2026-11-23, 2026-W47, 2026-11, got {_shown(text)}"
         )
 
     def _serialize(self, value: Any) -> str:
         return str(value)
 
 
+# Possessive quantifiers throughout: digits, unit words and spaces are disjoint, so
+# no match needs to give anything back, and the pattern runs in linear time (with
+# plain ones, the runs of \s* backtrack cubically: "1w" + 200 spaces + "x" took 25 s).
 _TIMEDELTA_WORDS: Final = re.compile(
-    r"\s*(?:(\d+)\s*w(?:eeks?)?)?\s*(?:(\d+)\s*d(?:ays?)?)?\s*(?:(\d+)\s*h(?:ours?)?)?"
-    r"\s*(?:(\d+)\s*m(?:inutes?)?)?\s*(?:(\d+)\s*s(?:econds?)?)?\s*",
+    r"\s*+(?:(\d++)\s*+w(?:eeks?+)?+)?+\s*+(?:(\d++)\s*+d(?:ays?+)?+)?+"
+    r"\s*+(?:(\d++)\s*+h(?:ours?+)?+)?+\s*+(?:(\d++)\s*+m(?:inutes?+)?+)?+"
+    r"\s*+(?:(\d++)\s*+s(?:econds?+)?+)?+\s*+",
     re.IGNORECASE,
 )
 
@@ -559,11 +574,11 @@ class EnumListParameter(_LuigiParameter):
 
     def _convert(self, value: object) -> Any:
         if not isinstance(value, Iterable):
-            raise TypeError(f"expected members of {self._enum.__name__}, got {value!r}")
+            raise TypeError(f"expected members of {self._enum.__name__}, got {_shown(value)}")
         members = tuple(value)
         for member in members:
             if not isinstance(member, self._enum):
-                raise TypeError(f"{member!r} is not a member of {self._enum.__name__}")
+                raise TypeError(f"{_shown(member)} is not a member of {self._enum.__name__}")
         return members
 
     def _parse(self, text: str) -> Any:
@@ -573,7 +588,9 @@ class EnumListParameter(_LuigiParameter):
             return tuple(self._enum[name.strip()] for name in text.split(","))
         except KeyError as exc:
             names = ", ".join(self._enum.__members__)
-            raise ValueError(f"{exc} is not a name of {self._enum.__name__} ({names})") from None
+            raise ValueError(
+                f"{_shown(exc.args[0])} is not a name of {self._enum.__name__} ({names})"
+            ) from None
 
     def _serialize(self, value: Any) -> str:
         return ",".join(member.name for member in value)
@@ -620,6 +637,9 @@ class OptionalListParameter(ListParameter):
         super().__init__(default, **kwargs)
 
 
+_LONGEST_LITERAL: Final = 10_000
+
+
 class TupleParameter(ListParameter):
     """A tuple; its text form is JSON (``[[1, 2], [3, 4]]``) or a Python tuple literal."""
 
@@ -627,12 +647,17 @@ class TupleParameter(ListParameter):
         try:
             return super()._parse(text)
         except ValueError:
+            expected = f"expected a JSON array or a tuple literal, got {_shown(text)}"
+            if len(text) > _LONGEST_LITERAL:  # Python's parser is slow on such
+                raise ValueError(
+                    f"{expected}: a tuple literal has at most {_LONGEST_LITERAL:,} "
+                    "characters (JSON may be longer)"
+                ) from None
             try:
                 data = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise ValueError(
-                    f"expected a JSON array or a tuple literal, got {text!r}"
-                ) from None
+            # Deep nesting overflows the parser's stack: MemoryError or RecursionError.
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise ValueError(expected) from None
             return self.normalize(_lists(data))
 
 
@@ -682,16 +707,20 @@ class NumericalParameter(_LuigiParameter):
     def _check(self, value: Any) -> Any:
         if self._left(self._min, value) and self._right(value, self._max):
             return value
-        raise ValueError(f"{value!r} is outside the permitted range {self._bounds}")
+        raise ValueError(f"{_shown(value)} is outside the permitted range {self._bounds}")
 
     def _convert(self, value: object) -> Any:
         return self._check(self._type(value))
 
+    def _serialize(self, value: Any) -> str:
+        return str(value)
+
     def _parse(self, text: str) -> Any:
         try:
-            return self._check(self._type(text))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
+            number = self._type(text)
+        except (TypeError, ValueError, ArithmeticError):
+            raise ValueError(f"expected a {self._type.__name__}, got {_shown(text)}") from None
+        return self._check(number)
 
 
 class OptionalNumericalParameter(NumericalParameter):
@@ -727,7 +756,7 @@ class ChoiceParameter(_LuigiParameter):
 
     def _check(self, value: Any) -> Any:
         if value not in self._choices:
-            raise ValueError(f"{value!r} is not a valid choice ({self._shown})")
+            raise ValueError(f"{_shown(value)} is not a valid choice ({self._shown})")
         return value
 
     def _convert(self, value: object) -> Any:
@@ -754,7 +783,7 @@ class ChoiceListParameter(ChoiceParameter):
 
     def _convert(self, value: object) -> Any:
         if isinstance(value, str) or not isinstance(value, Iterable):
-            raise TypeError(f"expected a list of choices, got {value!r}")
+            raise TypeError(f"expected a list of choices, got {_shown(value)}")
         return tuple(self._check(item) for item in value)
 
     def _parse(self, text: str) -> Any:
@@ -766,6 +795,9 @@ class ChoiceListParameter(ChoiceParameter):
         return ",".join(str(item) for item in value)
 
 
+_LONGEST_FAMILY: Final = 200
+
+
 class TaskParameter(_LuigiParameter):
     """A task class, written as its family name."""
 
@@ -773,13 +805,18 @@ class TaskParameter(_LuigiParameter):
         from .task import Task
 
         if not (isinstance(value, type) and issubclass(value, Task)):
-            raise TypeError(f"expected a task class, got {value!r}")
+            raise TypeError(f"expected a task class, got {_shown(value)}")
         return value
 
     def _parse(self, text: str) -> Any:
-        from .task import task_class
+        from .task import TaskClassNotFoundException, task_class
 
-        return task_class(text)
+        try:
+            return task_class(text)
+        except TaskClassNotFoundException as exc:
+            if len(text) > _LONGEST_FAMILY:  # no family is that long: no need to list them
+                raise ValueError(f"no task family {_shown(text)}") from None
+            raise ValueError(str(exc)) from None
 
     def _serialize(self, value: Any) -> str:
         return str(value.get_task_family())

@@ -11,17 +11,33 @@ target.exists()``), a client is created for the one call and closed after it.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
-__all__ = ["ClientCache", "borrow_client", "client_scope", "current_clients"]
+__all__ = ["ClientCache", "OnFirstUse", "borrow_client", "client_scope", "current_clients"]
 
 _T = TypeVar("_T")
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+class OnFirstUse(Generic[_T]):
+    """Something opened on first use, once, even when several tasks ask for it at once."""
+
+    def __init__(self, opener: Callable[[], Awaitable[_T]]) -> None:
+        self._opener = opener
+        self._value: _T | None = None
+        self._lock = anyio.Lock()
+
+    async def get(self) -> _T:
+        """The value, opened now if this is the first use."""
+        async with self._lock:
+            if self._value is None:
+                self._value = await self._opener()
+            return self._value
 
 
 class ClientCache:

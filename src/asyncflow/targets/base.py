@@ -40,6 +40,7 @@ from typing import (
     BinaryIO,
     Generic,
     Literal,
+    NamedTuple,
     TypeVar,
     cast,
     final,
@@ -53,7 +54,7 @@ import anyio.to_thread
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AtomicWriter", "OpenTarget", "Target"]
+__all__ = ["AtomicWriter", "OpenTarget", "Target", "WriterIdentity", "writer_identity"]
 
 _MODES = ("r", "w", "rb", "wb")
 
@@ -289,6 +290,28 @@ each write is committed; it raises :class:`TargetError` when the write must not
 be committed: the attempt was abandoned (it timed out or was cancelled while
 its worker thread went on), or the run lost the task's journal lease to
 another process."""
+
+
+class WriterIdentity(NamedTuple):
+    """Which task attempt is writing: remote backends tag each object they commit with it.
+
+    After a commit whose outcome is unknown (the connection dropped once the
+    store had the data) a backend tells its own object from another writer's
+    by the tag, and an error about another writer's object names it.
+    """
+
+    run_id: str
+    task_id: str
+    attempt: int
+    token: int | None = None
+    """The fencing token of the lease the attempt holds, when there is one."""
+
+
+writer_identity: contextvars.ContextVar[WriterIdentity | None] = contextvars.ContextVar(
+    "asyncflow_writer_identity", default=None
+)
+"""Set by the executor around each attempt of a task body (and copied into the
+worker thread of a plain ``def run()``); None outside a run."""
 
 
 def _check_commit(target: Target) -> None:

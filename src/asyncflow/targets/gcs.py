@@ -25,24 +25,33 @@ the configuration's :class:`~asyncflow.targets.RequestRetry`.
 Writes are spooled (memory, then a temporary file) and uploaded on commit:
 objects up to ``part_size`` (8 MiB) in one multipart request, larger ones with
 a resumable upload in ``part_size`` chunks, cancelled if anything fails. A
+chunk that fails starts the upload over in a new session (as many times as
+the retry policy allows attempts): how much of it the session kept is
+unknown, and emulators mishandle both re-sent bytes and status queries. A
 killed process leaves its resumable upload session open; GCS cannot list those,
 and expires them a week after they start, so
 :meth:`GCSTarget.discard_partial_writes` has nothing to do.
 ``create_only=True`` sends ``ifGenerationMatch=0`` so the upload is refused,
-and :class:`~asyncflow.errors.TargetError` raised, if the object exists by then.
+and :class:`~asyncflow.errors.TargetError` raised naming the object's writer,
+if the object exists by then.
+
+Every object written carries metadata naming the write (``asyncflow-write``,
+random) and, inside a run, the task attempt that made it (``asyncflow-run``,
+``-task``, ``-attempt``), so that a write whose answer was lost after GCS
+acted on it tells its own object (success) from another writer's. Retries
+after a try that got no answer go over a new connection, as for S3.
 
 gcsfs and aiohttp are imported on first use, in a worker thread.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Final, TypeVar, final
 from urllib.parse import quote
@@ -51,7 +60,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import TargetError, TargetNotFoundError
-from ._clients import borrow_client
+from ._clients import OnFirstUse, borrow_client
 from ._prefix import RemotePrefixTarget
 from ._remote import (
     DEFAULT_PART_SIZE,
@@ -61,9 +70,13 @@ from ._remote import (
     RemoteTarget,
     RequestCounter,
     RequestRetry,
+    WriteTag,
+    WriteUncertain,
     part_reader,
     request,
     task_group,
+    upload_deadline,
+    within,
 )
 
 __all__ = ["GCSConfig", "GCSPrefixTarget", "GCSTarget"]
@@ -211,12 +224,24 @@ async def _open_client(config: GCSConfig) -> AsyncIterator[_GCSClient]:
     credentials = await anyio.to_thread.run_sync(_load_credentials, config)
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=config.max_pool_connections)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
     )
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        yield _GCSClient(session, credentials, config)
+
+    def open_session(**connector: Any) -> aiohttp.ClientSession:
+        limit = config.max_pool_connections
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, **connector), timeout=timeout
+        )
+
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(open_session())
+
+        async def open_unpooled() -> Any:
+            # Retries after a lost connection go over a new connection each.
+            return await stack.enter_async_context(open_session(force_close=True))
+
+        yield _GCSClient(session, open_unpooled, credentials, config)
 
 
 class _StatusError(Exception):
@@ -241,6 +266,15 @@ def _is_transient(error: Exception) -> bool:
     return isinstance(error, aiohttp.ClientError | TimeoutError | ConnectionError)
 
 
+def _lost_connection(error: Exception) -> bool:
+    """A transient failure that got no answer from GCS: a reset, a closed connection, a timeout."""
+    return not isinstance(error, _StatusError) and _is_transient(error)
+
+
+class _SessionLost(Exception):
+    """A chunk of a resumable upload failed: how much of it the session kept is unknown."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Response:
     status: int
@@ -248,11 +282,26 @@ class _Response:
     body: bytes
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as a stream, which aiohttp cannot send a second time on its own."""
+    view = memoryview(data)
+    for start in range(0, len(data), _READ_CHUNK):
+        yield view[start : start + _READ_CHUNK].tobytes()
+
+
 class _GCSClient:
     """The :class:`RemoteClient` operations over the GCS JSON API."""
 
-    def __init__(self, session: Any, credentials: Any, config: GCSConfig) -> None:
+    def __init__(
+        self,
+        session: Any,
+        open_unpooled: Callable[[], Awaitable[Any]],
+        credentials: Any,
+        config: GCSConfig,
+    ) -> None:
         self._session = session
+        # The session that opens a new connection for every request.
+        self._unpooled = OnFirstUse(open_unpooled)
         self._credentials = credentials
         self._config = config
         endpoint = (config.endpoint_url or DEFAULT_ENDPOINT).rstrip("/")
@@ -261,6 +310,10 @@ class _GCSClient:
         self._download_api = f"{endpoint}/download/storage/v1"
 
     # Plumbing.
+
+    async def _session_for(self, fresh: bool) -> Any:
+        """The pooled session, or (``fresh``) the one opening a new connection per request."""
+        return await self._unpooled.get() if fresh else self._session
 
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
@@ -274,6 +327,7 @@ class _GCSClient:
 
     async def _send(
         self,
+        session: Any,
         method: str,
         url: str,
         *,
@@ -282,39 +336,61 @@ class _GCSClient:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
         json_body: object = None,
+        once: bool = False,
     ) -> _Response:
-        """One request; raises _StatusError unless the status is in ``ok``."""
-        # aiohttp writes a file-like body in pieces, yielding to the loop in
-        # between; a BytesIO over bytes shares their buffer rather than copying.
-        body = io.BytesIO(data) if data is not None and len(data) > _READ_CHUNK else data
-        async with self._session.request(
+        """One request; raises _StatusError unless the status is in ``ok``.
+
+        With ``once`` the body is never sent twice: aiohttp resends an
+        idempotent request by itself when a kept-alive connection turns out
+        closed, which a resumable upload session must not receive.
+        """
+        body: object = data
+        if data is not None and once:
+            body = _once(data)
+            headers = {**(headers or {}), "Content-Length": str(len(data))}
+        elif data is not None and len(data) > _READ_CHUNK:
+            # aiohttp writes a file-like body in pieces, yielding to the loop in
+            # between; a BytesIO over bytes shares their buffer rather than copying.
+            body = io.BytesIO(data)
+        async with session.request(
             method,
             url,
             params=params,
             headers=await self._headers(headers),
             data=body,
             json=json_body,
+            allow_redirects=False,  # a resumable session's 308 means "go on", not "go there"
         ) as response:
-            body = await response.read()
+            content = await response.read()
             if response.status not in ok:
-                raise _StatusError(response.status, body)
-            return _Response(response.status, response.headers, body)
+                raise _StatusError(response.status, content)
+            return _Response(response.status, response.headers, content)
 
     async def _call(
         self,
         operation: str,
         url: str,
-        call: Callable[[], Awaitable[_T]],
+        call: Callable[[Any], Awaitable[_T]],
         counter: RequestCounter | None = None,
+        *,
+        sending: int | None = None,
     ) -> _T:
+        """``call(session)``, retried: on the pooled session, or after a lost
+        connection on the unpooled one. ``sending``: the size of the body."""
+
+        async def attempt(fresh: bool) -> _T:
+            return await call(await self._session_for(fresh))
+
         return await request(
             "GCS",
             operation,
             url,
-            call,
+            attempt,
             policy=self._config.retry,
             is_transient=_is_transient,
+            lost_connection=_lost_connection,
             counter=counter,
+            deadline=None if sending is None else upload_deadline(self._config, sending),
         )
 
     def _object_url(self, bucket: str, key: str) -> str:
@@ -323,9 +399,13 @@ class _GCSClient:
     # Operations.
 
     async def head(self, bucket: str, key: str, *, counter: RequestCounter | None = None) -> bool:
-        async def attempt() -> bool:
+        async def attempt(session: Any) -> bool:
             response = await self._send(
-                "GET", self._object_url(bucket, key), ok=(200, 404), params={"fields": "name"}
+                session,
+                "GET",
+                self._object_url(bucket, key),
+                ok=(200, 404),
+                params={"fields": "name"},
             )
             return response.status == 200
 
@@ -335,10 +415,10 @@ class _GCSClient:
         url = _url(bucket, key)
         media = f"{self._download_api}/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
 
-        async def attempt() -> None:
+        async def attempt(session: Any) -> None:
             sink.seek(0)
             sink.truncate()
-            async with self._session.request(
+            async with session.request(
                 "GET", media, params={"alt": "media"}, headers=await self._headers()
             ) as response:
                 if response.status == 404:
@@ -352,31 +432,46 @@ class _GCSClient:
         await self._call("get", url, attempt)
 
     async def upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, *, create_only: bool
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        *,
+        create_only: bool,
+        tag: WriteTag,
     ) -> None:
         url = _url(bucket, key)
         params = {"name": key}
         if create_only:
             params["ifGenerationMatch"] = "0"
+        resource: dict[str, object] = {"name": key, "metadata": tag.metadata()}
         try:
             if size <= self._config.part_size:
                 body = source.read()  # still in memory: the spool rolls over only past part_size
-                await self._simple_upload(bucket, key, body, params)
+                await self._simple_upload(bucket, key, body, params, resource)
             else:
-                await self._resumable_upload(bucket, key, source, size, params)
+                await self._resumable_upload(bucket, key, source, size, params, resource)
         except TargetError as error:
             cause = error.__cause__
             if create_only and isinstance(cause, _StatusError) and cause.status == 412:
-                raise TargetError(f"{url} already exists: not overwritten (create_only)") from cause
+                raise WriteUncertain(
+                    f"{url} already exists: not overwritten (create_only)"
+                ) from cause
             raise
 
     async def _simple_upload(
-        self, bucket: str, key: str, data: bytes, params: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        params: dict[str, str],
+        resource: dict[str, object],
     ) -> None:
         # A multipart/related upload: unlike uploadType=media, every emulator
         # honours ifGenerationMatch on it.
         boundary = secrets.token_hex(16)
-        metadata = json.dumps({"name": key}).encode()
+        metadata = json.dumps(resource).encode()
         body = b"".join(
             (
                 f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
@@ -389,54 +484,98 @@ class _GCSClient:
         await self._call(
             "upload",
             _url(bucket, key),
-            lambda: self._send(
+            lambda session: self._send(
+                session,
                 "POST",
                 f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
                 params={"uploadType": "multipart", **params},
                 headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
                 data=body,
             ),
+            sending=len(body),
         )
 
     async def _resumable_upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, params: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        params: dict[str, str],
+        resource: dict[str, object],
     ) -> None:
-        url = _url(bucket, key)
-        started = await self._call(
-            "start resumable upload",
-            url,
-            lambda: self._send(
-                "POST",
-                f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
-                params={"uploadType": "resumable", **params},
-                json_body={"name": key},
-                headers={"X-Upload-Content-Type": "application/octet-stream"},
-            ),
-        )
-        session_url = started.headers["Location"]
-        try:
-            await self._send_chunks(url, session_url, source, size)
-        except BaseException as error:
-            await self._cancel(session_url, error)
-            raise
+        """Upload in ``part_size`` chunks through a resumable upload session.
 
-    async def _send_chunks(self, url: str, session_url: str, source: BinaryIO, size: int) -> None:
+        A chunk is sent once per session. When one fails (no answer, or a
+        5xx), how much of it the session kept is unknown, and the emulators
+        get both re-sent bytes and status queries wrong, so the session is
+        cancelled and the upload starts over in a new one, as many times as
+        the retry policy allows attempts. Should the lost chunk have been the
+        last, the object is there already: a create-only write then finds
+        its own tag, anything else writes the same bytes again.
+        """
+        url = _url(bucket, key)
+        policy = self._config.retry
+        fresh = False
+        restart = 1
+        while True:
+            started = await self._call(
+                "start resumable upload",
+                url,
+                lambda session: self._send(
+                    session,
+                    "POST",
+                    f"{self._upload_api}/b/{quote(bucket, safe='')}/o",
+                    params={"uploadType": "resumable", **params},
+                    json_body=resource,
+                    headers={"X-Upload-Content-Type": "application/octet-stream"},
+                ),
+            )
+            session_url = started.headers["Location"]
+            try:
+                await self._send_chunks(url, session_url, source, size, fresh)
+                return
+            except _SessionLost as lost:
+                await self._cancel(session_url, lost)
+                error = lost.__cause__
+                assert isinstance(error, Exception)
+                if restart >= policy.attempts:
+                    error.add_note(f"gave up after {restart} upload sessions")
+                    raise TargetError(f"GCS upload chunk of {url} failed: {error}") from error
+                fresh = _lost_connection(error)
+            except BaseException as error:
+                await self._cancel(session_url, error)
+                raise
+            await anyio.sleep(policy.delay(restart))
+            restart += 1
+
+    async def _send_chunks(
+        self, url: str, session_url: str, source: BinaryIO, size: int, fresh: bool
+    ) -> None:
+        """Send the chunks, each once; :class:`_SessionLost` when one fails transiently."""
         reader = part_reader(source)
         chunk_size = self._config.part_size
+        session = await self._session_for(fresh)
         offset = 0
         while offset < size:
             chunk = await reader.aread(offset, chunk_size)
             end = offset + len(chunk) - 1
             total = str(size) if end + 1 >= size else "*"
-            send = functools.partial(
-                self._send,
+            send = self._send(
+                session,
                 "PUT",
                 session_url,
                 ok=(200, 201, 308),
                 headers={"Content-Range": f"bytes {offset}-{end}/{total}"},
                 data=chunk,
+                once=True,
             )
-            response = await self._call("upload chunk", url, send)
+            try:
+                response = await within(upload_deadline(self._config, len(chunk)), send)
+            except Exception as error:
+                if _is_transient(error):
+                    raise _SessionLost() from error
+                raise TargetError(f"GCS upload chunk of {url} failed: {error}") from error
             if response.status != 308:
                 return
             # The server says how much it has; resume right after that.
@@ -447,15 +586,39 @@ class _GCSClient:
         # Shielded and bounded: a cancelled write must not leave an upload session open.
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             try:
-                await self._send("DELETE", session_url, ok=(200, 204, 404, 410, 499))
+                await self._call(
+                    "cancel resumable upload",
+                    session_url,
+                    lambda session: self._send(
+                        session, "DELETE", session_url, ok=(200, 204, 404, 410, 499)
+                    ),
+                )
             except Exception as error:
                 reason.add_note(f"cancelling the resumable upload also failed: {error}")
+
+    async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        async def attempt(session: Any) -> dict[str, str] | None:
+            response = await self._send(
+                session,
+                "GET",
+                self._object_url(bucket, key),
+                ok=(200, 404),
+                params={"fields": "metadata"},
+            )
+            if response.status == 404:
+                return None
+            metadata = json.loads(response.body).get("metadata") or {}
+            return {str(name): str(value) for name, value in metadata.items()}
+
+        return await self._call("head", _url(bucket, key), attempt)
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(
             "delete",
             _url(bucket, key),
-            lambda: self._send("DELETE", self._object_url(bucket, key), ok=(200, 204, 404)),
+            lambda session: self._send(
+                session, "DELETE", self._object_url(bucket, key), ok=(200, 204, 404)
+            ),
         )
 
     async def delete_many(self, bucket: str, keys: list[str]) -> None:
@@ -490,10 +653,11 @@ class _GCSClient:
             params["pageToken"] = token
         elif start:
             params["startOffset"] = start
+        listing = f"{self._api}/b/{quote(bucket, safe='')}/o"
         response = await self._call(
             "list",
             f"gs://{bucket}/{prefix}",
-            lambda: self._send("GET", f"{self._api}/b/{quote(bucket, safe='')}/o", params=params),
+            lambda session: self._send(session, "GET", listing, params=params),
             counter,
         )
         page = json.loads(response.body)

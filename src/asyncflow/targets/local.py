@@ -19,10 +19,15 @@ large ones are better done with ``anyio.to_thread.run_sync`` (as the
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import re
 import secrets
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 import anyio.to_thread
 
@@ -84,29 +89,62 @@ def _remove_temp_files(path: str) -> int:
     return removed
 
 
+def _write_error(path: str, error: OSError) -> TargetError:
+    """A failed write (a full disk, a quota, a read-only folder...), naming the target.
+
+    The temporary file's own errors name no path, or the temporary one.
+    """
+    name = errno.errorcode.get(error.errno) if error.errno is not None else None
+    code = f" ({name})" if name else ""
+    return TargetError(f"cannot write {path}: {error.strerror or error}{code}")
+
+
+class _TempFile(io.FileIO):
+    """The temporary file of a write: its errors (a full disk) name the target's path.
+
+    Buffered above, so this is called once per buffer-full or large write.
+    """
+
+    def __init__(self, fd: int, path: str) -> None:
+        super().__init__(fd, "wb")
+        self.target_path = path
+
+    def write(self, data: Buffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            raise _write_error(self.target_path, error) from error
+
+
 class _LocalWriter(AtomicWriter):
     """Writes to a hidden temporary file in the target's folder."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._folder, name = os.path.split(os.path.abspath(path))
-        os.makedirs(self._folder, exist_ok=True)
         self._temp = _temp_path(self._folder, name)
-        # 0o666 minus the umask, like open(): a temp file from mkstemp would be 0o600.
-        fd = os.open(self._temp, _TEMP_FLAGS, 0o666)
         try:
-            self.file = os.fdopen(fd, "wb")
+            os.makedirs(self._folder, exist_ok=True)
+            # 0o666 minus the umask, like open(): a temp file from mkstemp would be 0o600.
+            fd = os.open(self._temp, _TEMP_FLAGS, 0o666)
+        except OSError as error:
+            raise _write_error(path, error) from error
+        try:
+            self.file = io.BufferedWriter(_TempFile(fd, path))
         except BaseException:
             os.close(fd)
             _remove_if_present(self._temp)
             raise
 
     def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self._temp, self._path)
-        _fsync_folder(self._folder)
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self._temp, self._path)
+            _fsync_folder(self._folder)
+        except OSError as error:
+            raise _write_error(self._path, error) from error
 
     def discard(self) -> None:
         try:
@@ -129,6 +167,8 @@ class LocalTarget(Target):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path: str = os.fspath(path)
+        if "\x00" in self.path:  # the operating system would refuse it at every use
+            raise TargetError(f"{self.path!r} is not a valid path: it has a NUL character")
         self._absolute = os.path.abspath(self.path)
 
     def __fspath__(self) -> str:

@@ -17,28 +17,41 @@ One aiobotocore client is created per configuration and shared by every
 target of a run (see :mod:`asyncflow.targets._clients`); its connection pool
 holds 64 connections by default, enough for concurrent probing. botocore's own
 retries are turned off: the target retries transient failures itself, with
-the configuration's :class:`~asyncflow.targets.RequestRetry`.
+the configuration's :class:`~asyncflow.targets.RequestRetry`. A retry after a
+try that got no answer (a reset, a closed or dead connection) goes over a new
+connection rather than the pool's next one, and a request sending a body
+gives up on a connection that takes longer than the timeouts plus 1 s per
+64 KiB.
 
 Writes are spooled (memory, then a temporary file) and uploaded on commit:
 objects up to ``part_size`` (8 MiB) with one ``PutObject``, larger ones as a
 multipart upload of ``part_size`` parts, a few in flight at once, aborted if
 anything fails. ``create_only=True`` sends ``If-None-Match: *`` so the upload
-is refused, and :class:`~asyncflow.errors.TargetError` raised, if the object
-exists by then. Only a killed process leaves an upload pending (invisible, but
-its parts are billed until a lifecycle rule aborts it);
-:meth:`S3Target.discard_partial_writes` aborts those.
+is refused, and :class:`~asyncflow.errors.TargetError` raised naming the
+object's writer, if the object exists by then. Only a killed process leaves an
+upload pending (invisible, but its parts are billed until a lifecycle rule
+aborts it); :meth:`S3Target.discard_partial_writes` aborts those.
+
+Every object written carries user metadata naming the write
+(``x-amz-meta-asyncflow-write``, random) and, inside a run, the task attempt
+that made it (``-run``, ``-task``, ``-attempt``). When the answer to a write
+is lost after S3 acted on it, the retry can find the object already there
+(create-only) or the multipart upload already completed; the tag tells the
+write's own object, which is success, from another writer's. A
+``CreateMultipartUpload`` whose answer was lost is retried and the upload it
+may have started is aborted.
 
 aiobotocore is imported on first use, in a worker thread.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Final, Literal, TypeVar, final
 
@@ -46,7 +59,7 @@ import anyio
 import anyio.to_thread
 
 from ..errors import TargetError, TargetNotFoundError
-from ._clients import borrow_client
+from ._clients import OnFirstUse, borrow_client
 from ._prefix import RemotePrefixTarget
 from ._remote import (
     DEFAULT_PART_SIZE,
@@ -56,9 +69,12 @@ from ._remote import (
     RemoteTarget,
     RequestCounter,
     RequestRetry,
+    WriteTag,
+    WriteUncertain,
     part_reader,
     request,
     task_group,
+    upload_deadline,
 )
 
 __all__ = ["S3Config", "S3PrefixTarget", "S3Target"]
@@ -151,8 +167,9 @@ class S3Target(RemoteTarget[S3Config]):
         config: where and how to reach S3; by default read from the
             environment each time a client is needed.
         create_only: refuse to overwrite an existing object (the write raises
-            :class:`~asyncflow.errors.TargetError` naming the URL), so a task
-            never replaces an output another process committed.
+            :class:`~asyncflow.errors.TargetError` naming the URL and the
+            object's writer), so a task never replaces an output another
+            process committed.
 
     Raises:
         ValueError: the URL is not ``s3://bucket/key``.
@@ -228,8 +245,9 @@ _loader: Any = None
 _loader_lock = threading.Lock()
 
 
-def _prepare_session(config: S3Config) -> tuple[Any, Any]:
-    """Import aiobotocore and get a session with the S3 model loaded: blocking, so in a thread."""
+def _prepare_session(config: S3Config) -> tuple[Any, Any, Any]:
+    """Import aiobotocore and get a session with the S3 model loaded, and the client
+    configurations (pooled, and one connection per request): blocking, so in a thread."""
     global _loader
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
@@ -251,26 +269,34 @@ def _prepare_session(config: S3Config) -> tuple[Any, Any]:
     }
     if config.addressing_style is not None:
         options["s3"] = {"addressing_style": config.addressing_style}
-    return session, AioConfig(**options)
+    unpooled = AioConfig(**options, connector_args={"force_close": True, "keepalive_timeout": None})
+    return session, AioConfig(**options), unpooled
 
 
 @asynccontextmanager
 async def _open_client(config: S3Config) -> AsyncIterator[_S3Client]:
-    session, aio_config = await anyio.to_thread.run_sync(_prepare_session, config)
+    session, pooled, unpooled = await anyio.to_thread.run_sync(_prepare_session, config)
     credentials: dict[str, str] = {}
     if config.access_key_id is not None and config.secret_access_key is not None:
         credentials["aws_access_key_id"] = config.access_key_id
         credentials["aws_secret_access_key"] = config.secret_access_key
         if config.session_token is not None:
             credentials["aws_session_token"] = config.session_token
-    async with session.create_client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        region_name=config.region,
-        config=aio_config,
-        **credentials,
-    ) as raw:
-        yield _S3Client(raw, config)
+
+    def create(aio_config: Any) -> AbstractAsyncContextManager[Any]:
+        return session.create_client(  # type: ignore[no-any-return]
+            "s3",
+            endpoint_url=config.endpoint_url,
+            region_name=config.region,
+            config=aio_config,
+            **credentials,
+        )
+
+    async with AsyncExitStack() as stack:
+        raw = await stack.enter_async_context(create(pooled))
+        # Retries after a lost connection go over a client that opens a new
+        # connection per request, created on the first such retry.
+        yield _S3Client(raw, config, lambda: stack.enter_async_context(create(unpooled)))
 
 
 def _response_of(error: Exception) -> tuple[int | None, str]:
@@ -305,34 +331,58 @@ def _is_transient(error: Exception) -> bool:
     return isinstance(error, aiohttp.ClientError | TimeoutError | ConnectionError)
 
 
+def _lost_connection(error: Exception) -> bool:
+    """A transient failure that got no answer from S3: a reset, a closed connection, a timeout."""
+    return _response_of(error)[0] is None and _is_transient(error)
+
+
+def _op(name: str, **params: Any) -> Callable[[Any], Awaitable[Any]]:
+    """A call of the aiobotocore client operation ``name`` with ``params``, on a given client."""
+    return lambda raw: getattr(raw, name)(**params)
+
+
 class _S3Client:
     """The :class:`RemoteClient` operations over one aiobotocore S3 client."""
 
-    def __init__(self, raw: Any, config: S3Config) -> None:
+    def __init__(
+        self, raw: Any, config: S3Config, open_unpooled: Callable[[], Awaitable[Any]]
+    ) -> None:
         self._raw = raw
         self._config = config
+        # The client that opens a new connection for every request.
+        self._unpooled = OnFirstUse(open_unpooled)
 
     async def _call(
         self,
         operation: str,
         url: str,
-        call: Callable[[], Awaitable[_T]],
+        call: Callable[[Any], Awaitable[_T]],
         counter: RequestCounter | None = None,
+        *,
+        sending: int | None = None,
     ) -> _T:
+        """``call(client)``, retried: on the pooled client, or after a lost
+        connection on the unpooled one. ``sending``: the size of the body."""
+
+        async def attempt(fresh: bool) -> _T:
+            return await call(await self._unpooled.get() if fresh else self._raw)
+
         return await request(
             "S3",
             operation,
             url,
-            call,
+            attempt,
             policy=self._config.retry,
             is_transient=_is_transient,
+            lost_connection=_lost_connection,
             counter=counter,
+            deadline=None if sending is None else upload_deadline(self._config, sending),
         )
 
     async def head(self, bucket: str, key: str, *, counter: RequestCounter | None = None) -> bool:
-        async def attempt() -> bool:
+        async def attempt(raw: Any) -> bool:
             try:
-                await self._raw.head_object(Bucket=bucket, Key=key)
+                await raw.head_object(Bucket=bucket, Key=key)
             except Exception as error:
                 if _is_not_found(error):
                     return False
@@ -344,11 +394,11 @@ class _S3Client:
     async def download(self, bucket: str, key: str, sink: BinaryIO) -> None:
         url = _url(bucket, key)
 
-        async def attempt() -> None:
+        async def attempt(raw: Any) -> None:
             sink.seek(0)
             sink.truncate()
             try:
-                response = await self._raw.get_object(Bucket=bucket, Key=key)
+                response = await raw.get_object(Bucket=bucket, Key=key)
             except Exception as error:
                 if _is_not_found(error):
                     raise TargetNotFoundError(f"no such object: {url}") from error
@@ -362,56 +412,98 @@ class _S3Client:
         await self._call("get", url, attempt)
 
     async def upload(
-        self, bucket: str, key: str, source: BinaryIO, size: int, *, create_only: bool
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        *,
+        create_only: bool,
+        tag: WriteTag,
     ) -> None:
         url = _url(bucket, key)
+        metadata = tag.metadata()
         condition = {"IfNoneMatch": "*"} if create_only else {}
         try:
             if size <= self._config.part_size:
                 body = source.read()  # still in memory: the spool rolls over only past part_size
-                await self._call(
-                    "put",
-                    url,
-                    lambda: self._raw.put_object(Bucket=bucket, Key=key, Body=body, **condition),
+                put = _op(
+                    "put_object", Bucket=bucket, Key=key, Body=body, Metadata=metadata, **condition
                 )
+                await self._call("put", url, put, sending=len(body))
             else:
-                await self._multipart(bucket, key, source, size, condition)
+                await self._multipart(bucket, key, source, size, metadata, condition)
         except TargetError as error:
             cause = error.__cause__
-            if create_only and isinstance(cause, Exception) and _is_precondition_failed(cause):
-                raise TargetError(f"{url} already exists: not overwritten (create_only)") from cause
+            if not isinstance(cause, Exception):
+                raise
+            if create_only and _is_precondition_failed(cause):
+                raise WriteUncertain(
+                    f"{url} already exists: not overwritten (create_only)"
+                ) from cause
+            if _response_of(cause)[1] == "NoSuchUpload":
+                raise WriteUncertain(str(error)) from cause
             raise
 
     async def _multipart(
-        self, bucket: str, key: str, source: BinaryIO, size: int, condition: dict[str, str]
+        self,
+        bucket: str,
+        key: str,
+        source: BinaryIO,
+        size: int,
+        metadata: dict[str, str],
+        condition: dict[str, str],
     ) -> None:
         url = _url(bucket, key)
+        tries = 0
+
+        async def create(raw: Any) -> Any:
+            nonlocal tries
+            tries += 1
+            return await raw.create_multipart_upload(Bucket=bucket, Key=key, Metadata=metadata)
+
         # Shielded: cancelled while the request is in flight, we would never
         # learn the upload's id and could not abort it. Cancellation lands
         # right after, inside the try, which aborts.
         with anyio.CancelScope(shield=True):
-            created = await self._call(
-                "create_multipart_upload",
-                url,
-                lambda: self._raw.create_multipart_upload(Bucket=bucket, Key=key),
-            )
+            created = await self._call("create_multipart_upload", url, create)
         upload_id: str = created["UploadId"]
         try:
+            if tries > 1:
+                await self._abort_lost_uploads(bucket, key, upload_id, tries - 1)
             parts = await self._upload_parts(bucket, key, upload_id, source, size)
-            await self._call(
+            complete = _op(
                 "complete_multipart_upload",
-                url,
-                lambda: self._raw.complete_multipart_upload(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **condition,
-                ),
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **condition,
             )
+            await self._call("complete_multipart_upload", url, complete)
         except BaseException as error:
             await self._abort(bucket, key, upload_id, error)
             raise
+
+    async def _abort_lost_uploads(self, bucket: str, key: str, upload_id: str, lost: int) -> None:
+        """Abort the uploads that tries of our CreateMultipartUpload whose answers were
+        lost may have started: up to ``lost`` pending uploads of ``key`` listed just
+        before ours (S3 lists the uploads of a key oldest first).
+
+        Best effort: if the listing fails, they stay pending (invisible, and
+        :meth:`S3Target.discard_partial_writes` removes them); the write goes on.
+        """
+        earlier: list[str] = []
+        with contextlib.suppress(TargetError):
+            async with aclosing(self._pending_uploads(bucket, key)) as uploads:
+                async for upload in uploads:
+                    if upload["Key"] != key:
+                        continue
+                    if upload["UploadId"] == upload_id:
+                        for orphan in earlier[-lost:]:
+                            await self._abort_upload(bucket, key, orphan)
+                        return
+                    earlier.append(upload["UploadId"])
 
     async def _upload_parts(
         self, bucket: str, key: str, upload_id: str, source: BinaryIO, size: int
@@ -427,17 +519,15 @@ class _S3Client:
         async def send(index: int) -> None:
             try:
                 body = await reader.aread(index * part_size, part_size)
-                response = await self._call(
+                send_part = _op(
                     "upload_part",
-                    url,
-                    lambda: self._raw.upload_part(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=index + 1,
-                        Body=body,
-                    ),
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=index + 1,
+                    Body=body,
                 )
+                response = await self._call("upload_part", url, send_part, sending=len(body))
                 etags[index] = response["ETag"]
             finally:
                 slots.release()
@@ -459,9 +549,9 @@ class _S3Client:
     async def _abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort one multipart upload; False if it no longer existed."""
 
-        async def attempt() -> bool:
+        async def attempt(raw: Any) -> bool:
             try:
-                await self._raw.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                await raw.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             except Exception as error:
                 if _response_of(error)[1] == "NoSuchUpload":
                     return False
@@ -470,43 +560,59 @@ class _S3Client:
 
         return await self._call("abort_multipart_upload", _url(bucket, key), attempt)
 
+    async def _pending_uploads(
+        self, bucket: str, prefix: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The pending multipart uploads of keys starting with ``prefix``, by key, then age."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            page = await self._call(
+                "list_multipart_uploads",
+                _url(bucket, prefix),
+                _op("list_multipart_uploads", **params),
+            )
+            for upload in page.get("Uploads", ()):
+                yield upload
+            if not page.get("IsTruncated"):
+                return
+            # Uploads are listed by key, then by upload id within a key.
+            params["KeyMarker"] = page["NextKeyMarker"]
+            params["UploadIdMarker"] = page["NextUploadIdMarker"]
+
     async def abort_uploads(self, bucket: str, prefix: str, *, exact: bool) -> int:
         """Abort the pending multipart uploads under ``prefix``; return how many.
 
         With ``exact``, only uploads to the key ``prefix`` itself. Not part of
         :class:`RemoteClient`: GCS has nothing to list.
         """
-        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         aborted = 0
-        while True:
-            page = await self._call(
-                "list_multipart_uploads",
-                _url(bucket, prefix),
-                functools.partial(self._raw.list_multipart_uploads, **params),
-            )
-            for upload in page.get("Uploads", ()):
-                if exact and upload["Key"] != prefix:
-                    continue  # a longer key that starts with this one
-                if await self._abort_upload(bucket, upload["Key"], upload["UploadId"]):
-                    aborted += 1
-            if not page.get("IsTruncated"):
-                return aborted
-            # Uploads are listed by key, then by upload id within a key.
-            params["KeyMarker"] = page["NextKeyMarker"]
-            params["UploadIdMarker"] = page["NextUploadIdMarker"]
+        async for upload in self._pending_uploads(bucket, prefix):
+            if exact and upload["Key"] != prefix:
+                continue  # a longer key that starts with this one
+            if await self._abort_upload(bucket, upload["Key"], upload["UploadId"]):
+                aborted += 1
+        return aborted
+
+    async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        async def attempt(raw: Any) -> dict[str, str] | None:
+            try:
+                response = await raw.head_object(Bucket=bucket, Key=key)
+            except Exception as error:
+                if _is_not_found(error):
+                    return None
+                raise
+            return dict(response.get("Metadata") or {})
+
+        return await self._call("head", _url(bucket, key), attempt)
 
     async def delete(self, bucket: str, key: str) -> None:
-        await self._call(
-            "delete", _url(bucket, key), lambda: self._raw.delete_object(Bucket=bucket, Key=key)
-        )
+        await self._call("delete", _url(bucket, key), _op("delete_object", Bucket=bucket, Key=key))
 
     async def delete_many(self, bucket: str, keys: list[str]) -> None:
         url = f"s3://{bucket}/"
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            call = functools.partial(
-                self._raw.delete_objects, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
-            )
+            call = _op("delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             response = await self._call("delete_objects", url, call)
             errors = response.get("Errors") or []
             if errors:
@@ -536,7 +642,7 @@ class _S3Client:
             # the last character gives one that is, at worst, a few keys early.
             params["StartAfter"] = start[:-1]
         response = await self._call(
-            "list", f"s3://{bucket}/{prefix}", lambda: self._raw.list_objects_v2(**params), counter
+            "list", f"s3://{bucket}/{prefix}", _op("list_objects_v2", **params), counter
         )
         keys = [item["Key"] for item in response.get("Contents", ())]
         next_token = response.get("NextContinuationToken") if response.get("IsTruncated") else None

@@ -24,75 +24,84 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-import anyio
+from .._log import log as _log
+from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
+from .decode import integer, member, real, text
+from .store import Store
 
-from ._journal_decode import integer, member, optional_real, real, text
-from ._journal_records import Holder, Lease, LeaseOutcome
-from ._journal_store import Store, marks
-from ._log import log as _log
+__all__ = ["Identity", "Leases", "recover_interrupted"]
 
-__all__ = ["Claim", "Identity", "Leases", "recover_interrupted"]
+# Every statement is written out whole, even where that repeats a clause: each can
+# be read (and run in the sqlite3 shell) as it is. Clauses that recur:
+# - the holder's own lease: (leases.run_id = excluded.run_id AND leases.outcome IS NULL),
+#   a re-take by the live holder: it renews and keeps the history;
+# - the holder's run journaled a success for the task, (SELECT max(ended) FROM attempts
+#   ... AND attempts.run_id = leases.run_id): the lease is as good as released with
+#   that outcome (the holder keeps the row until its run ends, so a success costs no
+#   lease write);
+# - the holder's run ended (or was found interrupted), EXISTS (SELECT 1 FROM runs ...
+#   runs.status != 'running'): its leases are let go with it, so ending a run writes
+#   one row, not one per task.
 
-# One statement, so one write transaction: SQLite takes the write lock before it
-# reads the old row (as BEGIN IMMEDIATE would), and it costs one thread hop.
-# "Mine" is a re-acquire by the live holder: it renews and keeps the history.
-_MINE: Final = "(leases.run_id = excluded.run_id AND leases.outcome IS NULL)"
-# The holder's run journaled a success for the task: the lease is as good as
-# released with that outcome (the holder keeps the row until its run ends, so
-# a success costs no lease write).
-_SUCCESS_OF_HOLDER: Final = (
-    "(SELECT max(ended) FROM attempts WHERE attempts.task_id = leases.task_id "
-    "AND attempts.status = 'success' AND attempts.run_id = leases.run_id)"
-)
-_TAKE: Final = f"""
+# Take the free leases of many task ids in one statement, so one write transaction:
+# SQLite takes the write lock before it reads the old row (as BEGIN IMMEDIATE
+# would), and it costs one thread hop. The ids come as a JSON array (no limit on SQL
+# variables). An upsert from a SELECT needs a WHERE clause to parse: WHERE true.
+_TAKE_MANY: Final = """
     INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl)
-    {{source}}
+    SELECT value, :run_id, :host, :pid, :now, :expires, :ttl FROM json_each(:ids) WHERE true
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id,
         host = excluded.host,
         pid = excluded.pid,
-        since = CASE WHEN {_MINE} THEN leases.since ELSE excluded.since END,
-        prev_outcome = CASE WHEN {_MINE} THEN leases.prev_outcome
+        since = CASE WHEN (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
+                     THEN leases.since ELSE excluded.since END,
+        prev_outcome = CASE WHEN (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
+                            THEN leases.prev_outcome
                             WHEN leases.outcome IS NOT NULL THEN leases.outcome
-                            WHEN {_SUCCESS_OF_HOLDER} IS NOT NULL THEN 'success'
+                            WHEN (SELECT max(ended) FROM attempts
+                                  WHERE attempts.task_id = leases.task_id
+                                  AND attempts.status = 'success'
+                                  AND attempts.run_id = leases.run_id) IS NOT NULL
+                            THEN 'success'
                             ELSE 'abandoned' END,
-        prev_at = CASE WHEN {_MINE} THEN leases.prev_at
-                       ELSE coalesce(leases.released, {_SUCCESS_OF_HOLDER},
+        prev_at = CASE WHEN (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
+                       THEN leases.prev_at
+                       ELSE coalesce(leases.released,
+                                     (SELECT max(ended) FROM attempts
+                                      WHERE attempts.task_id = leases.task_id
+                                      AND attempts.status = 'success'
+                                      AND attempts.run_id = leases.run_id),
                                      min(leases.expires, excluded.since)) END,
         expires = excluded.expires,
         ttl = excluded.ttl,
         outcome = NULL,
         released = NULL
-    WHERE {{condition}}
-    RETURNING {{returning}}
+    WHERE leases.outcome IS NOT NULL
+       OR leases.expires <= :now
+       OR leases.run_id = excluded.run_id
+       OR (SELECT max(ended) FROM attempts
+           WHERE attempts.task_id = leases.task_id
+           AND attempts.status = 'success'
+           AND attempts.run_id = leases.run_id) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM runs
+                  WHERE runs.run_id = leases.run_id AND runs.status != 'running')
+    RETURNING task_id, prev_outcome
 """
-_RETURN_LEASE: Final = "since, expires, prev_outcome, prev_at"
-_ONE: Final = "VALUES (:task_id, :run_id, :host, :pid, :now, :expires, :ttl)"
-# Many task ids in one statement, from a JSON array (no limit on SQL variables).
-# An upsert from a SELECT needs a WHERE clause to parse.
-_MANY: Final = (
-    "SELECT value, :run_id, :host, :pid, :now, :expires, :ttl FROM json_each(:ids) WHERE true"
-)
-# The holder's run ended (or was found interrupted): its leases are let go with
-# it, so ending a run writes one row, not one per task.
-_HOLDER_RUN_ENDED: Final = (
-    "EXISTS (SELECT 1 FROM runs WHERE runs.run_id = leases.run_id AND runs.status != 'running')"
-)
-_FREE: Final = (
-    "leases.outcome IS NOT NULL OR leases.expires <= :now "
-    f"OR leases.run_id = excluded.run_id OR {_SUCCESS_OF_HOLDER} IS NOT NULL "
-    f"OR {_HOLDER_RUN_ENDED}"
-)
-_TAKE_FREE: Final = _TAKE.format(source=_ONE, condition=_FREE, returning=_RETURN_LEASE)
-_TAKE_MANY: Final = _TAKE.format(source=_MANY, condition=_FREE, returning="task_id, prev_outcome")
-_LEASE_ROWS: Final = (
-    "SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since, "
-    f"leases.expires, leases.outcome, {_SUCCESS_OF_HOLDER} IS NOT NULL, {_HOLDER_RUN_ENDED} "
-    "FROM json_each(?) AS j CROSS JOIN leases ON leases.task_id = j.value"
-)
+_LEASE_ROWS: Final = """
+    SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since,
+           leases.expires, leases.outcome,
+           (SELECT max(ended) FROM attempts
+            WHERE attempts.task_id = leases.task_id
+            AND attempts.status = 'success'
+            AND attempts.run_id = leases.run_id) IS NOT NULL,
+           EXISTS (SELECT 1 FROM runs
+                   WHERE runs.run_id = leases.run_id AND runs.status != 'running')
+    FROM json_each(?) AS j CROSS JOIN leases ON leases.task_id = j.value
+"""
 # The same, for tasks held through a claim.
 _CLAIMED_ROWS: Final = (
     "SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, NULL, EXISTS "
@@ -103,19 +112,26 @@ _CLAIMED_ROWS: Final = (
 )
 # Successes another run may have committed after the caller probed (see _Rivals): an
 # attempt's end time alone does not say, as its row is written up to a batch later.
-_RIVAL_RUNS: Final = (
-    "runs.run_id != :run_id AND (runs.rowid > :last OR runs.run_id IN "
-    "(SELECT value FROM json_each(:going_on)))"
-)
-_ANY_RIVAL: Final = (
-    "SELECT 1 FROM runs WHERE runs.run_id != :run_id "
-    f"AND (runs.status = 'running' OR runs.ended >= :since OR ({_RIVAL_RUNS})) LIMIT 1"
-)
-_DONE_SINCE: Final = f"""
+# A rival run is another run begun after the last run row noted (rowid > :last) or
+# going on then (in :going_on).
+_ANY_RIVAL: Final = """
+    SELECT 1 FROM runs WHERE runs.run_id != :run_id
+    AND (runs.status = 'running'
+         OR runs.ended >= :since
+         OR (runs.run_id != :run_id
+             AND (runs.rowid > :last
+                  OR runs.run_id IN (SELECT value FROM json_each(:going_on)))))
+    LIMIT 1
+"""
+_DONE_SINCE: Final = """
     SELECT DISTINCT a.task_id FROM json_each(:ids) AS j CROSS JOIN attempts AS a
     ON a.task_id = j.value AND a.status = 'success'
     WHERE a.run_id != :run_id
-    AND (a.ended >= :since OR a.run_id IN (SELECT run_id FROM runs WHERE {_RIVAL_RUNS}))
+    AND (a.ended >= :since
+         OR a.run_id IN (SELECT run_id FROM runs
+                         WHERE runs.run_id != :run_id
+                         AND (runs.rowid > :last
+                              OR runs.run_id IN (SELECT value FROM json_each(:going_on)))))
 """
 # When a run begins: the other runs going on, and the last run row (later rows are
 # runs begun after it).
@@ -125,28 +141,37 @@ _RIVALS: Final = (
 )
 
 # Claims (see the module's docstring). A run may claim while it is the only one going
-# on; first, other runs' claims (if any) must become lease rows.
-_ALONE: Final = (
-    "SELECT (SELECT status FROM runs WHERE run_id = :run_id) = 'running' AND NOT EXISTS "
-    "(SELECT 1 FROM runs WHERE status = 'running' AND run_id != :run_id)"
-)
-_STANDING: Final = (
-    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE run_id != :run_id), "
-    + _ALONE.removeprefix("SELECT ")
-    + ", EXISTS (SELECT 1 FROM leases)"
-)
+# on (it is alone); first, other runs' claims (if any) must become lease rows.
+_ALONE: Final = """
+    SELECT (SELECT status FROM runs WHERE run_id = :run_id) = 'running'
+           AND NOT EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND run_id != :run_id)
+"""
+# Other runs' claims, whether the run is alone (as _ALONE), and any lease rows.
+_STANDING: Final = """
+    SELECT EXISTS (SELECT 1 FROM run_claims WHERE run_id != :run_id),
+           (SELECT status FROM runs WHERE run_id = :run_id) = 'running'
+           AND NOT EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND run_id != :run_id),
+           EXISTS (SELECT 1 FROM leases)
+"""
 # Lease rows of other runs on the tasks to claim, let go without an outcome: their
-# holder may have left partial writes (what the per-task statement reports as
+# holder may have left partial writes (what taking them row by row reports as
 # prev_outcome 'abandoned'). ``live`` marks a row whose holder may still hold it
-# although no other run is going on (a lease taken with acquire() by a run with
-# no run row): then the claim is not taken, and the tasks are leased one by one.
-_LEFT_UNFINISHED: Final = f"""
-    SELECT leases.task_id, leases.outcome IS NULL AND leases.expires > :now
-                           AND NOT {_HOLDER_RUN_ENDED}
+# although no other run is going on (a per-task lease, as earlier versions took
+# them, of a run with no run row): then the claim is not taken, and the tasks
+# are leased one by one.
+_LEFT_UNFINISHED: Final = """
+    SELECT leases.task_id,
+           leases.outcome IS NULL AND leases.expires > :now
+           AND NOT EXISTS (SELECT 1 FROM runs
+                           WHERE runs.run_id = leases.run_id AND runs.status != 'running')
     FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
     WHERE leases.run_id != :run_id
     AND (leases.outcome = 'abandoned'
-         OR (leases.outcome IS NULL AND {_SUCCESS_OF_HOLDER} IS NULL))
+         OR (leases.outcome IS NULL
+             AND (SELECT max(ended) FROM attempts
+                  WHERE attempts.task_id = leases.task_id
+                  AND attempts.status = 'success'
+                  AND attempts.run_id = leases.run_id) IS NULL))
 """
 # A random id, not the next rowid: that would be the id of a claim another run
 # split just before, and its run (stalled meanwhile) would take its lost tasks
@@ -156,14 +181,15 @@ _NEW_CLAIM: Final = (
     "VALUES ((random() & 9223372036854775807) | 1, ?, ?, ?, ?) RETURNING id"
 )
 _OTHER_CLAIMS: Final = "SELECT 1 FROM run_claims WHERE run_id != ? LIMIT 1"
-# Claims turned into lease rows held by their run, whose liveness they take on.
-# Rows they superseded (of runs that ended before the claim) are overwritten;
-# rows of the claiming run itself (a failure it released) are kept.
-_CLAIMS_TO_ROWS: Final = """
+# The next three turn claims into lease rows held by their run, whose liveness they
+# take on. Rows they supersede (of runs that ended before the claim) are
+# overwritten; rows of the claiming run itself (a failure it released) are kept.
+# Another run is about to take leases: every other run's claims become rows it holds.
+_SPLIT_CLAIMS: Final = """
     INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
-    SELECT j.value, c.run_id, r.host, r.pid, c.since, {expires}, c.ttl, {outcome}, {released}
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, c.ttl, NULL, NULL
     FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
-    WHERE {which}
+    WHERE c.run_id != :run_id
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
         since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
@@ -171,26 +197,48 @@ _CLAIMS_TO_ROWS: Final = """
         prev_outcome = NULL, prev_at = NULL
     WHERE leases.run_id != excluded.run_id
 """
-# Another run is about to take leases: every other run's claims become rows it holds.
-_SPLIT_CLAIMS: Final = _CLAIMS_TO_ROWS.format(
-    expires="r.expires", outcome="NULL", released="NULL", which="c.run_id != :run_id"
-)
-# A run ends: its claimed tasks it did not finish are let go as abandoned.
-_ABANDON_CLAIMED: Final = _CLAIMS_TO_ROWS.format(
-    expires=":now",
-    outcome="'abandoned'",
-    released=":now",
-    which="c.run_id = :run_id AND j.value IN (SELECT value FROM json_each(:ids))",
-)
+# A run ends: its claimed tasks it did not finish (:ids) are let go as abandoned.
+_ABANDON_CLAIMED: Final = """
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now
+    FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
+    WHERE c.run_id = :run_id AND j.value IN (SELECT value FROM json_each(:ids))
+    ON CONFLICT (task_id) DO UPDATE SET
+        run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+        since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
+        outcome = excluded.outcome, released = excluded.released,
+        prev_outcome = NULL, prev_at = NULL
+    WHERE leases.run_id != excluded.run_id
+"""
 # A run was found interrupted: what it did not journal a success for is abandoned.
-_ABANDON_CLAIMED_UNSUCCESSFUL: Final = _CLAIMS_TO_ROWS.format(
-    expires=":now",
-    outcome="'abandoned'",
-    released=":now",
-    which="c.run_id = :run_id AND NOT EXISTS (SELECT 1 FROM attempts AS a "
-    "WHERE a.task_id = j.value AND a.status = 'success' AND a.run_id = c.run_id)",
-)
+_ABANDON_CLAIMED_UNSUCCESSFUL: Final = """
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now
+    FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
+    WHERE c.run_id = :run_id
+    AND NOT EXISTS (SELECT 1 FROM attempts AS a
+                    WHERE a.task_id = j.value AND a.status = 'success' AND a.run_id = c.run_id)
+    ON CONFLICT (task_id) DO UPDATE SET
+        run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+        since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
+        outcome = excluded.outcome, released = excluded.released,
+        prev_outcome = NULL, prev_at = NULL
+    WHERE leases.run_id != excluded.run_id
+"""
 _DROP_CLAIMS: Final = "DELETE FROM run_claims WHERE run_id = ?"
+# The heartbeat: the leases and runs of this journal's runs (a JSON array) pushed on.
+_RENEW_LEASES: Final = """
+    UPDATE leases SET expires = max(expires, ? + ttl)
+    WHERE outcome IS NULL AND run_id IN (SELECT value FROM json_each(?))
+    RETURNING task_id, run_id
+"""
+_RENEW_RUNS: Final = """
+    UPDATE runs SET expires = max(expires, ?)
+    WHERE status = 'running' AND run_id IN (SELECT value FROM json_each(?))
+"""
+_CLAIMS_OF_RUNS: Final = (
+    "SELECT id FROM run_claims WHERE run_id IN (SELECT value FROM json_each(?))"
+)
 # Letting go of a task held through a claim: a lease row with the outcome. It goes
 # over a row of a run that ended before the claim, and over the run's own row if
 # another run turned the claim into rows meanwhile, unless that was taken over.
@@ -211,25 +259,6 @@ _RELEASE_CLAIMED: Final = """
 _OUTCOMES: Final = frozenset(outcome.value for outcome in LeaseOutcome)
 
 _LetGo = tuple[str, LeaseOutcome, Holder | None]  # task id, how, and a dead holder
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What :meth:`Journal.claim` found for a batch of tasks."""
-
-    taken: list[str]
-    """Task ids whose lease the run now holds."""
-    held: dict[str, Holder]
-    """Task ids held by another live run, with who holds them."""
-    done: set[str]
-    """Task ids another run succeeded at since the given time (taken or not):
-    check whether they are complete before running them."""
-    unsettled: list[str]
-    """Task ids whose leases kept changing hands while they were claimed: neither
-    taken nor held by a known run. Claim them again a little later."""
-    abandoned: set[str] = field(default_factory=set)
-    """Taken task ids whose previous holder let go without an outcome (it died,
-    stalled, or ended before finishing them): it may have left partial writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,44 +319,6 @@ class Leases:
 
     def heartbeat_interval(self) -> float:
         return self._shortest / 3
-
-    async def acquire(self, task_id: str, run_id: str, ttl: float | None) -> Lease | Holder:
-        ttl = self.ttl if ttl is None else ttl
-        if ttl <= 0:
-            raise ValueError(f"lease ttl must be > 0, got {ttl!r}")
-        while True:
-            now = self._clock()
-            params: dict[str, object] = {
-                "task_id": task_id,
-                "run_id": run_id,
-                "host": self._me.host,
-                "pid": self._me.pid,
-                "now": now,
-                "expires": now + ttl,
-                "ttl": ttl,
-            }
-            async with self._store.transaction("acquire a lease"):
-                await self._split_claims(run_id)
-                taken = list(await self._store.db.execute_fetchall(_TAKE_FREE, params))
-            if not taken:
-                states = await self._states([task_id])
-                if states and isinstance(states[0], Holder):
-                    return states[0]
-                dead = [s[2] for s in states if not isinstance(s, Holder) and s[2] is not None]
-                if dead:
-                    await self._let_go_of_dead(dead)
-                continue  # let go meanwhile, or its holder died: try again
-            since, expires, previous, previous_at = taken[0]
-            self._hold([task_id], run_id, ttl, now)
-            with self._store.decoding(f"leases row {task_id!r}"):
-                return Lease(
-                    task_id,
-                    run_id,
-                    real(since, "since"),
-                    real(expires, "expires"),
-                    None if previous is None else member(LeaseOutcome, previous, "prev_outcome"),
-                    optional_real(previous_at, "prev_at"),
-                )
 
     async def claim(self, task_ids: Sequence[str], run_id: str, since: float) -> Claim:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
@@ -453,25 +444,9 @@ class Leases:
             )
         await recover_interrupted(self._store, self._me, now)  # and mark their runs
 
-    def checker(self, run_id: str) -> Callable[[str], bool]:
-        """:meth:`holds` for one run, quicker: for checks on every task."""
-        held = self._held.setdefault(run_id, {})
-        clock = self._clock
-
-        def holds(task_id: str) -> bool:
-            return task_id in held and clock() < self.valid_until
-
-        return holds
-
-    def holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` surely still holds the lease, without asking the file.
-
-        False once a renewal found it lost, and once this process has gone
-        longer than the lease time-to-live without renewing (it stalled, or
-        the heartbeat failed): another process may have taken it by now.
-        """
-        held = self._held.get(run_id)
-        return held is not None and task_id in held and self._clock() < self.valid_until
+    def commit_check(self, run_id: str) -> CommitCheck:
+        """The commit guard of one run (see :meth:`Journal.commit_check`)."""
+        return _RunCheck(self, self._held.setdefault(run_id, {}))
 
     def _hold(
         self, task_ids: Sequence[str], run_id: str, ttl: float, now: float, claim: int = 0
@@ -559,21 +534,12 @@ class Leases:
             # judged below, so they must be renewed and their claims read too.
             run_ids = sorted(self.live_runs)
             claiming = any(self.claiming(run_id) for run_id in run_ids)
-            renewed = await db.execute_fetchall(
-                "UPDATE leases SET expires = max(expires, ? + ttl) WHERE outcome IS NULL "
-                f"AND run_id IN ({marks(len(run_ids))}) RETURNING task_id, run_id",
-                [now, *run_ids],
-            )
-            await db.execute(
-                "UPDATE runs SET expires = max(expires, ?) "
-                f"WHERE status = 'running' AND run_id IN ({marks(len(run_ids))})",
-                [now + self.ttl, *run_ids],
-            )
+            ids = json.dumps(run_ids)
+            renewed = await db.execute_fetchall(_RENEW_LEASES, [now, ids])
+            await db.execute(_RENEW_RUNS, [now + self.ttl, ids])
             standing = set()
             if claiming:
-                rows = await db.execute_fetchall(
-                    f"SELECT id FROM run_claims WHERE run_id IN ({marks(len(run_ids))})", run_ids
-                )
+                rows = await db.execute_fetchall(_CLAIMS_OF_RUNS, [ids])
                 standing = {int(row[0]) for row in rows}
         if any(self._held.values()):
             self.valid_until = now + self._shortest
@@ -622,28 +588,6 @@ class Leases:
             )
         return bool(rows)
 
-    async def still_holds(self, task_id: str, run_id: str) -> bool:
-        rows = await self._store.write(
-            "UPDATE leases SET expires = max(expires, ? + ttl) "
-            "WHERE task_id = ? AND run_id = ? AND outcome IS NULL RETURNING 1",
-            [self._clock(), task_id, run_id],
-            "check a lease",
-        )
-        held = self._held.get(run_id, {})
-        claim = held.get(task_id, 0)
-        if not rows and claim:
-            rows = await self._store.fetch("SELECT 1 FROM run_claims WHERE id = ?", [claim])
-        if not rows:
-            held.pop(task_id, None)
-        return bool(rows)
-
-    async def wait_for(self, task_id: str, poll: float) -> LeaseOutcome:
-        while True:
-            state = (await self.watch([task_id]))[task_id]
-            if not isinstance(state, Holder):
-                return state
-            await anyio.sleep(poll)
-
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller released them)."""
         self.live_runs.discard(run_id)
@@ -651,6 +595,20 @@ class Leases:
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too
+
+
+class _RunCheck(CommitCheck):
+    """The commit guard of one run: its leases, as far as the last renewal knows."""
+
+    __slots__ = ("_clock", "_held", "_leases")
+
+    def __init__(self, leases: Leases, held: dict[str, int]) -> None:
+        self._leases = leases
+        self._held = held  # the run's entry in Leases._held: emptied when the run ends
+        self._clock = leases._clock
+
+    def may_commit(self, task_id: str) -> bool:
+        return task_id in self._held and self._clock() < self._leases.valid_until
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:

@@ -1,6 +1,6 @@
 """Reading the journal: what succeeded, how many attempts failed, runs and attempts.
 
-Every row read is decoded strictly (:mod:`asyncflow._journal_decode`): a
+Every row read is decoded strictly (:mod:`asyncflow.journal.decode`): a
 damaged one raises :class:`~asyncflow.errors.JournalError`, never a record
 half made of it.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._journal_decode import (
+from .decode import (
     integer,
     json_params,
     json_texts,
@@ -22,14 +22,20 @@ from ._journal_decode import (
     real,
     text,
 )
-from ._journal_records import AttemptRecord, AttemptStatus, RunRecord, RunStatus
-from ._journal_schema import KEY_SHIFT
-from ._journal_store import Store, marks
+from .records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
+from .schema import KEY_SHIFT
+from .store import Store
 
-__all__ = ["attempts", "prior_attempts", "run", "runs", "succeeded"]
-
-IN_CHUNK: Final = 500
-"""Ids per ``IN (...)`` query: under SQLite's oldest variable limit (999)."""
+__all__ = [
+    "attempts",
+    "count_runs",
+    "find_runs",
+    "find_tasks",
+    "prior_attempts",
+    "run",
+    "runs",
+    "succeeded",
+]
 
 _RUNS: Final = (
     "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested "
@@ -42,10 +48,16 @@ _ATTEMPT_COLUMNS: Final = (
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
 )
-# The attempts of a run: the id range of each of its keys (see _journal_rows).
+# The attempts of a run: the id range of each of its keys (see rows.py).
 _RUN_ATTEMPTS: Final = (
     f"run_keys AS k JOIN attempts AS a ON a.id BETWEEN k.key << {KEY_SHIFT} "
     f"AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
+)
+
+# The attempts of many runs (a JSON array of run ids), counted by status.
+_COUNTS: Final = (
+    f"SELECT k.run_id, a.status, count(*) FROM {_RUN_ATTEMPTS} "
+    "WHERE k.run_id IN (SELECT value FROM json_each(?)) GROUP BY k.run_id, a.status"
 )
 
 
@@ -101,15 +113,14 @@ async def prior_attempts(store: Store, task_ids: Iterable[str]) -> dict[str, int
 
 async def runs(store: Store, limit: int) -> list[RunRecord]:
     rows = await store.fetch(f"{_RUNS} ORDER BY r.started DESC, r.rowid DESC LIMIT ?", [limit])
+    return await _counted(store, rows)
+
+
+async def _counted(store: Store, rows: Sequence[Sequence[Any]]) -> list[RunRecord]:
+    """Run records of ``rows`` (of ``_RUNS``), with their attempts counted by status."""
     counts: dict[str, dict[AttemptStatus, int]] = {str(row[0]): {} for row in rows}
-    ids = list(counts)
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        tallies = await store.fetch(
-            f"SELECT k.run_id, a.status, count(*) FROM {_RUN_ATTEMPTS} "
-            f"WHERE k.run_id IN ({marks(len(chunk))}) GROUP BY k.run_id, a.status",
-            chunk,
-        )
+    if counts:
+        tallies = await store.fetch(_COUNTS, [json.dumps(list(counts))])
         for run_id, status, count in tallies:
             with store.decoding(f"attempts of run {run_id!r}"):
                 counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
@@ -194,3 +205,101 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         None if pid is None else integer(pid, f"pid of {task_id}"),
         optional_text(worker, f"worker of {task_id}"),
     )
+
+
+# Paging, filters and search (the web pages) -----------------------------------
+
+# The runs with attempts of a family: the family index holds (family, id), and
+# a run's attempts are one id range (see _journal_rows), so each step of the
+# recursion skips from the newest run of the family to the next older one: a
+# look-up per run, however many attempts each has.
+_OF_FAMILY: Final = f"""
+    r.run_id IN (
+        WITH RECURSIVE keys (key) AS (
+            SELECT (SELECT max(id) FROM attempts WHERE family = :family) >> {KEY_SHIFT}
+            UNION ALL
+            SELECT (
+                SELECT max(id) FROM attempts
+                WHERE family = :family AND id < (keys.key << {KEY_SHIFT})
+            ) >> {KEY_SHIFT}
+            FROM keys WHERE keys.key IS NOT NULL
+        )
+        SELECT k.run_id FROM keys JOIN run_keys AS k USING (key))
+"""
+_FIND_RUNS: Final = (
+    f"{_RUNS} WHERE (:status IS NULL OR r.status = :status) "
+    "ORDER BY r.started DESC, r.rowid DESC LIMIT :limit OFFSET :offset"
+)
+_FIND_RUNS_OF_FAMILY: Final = (
+    f"{_RUNS} WHERE (:status IS NULL OR r.status = :status) AND {_OF_FAMILY} "
+    "ORDER BY r.started DESC, r.rowid DESC LIMIT :limit OFFSET :offset"
+)
+_COUNT_RUNS: Final = "SELECT r.status, count(*) FROM runs AS r GROUP BY r.status"
+_COUNT_RUNS_OF_FAMILY: Final = (
+    f"SELECT r.status, count(*) FROM runs AS r WHERE {_OF_FAMILY} GROUP BY r.status"
+)
+# Task ids starting with the text: one range of the task index, in order.
+_TASKS_STARTING: Final = """
+    SELECT task_id, count(*), max(id) FROM attempts
+    WHERE task_id >= :lo AND task_id < :hi
+    GROUP BY task_id ORDER BY task_id LIMIT :limit
+"""
+# Task ids containing the text elsewhere, any case (ASCII): a scan of the
+# task index, which stops once enough ids are found.
+_TASKS_CONTAINING: Final = r"""
+    SELECT task_id, count(*), max(id) FROM attempts
+    WHERE task_id LIKE :pattern ESCAPE '\' AND NOT (task_id >= :lo AND task_id < :hi)
+    GROUP BY task_id ORDER BY task_id LIMIT :limit
+"""
+_ATTEMPTS_BY_ID: Final = f"{_ATTEMPTS_WITH_RUN} WHERE a.id IN (SELECT value FROM json_each(?))"
+
+
+def _prefix_range(start: str) -> dict[str, str]:
+    """``lo`` and ``hi``: the strings beginning with ``start`` are those in [lo, hi)."""
+    return {"lo": start, "hi": start[:-1] + chr(ord(start[-1]) + 1)}
+
+
+async def find_runs(
+    store: Store, status: RunStatus | None, family: str | None, limit: int, offset: int
+) -> list[RunRecord]:
+    args: dict[str, object] = {
+        "status": None if status is None else status.value,
+        "limit": limit,
+        "offset": offset,
+    }
+    if family is None:
+        rows = await store.fetch(_FIND_RUNS, args)
+    else:
+        rows = await store.fetch(_FIND_RUNS_OF_FAMILY, {**args, "family": family})
+    return await _counted(store, rows)
+
+
+async def count_runs(store: Store, family: str | None) -> dict[RunStatus, int]:
+    if family is None:
+        rows = await store.fetch(_COUNT_RUNS)
+    else:
+        rows = await store.fetch(_COUNT_RUNS_OF_FAMILY, {"family": family})
+    with store.decoding("runs"):
+        return {member(RunStatus, status, "status"): int(count) for status, count in rows}
+
+
+async def find_tasks(store: Store, needle: str, limit: int) -> list[TaskSummary]:
+    if not needle or limit < 1:
+        return []
+    prefix = _prefix_range(needle)
+    found = await store.fetch(_TASKS_STARTING, {**prefix, "limit": limit})
+    if len(found) < limit:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found += await store.fetch(
+            _TASKS_CONTAINING,
+            {**prefix, "pattern": f"%{escaped}%", "limit": limit - len(found)},
+        )
+    if not found:
+        return []
+    latest = await store.fetch(_ATTEMPTS_BY_ID, [json.dumps([int(row[2]) for row in found])])
+    with store.decoding(f"attempts of tasks found for {needle!r}"):
+        by_id = {str(row[1]): _attempt_record(row) for row in latest}
+    return [
+        TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
+        for task_id, count, _ in found
+    ]

@@ -39,14 +39,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ._journal_records import AttemptStatus, RunStatus
-from ._journal_schema import KEY_SHIFT
-from ._journal_store import marks
-from ._redact import known_secrets, redact
-from .events import Event
+from .._redact import known_secrets, redact
+from ..events import Event
+from .records import AttemptStatus, RunStatus
+from .schema import KEY_SHIFT
+from .store import marks
 
 if TYPE_CHECKING:
-    from .events import TaskEvent
+    from ..events import TaskEvent
 
 __all__ = [
     "ATTEMPT_COLUMNS",
@@ -413,6 +413,11 @@ class _Inserts:
     The rows go through ``SELECT ... FROM (VALUES ...)``, whose ``columns``
     add what a row leaves out: the run id, bound once as ``?1``, and the
     columns the statement knows (a status, a duration worked out by SQLite).
+
+    These are the journal's only statements made at run time rather than
+    written out whole, for speed: a batch is one statement with a ``VALUES``
+    tuple per row (up to 1,024 of them), and its rest one of a few padded sizes,
+    so each text is made once and prepared once per connection.
     """
 
     def __init__(self, width: int, columns: str) -> None:
@@ -474,8 +479,10 @@ _INSERT_SUCCEEDED: Final = _Inserts(
 )
 _INSERT_ENDED: Final = _Inserts(_ENDED_ROW, f"{_FIRST}, column7, column8, column9")
 
-_UPSERT: Final = f"""
-    INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)}) VALUES ({marks(len(ATTEMPT_COLUMNS))})
+_UPSERT: Final = """
+    INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                          ended, duration, error_type, error_message, traceback, worker)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended, duration = excluded.duration,
         error_type = excluded.error_type, error_message = excluded.error_message,

@@ -1,11 +1,11 @@
-"""The run journal: an SQLite file holding run state, task history and leases.
+"""The SQLite journal: one file holding run state, task history and leases.
 
 ::
 
     async with Journal.open("journal.db") as journal:
         await journal.begin_run(run_id, [t.task_id for t in requested])
         journal.record(event)                      # sync: appends to a buffer
-        lease = await journal.acquire(task_id, run_id)
+        claim = await journal.claim(run_id, task_ids, since=probed_at)
         ...
         await journal.release(task_id, run_id, LeaseOutcome.SUCCESS)
         await journal.end_run(run_id, RunStatus.SUCCESS)
@@ -16,7 +16,7 @@ buffer, and one writer coroutine turns the buffer into a single transaction
 as soon as ``flush_events`` wait. Reads flush first, so they see every event
 recorded before them.
 
-Leases (see :mod:`asyncflow._journal_leases`) keep two processes sharing one
+Leases (see :mod:`asyncflow.journal.leases`) keep two processes sharing one
 journal from running the same task at once. One heartbeat per journal renews
 all of its leases, and the liveness of its runs, in one transaction every
 third of the lease time-to-live. On open, attempts left ``running`` by a
@@ -29,6 +29,7 @@ the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -50,46 +51,21 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 import anyio
 from anyio.abc import TaskStatus
 
-from . import _journal_history as history
-from ._journal_format import format_run, format_runs
-from ._journal_leases import Claim, Identity, Leases, recover_interrupted
-from ._journal_records import (
-    AttemptRecord,
-    AttemptStatus,
-    Holder,
-    JournalStatistics,
-    Lease,
-    LeaseOutcome,
-    RunRecord,
-    RunStatus,
-)
-from ._journal_rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
-from ._journal_schema import SCHEMA_VERSION
-from ._journal_store import Store, marks, sqlite_errors
-from ._log import log as _log
-from ._version import __version__
-from .errors import JournalError
-from .events import Event, handles
+from .._log import log as _log
+from .._version import __version__
+from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from ..errors import JournalError
+from ..events import Event, handles
+from . import history
+from .leases import Identity, Leases, recover_interrupted
+from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
+from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
+from .store import Store, sqlite_errors
 
 if TYPE_CHECKING:
-    from .events import TaskEvent
+    from ..events import TaskEvent
 
-__all__ = [
-    "DEFAULT_LEASE_TTL",
-    "SCHEMA_VERSION",
-    "AttemptRecord",
-    "AttemptStatus",
-    "Claim",
-    "Holder",
-    "Journal",
-    "JournalStatistics",
-    "Lease",
-    "LeaseOutcome",
-    "RunRecord",
-    "RunStatus",
-    "format_run",
-    "format_runs",
-]
+__all__ = ["DEFAULT_LEASE_TTL", "Journal"]
 
 DEFAULT_LEASE_TTL: Final = 30.0
 """Seconds a lease (and a run's liveness) lasts without a heartbeat."""
@@ -111,8 +87,12 @@ _INSERT_REQUESTED: Final = "INSERT OR IGNORE INTO run_requests (run_id, requeste
 
 
 @final
-class Journal:
+class Journal(Coordinator):
     """A run journal on one SQLite file. Build it with :meth:`Journal.open`.
+
+    It records a run's events (:meth:`record`, an event handler), answers
+    history (:meth:`runs`, :meth:`run`, :meth:`attempts`), and coordinates
+    the processes sharing the file: it is the runs' :class:`Coordinator`.
 
     One instance belongs to one event loop and is used from that loop's
     thread. Several processes (and several instances) may share one file.
@@ -378,7 +358,7 @@ class Journal:
     async def succeeded(self, task_ids: Iterable[str]) -> set[str]:
         """Those of ``task_ids`` with a successful attempt in any run.
 
-        Queries in chunks under SQLite's variable limit, however many ids.
+        One query however many ids: they go in as one JSON array.
         """
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
@@ -397,25 +377,6 @@ class Journal:
 
     # leases -------------------------------------------------------------------
 
-    async def acquire(
-        self, task_id: str, run_id: str, *, ttl: float | None = None
-    ) -> Lease | Holder:
-        """Take the lease on ``task_id`` for ``run_id``, or learn who holds it.
-
-        A free, released or expired lease is taken; so is one whose holder ran
-        on this host and whose process is gone. Acquiring a lease ``run_id``
-        already holds renews it. The heartbeat keeps it alive until
-        :meth:`release`. ``ttl`` defaults to the journal's ``lease_ttl``.
-
-        Returns:
-            A :class:`Lease`, or the :class:`Holder` that has it.
-
-        Raises:
-            JournalError: the journal cannot be written.
-        """
-        self._check_usable()
-        return await self._leases.acquire(task_id, run_id, ttl)
-
     async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
         """Take the leases of many tasks for ``run_id`` at once, as a run does.
 
@@ -428,13 +389,15 @@ class Journal:
         this journal, so are the successes of every run going on when it
         began or begun since, whenever their attempts ended (a success is
         written a batch after its attempt ends, and may not have been there
-        when the caller probed).
+        when the caller probed). ``used`` counts the retries interrupted runs
+        already used of the tasks taken (see :meth:`prior_attempts`).
 
         Raises:
             JournalError: the journal cannot be written.
         """
         self._check_usable()
-        return await self._leases.claim(task_ids, run_id, since)
+        claim = await self._leases.claim(task_ids, run_id, since)
+        return dataclasses.replace(claim, used=await self.prior_attempts(claim.taken))
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """For each task id, its lease's live :class:`Holder` or how it was let go.
@@ -446,19 +409,15 @@ class Journal:
         self._check_usable()
         return await self._leases.watch(task_ids)
 
-    def holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` surely still holds the lease on ``task_id``, without I/O.
+    def commit_check(self, run_id: str) -> CommitCheck:
+        """Whether ``run_id`` surely still holds a task's lease, asked before every commit.
 
-        False once a heartbeat found the lease lost, and once no heartbeat
-        has renewed this journal's leases for a whole time-to-live (the
-        process stalled or cannot write the file): by then another process
-        may have taken the task over. Checked before committing an output.
+        Answers without I/O: False once a heartbeat found the lease lost, and
+        once no heartbeat has renewed this journal's leases for a whole
+        time-to-live (the process stalled or cannot write the file): by then
+        another process may have taken the task over.
         """
-        return self._leases.holds(task_id, run_id)
-
-    def lease_checker(self, run_id: str) -> Callable[[str], bool]:
-        """:meth:`holds` for the tasks of one run, for checks on every task."""
-        return self._leases.checker(run_id)
+        return self._leases.commit_check(run_id)
 
     async def renew(self) -> list[tuple[str, str]]:
         """Push on the expiry of this journal's leases and runs, in one transaction.
@@ -485,26 +444,6 @@ class Journal:
         self._check_usable()
         return await self._leases.release(task_id, run_id, outcome)
 
-    async def still_holds(self, task_id: str, run_id: str) -> bool:
-        """Whether ``run_id`` still holds the lease; if so, it is renewed for a full ttl.
-
-        Call it just before committing a task's output: after False, another
-        process may be running the task, so the output must not be committed.
-        A lease that expired but that nobody took is still held (and renewed).
-        """
-        self._check_usable()
-        return await self._leases.still_holds(task_id, run_id)
-
-    async def wait_for(self, task_id: str, *, poll: float = 0.5) -> LeaseOutcome:
-        """Wait until the lease on ``task_id`` is let go, and return how.
-
-        ``SUCCESS`` or ``FAILED`` is the holder's outcome, to be taken as this
-        process's own. ``ABANDONED`` (released without an outcome, expired, or
-        its process gone) means: try :meth:`acquire` again.
-        """
-        self._check_usable()
-        return await self._leases.wait_for(task_id, poll)
-
     # history ------------------------------------------------------------------
 
     async def runs(self, limit: int = 20) -> list[RunRecord]:
@@ -521,6 +460,53 @@ class Journal:
         """Every attempt of ``task_id`` in every run, oldest first."""
         await self._before_read()
         return await history.attempts(self._store, task_id)
+
+    # history: paging, filters, search (the web pages) --------------------------
+
+    async def find_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        family: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """A page of runs, newest first, with attempt counts (no attempts).
+
+        Args:
+            status: only runs that stand so.
+            family: only runs with an attempt of a task of this family.
+            limit: runs on the page.
+            offset: runs skipped before it (newest first).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+            JournalError: the journal cannot be read, or a row is damaged.
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        await self._before_read()
+        return await history.find_runs(self._store, status, family, limit, offset)
+
+    async def count_runs(self, *, family: str | None = None) -> dict[RunStatus, int]:
+        """How many runs stand in each status (statuses without runs are left out).
+
+        Args:
+            family: count only runs with an attempt of a task of this family.
+        """
+        await self._before_read()
+        return await history.count_runs(self._store, family)
+
+    async def find_tasks(self, text: str, *, limit: int = 50) -> list[TaskSummary]:
+        """Task ids of the journal that start with ``text``, then those containing it.
+
+        Task ids start with their family, so a family's name finds its tasks.
+        Ids starting with ``text`` (exactly) come first, in order; then, while
+        fewer than ``limit`` are found, those containing it anywhere in any
+        case (ASCII letters).
+        """
+        await self._before_read()
+        return await history.find_tasks(self._store, text, limit)
 
     # internals ----------------------------------------------------------------
 
@@ -549,7 +535,7 @@ class Journal:
                 try:
                     await self._leases.renew()
                 except JournalError as exc:
-                    # Leases may lapse; still_holds() tells a task before it commits.
+                    # Leases may lapse; commit_check() tells a task before it commits.
                     _log.warning("journal.heartbeat_failed", path=str(self.path), error=str(exc))
 
     async def _write_pending(self, abandon: Collection[str] = ()) -> None:
@@ -560,7 +546,7 @@ class Journal:
         # Rows first, before waiting for the lock: while the writer's batch is
         # in the database thread, this one's rows are made meanwhile (the end of
         # a run waits that much less). Events of runs without a key (see
-        # _journal_rows) wait for it, in recording order.
+        # rows.py) wait for it, in recording order.
         if events:
             self._keyless += recorder.apply(events)
         async with self._store.lock:
@@ -641,9 +627,9 @@ class Journal:
                     await self._leases.end_claims(run_id, succeeded)
                 if abandon:
                     await db.execute(
-                        "UPDATE leases SET outcome = 'abandoned', released = ? "
-                        f"WHERE outcome IS NULL AND run_id IN ({marks(len(abandon))})",
-                        [self._clock(), *abandon],
+                        "UPDATE leases SET outcome = 'abandoned', released = ? WHERE outcome "
+                        "IS NULL AND run_id IN (SELECT value FROM json_each(?))",
+                        [self._clock(), json.dumps(list(abandon))],
                     )
         self._batches += 1
         self._rows_written += len(attempts) + len(runs)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, TypeVar
 
-from .errors import JournalError
+from ..errors import JournalError
 
 __all__ = [
     "MOVE_ASIDE",

@@ -21,9 +21,9 @@ import aiosqlite
 import anyio
 import anyio.to_thread
 
-from ._log import log
-from ._version import __version__
-from .errors import JournalError
+from .._log import log
+from .._version import __version__
+from ..errors import JournalError
 
 __all__ = [
     "APPLICATION_ID",
@@ -219,6 +219,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         5,
+        "the attempts of a family, in id order (the web pages' family filter)",
+        (
+            # Entries are (family, id), so the runs with attempts of a family are
+            # found by skipping from one run's id range to the next: a look-up
+            # per run, where the task index needs a row look-up per attempt.
+            "CREATE INDEX attempts_family ON attempts (family)",
+        ),
+    ),
+    Migration(
+        6,
         "attempts: the worker a body ran on, when not in the run's own process",
         # NULL: in the run's process (runs.host, runs.pid); else where it ran,
         # such as a Dask worker's address. Written with the attempt's end.

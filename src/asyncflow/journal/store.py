@@ -19,9 +19,9 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from ._journal_decode import damaged, is_damage, rows_of
-from ._journal_schema import prepare, sniff
-from .errors import JournalError
+from ..errors import JournalError
+from .decode import damaged, is_damage, rows_of
+from .schema import prepare, sniff
 
 __all__ = ["Store", "marks", "sqlite_errors"]
 

@@ -3,7 +3,7 @@
 Opens the file read-only (nothing is created, migrated or recovered), runs
 SQLite's ``PRAGMA integrity_check``, then reads every row of every table
 through the decoders the journal itself reads them with
-(:mod:`asyncflow._journal_decode`).
+(:mod:`asyncflow.journal.decode`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any, Final
 import aiosqlite
 import anyio
 
-from ._journal_decode import (
+from ..errors import JournalError
+from .decode import (
     MOVE_ASIDE,
     Undecodable,
     integer,
@@ -27,10 +28,9 @@ from ._journal_decode import (
     real,
     text,
 )
-from ._journal_history import _ATTEMPT_COLUMNS, _attempt_record, _run_record
-from ._journal_records import LeaseOutcome
-from ._journal_schema import SCHEMA_VERSION, check_identity, identity, sniff
-from .errors import JournalError
+from .history import _ATTEMPT_COLUMNS, _attempt_record, _run_record
+from .records import LeaseOutcome
+from .schema import SCHEMA_VERSION, check_identity, identity, sniff
 
 __all__ = ["JournalCheck", "check_journal"]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Final
 
-from ._journal_records import AttemptRecord, AttemptStatus, RunRecord
+from .records import AttemptRecord, AttemptStatus, RunRecord
 
 __all__ = ["format_run", "format_runs"]
 

@@ -12,15 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..coordination import Holder, LeaseOutcome  # lease answers, defined with the interface
+
 __all__ = [
     "AttemptRecord",
     "AttemptStatus",
     "Holder",
     "JournalStatistics",
-    "Lease",
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
+    "TaskSummary",
 ]
 
 
@@ -60,18 +62,6 @@ class AttemptStatus(enum.StrEnum):
 
 
 _RETRY_CONSUMING = frozenset({AttemptStatus.FAILED, AttemptStatus.TIMEOUT})
-
-
-class LeaseOutcome(enum.StrEnum):
-    """How the holder of a lease let go of it."""
-
-    SUCCESS = "success"
-    """The holder ran the task and it succeeded: a waiter takes this outcome."""
-    FAILED = "failed"
-    """The holder ran the task and it failed: a waiter takes this outcome."""
-    ABANDONED = "abandoned"
-    """The holder let go without an outcome (cancelled, crashed, or its lease
-    expired): a waiter should try to acquire the lease itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,35 +118,6 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Lease:
-    """The right to run ``task_id``, held by ``run_id`` until ``expires``.
-
-    ``previous`` tells how the previous holder let go (None if there was none)
-    and ``previous_at`` when: a ``SUCCESS`` newer than the caller's own
-    completeness check means another process finished the task meanwhile.
-    """
-
-    task_id: str
-    run_id: str
-    acquired: float
-    expires: float
-    previous: LeaseOutcome | None = None
-    previous_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds a lease that :meth:`Journal.acquire` could not take."""
-
-    task_id: str
-    run_id: str
-    host: str
-    pid: int
-    since: float
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
 class JournalStatistics:
     """A snapshot of the journal's write path."""
 
@@ -166,3 +127,18 @@ class JournalStatistics:
     """Write transactions of recorded events committed so far."""
     rows_written: int
     """Attempt and run rows written by those transactions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One task id of the journal: its family, how many attempts, the latest one.
+
+    What :meth:`Journal.find_tasks` returns for each task id it finds.
+    """
+
+    task_id: str
+    family: str
+    attempts: int
+    """Attempts of the task in every run (including attempt-0 records)."""
+    latest: AttemptRecord
+    """The task's most recently journaled attempt."""

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+import asyncflow
+from asyncflow import Status
+from asyncflow._log import logger as asyncflow_logger
+from asyncflow._scheduler import Scheduler
+from asyncflow.coordination import (
+    Claim,
+    CommitCheck,
+    Coordinator,
+    Holder,
+    LeaseOutcome,
+    NullCoordinator,
+)
+from asyncflow.events import EventBus
+from asyncflow.executor import Executor
+from asyncflow.graph import expand
+from asyncflow.resources import ResourcePool
+from asyncflow.targets import MemoryStore, MemoryTarget
+
+pytestmark = pytest.mark.anyio
+
+PACKAGE = Path(asyncflow.__file__).parent
+# The executor's modules and what lies below it: none may know the journal.
+BELOW_THE_JOURNAL = ("executor.py", "_attempt.py", "_scheduler.py", "coordination.py", "graph.py")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of the asyncflow modules ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to the asyncflow package (these modules sit at its root)
+                base = "asyncflow" + ("." + base if base else "")
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", BELOW_THE_JOURNAL)
+def test_the_executor_imports_nothing_of_the_journal(module: str) -> None:
+    """The executor sees the coordination interface only, never the journal."""
+    imported = _imported_modules(PACKAGE / module)
+    journal = sorted(
+        m for m in imported if m == "asyncflow.journal" or m.startswith("asyncflow.journal.")
+    )
+    assert journal == [], f"{module} imports {journal}"
+
+
+STORE = MemoryStore()
+
+
+class Step(asyncflow.Task):
+    """Writes its output, after the steps named in `needs`."""
+
+    name = asyncflow.Parameter()
+    needs = asyncflow.ListParameter(default=[])
+    ran: list[str] = []
+
+    def requires(self) -> list[Step]:
+        return [Step(n) for n in self.needs]
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(self.name, store=STORE)
+
+    async def run(self) -> None:
+        Step.ran.append(self.name)
+        async with self.output().open("w") as f:  # a commit the guard is asked about
+            f.write("done")
+
+
+async def _execute(root: asyncflow.Task, coordinator: Coordinator | None) -> dict[str, Status]:
+    graph = await expand([root])
+    executor = Executor(
+        graph,
+        run_id="here",
+        workers=2,
+        keep_going=True,
+        bus=EventBus([]),
+        logger=asyncflow_logger().bind(),
+        scheduler=Scheduler(ResourcePool({}), {}, {}),
+        coordinator=coordinator,
+        lease_poll=0.001,
+    )
+    await executor.run()
+    return {node.task.name: node.status for node in graph.nodes.values()}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    STORE.clear()
+    Step.ran = []
+
+
+async def test_the_null_coordinator_gives_every_lease_at_once() -> None:
+    """Without a journal every task is this run's at once, and commits need no lease."""
+    null = NullCoordinator()
+    claim = await null.claim("run", ["a", "b"], since=0.0)
+    assert (claim.taken, claim.held, claim.done, claim.unsettled) == (["a", "b"], {}, set(), [])
+    assert null.commit_check("run") is None
+    assert await null.watch(["a"]) == {"a": LeaseOutcome.ABANDONED}
+    statuses = await _execute(Step("top", needs=["a", "b"]), NullCoordinator())
+    assert statuses == {"top": Status.DONE, "a": Status.DONE, "b": Status.DONE}
+    assert sorted(Step.ran) == ["a", "b", "top"]
+
+
+class _OtherRun(Coordinator):
+    """Leases in memory, some of them held by another run that ends them as told.
+
+    ``elsewhere`` maps a task id to how the other run lets go of it (reported
+    at the first look); ``lose`` names tasks this run loses while their body
+    runs, as if its lease had lapsed, and which the other run then finishes.
+    """
+
+    def __init__(self, elsewhere: Mapping[str, LeaseOutcome], lose: set[str]) -> None:
+        self.elsewhere = dict(elsewhere)
+        self.lose = lose
+        self.released: list[tuple[str, LeaseOutcome]] = []
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        held = {
+            t: Holder(t, "other", "elsewhere", 1, 0.0, float("inf"))
+            for t in task_ids
+            if t in self.elsewhere
+        }
+        return Claim([t for t in task_ids if t not in held], held, set(), [])
+
+    async def watch(self, task_ids: Sequence[str]) -> Mapping[str, Holder | LeaseOutcome]:
+        found: dict[str, Holder | LeaseOutcome] = {}
+        for task_id in task_ids:
+            if task_id in self.lose:  # the other run took it over and finished it
+                found[task_id] = LeaseOutcome.SUCCESS
+            else:
+                found[task_id] = self.elsewhere.get(task_id, LeaseOutcome.ABANDONED)
+        return found
+
+    async def renew(self) -> Sequence[tuple[str, str]]:
+        return []
+
+    async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
+        self.released.append((task_id, outcome))
+        return True
+
+    def commit_check(self, run_id: str) -> CommitCheck:
+        return _Refusing(self.lose)
+
+
+class _Refusing(CommitCheck):
+    """Says yes once (as the attempt starts), then no (as its body commits)."""
+
+    def __init__(self, task_ids: set[str]) -> None:
+        self.task_ids = task_ids
+        self.asked: set[str] = set()
+
+    def may_commit(self, task_id: str) -> bool:
+        if task_id not in self.task_ids:
+            return True
+        first = task_id not in self.asked
+        self.asked.add(task_id)
+        return first
+
+
+async def test_a_coordinator_of_our_own_drives_the_executor() -> None:
+    """Another implementation of the interface decides what runs here, and the outcomes."""
+    done, broken, lost = (Step(name).task_id for name in ("done", "broken", "lost"))
+    coordinator = _OtherRun({done: LeaseOutcome.SUCCESS, broken: LeaseOutcome.FAILED}, {lost})
+    statuses = await _execute(Step("top", needs=["mine", "done", "broken", "lost"]), coordinator)
+    assert statuses == {
+        "top": Status.UPSTREAM_FAILED,
+        "mine": Status.DONE,
+        "done": Status.ALREADY_COMPLETE,  # the other run's success, taken as it is
+        "broken": Status.FAILED,  # the other run's failure, taken as this run's
+        "lost": Status.ALREADY_COMPLETE,  # its commit refused here, finished there
+    }
+    assert sorted(Step.ran) == ["lost", "mine"]  # "lost" ran, but its write was refused
+    assert "lost" not in STORE.keys()  # noqa: SIM118 (a MemoryStore has no __contains__)
+    assert coordinator.released == []  # nothing failed here
