@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from tests.fixtures.dask_tasks import (
     Broken,
     Dies,
     Flaky,
+    Identified,
     Lingers,
     LingersBriefly,
     Local,
@@ -148,6 +150,17 @@ async def test_bodies_run_in_worker_processes(
     assert set(placed) == {task.task_id for task in tasks}
     for task in tasks:
         assert workers[placed[task.task_id]] == pid_of(task)  # the event names its worker
+
+
+async def test_a_body_on_a_worker_writes_as_its_attempt(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The writer identity remote targets tag objects with is the attempt's on a worker too."""
+    task = Identified(str(tmp_path / "out"))
+    result = await asyncflow.run(task, executor=DaskExecutor(cluster), journal=None)
+    assert result.ok, result.summary()
+    run_id, task_id, attempt, _token = json.loads(Path(task.path).read_text())
+    assert (run_id, task_id, attempt) == (result.run_id, task.task_id, 1)
 
 
 class Group(asyncflow.WrapperTask):
