@@ -319,38 +319,26 @@ class Executor:
         duration = finished - started
         where = node.where
         node.record_attempt(attempt, started, finished, error)
+
+        def emit(kind: Event) -> None:  # every event of a failed attempt says the same
+            self._bus.emit(
+                kind,
+                task,
+                self._run_id,
+                attempt=attempt,
+                error=error,
+                duration=duration,
+                where=where,
+            )
+
         if self._may_commit is not None and not self._may_commit(node.task_id):
             # Its writes were refused: another process may be running it now.
-            self._bus.emit(
-                Event.RETRY,
-                task,
-                self._run_id,
-                attempt=attempt,
-                error=error,
-                duration=duration,
-                where=where,
-            )
+            emit(Event.RETRY)
             return self._lost(node)
         if isinstance(error, TaskTimeout):
-            self._bus.emit(
-                Event.TIMEOUT,
-                task,
-                self._run_id,
-                attempt=attempt,
-                error=error,
-                duration=duration,
-                where=where,
-            )
+            emit(Event.TIMEOUT)
         if self._policy(node).should_retry(error, attempt):
-            self._bus.emit(
-                Event.RETRY,
-                task,
-                self._run_id,
-                attempt=attempt,
-                error=error,
-                duration=duration,
-                where=where,
-            )
+            emit(Event.RETRY)
             self._log.warning(
                 "task.retry",
                 task_id=node.task_id,
@@ -360,15 +348,7 @@ class Executor:
             return _RETRY
         node.finished = finished
         node.fail(error)
-        self._bus.emit(
-            Event.FAILURE,
-            task,
-            self._run_id,
-            attempt=attempt,
-            error=error,
-            duration=duration,
-            where=where,
-        )
+        emit(Event.FAILURE)
         self._log_failure(node)
         return Status.FAILED
 
