@@ -37,7 +37,7 @@ from .config import LOG_FORMATS, Config, is_log_level, parse_amounts
 from .dag import render
 from .errors import AsyncflowError, ConfigError
 from .graph import expand
-from .journal import Journal, format_run, format_runs
+from .journal import describe, format_run, format_runs, is_postgres_url, open_journal
 from .logging import configure_logging
 from .parameters import BoolParameter
 from .ranges import range_daily, range_hourly
@@ -271,7 +271,10 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         description="List the most recent runs recorded in the journal.",
     )
     history.add_argument(
-        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+        "--journal",
+        metavar="PATH|URL",
+        help="a journal file or a postgresql:// URL (default: configured, else "
+        ".asyncflow/journal.db)",
     )
     history.add_argument(
         "--limit", type=_positive_int, default=20, help="runs to show (default 20)"
@@ -283,7 +286,10 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     )
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument(
-        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+        "--journal",
+        metavar="PATH|URL",
+        help="a journal file or a postgresql:// URL (default: configured, else "
+        ".asyncflow/journal.db)",
     )
     show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
     _add_journal_commands(commands)
@@ -315,7 +321,9 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     )
     journal = command.add_mutually_exclusive_group()
     journal.add_argument(
-        "--journal", metavar="PATH", help="run journal (default: .asyncflow/journal.db)"
+        "--journal",
+        metavar="PATH|URL",
+        help="run journal: a file or a postgresql:// URL (default: .asyncflow/journal.db)",
     )
     journal.add_argument("--no-journal", action="store_true", help="do not keep a journal")
     command.add_argument(
@@ -515,17 +523,21 @@ def _backfill(args: argparse.Namespace, task_cls: type[Task]) -> int:
     return _execute(make(task_cls, args.start, args.stop, param=param, **fixed), args, config)
 
 
-def _journal_file(args: argparse.Namespace) -> Path:
+def _journal_file(args: argparse.Namespace) -> Path | str:
+    """The journal to read: a file that exists, or a PostgreSQL URL."""
     config = Config.load()
-    path = Path(args.journal or config.journal or Path(".asyncflow") / "journal.db")
+    where = args.journal or config.journal
+    if where and is_postgres_url(where):
+        return str(where)
+    path = Path(where or Path(".asyncflow") / "journal.db")
     if not path.is_file():
-        raise UsageError(f"no journal at {path} (pass --journal PATH)")
+        raise UsageError(f"no journal at {path} (pass --journal PATH or URL)")
     return path
 
 
 def _history(args: argparse.Namespace) -> int:
     async def read() -> str:
-        async with Journal.open(_journal_file(args)) as journal:
+        async with open_journal(_journal_file(args)) as journal:
             return format_runs(await journal.runs(args.limit))
 
     print(anyio.run(read, backend="asyncio"))
@@ -534,7 +546,7 @@ def _history(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     async def read() -> str | None:
-        async with Journal.open(_journal_file(args)) as journal:
+        async with open_journal(_journal_file(args)) as journal:
             found = await journal.run(args.run_id)
             return None if found is None else format_run(found, tracebacks=args.tracebacks)
 
@@ -563,6 +575,12 @@ def _add_journal_commands(commands: Any) -> None:
 def _journal_check(args: argparse.Namespace) -> int:
     from .journal.check import check_journal
 
+    if is_postgres_url(args.path):
+        raise UsageError(
+            f"journal check reads journal files; {describe(args.path)} is a PostgreSQL "
+            "database, which checks its own pages (its rows are read strictly by "
+            "`asyncflow history` and `show`)"
+        )
     found = anyio.run(check_journal, Path(args.path), backend="asyncio")
     print(found.report(), file=sys.stdout if found.ok else sys.stderr)
     return EXIT_OK if found.ok else EXIT_USAGE
@@ -700,7 +718,10 @@ def _add_ui_command(commands: Any) -> None:
         "127.0.0.1 unless --host says otherwise; any other address needs a token.",
     )
     ui.add_argument(
-        "--journal", metavar="PATH", help="default: configured, else .asyncflow/journal.db"
+        "--journal",
+        metavar="PATH|URL",
+        help="a journal file or a postgresql:// URL (default: configured, else "
+        ".asyncflow/journal.db)",
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     ui.add_argument("--port", type=_port, default=8082, help="port (8082; 0: any free one)")
@@ -732,7 +753,8 @@ def _ui(args: argparse.Namespace) -> int:
         ) from None
     config = Config.load()
     configure_logging(args.log_format or config.log_format or "auto", "INFO")
-    journal = Path(args.journal or config.journal or Path(".asyncflow") / "journal.db")
+    where = args.journal or config.journal
+    journal = where if where and is_postgres_url(where) else Path(where or ".asyncflow/journal.db")
     serve(journal, host=args.host, port=args.port, token=args.token)
     return EXIT_OK
 

@@ -36,7 +36,7 @@ from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
-from .journal import DEFAULT_LEASE_TTL, Journal, RunStatus
+from .journal import DEFAULT_LEASE_TTL, AnyJournal, RunStatus, is_postgres_url, open_journal
 from .progress import Progress
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, Status, TaskResult
@@ -88,9 +88,12 @@ async def run(
             Sync bodies run in worker threads, at most this many.
         resources: capacities of named resources, e.g. ``{"memory_gb": 64}``,
             on top of the configured ones.
-        journal: path of the SQLite run journal, in a folder that exists;
-            ``None`` turns it off. Default: the configured path, else
-            ``.asyncflow/journal.db`` (either's folder is created if missing).
+        journal: path of the SQLite run journal, in a folder that exists,
+            or the URL of a PostgreSQL one (``postgresql://user@host:port/db``,
+            also ``postgres://``; needs ``asyncflow[postgres]``), which
+            processes on several hosts may share; ``None`` turns it off.
+            Default: the configured path, else ``.asyncflow/journal.db``
+            (either's folder is created if missing).
         keep_going: when False, the first failure cancels running tasks and
             stops the run (default: configured, else True).
         max_running: per-family limits, overriding ``Task.max_running`` and
@@ -167,7 +170,7 @@ async def run(
                     )
                 )
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
-            opening = Journal.open(options.journal, lease_ttl=ttl, create_folder=make_folder)
+            opening = open_journal(options.journal, lease_ttl=ttl, create_folder=make_folder)
             async with opening as run_journal:
                 await run_journal.begin_run(run_id, [t.task_id for t in roots], started=started)
                 ended = False
@@ -232,7 +235,7 @@ async def _run(
     keep_going: bool,
     handlers: Iterable[EventHandler],
     forced: frozenset[str],
-    journal: Journal | None,
+    journal: AnyJournal | None,
     end: Callable[[bool], Awaitable[None]] | None,
 ) -> RunResult:
     """Expand, execute, then ``end(ok)`` (the journal's end of the run), then the result.
@@ -386,14 +389,16 @@ class _RunOptions:
         self.executor: ExecutorBackend | None = None
 
 
-def _journal_path(journal: JournalArg) -> Path | None:
+def _journal_path(journal: JournalArg) -> Path | str | None:
     if journal is None:
         return None
     if isinstance(journal, _DefaultJournal):
         return Path(".asyncflow") / "journal.db"
+    if is_postgres_url(journal):
+        return str(check_journal_path("journal", journal))  # a URL: kept as it is
     if isinstance(journal, str | os.PathLike):
         return Path(check_journal_path("journal", journal))
-    raise ConfigError(f"journal must be a path or None, got {journal!r}")
+    raise ConfigError(f"journal must be a path, a postgresql:// URL or None, got {journal!r}")
 
 
 def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:

@@ -28,25 +28,20 @@ the file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import socket
 import time
 from collections.abc import (
-    AsyncIterator,
-    Awaitable,
     Callable,
     Collection,
-    Generator,
     Iterable,
     Mapping,
     Sequence,
 )
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from typing import TYPE_CHECKING, Final, NoReturn, final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -58,6 +53,7 @@ from ..errors import JournalError
 from ..events import Event, handles
 from . import history
 from .leases import Identity, Leases, recover_interrupted
+from .opening import Opening
 from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
 from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
 from .store import Store, sqlite_errors
@@ -144,7 +140,7 @@ class Journal(Coordinator):
         host: str | None = None,
         pid: int | None = None,
         create_folder: bool = False,
-    ) -> _Opening:
+    ) -> Opening[Journal]:
         """Open (or create) the journal at ``path``.
 
         Use it as ``async with Journal.open(path) as journal:``, which also runs
@@ -202,7 +198,7 @@ class Journal(Coordinator):
                 clock=clock,
             )
 
-        return _Opening(opener)
+        return Opening(opener)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Write recorded events and renew leases in the background, until cancelled.
@@ -673,65 +669,3 @@ class Journal(Coordinator):
         self._recorded = 0
         if logged:
             _log.error("journal.write_failed", path=str(self.path), error=str(exc))
-
-
-class _Opening:
-    """What :meth:`Journal.open` returns: awaitable, or an async context manager."""
-
-    def __init__(self, opener: Callable[[], Awaitable[Journal]]) -> None:
-        self._opener = opener
-        self._session: contextlib.AbstractAsyncContextManager[Journal] | None = None
-
-    def __await__(self) -> Generator[Any, None, Journal]:
-        return self._opener().__await__()
-
-    async def __aenter__(self) -> Journal:
-        self._session = _serving(self._opener)
-        return await self._session.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._session is not None
-        return await self._session.__aexit__(exc_type, exc, tb)
-
-
-@contextlib.asynccontextmanager
-async def _serving(opener: Callable[[], Awaitable[Journal]]) -> AsyncIterator[Journal]:
-    journal = await opener()
-    try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(journal.serve)
-            try:
-                yield journal
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The background tasks never raise, so the group only wraps the body's
-        # own exception: hand that back as it was raised.
-        sole = _sole(group)
-        if sole is None:
-            raise
-        _reraise(sole)
-    finally:
-        await journal.close()
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    found: BaseException = group
-    while isinstance(found, BaseExceptionGroup):
-        if len(found.exceptions) != 1:
-            return None
-        found = found.exceptions[0]
-    return found
-
-
-def _reraise(exc: BaseException) -> NoReturn:
-    context, suppress = exc.__context__, exc.__suppress_context__
-    try:
-        raise exc
-    finally:
-        exc.__context__, exc.__suppress_context__ = context, suppress

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import JournalError
-from ..journal import Journal
+from ..journal import AnyJournal
 from ._api import Api
 from ._pages import Pages, Static
 from ._reader import JournalReader
@@ -44,7 +44,7 @@ _HEADERS: Final = {
 
 def create_app(
     *,
-    journal: str | os.PathLike[str] | Journal,
+    journal: str | os.PathLike[str] | AnyJournal,
     token: str | None = None,
     registry: CollectorRegistry | None = None,
     page_size: int = 50,
@@ -57,8 +57,11 @@ def create_app(
 
     Args:
         journal: the journal file (read by each request, never created: a
-            missing file shows as an empty history), or an open
-            :class:`~asyncflow.journal.Journal` of the serving event loop.
+            missing file shows as an empty history), the URL of a PostgreSQL
+            journal (``postgresql://user@host:port/db``: each request connects;
+            pages show it without its password), or an open journal
+            (:class:`~asyncflow.journal.Journal`,
+            :class:`~asyncflow.journal.PostgresJournal`) of the serving event loop.
         token: if given, every request must carry it: ``Authorization:
             Bearer TOKEN``, or a page opened once with ``?token=TOKEN`` (which
             sets a cookie, then redirects to the page without it).

@@ -7,7 +7,7 @@ from typing import Final, TypeVar
 
 from starlette.requests import Request
 
-from ..journal import AttemptStatus, Journal, RunRecord, RunStatus
+from ..journal import AnyJournal, AttemptStatus, RunRecord, RunStatus
 
 __all__ = [
     "BadQuery",
@@ -92,7 +92,7 @@ class RunsPage:
     """Runs matching both filters."""
 
 
-async def load_runs(journal: Journal, where: RunFilter, limit: int, offset: int) -> RunsPage:
+async def load_runs(journal: AnyJournal, where: RunFilter, limit: int, offset: int) -> RunsPage:
     """The runs matching ``where``, ``limit`` of them after ``offset``, newest first."""
     counts = await journal.count_runs(family=where.family)
     total = counts.get(where.status, 0) if where.status else sum(counts.values())

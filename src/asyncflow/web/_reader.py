@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from ..journal import Journal
+from ..journal import AnyJournal, Journal, PostgresJournal, describe, is_postgres_url
 
 __all__ = ["JournalReader"]
 
@@ -19,25 +19,38 @@ class JournalReader:
 
     Given a path, each request opens the file (a few milliseconds): the app
     keeps no connection between requests, so it works in any event loop and
-    sees what other processes wrote. Given an open :class:`Journal`, it uses
-    that one and leaves it open.
+    sees what other processes wrote. Given a PostgreSQL URL, each request
+    connects likewise; :attr:`path` shows it without its password. Given an
+    open journal, it uses that one and leaves it open.
     """
 
-    def __init__(self, journal: str | os.PathLike[str] | Journal) -> None:
-        if isinstance(journal, Journal):
-            self._journal: Journal | None = journal
-            self.path = journal.path
+    def __init__(self, journal: str | os.PathLike[str] | AnyJournal) -> None:
+        self._url: str | None = None
+        if isinstance(journal, Journal | PostgresJournal):
+            self._journal: AnyJournal | None = journal
+            self.path: Path | str = journal.path
         elif isinstance(journal, str | os.PathLike):
             self._journal = None
-            self.path = Path(journal)
+            if is_postgres_url(journal):
+                self._url = str(journal)
+                self.path = describe(self._url)
+            else:
+                self.path = Path(journal)
         else:
-            raise TypeError(f"journal must be a path or an asyncflow Journal, got {journal!r}")
+            raise TypeError(
+                f"journal must be a path, a postgresql:// URL or an asyncflow journal, got "
+                f"{journal!r}"
+            )
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[Journal | None]:
+    async def open(self) -> AsyncIterator[AnyJournal | None]:
         """The journal, or None while there is no file at the path yet."""
         if self._journal is not None:
             yield self._journal
+            return
+        if self._url is not None:
+            async with PostgresJournal.open(self._url) as found:
+                yield found
             return
         if not await anyio.Path(self.path).is_file():
             yield None

@@ -12,6 +12,7 @@ import uvicorn
 
 from .._log import log
 from ..errors import ConfigError
+from ..journal import describe
 from ._app import create_app
 
 __all__ = ["TOKEN_VARIABLE", "is_loopback", "serve"]
@@ -30,8 +31,8 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve anywhere
 
 
-def serve(journal: Path, *, host: str, port: int, token: str | None) -> None:
-    """Serve the pages of ``journal`` until interrupted.
+def serve(journal: Path | str, *, host: str, port: int, token: str | None) -> None:
+    """Serve the pages of ``journal`` (a file, or a PostgreSQL URL) until interrupted.
 
     Raises:
         ConfigError: a host other than loopback without a token, or the
@@ -63,7 +64,7 @@ def serve(journal: Path, *, host: str, port: int, token: str | None) -> None:
     log.info(
         "ui.serving",
         url=f"http://{shown}:{bound}/",
-        journal=str(journal),
+        journal=describe(journal),
         token=token is not None,
     )
     with sock:

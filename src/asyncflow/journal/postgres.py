@@ -1,0 +1,602 @@
+"""The PostgreSQL journal: run state, task history and leases for processes on many hosts.
+
+::
+
+    async with PostgresJournal.open("postgresql://me@db:5432/flows") as journal:
+        ...  # as the SQLite Journal: begin_run, record, claim, release, end_run
+
+It is the SQLite :class:`~asyncflow.journal.Journal`'s twin behind the same
+:class:`~asyncflow.coordination.Coordinator` interface and the same history
+API. Recorded events become attempt rows exactly as there
+(:class:`~asyncflow.journal.rows.Recorder`); a batch of them is one
+statement with one array per column, so one round trip. Leases are rows
+locked while taken and judged by the database's clock
+(:mod:`asyncflow.journal.postgres_leases`). Every statement is in
+:mod:`asyncflow.journal.postgres_sql`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._log import log as _log
+from .._version import __version__
+from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from ..errors import JournalError
+from ..events import Event, handles
+from . import postgres_sql as sql
+from .decode import member
+from .history import _attempt_record, _run_record
+from .opening import Opening
+from .postgres_leases import PgLeases, recover_expired, rows_of_store
+from .postgres_store import PgStore, is_postgres_url, redacted
+from .records import (
+    AttemptRecord,
+    AttemptStatus,
+    JournalStatistics,
+    RunRecord,
+    RunStatus,
+    TaskSummary,
+)
+from .rows import Attempts, Recorder, RunRow
+
+if TYPE_CHECKING:
+    from ..events import TaskEvent
+
+__all__ = ["PostgresJournal"]
+
+_PROCESSING_TIME: Final = Event.PROCESSING_TIME
+_FOLD_EVERY: Final = 256
+_SUCCESS: Final = AttemptStatus.SUCCESS.value
+_RUNNING: Final = AttemptStatus.RUNNING.value
+
+
+@final
+class PostgresJournal(Coordinator):
+    """A run journal in a PostgreSQL database. Build it with :meth:`PostgresJournal.open`.
+
+    The same surface as :class:`~asyncflow.journal.Journal` (recording,
+    history, coordination); processes on any host may share one database.
+    """
+
+    def __init__(
+        self,
+        store: PgStore,
+        host: str,
+        pid: int,
+        *,
+        lease_ttl: float,
+        flush_interval: float,
+        flush_events: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._host = host
+        self._pid = pid
+        self._ttl = lease_ttl
+        self._flush_interval = flush_interval
+        self._flush_events = flush_events
+        self._clock = clock
+        self._leases = PgLeases(store, host, pid, lease_ttl)
+        self._lock = anyio.Lock()  # one batch at a time
+        self._wake = anyio.Event()
+        self._buffer: list[TaskEvent] = []
+        self._recorder = Recorder()
+        self._keyless: list[TaskEvent] = []
+        self._recorded = 0
+        self._runs: dict[str, RunRow] = {}
+        self._dirty_runs: dict[str, RunRow] = {}
+        self._ending: list[str] = []
+        self._batches = 0
+        self._rows_written = 0
+        self._failure: JournalError | None = None
+        self._closed = False
+        self._refusing = False
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {self.url}>"
+
+    # opening and closing ------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        lease_ttl: float = 30.0,
+        flush_interval: float = 0.05,
+        flush_events: int = 1000,
+        clock: Callable[[], float] = time.time,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Opening[PostgresJournal]:
+        """Open the journal in the database at ``url`` (``postgresql://user@host:port/db``).
+
+        Used as :meth:`Journal.open` is: ``async with`` (which serves and
+        closes it), or awaited. The schema is created or migrated; runs whose
+        liveness expired (by the database's clock) are marked ``interrupted``.
+
+        Args:
+            lease_ttl: seconds a lease (and a run's liveness) lasts without a
+                heartbeat, by the database's clock; the heartbeat runs every third.
+            flush_interval: seconds a recorded event may wait before it is written.
+            flush_events: recorded events that trigger a write at once.
+            clock: wall-clock seconds of the history's times (started, ended);
+                never used to judge leases.
+            host, pid: this process's identity in runs and leases.
+
+        Raises:
+            JournalError: asyncpg is missing, the database cannot be reached, is
+                not an asyncflow journal, or comes from a newer asyncflow.
+        """
+        if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1:
+            raise ValueError("lease_ttl and flush_interval must be > 0, flush_events >= 1")
+        if not is_postgres_url(url):
+            raise JournalError(f"{redacted(url)}: not a postgresql:// or postgres:// URL")
+
+        async def opener() -> PostgresJournal:
+            store = await PgStore.connect(url)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await recover_expired(store)
+            except BaseException:
+                await store.close()
+                raise
+            return cls(
+                store,
+                socket.gethostname() if host is None else host,
+                os.getpid() if pid is None else pid,
+                lease_ttl=lease_ttl,
+                flush_interval=flush_interval,
+                flush_events=flush_events,
+                clock=clock,
+            )
+
+        return Opening(opener)
+
+    @property
+    def url(self) -> str:
+        """The database's URL, without its password."""
+        return self._store.url
+
+    @property
+    def path(self) -> str:
+        """What names this journal in messages and pages: :attr:`url`."""
+        return self._store.url
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write recorded events and renew leases in the background, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_loop)
+            tg.start_soon(self._heartbeat_loop)
+            task_status.started()
+
+    async def close(self) -> None:
+        """Write what is pending, let go of this journal's leases, close the connections.
+
+        Raises:
+            JournalError: a write failed (now or in the background writer).
+        """
+        if self._closed:
+            return
+        self._closed = self._refusing = True
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._failure is None:
+                    for run_id, row in self._runs.items():
+                        row.status = RunStatus.INTERRUPTED
+                        self._dirty_runs[run_id] = row
+                        self._ending.append(run_id)
+                    self._runs.clear()
+                    await self._write_pending(abandon=sorted(self._leases.live_runs))
+            except JournalError as exc:
+                self._failure = self._failure or exc
+            finally:
+                await self._store.close()
+        if self._failure is not None:
+            raise self._failure
+
+    # recording ----------------------------------------------------------------
+
+    @handles(*(kind for kind in Event if kind is not Event.PROCESSING_TIME))
+    def record(self, event: TaskEvent) -> None:
+        """Journal ``event`` (sync and cheap: it appends to a buffer; see :meth:`Journal.record`).
+
+        Raises:
+            JournalError: the journal is closed, or its writer failed.
+        """
+        if self._refusing:
+            self._refuse()
+        if event.kind is _PROCESSING_TIME:
+            return
+        buffer = self._buffer
+        buffer.append(event)
+        self._recorded = count = self._recorded + 1
+        if count == 1 or count == self._flush_events:
+            self._wake.set()
+        if len(buffer) == _FOLD_EVERY:
+            self._buffer = []  # folded into plain rows now, the events die young
+            try:
+                self._keyless += self._recorder.apply(buffer)
+            except Exception as exc:
+                error = self._cannot_journal(exc)
+                self._fail(error)
+                raise error from exc
+
+    async def flush(self) -> None:
+        """Write every event recorded so far.
+
+        Raises:
+            JournalError: the write failed, now or earlier in the background.
+        """
+        self._check_usable()
+        await self._write_pending()
+
+    def statistics(self) -> JournalStatistics:
+        """A snapshot of the write path (pending events, batches, rows)."""
+        return JournalStatistics(self._recorded, self._batches, self._rows_written)
+
+    async def begin_run(
+        self, run_id: str, task_ids: Iterable[str] = (), *, started: float | None = None
+    ) -> None:
+        """Record the start of run ``run_id`` requesting ``task_ids``; written at once.
+
+        Raises:
+            JournalError: the run id is already in use here, or the write failed.
+        """
+        self._check_usable()
+        if run_id in self._runs:
+            raise JournalError(f"{self.url}: run {run_id!r} was already begun")
+        now = self._clock()
+        row = RunRow(
+            run_id,
+            RunStatus.RUNNING,
+            now if started is None else started,
+            None,
+            self._host,
+            self._pid,
+            __version__,
+            self._ttl,  # the statement adds it to the database's now()
+            json.dumps(list(task_ids), ensure_ascii=False),
+        )
+        self._runs[run_id] = self._dirty_runs[run_id] = row
+        self._leases.live_runs.add(run_id)
+        await self._write_pending()
+        await self._leases.begin(run_id)
+
+    async def end_run(self, run_id: str, status: RunStatus) -> None:
+        """Record the end of run ``run_id``; its leases still held are let go with it.
+
+        Raises:
+            JournalError: the run was not begun with this journal, or the write failed.
+        """
+        self._check_usable()
+        if status is RunStatus.RUNNING:
+            raise ValueError("end_run() needs a final status, not RUNNING")
+        row = self._runs.pop(run_id, None)
+        if row is None:
+            raise JournalError(f"{self.url}: run {run_id!r} was not begun with this journal")
+        row.status = status
+        row.ended = self._clock()
+        self._dirty_runs[run_id] = row
+        self._ending.append(run_id)
+        await self._write_pending()
+        self._leases.forget_run(run_id)
+
+    # resuming -----------------------------------------------------------------
+
+    async def succeeded(self, task_ids: Iterable[str]) -> set[str]:
+        """Those of ``task_ids`` with a successful attempt in any run."""
+        await self._before_read()
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return set()
+        rows = await self._store.fetch(sql.SUCCEEDED, ids)
+        for task_id, status in rows:
+            if status != _SUCCESS:
+                with rows_of_store(self._store, f"attempts of task {task_id!r}"):
+                    member(AttemptStatus, status, "status")  # raises: damaged
+        return {str(row[0]) for row in rows}
+
+    async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
+        """Retries a resumed run has already used (see :meth:`Journal.prior_attempts`)."""
+        await self._before_read()
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return {}
+        rows = await self._store.fetch(sql.PRIOR_ATTEMPTS, ids)
+        return {str(task_id): int(count) for task_id, count in rows}
+
+    # leases -------------------------------------------------------------------
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        """Take the leases of many tasks for ``run_id`` at once (see :meth:`Journal.claim`).
+
+        Raises:
+            JournalError: the database cannot be written.
+        """
+        self._check_usable()
+        claim = await self._leases.claim(task_ids, run_id, since)
+        if claim.abandoned:
+            # A holder let go without an outcome: if its run died, its failures
+            # count against the retries (once the run is marked interrupted).
+            await recover_expired(self._store)
+        used = await self.prior_attempts(claim.taken) if claim.taken else {}
+        return Claim(claim.taken, claim.held, claim.done, claim.unsettled, claim.abandoned, used)
+
+    async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
+        """For each task id, its lease's live :class:`Holder` or how it was let go."""
+        self._check_usable()
+        return await self._leases.states(task_ids)
+
+    def commit_check(self, run_id: str) -> CommitCheck:
+        """Whether ``run_id`` surely still holds a task's lease, asked before every commit."""
+        return self._leases.commit_check(run_id)
+
+    async def renew(self) -> list[tuple[str, str]]:
+        """Push on the expiry of this journal's leases and runs; the leases found lost."""
+        self._check_usable()
+        return await self._leases.renew()
+
+    async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
+        """Let go of the lease, recording how; False if ``run_id`` no longer held it."""
+        self._check_usable()
+        return await self._leases.release(task_id, run_id, outcome)
+
+    # history ------------------------------------------------------------------
+
+    async def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest ``limit`` runs, newest first, with attempt counts (no attempts)."""
+        await self._before_read()
+        return await self._counted(await self._store.fetch(sql.RUNS, limit))
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        """Run ``run_id`` with all its attempts in order; None if there is none."""
+        await self._before_read()
+        rows = await self._store.fetch(sql.RUN, run_id)
+        if not rows:
+            return None
+        found = await self._store.fetch(sql.RUN_ATTEMPTS, run_id)
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            attempts = tuple(_attempt_record(tuple(row)) for row in found)
+        counts: dict[AttemptStatus, int] = {}
+        for attempt in attempts:
+            counts[attempt.status] = counts.get(attempt.status, 0) + 1
+        with rows_of_store(self._store, f"runs row {run_id!r}"):
+            return _run_record(tuple(rows[0]), counts, attempts)
+
+    async def attempts(self, task_id: str) -> list[AttemptRecord]:
+        """Every attempt of ``task_id`` in every run, oldest first."""
+        await self._before_read()
+        rows = await self._store.fetch(sql.TASK_ATTEMPTS, task_id)
+        with rows_of_store(self._store, f"attempts of task {task_id!r}"):
+            return [_attempt_record(tuple(row)) for row in rows]
+
+    async def find_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        family: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """A page of runs, newest first (see :meth:`Journal.find_runs`).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        await self._before_read()
+        wanted = None if status is None else status.value
+        if family is None:
+            rows = await self._store.fetch(sql.FIND_RUNS, wanted, limit, offset)
+        else:
+            rows = await self._store.fetch(sql.FIND_RUNS_OF_FAMILY, wanted, limit, offset, family)
+        return await self._counted(rows)
+
+    async def count_runs(self, *, family: str | None = None) -> dict[RunStatus, int]:
+        """How many runs stand in each status (see :meth:`Journal.count_runs`)."""
+        await self._before_read()
+        if family is None:
+            rows = await self._store.fetch(sql.COUNT_RUNS)
+        else:
+            rows = await self._store.fetch(sql.COUNT_RUNS_OF_FAMILY, family)
+        with rows_of_store(self._store, "runs"):
+            return {member(RunStatus, status, "status"): int(count) for status, count in rows}
+
+    async def find_tasks(self, text: str, *, limit: int = 50) -> list[TaskSummary]:
+        """Task ids starting with ``text``, then those containing it (see
+        :meth:`Journal.find_tasks`)."""
+        await self._before_read()
+        if not text or limit < 1:
+            return []
+        found = list(await self._store.fetch(sql.TASKS_STARTING, text, limit))
+        if len(found) < limit:
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            found += await self._store.fetch(
+                sql.TASKS_CONTAINING, f"%{escaped}%", text, limit - len(found)
+            )
+        if not found:
+            return []
+        latest = await self._store.fetch(sql.ATTEMPTS_BY_ID, [int(row[2]) for row in found])
+        with rows_of_store(self._store, f"attempts of tasks found for {text!r}"):
+            by_id = {str(row[1]): _attempt_record(tuple(row)) for row in latest}
+        return [
+            TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
+            for task_id, count, _ in found
+        ]
+
+    async def _counted(self, rows: Sequence[Any]) -> list[RunRecord]:
+        counts: dict[str, dict[AttemptStatus, int]] = {str(row[0]): {} for row in rows}
+        if counts:
+            for run_id, status, count in await self._store.fetch(sql.RUN_COUNTS, list(counts)):
+                with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+                    counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
+        with rows_of_store(self._store, "runs"):
+            return [_run_record(tuple(row), counts[str(row[0])], ()) for row in rows]
+
+    # internals ----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while not self._refusing:
+            if not self._recorded:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            if self._recorded < self._flush_events:
+                self._wake = anyio.Event()
+                with anyio.move_on_after(self._flush_interval):
+                    await self._wake.wait()
+            if self._refusing:
+                return
+            try:
+                await self._write_pending()
+            except JournalError as exc:
+                self._fail(exc)
+            except Exception as exc:
+                self._fail(self._cannot_journal(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self._leases.heartbeat_interval())
+            if self._leases.live_runs and not self._refusing:
+                try:
+                    await self._leases.renew()
+                except JournalError as exc:
+                    _log.warning("journal.heartbeat_failed", url=self.url, error=str(exc))
+
+    async def _write_pending(self, abandon: Sequence[str] = ()) -> None:
+        """Turn pending events and run changes into one statement, or one transaction."""
+        events, self._buffer = self._buffer, []
+        self._recorded = 0
+        recorder = self._recorder
+        if events:
+            self._keyless += recorder.apply(events)
+        async with self._lock:
+            with anyio.CancelScope(shield=True):
+                begun = [
+                    run_id
+                    for run_id, row in self._dirty_runs.items()
+                    if row.status is RunStatus.RUNNING and not recorder.knows(run_id)
+                ]
+                for run_id in dict.fromkeys([*begun, *(e.run_id for e in self._keyless)]):
+                    if not recorder.knows(run_id):
+                        [(key,)] = await self._store.write(
+                            sql.NEW_RUN_KEY, run_id, doing="write the journal"
+                        )
+                        recorder.add_run(run_id, int(key))
+                    waited = [e for e in self._keyless if e.run_id == run_id]
+                    if waited:
+                        self._keyless = [e for e in self._keyless if e.run_id != run_id]
+                        recorder.apply(waited)
+                for run_id in self._ending:
+                    recorder.end_run(run_id)
+                self._ending.clear()
+                columns = _columns(recorder.take())
+                runs = list(self._dirty_runs.values())
+                self._dirty_runs.clear()
+                if columns[0] or runs or abandon:
+                    await self._commit(columns, runs, abandon)
+
+    async def _commit(
+        self, columns: list[list[object]], runs: list[RunRow], abandon: Sequence[str]
+    ) -> None:
+        if not runs and not abandon:  # the batches while runs go on: one round trip
+            await self._store.write(sql.UPSERT_ATTEMPTS, *columns, doing="write the journal")
+        else:
+            async with self._store.transaction("write the journal") as db:
+                for row in runs:
+                    await db.execute(sql.UPSERT_RUN, *row.values())
+                    if row.requested is not None:
+                        await db.execute(sql.INSERT_REQUESTED, row.run_id, row.requested)
+                        row.requested = None
+                if columns[0]:
+                    await db.execute(sql.UPSERT_ATTEMPTS, *columns)
+                if abandon:
+                    await db.execute(sql.ABANDON_RUNS, list(abandon))
+        self._batches += 1
+        self._rows_written += len(columns[0]) + len(runs)
+
+    async def _before_read(self) -> None:
+        self._check_usable()
+        if (
+            self._buffer
+            or self._dirty_runs
+            or self._ending
+            or self._keyless
+            or self._recorder.has_rows()
+        ):
+            await self._write_pending()
+
+    def _cannot_journal(self, exc: Exception) -> JournalError:
+        error = JournalError(f"{self.url}: cannot journal events: {exc!r}")
+        error.__cause__ = exc
+        return error
+
+    def _check_usable(self) -> None:
+        if self._refusing:
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        if self._failure is not None:
+            raise self._failure
+        raise JournalError(f"{self.url}: the journal is closed")
+
+    def _fail(self, exc: JournalError) -> None:
+        self._failure = exc
+        self._refusing = True
+        self._buffer = []
+        self._recorded = 0
+        _log.error("journal.write_failed", url=self.url, error=str(exc))
+
+
+_WIDTH: Final = 14  # ATTEMPT_COLUMNS
+
+
+def _columns(attempts: Attempts) -> list[list[object]]:
+    """The rows of a batch as one list per column (ATTEMPT_COLUMNS order), for ``unnest``."""
+    cols: list[list[object]] = [[] for _ in range(_WIDTH)]
+    (ids, run_ids, task_ids, families, params, numbers, started, statuses, ended, durations) = cols[
+        :10
+    ]
+    for run in attempts.runs:
+        run_id = run.run_id
+        for values, width in ((run.running, 6), (run.succeeded, 7), (run.ended, 9)):
+            count = len(values) // width
+            if not count:
+                continue
+            ids += values[0::width]
+            task_ids += values[1::width]
+            families += values[2::width]
+            params += values[3::width]
+            numbers += values[4::width]
+            starts = values[5::width]
+            started += starts
+            run_ids += [run_id] * count
+            if width == 6:
+                statuses += [_RUNNING] * count
+                ended += [None] * count
+                durations += [None] * count
+            elif width == 7:
+                ends = values[6::width]
+                statuses += [_SUCCESS] * count
+                ended += ends
+                durations += [max(e - s, 0.0) for s, e in zip(starts, ends, strict=True)]  # type: ignore[operator]
+            else:
+                statuses += values[6::width]
+                ended += values[7::width]
+                durations += values[8::width]
+            for column in cols[10:]:
+                column += [None] * count
+    for row in attempts.upserts:
+        for column, value in zip(cols, row, strict=True):
+            column.append(value)
+    return cols

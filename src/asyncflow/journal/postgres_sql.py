@@ -1,0 +1,383 @@
+"""Every statement of the PostgreSQL journal, written out whole, and its schema.
+
+The schema is versioned like the SQLite journal's: ``asyncflow_schema`` holds
+the version, and version *n* means migrations 1..n have been applied. A
+database with tables but no ``asyncflow_schema`` is not ours and is refused.
+
+Times of history (``started``, ``ended``) are the recording process's wall
+clock in epoch seconds, as in SQLite. Times of leases and of run liveness
+(``since``, ``expires``, ``released``) are the database's own clock
+(``timestamptz``, set with ``now()``): processes on different hosts judge
+expiry by one clock, never by their own.
+
+Statements take their many ids as one array parameter (``$1::text[]``), and
+attempt rows as one array per column (``unnest``): one round trip per batch.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ABANDON_RUNS",
+    "ANY_RIVAL",
+    "CLAIM",
+    "COUNT_RUNS",
+    "COUNT_RUNS_OF_FAMILY",
+    "DONE_SINCE",
+    "FIND_RUNS",
+    "FIND_RUNS_OF_FAMILY",
+    "INSERT_REQUESTED",
+    "LEASE_STATES",
+    "MIGRATIONS",
+    "NEW_RUN_KEY",
+    "PRIOR_ATTEMPTS",
+    "RECOVER_ATTEMPTS",
+    "RECOVER_LEASES",
+    "RECOVER_RUNS",
+    "RELEASE",
+    "RENEW",
+    "RIVALS",
+    "RUN",
+    "RUNS",
+    "RUN_ATTEMPTS",
+    "RUN_COUNTS",
+    "SCHEMA_LOCK",
+    "SCHEMA_VERSION",
+    "SUCCEEDED",
+    "TASKS_CONTAINING",
+    "TASKS_STARTING",
+    "TASK_ATTEMPTS",
+    "UPSERT_ATTEMPTS",
+    "UPSERT_RUN",
+]
+
+SCHEMA_LOCK: Final = 0x6166_6A6F_7572_6E6C  # "afjournl": the advisory lock around migrations
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: runs, attempts, leases (with fencing tokens), run keys, requested lists.
+    (
+        "CREATE TABLE asyncflow_schema (version integer NOT NULL)",
+        "INSERT INTO asyncflow_schema (version) VALUES (0)",
+        """
+        CREATE TABLE runs (
+            run_id  text PRIMARY KEY,
+            seq     bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- begin order
+            status  text NOT NULL,
+            started double precision NOT NULL,
+            ended   double precision,
+            host    text NOT NULL,
+            pid     integer NOT NULL,
+            version text NOT NULL,
+            expires timestamptz NOT NULL  -- liveness deadline, pushed on by the heartbeat
+        )
+        """,
+        "CREATE INDEX runs_started ON runs (started, seq)",
+        "CREATE INDEX runs_running ON runs (run_id) WHERE status = 'running'",
+        """
+        CREATE TABLE run_requests (
+            run_id    text PRIMARY KEY,
+            requested text NOT NULL  -- JSON array of task ids
+        )
+        """,
+        # The attempts of a key are ids key << 32 .. key << 32 | 0xFFFFFFFF (see rows.py).
+        """
+        CREATE TABLE run_keys (
+            key    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            run_id text NOT NULL
+        )
+        """,
+        "CREATE INDEX run_keys_run ON run_keys (run_id)",
+        # task_id in byte order ("C"), so a prefix is one range of the index.
+        """
+        CREATE TABLE attempts (
+            id            bigint PRIMARY KEY,
+            run_id        text NOT NULL,
+            task_id       text COLLATE "C" NOT NULL,
+            family        text NOT NULL,
+            params        text NOT NULL,     -- JSON object, parameter name -> text
+            attempt       integer NOT NULL,  -- 1, 2, ...; 0 when nothing started
+            started       double precision,
+            status        text NOT NULL,
+            ended         double precision,
+            duration      double precision,
+            error_type    text,
+            error_message text,
+            traceback     text,
+            worker        text
+        )
+        """,
+        "CREATE INDEX attempts_task ON attempts (task_id, status)",
+        "CREATE INDEX attempts_family ON attempts (family, run_id)",
+        "CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'",
+        # token: bumped by every take of the lease by another run (a fencing token,
+        # monotonic per task); a release under an older token is refused.
+        """
+        CREATE TABLE leases (
+            task_id      text PRIMARY KEY,
+            run_id       text NOT NULL,
+            host         text NOT NULL,
+            pid          integer NOT NULL,
+            since        timestamptz NOT NULL,
+            expires      timestamptz NOT NULL,
+            ttl          double precision NOT NULL,
+            token        bigint NOT NULL,
+            outcome      text,  -- NULL while held; success/failed/abandoned once let go
+            released     timestamptz,
+            prev_outcome text   -- how the previous holder let go
+        )
+        """,
+        "CREATE INDEX leases_held ON leases (run_id) WHERE outcome IS NULL",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+# --------------------------------------------------------------------- writing
+
+NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES ($1) RETURNING key"
+
+UPSERT_RUN: Final = """
+    INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+    ON CONFLICT (run_id) DO UPDATE SET
+        status = excluded.status, ended = excluded.ended,
+        expires = greatest(runs.expires, excluded.expires)
+"""
+# A run id begun again keeps the list it was first begun with.
+INSERT_REQUESTED: Final = """
+    INSERT INTO run_requests (run_id, requested) VALUES ($1, $2)
+    ON CONFLICT (run_id) DO NOTHING
+"""
+# A batch of attempt rows, one array per column: one statement, one round trip.
+UPSERT_ATTEMPTS: Final = """
+    INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                          ended, duration, error_type, error_message, traceback, worker)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::integer[], $7::float8[], $8::text[], $9::float8[], $10::float8[],
+                         $11::text[], $12::text[], $13::text[], $14::text[])
+    ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status, ended = excluded.ended, duration = excluded.duration,
+        error_type = excluded.error_type, error_message = excluded.error_message,
+        traceback = excluded.traceback, worker = excluded.worker
+"""
+# Closing: the leases still held by these runs are let go without an outcome.
+ABANDON_RUNS: Final = """
+    UPDATE leases SET outcome = 'abandoned', released = now()
+    WHERE outcome IS NULL AND run_id = ANY($1::text[])
+"""
+
+# ---------------------------------------------------------------------- leases
+# A lease is free when it was let go (outcome), when it expired (by the
+# database's clock), when its holder's run journaled a success for the task or
+# ended: liveness is expiry alone, whichever host the holder ran on.
+
+# Take the free leases of many tasks in one statement (one transaction, one
+# round trip). Rows another transaction has locked are skipped, not waited for:
+# the caller reads them as held, or claims them again. Never-leased tasks get a
+# row with token 1; a lease taken from another holder gets the next token.
+CLAIM: Final = """
+    WITH wanted AS (
+        SELECT DISTINCT task_id FROM unnest($1::text[]) AS w (task_id)
+    ),
+    fresh AS (
+        INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
+        SELECT task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, 1
+        FROM wanted ORDER BY task_id
+        ON CONFLICT (task_id) DO NOTHING
+        RETURNING task_id, token
+    ),
+    free AS (
+        SELECT l.task_id,
+               (l.run_id = $2 AND l.outcome IS NULL) AS mine,
+               CASE WHEN l.run_id = $2 AND l.outcome IS NULL THEN l.prev_outcome
+                    WHEN l.outcome IS NOT NULL THEN l.outcome
+                    WHEN EXISTS (SELECT 1 FROM attempts AS a
+                                 WHERE a.task_id = l.task_id AND a.status = 'success'
+                                 AND a.run_id = l.run_id)
+                    THEN 'success'
+                    ELSE 'abandoned' END AS prev
+        FROM leases AS l JOIN wanted USING (task_id)
+        WHERE l.outcome IS NOT NULL
+           OR l.expires <= now()
+           OR l.run_id = $2
+           OR EXISTS (SELECT 1 FROM attempts AS a
+                      WHERE a.task_id = l.task_id AND a.status = 'success'
+                      AND a.run_id = l.run_id)
+           OR EXISTS (SELECT 1 FROM runs AS r
+                      WHERE r.run_id = l.run_id AND r.status != 'running')
+        ORDER BY l.task_id
+        FOR UPDATE OF l SKIP LOCKED
+    ),
+    taken AS (
+        UPDATE leases AS l SET
+            run_id = $2, host = $3, pid = $4,
+            since = CASE WHEN free.mine THEN l.since ELSE now() END,
+            expires = now() + make_interval(secs => $5),
+            ttl = $5,
+            token = CASE WHEN free.mine THEN l.token ELSE l.token + 1 END,
+            outcome = NULL, released = NULL,
+            prev_outcome = free.prev
+        FROM free WHERE l.task_id = free.task_id
+        RETURNING l.task_id, l.token, free.prev
+    )
+    SELECT task_id, token, NULL::text AS prev FROM fresh
+    UNION ALL
+    SELECT task_id, token, prev FROM taken
+"""
+# How each lease stands, judged by the database: its holder, how it was let go,
+# whether the holder's run journaled a success or ended, whether it expired.
+LEASE_STATES: Final = """
+    SELECT l.task_id, l.run_id, l.host, l.pid,
+           extract(epoch FROM l.since)::float8, extract(epoch FROM l.expires)::float8,
+           l.outcome,
+           EXISTS (SELECT 1 FROM attempts AS a
+                   WHERE a.task_id = l.task_id AND a.status = 'success'
+                   AND a.run_id = l.run_id),
+           EXISTS (SELECT 1 FROM runs AS r
+                   WHERE r.run_id = l.run_id AND r.status != 'running'),
+           l.expires <= now()
+    FROM leases AS l WHERE l.task_id = ANY($1::text[])
+"""
+# The heartbeat: the runs and the leases of this journal's runs pushed on, in one
+# statement. The leases still held come back, with their tokens.
+RENEW: Final = """
+    WITH renewed_runs AS (
+        UPDATE runs SET expires = greatest(expires, now() + make_interval(secs => $2))
+        WHERE status = 'running' AND run_id = ANY($1::text[])
+    )
+    UPDATE leases SET expires = greatest(expires, now() + make_interval(secs => ttl))
+    WHERE outcome IS NULL AND run_id = ANY($1::text[])
+    RETURNING task_id, run_id, token
+"""
+# Letting go, under the token the lease was taken with (NULL: whatever it is):
+# a holder whose lease was taken over meanwhile changes nothing.
+RELEASE: Final = """
+    UPDATE leases SET outcome = $3, released = now()
+    WHERE task_id = $1 AND run_id = $2 AND outcome IS NULL
+    AND ($4::bigint IS NULL OR token = $4)
+    RETURNING 1
+"""
+# Successes another run may have committed after the caller probed: rival runs
+# are those going on when the run began ($4) or begun after it (seq > $5).
+RIVALS: Final = """
+    SELECT coalesce((SELECT array_agg(run_id) FROM runs
+                     WHERE status = 'running' AND run_id != $1), '{}'),
+           coalesce((SELECT max(seq) FROM runs), 0)
+"""
+ANY_RIVAL: Final = """
+    SELECT 1 FROM runs WHERE run_id != $1
+    AND (status = 'running' OR ended >= $2 OR seq > $3 OR run_id = ANY($4::text[]))
+    LIMIT 1
+"""
+DONE_SINCE: Final = """
+    SELECT DISTINCT a.task_id FROM attempts AS a
+    WHERE a.task_id = ANY($1::text[]) AND a.status = 'success' AND a.run_id != $2
+    AND (a.ended >= $3
+         OR a.run_id IN (SELECT run_id FROM runs
+                         WHERE run_id != $2 AND (seq > $4 OR run_id = ANY($5::text[]))))
+"""
+# Runs whose liveness expired (by the database's clock) are interrupted, with
+# their running attempts (and those of runs that ended); their leases let go.
+RECOVER_RUNS: Final = """
+    UPDATE runs SET status = 'interrupted'
+    WHERE status = 'running' AND expires <= now()
+    RETURNING run_id
+"""
+RECOVER_ATTEMPTS: Final = """
+    UPDATE attempts SET status = 'interrupted'
+    WHERE status = 'running'
+    AND run_id NOT IN (SELECT run_id FROM runs WHERE status = 'running')
+"""
+RECOVER_LEASES: Final = """
+    UPDATE leases SET outcome = 'abandoned', released = now()
+    WHERE outcome IS NULL AND run_id = ANY($1::text[])
+"""
+
+# --------------------------------------------------------------------- reading
+
+SUCCEEDED: Final = """
+    SELECT DISTINCT task_id, status FROM attempts
+    WHERE task_id = ANY($1::text[])
+    AND (status = 'success'
+         OR status NOT IN ('running', 'success', 'failed', 'timeout', 'cancelled',
+                           'interrupted', 'missing'))
+"""
+# Failed attempts in runs interrupted after the task's last success and its last
+# run that ended: what a resumed run has used of the task's retries.
+PRIOR_ATTEMPTS: Final = """
+    SELECT a.task_id, count(*)
+    FROM attempts AS a JOIN runs AS r ON r.run_id = a.run_id
+    WHERE a.task_id = ANY($1::text[])
+      AND r.status = 'interrupted' AND a.attempt > 0 AND a.status IN ('failed', 'timeout')
+      AND coalesce(a.started, a.ended) > coalesce((
+          SELECT max(coalesce(b.started, b.ended))
+          FROM attempts AS b JOIN runs AS s ON s.run_id = b.run_id
+          WHERE b.task_id = a.task_id
+            AND (b.status = 'success' OR s.status NOT IN ('interrupted', 'running'))
+      ), '-Infinity'::float8)
+    GROUP BY a.task_id
+"""
+RUNS: Final = """
+    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
+    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+    ORDER BY r.started DESC, r.seq DESC LIMIT $1
+"""
+RUN: Final = """
+    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
+    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+    WHERE r.run_id = $1
+"""
+RUN_COUNTS: Final = """
+    SELECT run_id, status, count(*) FROM attempts
+    WHERE run_id = ANY($1::text[]) GROUP BY run_id, status
+"""
+RUN_ATTEMPTS: Final = """
+    SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+    FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
+    WHERE a.run_id = $1 ORDER BY a.id
+"""
+TASK_ATTEMPTS: Final = """
+    SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+    FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
+    WHERE a.task_id = $1 ORDER BY coalesce(a.started, a.ended), a.id
+"""
+FIND_RUNS: Final = """
+    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
+    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+    WHERE ($1::text IS NULL OR r.status = $1)
+    ORDER BY r.started DESC, r.seq DESC LIMIT $2 OFFSET $3
+"""
+FIND_RUNS_OF_FAMILY: Final = """
+    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
+    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+    WHERE ($1::text IS NULL OR r.status = $1)
+    AND r.run_id IN (SELECT DISTINCT run_id FROM attempts WHERE family = $4)
+    ORDER BY r.started DESC, r.seq DESC LIMIT $2 OFFSET $3
+"""
+COUNT_RUNS: Final = "SELECT status, count(*) FROM runs GROUP BY status"
+COUNT_RUNS_OF_FAMILY: Final = """
+    SELECT status, count(*) FROM runs
+    WHERE run_id IN (SELECT DISTINCT run_id FROM attempts WHERE family = $1)
+    GROUP BY status
+"""
+# Task ids starting with $1 (one range of the byte-ordered index), then those
+# containing it in any case; each with its attempt count and latest attempt.
+TASKS_STARTING: Final = """
+    SELECT task_id, count(*), max(id) FROM attempts
+    WHERE starts_with(task_id, $1)
+    GROUP BY task_id ORDER BY task_id LIMIT $2
+"""
+TASKS_CONTAINING: Final = r"""
+    SELECT task_id, count(*), max(id) FROM attempts
+    WHERE task_id ILIKE $1 ESCAPE '\' AND NOT starts_with(task_id, $2)
+    GROUP BY task_id ORDER BY task_id LIMIT $3
+"""
+ATTEMPTS_BY_ID: Final = """
+    SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+    FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
+    WHERE a.id = ANY($1::bigint[])
+"""

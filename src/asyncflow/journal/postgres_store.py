@@ -1,0 +1,201 @@
+"""The PostgreSQL journal's connections: URLs, the pool, the schema, errors as JournalError.
+
+``asyncpg`` is imported when a PostgreSQL journal is opened (never by
+``import asyncflow``); without it, opening one says which extra to install.
+A URL's password never leaves this module: messages, reprs and pages show
+:func:`redacted` URLs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+
+from .._version import __version__
+from ..errors import JournalError
+from . import postgres_sql as sql
+
+__all__ = ["SCHEMES", "PgStore", "is_postgres_url", "redacted"]
+
+SCHEMES: Final = ("postgresql://", "postgres://")
+"""What a journal URL starts with to name a PostgreSQL database."""
+
+_CONNECT_TIMEOUT: Final = 30.0
+_POOL_SIZE: Final = 4  # the writer, the heartbeat, a claim and a watch at once
+
+
+def is_postgres_url(journal: object) -> bool:
+    """Whether ``journal`` (a path or a URL) names a PostgreSQL database."""
+    return isinstance(journal, str) and journal.lower().startswith(SCHEMES)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password (for messages, reprs and pages)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://<unparsable URL>"
+    if password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _asyncpg() -> Any:
+    try:
+        return importlib.import_module("asyncpg")
+    except ImportError as error:
+        raise JournalError(
+            f"a PostgreSQL journal needs asyncpg ({error}): pip install 'asyncflow[postgres]'"
+        ) from None
+
+
+class PgStore:
+    """A pool of connections to one journal database."""
+
+    def __init__(self, pool: Any, url: str, asyncpg: Any) -> None:
+        self.pool = pool
+        self.url = url
+        """The database's URL without its password."""
+        self._errors: tuple[type[BaseException], ...] = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            OSError,
+            TimeoutError,
+        )
+        self._retryable: tuple[type[BaseException], ...] = (
+            asyncpg.exceptions.DeadlockDetectedError,
+            asyncpg.exceptions.SerializationError,
+        )
+
+    @classmethod
+    async def connect(cls, url: str) -> PgStore:
+        """Connect to the database at ``url`` and bring its schema up to date.
+
+        Raises:
+            JournalError: asyncpg is missing, the database cannot be reached,
+                is not an asyncflow journal, or comes from a newer asyncflow.
+        """
+        shown = redacted(url)
+        asyncpg: Any = sys.modules.get("asyncpg")
+        if asyncpg is None:  # the first import takes a while: not on the loop
+            asyncpg = await anyio.to_thread.run_sync(_asyncpg)
+        errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=_POOL_SIZE, timeout=_CONNECT_TIMEOUT
+            )
+        except errors as exc:
+            # asyncpg's messages may quote the DSN: keep only the kind and a redacted text.
+            raise JournalError(f"{shown}: cannot open the journal: {_message(exc, url)}") from None
+        store = cls(pool, shown, asyncpg)
+        try:
+            with anyio.CancelScope(shield=True):
+                await store._prepare()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(*self._errors):
+                await self.pool.close()
+
+    async def _prepare(self) -> None:
+        """Check that the database is ours (or empty), then migrate it, under a lock."""
+        async with self.transaction("open the journal") as db:
+            version = await self._version(db)
+            if version == sql.SCHEMA_VERSION:
+                return
+            await db.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
+            version = await self._version(db)  # another process may have migrated it meanwhile
+            for step in sql.MIGRATIONS[version:]:
+                for statement in step:
+                    await db.execute(statement)
+            await db.execute("UPDATE asyncflow_schema SET version = $1", sql.SCHEMA_VERSION)
+
+    async def _version(self, db: Any) -> int:
+        ours = await db.fetchval("SELECT to_regclass('asyncflow_schema') IS NOT NULL")
+        if not ours:
+            tables = await db.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            if tables:
+                raise JournalError(
+                    f"{self.url}: the database holds {tables} table(s) but is not an "
+                    "asyncflow journal (no asyncflow_schema table); give the journal a "
+                    "database (or schema) of its own"
+                )
+            return 0
+        version = int(await db.fetchval("SELECT max(version) FROM asyncflow_schema"))
+        if version > sql.SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.url}: journal schema version {version} is newer than asyncflow "
+                f"{__version__} supports (schema version {sql.SCHEMA_VERSION}); upgrade "
+                "asyncflow, or use another database"
+            )
+        return version
+
+    async def fetch(self, statement: str, *args: Any, doing: str = "read the journal") -> list[Any]:
+        """Rows of one statement (its own transaction)."""
+        with self.errors(doing):
+            async with self.pool.acquire() as db:
+                return list(await db.fetch(statement, *args))
+
+    async def write(self, statement: str, *args: Any, doing: str) -> list[Any]:
+        """One write statement, its own transaction, shielded; its RETURNING rows.
+
+        A deadlock or serialization failure (PostgreSQL rolled it back) is tried again.
+        """
+        with anyio.CancelScope(shield=True):
+            for attempt in range(3):
+                try:
+                    return await self.fetch(statement, *args, doing=doing)
+                except JournalError as exc:
+                    if attempt == 2 or not isinstance(exc.__cause__, self._retryable):
+                        raise
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, doing: str) -> AsyncIterator[Any]:
+        """A connection in a transaction, committed at the end, shielded."""
+        with anyio.CancelScope(shield=True), self.errors(doing):
+            async with self.pool.acquire() as db, db.transaction():
+                yield db
+
+    @contextlib.contextmanager
+    def errors(self, doing: str) -> Iterator[None]:
+        """Turn the driver's and the network's errors into :class:`JournalError`."""
+        try:
+            yield
+        except self._errors as exc:
+            error = JournalError(f"{self.url}: cannot {doing}: {_message(exc, None)}")
+            error.__cause__ = exc
+            raise error from exc
+
+
+def _message(exc: BaseException, url: str | None) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if url is not None:
+        text = text.replace(url, redacted(url))
+        password = _password(url)
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
