@@ -3,6 +3,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sniffio
@@ -87,3 +88,13 @@ def postgres_dsn(postgres_server: PostgresServer) -> str:
 def postgres_module_dsn(postgres_server: PostgresServer) -> str:
     """Like ``postgres_dsn``, one database shared by the tests of a module."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a contract test's journal lives, once per backend: a file path in the
+    test's folder, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.db")
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return dsn

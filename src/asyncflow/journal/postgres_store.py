@@ -125,7 +125,12 @@ class PgStore:
             await db.execute("UPDATE asyncflow_schema SET version = $1", sql.SCHEMA_VERSION)
 
     async def _version(self, db: Any) -> int:
-        ours = await db.fetchval("SELECT to_regclass('asyncflow_schema') IS NOT NULL")
+        # pg_tables, not to_regclass(): a catalog read with this statement's snapshot
+        # sees a schema another transaction committed while this one waited for the lock.
+        ours = await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = 'asyncflow_schema')"
+        )
         if not ours:
             tables = await db.fetchval(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"

@@ -1,0 +1,376 @@
+"""The PostgreSQL journal: its schema, its leases by the database's clock, its history,
+and how its URL is chosen, shown and refused.
+
+The contract both backends share runs over both in ``test_journal.py``,
+``test_leases_run.py`` and ``test_resume.py`` (the ``journal_where`` fixture);
+what is here is PostgreSQL's own: a real server, one per session, a fresh
+database per test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+from tests.fixtures import ROOT, cli, cli_env
+from tests.fixtures.postgres import PostgresServer
+
+import asyncflow
+from asyncflow.errors import JournalError
+from asyncflow.events import Event, TaskEvent
+from asyncflow.journal import (
+    AttemptStatus,
+    Holder,
+    LeaseOutcome,
+    PostgresJournal,
+    RunStatus,
+    open_journal,
+)
+from asyncflow.journal.postgres_sql import SCHEMA_VERSION
+from asyncflow.web import create_app
+
+pytestmark = pytest.mark.anyio
+
+TTL = 1.0  # the shortest lease the configuration allows: expiry tests wait this long
+
+
+class T(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+
+def event(kind: Event, n: int, run_id: str = "run-1", **fields: Any) -> TaskEvent:
+    return TaskEvent(kind, T(n=n), run_id, fields.pop("attempt", 1), time=time.time(), **fields)
+
+
+async def query(dsn: str, statement: str, *args: object) -> list[Any]:
+    """Read the database with a connection of its own, as another tool would."""
+    db = await asyncpg.connect(dsn)
+    try:
+        return [tuple(row) for row in await db.fetch(statement, *args)]
+    finally:
+        await db.close()
+
+
+async def until_let_go(journal: PostgresJournal, task_id: str) -> LeaseOutcome:
+    """Poll watch() until the lease is let go, as a waiting run does (expiry has no event)."""
+    with anyio.fail_after(10):
+        while True:
+            state = (await journal.watch([task_id]))[task_id]
+            if isinstance(state, LeaseOutcome):
+                return state
+            await anyio.sleep(0.05)
+
+
+# --------------------------------------------------------------------- opening
+
+
+async def test_open_creates_the_schema_with_its_version(postgres_dsn: str) -> None:
+    """A new database gets our tables and the schema version in asyncflow_schema."""
+    async with PostgresJournal.open(postgres_dsn):
+        pass
+    tables = {
+        row[0]
+        for row in await query(
+            postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    }
+    assert tables == {"asyncflow_schema", "runs", "run_requests", "run_keys", "attempts", "leases"}
+    assert await query(postgres_dsn, "SELECT version FROM asyncflow_schema") == [(SCHEMA_VERSION,)]
+
+
+async def test_journals_opened_at_once_on_a_new_database_share_one_schema(
+    postgres_dsn: str,
+) -> None:
+    """Three journals opening an empty database together: one creates the schema, all open."""
+    opened: list[PostgresJournal] = []
+
+    async def open_one() -> None:
+        opened.append(await PostgresJournal.open(postgres_dsn))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(open_one)
+    for journal in opened:
+        await journal.close()
+    assert len(opened) == 3
+    assert await query(postgres_dsn, "SELECT version FROM asyncflow_schema") == [(SCHEMA_VERSION,)]
+
+
+async def test_a_database_of_another_application_is_refused_and_left_alone(
+    postgres_dsn: str,
+) -> None:
+    """Tables without asyncflow_schema: a JournalError naming the database; nothing is made."""
+    db = await asyncpg.connect(postgres_dsn)
+    await db.execute("CREATE TABLE users (id integer PRIMARY KEY)")
+    await db.close()
+    with pytest.raises(JournalError, match="not an asyncflow journal") as caught:
+        await PostgresJournal.open(postgres_dsn)
+    assert postgres_dsn in str(caught.value)
+    tables = await query(
+        postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    )
+    assert tables == [("users",)]
+
+
+async def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
+    """A database migrated by a newer asyncflow names both versions."""
+    async with PostgresJournal.open(postgres_dsn):
+        pass
+    db = await asyncpg.connect(postgres_dsn)
+    await db.execute("UPDATE asyncflow_schema SET version = $1", SCHEMA_VERSION + 5)
+    await db.close()
+    with pytest.raises(JournalError) as caught:
+        await PostgresJournal.open(postgres_dsn)
+    assert f"version {SCHEMA_VERSION + 5}" in str(caught.value)
+    assert f"version {SCHEMA_VERSION})" in str(caught.value)
+
+
+async def test_a_password_never_shows(postgres_server: PostgresServer) -> None:
+    """A URL's password is in no error, repr, or page; the user and database are."""
+    dsn = postgres_server.create_database()
+    secret = "s3cret-word"
+    with_password = dsn.replace("asyncflow@", f"asyncflow:{secret}@")
+    async with PostgresJournal.open(with_password) as journal:  # trust: any password works
+        assert secret not in repr(journal) and secret not in journal.url
+        assert journal.url == dsn.replace("asyncflow@", "asyncflow:***@")
+        await journal.begin_run("run-1")
+        await journal.end_run("run-1", RunStatus.SUCCESS)
+    unreachable = f"postgresql://asyncflow:{secret}@127.0.0.1:1/nothing"
+    with pytest.raises(JournalError) as caught:
+        await PostgresJournal.open(unreachable)
+    assert secret not in str(caught.value) and "127.0.0.1:1/nothing" in str(caught.value)
+    app = create_app(journal=with_password)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        page = await client.get("/")
+        api = await client.get("/api/runs")
+    assert page.status_code == 200 and "run-1" in page.text
+    assert "asyncflow:***@" in page.text and secret not in page.text
+    assert api.json()["runs"][0]["run_id"] == "run-1"
+
+
+def test_import_asyncflow_does_not_import_asyncpg() -> None:
+    """asyncpg is loaded when a PostgreSQL journal opens, not by ``import asyncflow``."""
+    code = "import sys, asyncflow, asyncflow.journal; print('asyncpg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_asyncpg_the_error_names_the_extra(tmp_path: Path) -> None:
+    """With asyncpg missing, opening a PostgreSQL journal says what to install."""
+    (tmp_path / "asyncpg.py").write_text("raise ImportError('No module named asyncpg')\n")
+    code = (
+        "import anyio\nfrom asyncflow.journal import PostgresJournal\n"
+        "async def main():\n    await PostgresJournal.open('postgresql://u@127.0.0.1:1/db')\n"
+        "anyio.run(main)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**cli_env(), "PYTHONPATH": f"{tmp_path}:{ROOT / 'src'}:{ROOT}"},
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "pip install 'asyncflow[postgres]'" in out.stderr
+
+
+# ---------------------------------------------------------------------- leases
+
+
+async def test_a_claim_gives_the_lease_or_names_its_holder(postgres_dsn: str) -> None:
+    """The first run takes the lease with the database's time; another learns the holder."""
+    async with PostgresJournal.open(postgres_dsn, host="box", pid=7) as journal:
+        [(before,)] = await query(postgres_dsn, "SELECT extract(epoch FROM now())::float8")
+        await journal.begin_run("run-a")
+        first = await journal.claim("run-a", ["task"], since=time.time())
+        await journal.begin_run("run-b")
+        second = await journal.claim("run-b", ["task"], since=time.time())
+    assert (first.taken, first.held, first.abandoned) == (["task"], {}, set())
+    holder = second.held["task"]
+    assert second.taken == []
+    assert (holder.run_id, holder.host, holder.pid) == ("run-a", "box", 7)
+    assert holder.since >= before and holder.expires == pytest.approx(holder.since + 30, abs=1)
+
+
+async def test_lease_expiry_is_judged_by_the_database_clock(postgres_dsn: str) -> None:
+    """A lease lasts ttl seconds of the database's clock, whatever the client's clock says."""
+    far_future = lambda: time.time() + 10_000  # noqa: E731  # a client clock gone wrong
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL, clock=far_future) as mine,
+        PostgresJournal.open(postgres_dsn, clock=far_future) as other,
+    ):
+        await mine.begin_run("run-a")
+        assert (await mine.claim("run-a", ["task"], since=time.time())).taken == ["task"]
+        await other.begin_run("run-b")
+        assert isinstance((await other.watch(["task"]))["task"], Holder)
+        assert (await other.claim("run-b", ["task"], since=time.time())).taken == []
+
+
+async def test_an_expired_lease_is_taken_over_with_the_next_token(postgres_dsn: str) -> None:
+    """No renewal for a ttl: another run takes the lease (abandoned), the token goes up,
+    and the old holder learns it lost the lease, may not commit, and cannot release it."""
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["task"], since=time.time())
+        assert mine.commit_check("run-a").may_commit("task")
+        [(first,)] = await query(postgres_dsn, "SELECT token FROM leases")
+        mine._leases.live_runs.clear()  # the heartbeat stops, as in a stalled process
+        assert await until_let_go(other, "task") is LeaseOutcome.ABANDONED
+        assert not mine.commit_check("run-a").may_commit("task")  # a ttl without renewal
+        await other.begin_run("run-b")
+        taken = await other.claim("run-b", ["task"], since=time.time())
+        assert (taken.taken, taken.abandoned) == (["task"], {"task"})
+        mine._leases.live_runs.add("run-a")
+        assert await mine.renew() == [("task", "run-a")]
+        assert not await mine.release("task", "run-a", LeaseOutcome.FAILED)
+        assert other.commit_check("run-b").may_commit("task")
+        [(second, holder)] = await query(postgres_dsn, "SELECT token, run_id FROM leases")
+    assert (second, holder) == (first + 1, "run-b")
+
+
+async def test_renewal_keeps_a_lease_past_its_ttl(postgres_dsn: str) -> None:
+    """The heartbeat (every third of the ttl) keeps the lease held past its ttl."""
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["task"], since=time.time())
+        [(expires,)] = await query(postgres_dsn, "SELECT expires FROM leases")
+        # Until the database's clock is past the first expiry: only polling can tell.
+        await query(postgres_dsn, "SELECT pg_sleep($1)", TTL * 1.5)
+        assert (await query(postgres_dsn, "SELECT now() > $1::timestamptz", expires))[0][0]
+        await other.begin_run("run-b")
+        claim = await other.claim("run-b", ["task"], since=time.time())
+        assert mine.commit_check("run-a").may_commit("task")
+    assert claim.taken == [] and claim.held["task"].run_id == "run-a"
+
+
+async def test_outcomes_reach_the_waiters(postgres_dsn: str) -> None:
+    """Released as failed, journaled a success, ended: each lease tells waiters how."""
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-a")
+        ids = [T(n=n).task_id for n in range(3)]
+        await journal.claim("run-a", ids, since=time.time())
+        await journal.release(ids[0], "run-a", LeaseOutcome.FAILED)
+        journal.record(event(Event.START, 1, "run-a"))
+        journal.record(event(Event.SUCCESS, 1, "run-a"))
+        await journal.flush()
+        before_end = await journal.watch(ids)
+        await journal.end_run("run-a", RunStatus.FAILED)
+        after_end = await journal.watch(ids)
+        await journal.begin_run("run-b")
+        claim = await journal.claim("run-b", ids, since=time.time())
+    assert before_end[ids[0]] is LeaseOutcome.FAILED
+    assert before_end[ids[1]] is LeaseOutcome.SUCCESS
+    assert isinstance(before_end[ids[2]], Holder)
+    assert after_end[ids[2]] is LeaseOutcome.ABANDONED
+    assert sorted(claim.taken) == sorted(ids) and claim.abandoned == {ids[2]}
+
+
+async def test_many_claimers_take_each_lease_once(postgres_dsn: str) -> None:
+    """Eight journals claim 200 overlapping tasks at once: every task is taken exactly
+    once, and each claimer learns the holder of the rest (or claims it again later)."""
+    ids = [f"task-{n:03d}" for n in range(200)]
+    taken: dict[str, list[str]] = {}
+    async with contextlib_journals(postgres_dsn, 8) as journals:
+
+        async def claim(index: int, journal: PostgresJournal) -> None:
+            run_id = f"run-{index}"
+            await journal.begin_run(run_id)
+            mine = ids[index * 10 :] + ids[: index * 10]  # each from its own starting point
+            found = await journal.claim(run_id, mine, since=time.time())
+            for task_id in found.taken:
+                taken.setdefault(task_id, []).append(run_id)
+            assert set(found.held) | set(found.taken) | set(found.unsettled) == set(ids)
+
+        async with anyio.create_task_group() as tg:
+            for index, journal in enumerate(journals):
+                tg.start_soon(claim, index, journal)
+    assert sorted(taken) == ids
+    assert all(len(runs) == 1 for runs in taken.values()), taken
+
+
+# --------------------------------------------------------------------- history
+
+
+async def test_history_reads_back_what_was_recorded(postgres_dsn: str) -> None:
+    """runs, run, attempts, find_runs, count_runs and find_tasks, as the CLI and web use them."""
+    async with PostgresJournal.open(postgres_dsn, host="box", pid=42) as journal:
+        for i, ok in enumerate([True, False, True]):
+            run_id = f"run-{i}"
+            await journal.begin_run(run_id, [T(n=i).task_id], started=1_800_000_000.0 + i)
+            journal.record(event(Event.START, i, run_id))
+            if ok:
+                journal.record(event(Event.SUCCESS, i, run_id))
+            else:
+                journal.record(event(Event.FAILURE, i, run_id, error=ValueError("bad input")))
+            await journal.end_run(run_id, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        latest = await journal.runs(limit=2)
+        failed = await journal.run("run-1")
+        attempts = await journal.attempts(T(n=2).task_id)
+        page = await journal.find_runs(status=RunStatus.SUCCESS, family="T", limit=1, offset=1)
+        counts = await journal.count_runs()
+        found = await journal.find_tasks("t_", limit=5)
+        succeeded = await journal.succeeded([T(n=n).task_id for n in range(3)])
+        assert await journal.run("nope") is None
+    assert [(r.run_id, r.status) for r in latest] == [
+        ("run-2", RunStatus.SUCCESS),
+        ("run-1", RunStatus.FAILED),
+    ]
+    assert failed is not None and failed.requested == (T(n=1).task_id,)
+    [attempt] = failed.attempts
+    assert (attempt.status, attempt.error_type, attempt.error_message) == (
+        AttemptStatus.FAILED,
+        "ValueError",
+        "bad input",
+    )
+    assert (attempt.host, attempt.pid, dict(attempt.params)) == ("box", 42, {"n": "1"})
+    assert [a.status for a in attempts] == [AttemptStatus.SUCCESS]
+    assert [r.run_id for r in page] == ["run-0"]
+    assert counts == {RunStatus.SUCCESS: 2, RunStatus.FAILED: 1}
+    assert [s.task_id for s in found] == sorted(T(n=n).task_id for n in range(3))
+    assert succeeded == {T(n=0).task_id, T(n=2).task_id}
+
+
+async def test_a_run_and_the_cli_on_a_url(postgres_dsn: str, tmp_path: Path) -> None:
+    """run(journal=URL) journals there (a task without output is complete once journaled
+    there); `asyncflow history/show --journal URL` read it."""
+    first = await asyncflow.run(T(n=5), journal=postgres_dsn)
+    again = await asyncflow.run(T(n=5), journal=postgres_dsn)
+    assert first.status(T(n=5)) is asyncflow.Status.DONE
+    assert again.status(T(n=5)) is asyncflow.Status.ALREADY_COMPLETE
+    async with open_journal(postgres_dsn) as journal:
+        [_, run] = await journal.runs()
+    history = await anyio.to_thread.run_sync(
+        lambda: cli("history", "--journal", postgres_dsn, cwd=tmp_path)
+    )
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.splitlines()[2].split()[:2] == [run.run_id, "success"]
+    show = await anyio.to_thread.run_sync(
+        lambda: cli("show", run.run_id, "--journal", postgres_dsn, cwd=tmp_path)
+    )
+    assert show.returncode == 0, show.stderr
+    assert f"Run {run.run_id}: success" in show.stdout and T(n=5).task_id in show.stdout
+
+
+import contextlib  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
+
+@contextlib.asynccontextmanager
+async def contextlib_journals(dsn: str, count: int) -> AsyncIterator[list[PostgresJournal]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(PostgresJournal.open(dsn)) for _ in range(count)]
