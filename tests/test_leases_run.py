@@ -1,8 +1,9 @@
 """Processes sharing one journal: no task runs twice at once, waiters take the outcome.
 
-Each test starts real ``asyncflow run`` processes on one journal file; task
-bodies log to a ledger (``tests/fixtures/race_pipeline.py``) so the tests can
-count who ran what.
+Each test starts real ``asyncflow run`` processes on one journal, a file or a
+PostgreSQL database (``journal_where``: each test runs on both); task bodies
+log to a ledger (``tests/fixtures/race_pipeline.py``) so the tests can count
+who ran what.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
 from tests.fixtures import ROOT, Child, cli_env, wait_until
 from tests.fixtures.race_pipeline import LAYERED, SLOW, ledger
@@ -24,18 +26,24 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 FIXTURES = "tests.fixtures.race_pipeline"
 
 
-def run(folder: Path, task: str, *more: str, **env: str) -> Child:
+def run(folder: Path, journal: str, task: str, *more: str, **env: str) -> Child:
     return Child(
         "run",
         f"{FIXTURES}:{task}",
         "--folder",
         str(folder),
         "--journal",
-        str(folder / "journal.db"),
+        journal,
         *more,
         cwd=folder,
         **env,
     )
+
+
+def short_leases(journal: str) -> dict[str, str]:
+    """On PostgreSQL a killed holder's leases last until they expire (no process can
+    be seen to die on another host): the shortest lease, so tests wait a second."""
+    return {"ASYNCFLOW_LEASE_TTL": "1"} if journal.startswith("postgresql://") else {}
 
 
 def ran(folder: Path, what: str = "run") -> Counter[str]:
@@ -47,9 +55,11 @@ def by_pid(folder: Path, what: str, task: str) -> list[int]:
     return [int(line[2]) for line in ledger(folder) if line[:2] == [what, task]]
 
 
-def journaled_failures(folder: Path, family: str) -> int:
+def journaled_failures(journal: str, family: str) -> int:
     """Failed attempts of ``family`` written to the journal so far."""
-    db = sqlite3.connect(folder / "journal.db")
+    if journal.startswith("postgresql://"):
+        return anyio.run(_pg_failures, journal, family)
+    db = sqlite3.connect(journal)
     try:
         rows = db.execute(
             "SELECT count(*) FROM attempts WHERE family = ? AND status = 'failed'", [family]
@@ -59,15 +69,32 @@ def journaled_failures(folder: Path, family: str) -> int:
     return int(rows[0][0])
 
 
+async def _pg_failures(journal: str, family: str) -> int:
+    import asyncpg
+
+    db = await asyncpg.connect(journal)
+    try:
+        found = await db.fetchval(
+            "SELECT count(*) FROM attempts WHERE family = $1 AND status = 'failed'", family
+        )
+    except asyncpg.UndefinedTableError:
+        return 0  # the schema is not made yet
+    finally:
+        await db.close()
+    return int(found)
+
+
 def temp_files(folder: Path) -> list[str]:
     out = folder / "out"
     return sorted(p.name for p in out.iterdir() if ".tmp-" in p.name) if out.exists() else []
 
 
-def test_two_processes_racing_over_one_dag_run_each_task_once(tmp_path: Path) -> None:
+def test_two_processes_racing_over_one_dag_run_each_task_once(
+    tmp_path: Path, journal_where: str
+) -> None:
     """Started together on the same DAG: every body runs once, both runs succeed,
     and the one that waited says which process held the tasks."""
-    children = [run(tmp_path, "Marker", "--workers", "2") for _ in range(2)]
+    children = [run(tmp_path, journal_where, "Marker", "--workers", "2") for _ in range(2)]
     try:
         codes = [child.finish() for child in children]
     finally:
@@ -88,14 +115,14 @@ def test_two_processes_racing_over_one_dag_run_each_task_once(tmp_path: Path) ->
         assert record["holder_host"]
 
 
-def test_waiting_process_takes_the_holders_failure(tmp_path: Path) -> None:
+def test_waiting_process_takes_the_holders_failure(tmp_path: Path, journal_where: str) -> None:
     """The holder fails: the waiting run fails the task too, naming the holder, without
     running it, and neither runs what depends on it."""
-    first = run(tmp_path, "AfterFails")
+    first = run(tmp_path, journal_where, "AfterFails")
     second = None
     try:
         wait_until(lambda: ran(tmp_path)["fails"] == 1, "the first run to start Fails")
-        second = run(tmp_path, "AfterFails")
+        second = run(tmp_path, journal_where, "AfterFails")
         second.wait_for("task.held_elsewhere")
         (tmp_path / "go").touch()
         assert first.finish() == 1
@@ -112,12 +139,14 @@ def test_waiting_process_takes_the_holders_failure(tmp_path: Path) -> None:
 
 def test_killed_holders_task_is_taken_over_at_once(tmp_path: Path) -> None:
     """kill -9 the holder: the waiting run on the same host sees its process gone,
-    takes the lease without waiting for it to expire, and runs the task."""
-    first = run(tmp_path, "Gated", ASYNCFLOW_LEASE_TTL="600")
+    takes the lease without waiting for it to expire, and runs the task. (SQLite only:
+    on PostgreSQL, liveness is expiry alone; see the next test.)"""
+    journal = str(tmp_path / "journal.db")
+    first = run(tmp_path, journal, "Gated", ASYNCFLOW_LEASE_TTL="600")
     second = None
     try:
         wait_until(lambda: by_pid(tmp_path, "start", "gated") == [first.pid], "Gated to start")
-        second = run(tmp_path, "Gated", ASYNCFLOW_LEASE_TTL="600")
+        second = run(tmp_path, journal, "Gated", ASYNCFLOW_LEASE_TTL="600")
         assert second.wait_for("task.held_elsewhere")["holder_pid"] == first.pid
         first.proc.send_signal(signal.SIGKILL)
         first.finish()
@@ -135,17 +164,44 @@ def test_killed_holders_task_is_taken_over_at_once(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "gated.txt").read_text() == token
 
 
-def test_stalled_holder_loses_its_lease_and_does_not_commit(tmp_path: Path) -> None:
+def test_killed_holders_lease_is_taken_over_once_it_expires(
+    tmp_path: Path, journal_where: str
+) -> None:
+    """kill -9 the holder of a 2 s lease: the waiting run takes the task over (at the
+    latest once the lease expired, whichever host it ran on) and runs it."""
+    ttl = {"ASYNCFLOW_LEASE_TTL": "2"}
+    first = run(tmp_path, journal_where, "Gated", **ttl)
+    second = None
+    try:
+        wait_until(lambda: by_pid(tmp_path, "start", "gated") == [first.pid], "Gated to start")
+        second = run(tmp_path, journal_where, "Gated", **ttl)
+        assert second.wait_for("task.held_elsewhere")["holder_pid"] == first.pid
+        first.proc.send_signal(signal.SIGKILL)
+        first.finish()
+        wait_until(lambda: second.pid in by_pid(tmp_path, "start", "gated"), "the takeover")
+        (tmp_path / "go").touch()
+        assert second.finish() == 0, second.output
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert by_pid(tmp_path, "start", "gated") == [first.pid, second.pid]
+    assert by_pid(tmp_path, "done", "gated") == [second.pid]
+
+
+def test_stalled_holder_loses_its_lease_and_does_not_commit(
+    tmp_path: Path, journal_where: str
+) -> None:
     """A holder stopped longer than the lease lasts: another run takes the task over.
     When the stalled process wakes up, its write is refused and it takes the other's
     success instead; the output is the other run's."""
     ttl = {"ASYNCFLOW_LEASE_TTL": "1.5"}
-    first = run(tmp_path, "Gated", **ttl)
+    first = run(tmp_path, journal_where, "Gated", **ttl)
     second = None
     try:
         wait_until(lambda: by_pid(tmp_path, "start", "gated") == [first.pid], "Gated to start")
         os.kill(first.pid, signal.SIGSTOP)
-        second = run(tmp_path, "Gated", **ttl)
+        second = run(tmp_path, journal_where, "Gated", **ttl)
         wait_until(lambda: second.pid in by_pid(tmp_path, "start", "gated"), "the takeover")
         (tmp_path / "go").touch()
         assert second.finish() == 0, second.output
@@ -164,42 +220,46 @@ def test_stalled_holder_loses_its_lease_and_does_not_commit(tmp_path: Path) -> N
     assert temp_files(tmp_path) == []
 
 
-def test_retries_used_before_a_crash_count_after_it(tmp_path: Path) -> None:
+def test_retries_used_before_a_crash_count_after_it(tmp_path: Path, journal_where: str) -> None:
     """Two of three attempts fail, the process dies in the third: the resumed run makes
     one more attempt, not three. A run after one that ended starts afresh."""
-    first = run(tmp_path, "Retried")
+    ttl = short_leases(journal_where)
+    first = run(tmp_path, journal_where, "Retried", **ttl)
     try:
         wait_until(lambda: ran(tmp_path, "start")["retried"] == 3, "the third attempt")
-        wait_until(lambda: journaled_failures(tmp_path, "Retried") == 2, "two failures")
+        wait_until(lambda: journaled_failures(journal_where, "Retried") == 2, "two failures")
         first.proc.send_signal(signal.SIGKILL)
         first.finish()
     finally:
         first.kill()
-    resumed = run(tmp_path, "Retried")
+    resumed = run(tmp_path, journal_where, "Retried", **ttl)
     assert resumed.finish() == 1, resumed.output
     assert ran(tmp_path, "start")["retried"] == 4  # 3 before the crash, 1 after
     assert resumed.wait_for("task.failed")["error"].startswith("OSError")
-    again = run(tmp_path, "Retried")
+    again = run(tmp_path, journal_where, "Retried", **ttl)
     assert again.finish() == 1, again.output
     assert ran(tmp_path, "start")["retried"] == 7  # a fresh budget: 3 more
 
 
-def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(tmp_path: Path) -> None:
+def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(
+    tmp_path: Path, journal_where: str
+) -> None:
     """Every attempt failed before the process died (running something else): the
     resumed run fails the task at once, says why, and runs the rest."""
-    first = run(tmp_path, "Both")
+    ttl = short_leases(journal_where)
+    first = run(tmp_path, journal_where, "Both", **ttl)
     try:
         wait_until(
             lambda: ran(tmp_path, "start")["retried"] == 3 and ran(tmp_path, "start")["gated"],
             "three failures while Gated waits",
         )
-        wait_until(lambda: journaled_failures(tmp_path, "Retried") == 3, "three failures")
+        wait_until(lambda: journaled_failures(journal_where, "Retried") == 3, "three failures")
         first.proc.send_signal(signal.SIGKILL)
         first.finish()
     finally:
         first.kill()
     (tmp_path / "go").touch()
-    resumed = run(tmp_path, "Both")
+    resumed = run(tmp_path, journal_where, "Both", **ttl)
     assert resumed.finish() == 1, resumed.output
     assert ran(tmp_path, "start")["retried"] == 3  # not run again
     assert by_pid(tmp_path, "done", "gated") == [resumed.pid]
@@ -207,14 +267,18 @@ def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(tmp_path: Pa
     assert "already used its retries (retry_count=2)" in error
 
 
-def test_two_processes_started_a_moment_apart_run_each_task_once(tmp_path: Path) -> None:
+def test_two_processes_started_a_moment_apart_run_each_task_once(
+    tmp_path: Path, journal_where: str
+) -> None:
     """Over 40 rounds of two runs of one DAG (half of its tasks without outputs), the
     second started 0 to 0.3 s after the first: every body runs once per round, and
     both runs succeed. A success the first run journals after the second probed a
-    task, but before it leased it, tells the second that the task is done."""
+    task, but before it leased it, tells the second that the task is done. (On
+    PostgreSQL every round shares the database: each round's task ids are its own.)"""
     rounds = 40
+    journal = "-" if journal_where.endswith("journal.db") else journal_where
     launched = subprocess.run(
-        [sys.executable, "-m", FIXTURES, str(tmp_path), str(rounds), "0"],
+        [sys.executable, "-m", FIXTURES, str(tmp_path), str(rounds), "0", journal],
         cwd=ROOT,
         env=cli_env(),
         capture_output=True,
