@@ -1,0 +1,217 @@
+"""Fencing tokens: a holder that stalled past its lease never commits over the new holder.
+
+The journal issues a token with every lease taken, from one counter that only
+grows; it journals a success only while its token is still the task's
+greatest (checked in the transaction that writes it), and commits check the
+lease again at the last moment. The trials stop a real process (SIGSTOP) past
+its lease, let another process take the task over and finish it, then wake
+the first one (SIGCONT).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.fixtures import Child, wait_until
+from tests.fixtures.race_pipeline import ledger
+
+import asyncflow
+from asyncflow.events import Event, TaskEvent
+from asyncflow.journal import DEFAULT_LEASE_TTL, Journal
+
+pytestmark = pytest.mark.anyio
+
+FIXTURES = "tests.fixtures.fencing_tasks"
+T0 = 1_800_000_000.0
+TTL = DEFAULT_LEASE_TTL
+STALL_TTL = {"ASYNCFLOW_LEASE_TTL": "1.5"}
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+class T(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+
+class FakeTime:
+    """A wall clock that moves only when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def event(kind: Event, n: int, run_id: str, at: float = T0) -> TaskEvent:
+    return TaskEvent(kind, T(n=n), run_id, 1, None, None, at)
+
+
+def query(path: Path, sql: str, *args: Any) -> list[Any]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def run(folder: Path, task: str) -> Child:
+    return Child(
+        "run",
+        f"{FIXTURES}:{task}",
+        "--folder",
+        str(folder),
+        "--journal",
+        str(folder / "journal.db"),
+        cwd=folder,
+        **STALL_TTL,
+    )
+
+
+def pids_logging(folder: Path, what: str, task: str) -> list[int]:
+    return [int(line[2]) for line in ledger(folder) if line[:2] == [what, task]]
+
+
+def successes(folder: Path, family: str) -> list[int]:
+    """The pids of the runs that journaled a success of ``family``."""
+    rows = query(
+        folder / "journal.db",
+        "SELECT runs.pid FROM attempts JOIN runs USING (run_id) "
+        "WHERE attempts.family = ? AND attempts.status = 'success'",
+        family,
+    )
+    return [int(row[0]) for row in rows]
+
+
+# ------------------------------------------------------------- the journal's side
+
+
+async def test_every_take_draws_a_greater_token(tmp_path: Path) -> None:
+    """A claim's tasks share one token; a takeover after expiry gets a greater one,
+    and the lease rows a claim is split into keep the claim's token."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        first = await mine.claim("run-a", ["a", "b"], since=T0)
+        await other.begin_run("run-b")  # another run going on: rows from now on
+        split = await other.claim("run-b", ["c"], since=T0)
+        kept = dict(query(path, "SELECT task_id, token FROM leases WHERE run_id = 'run-a'"))
+        clock.now += TTL + 1  # run-a stalls past its lease; run-b renews
+        await other.renew()
+        taken = await other.claim("run-b", ["a"], since=T0)
+    assert first.tokens["a"] == first.tokens["b"] >= 1
+    assert split.tokens["c"] > first.tokens["a"]
+    assert kept == first.tokens
+    assert taken.taken == ["a"] and taken.tokens["a"] > split.tokens["c"]
+
+
+async def test_a_success_whose_lease_was_taken_over_is_not_journaled(tmp_path: Path) -> None:
+    """The old holder's success is written after a takeover (it stalled between the
+    end of its attempt and the journal's write): the journal refuses it in the
+    transaction that would write it; the new holder's success is the only one."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    task_id = T(n=1).task_id
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", [task_id], since=T0)
+        mine.record(event(Event.START, 1, "run-a"))
+        await mine.flush()
+        assert mine.commit_check("run-a").accept(task_id, 1)  # before the stall: fine
+        clock.now += TTL + 1
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", [task_id], since=T0)).taken == [task_id]
+        other.record(event(Event.START, 1, "run-b", clock.now))
+        other.record(event(Event.SUCCESS, 1, "run-b", clock.now))
+        await other.flush()
+        mine.record(event(Event.SUCCESS, 1, "run-a", clock.now))  # woken up
+        await mine.flush()
+    rows = query(path, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id")
+    assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
+    assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
+
+
+async def test_a_success_under_the_current_token_is_journaled(tmp_path: Path) -> None:
+    """No takeover: the success is journaled, and an expired lease nobody took
+    over still holds the greatest token, so a late success is journaled too."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    async with Journal.open(path, clock=clock) as journal:
+        await journal.begin_run("run-a")
+        claim = await journal.claim("run-a", [T(n=1).task_id, T(n=2).task_id], since=T0)
+        for n in (1, 2):
+            journal.record(event(Event.START, n, "run-a"))
+        await journal.flush()
+        assert journal.commit_check("run-a").accept(T(n=1).task_id, claim.tokens[T(n=1).task_id])
+        journal.record(event(Event.SUCCESS, 1, "run-a"))
+        clock.now += TTL + 1
+        journal.record(event(Event.SUCCESS, 2, "run-a", clock.now))
+        await journal.flush()
+    assert query(path, "SELECT status FROM attempts") == [("success",), ("success",)]
+
+
+# --------------------------------------------------------- SIGSTOP / SIGCONT trials
+
+
+@posix_only
+def test_stalled_holder_of_a_task_without_output_records_no_second_success(
+    tmp_path: Path,
+) -> None:
+    """A holder stopped past its lease while running an output-less task: another
+    process takes the task over and succeeds; woken up, the first does not report
+    the task done (it takes the other's success), and the journal holds one success."""
+    first = run(tmp_path, "Quiet")
+    second = None
+    try:
+        wait_until(lambda: pids_logging(tmp_path, "start", "quiet") == [first.pid], "Quiet")
+        os.kill(first.pid, signal.SIGSTOP)
+        second = run(tmp_path, "Quiet")
+        wait_until(lambda: second.pid in pids_logging(tmp_path, "start", "quiet"), "takeover")
+        (tmp_path / "go").touch()
+        assert second.finish() == 0, second.output
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.finish() == 0, first.output
+        lost = first.wait_for("task.lease_lost")
+        elsewhere = first.wait_for("task.done_elsewhere")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert lost["task_id"] == elsewhere["task_id"]
+    assert successes(tmp_path, "Quiet") == [second.pid]
+
+
+@posix_only
+def test_stalled_commit_of_a_local_file_never_replaces_the_new_holders(tmp_path: Path) -> None:
+    """A holder stopped in the middle of committing its file (past the first lease
+    check, before the rename), past its lease: the new holder's file stays, and
+    only its success is journaled."""
+    first = run(tmp_path, "SlowCommit")
+    second = None
+    try:
+        wait_until(lambda: pids_logging(tmp_path, "flushing", "slow") == [first.pid], "commit")
+        os.kill(first.pid, signal.SIGSTOP)
+        (tmp_path / "flush").touch()  # commits go on from now on (the first one is stopped)
+        second = run(tmp_path, "SlowCommit")
+        assert second.finish() == 0, second.output
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.finish() == 0, first.output
+        first.wait_for("task.done_elsewhere")
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    (token,) = [
+        line[3] for line in ledger(tmp_path) if line[:3] == ["done", "slow", str(second.pid)]
+    ]
+    assert (tmp_path / "out" / "slow.txt").read_text() == token
+    assert pids_logging(tmp_path, "done", "slow") == [second.pid]  # the stalled commit raised
+    assert successes(tmp_path, "SlowCommit") == [second.pid]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["slow.txt"]
