@@ -374,3 +374,82 @@ from collections.abc import AsyncIterator  # noqa: E402
 async def contextlib_journals(dsn: str, count: int) -> AsyncIterator[list[PostgresJournal]]:
     async with contextlib.AsyncExitStack() as stack:
         yield [await stack.enter_async_context(PostgresJournal.open(dsn)) for _ in range(count)]
+
+
+# --------------------------------------------------------------------- fencing
+
+
+async def stall(journal: PostgresJournal, run_id: str, other: PostgresJournal) -> None:
+    """``journal`` stops renewing ``run_id`` (as a stopped process) until ``other``
+    finds its leases expired by the database's clock."""
+    journal._leases.live_runs.discard(run_id)
+    for task_id in list(journal._leases.tokens[run_id]):
+        await until_let_go(other, task_id)  # expired, or let go with its success
+
+
+async def test_every_take_draws_a_greater_token(postgres_dsn: str) -> None:
+    """A claim's tasks share one token; a later claim, and a takeover after expiry,
+    draw greater ones; the live holder claiming again keeps its token."""
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        first = await mine.claim("run-a", ["a", "b"], since=time.time())
+        again = await mine.claim("run-a", ["a"], since=time.time())
+        await other.begin_run("run-b")
+        later = await other.claim("run-b", ["c"], since=time.time())
+        await stall(mine, "run-a", other)
+        taken = await other.claim("run-b", ["a"], since=time.time())
+        rows = dict(await query(postgres_dsn, "SELECT task_id, token FROM leases"))
+    assert first.tokens["a"] == first.tokens["b"] >= 1
+    assert again.tokens == {"a": first.tokens["a"]}
+    assert later.tokens["c"] > first.tokens["a"]
+    assert taken.taken == ["a"] and taken.tokens["a"] > later.tokens["c"]
+    assert rows == {"a": taken.tokens["a"], "b": first.tokens["b"], "c": later.tokens["c"]}
+
+
+async def test_a_success_whose_lease_was_taken_over_is_not_journaled(postgres_dsn: str) -> None:
+    """The old holder's success reaches the database after a takeover: refused in the
+    transaction that would write it, journaled as failed naming the new holder."""
+    task_id = T(n=1).task_id
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        claim = await mine.claim("run-a", [task_id], since=time.time())
+        mine.record(event(Event.START, 1, "run-a"))
+        await mine.flush()
+        assert mine.commit_check("run-a").accept(task_id, claim.tokens[task_id])
+        await stall(mine, "run-a", other)
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", [task_id], since=time.time())).taken == [task_id]
+        other.record(event(Event.START, 1, "run-b"))
+        other.record(event(Event.SUCCESS, 1, "run-b"))
+        await other.flush()
+        mine.record(event(Event.SUCCESS, 1, "run-a"))  # woken up
+        await mine.flush()
+    rows = await query(
+        postgres_dsn, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id"
+    )
+    assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
+    assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
+
+
+async def test_a_success_under_the_current_token_is_journaled(postgres_dsn: str) -> None:
+    """No takeover: the success is journaled, also late, after the lease expired
+    without anyone taking it."""
+    async with PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as journal:
+        await journal.begin_run("run-a")
+        ids = [T(n=1).task_id, T(n=2).task_id]
+        claim = await journal.claim("run-a", ids, since=time.time())
+        for n in (1, 2):
+            journal.record(event(Event.START, n, "run-a"))
+        await journal.flush()
+        assert journal.commit_check("run-a").accept(ids[0], claim.tokens[ids[0]])
+        journal.record(event(Event.SUCCESS, 1, "run-a"))
+        await stall(journal, "run-a", journal)
+        journal.record(event(Event.SUCCESS, 2, "run-a"))
+        await journal.flush()
+    assert await query(postgres_dsn, "SELECT status FROM attempts") == [("success",)] * 2

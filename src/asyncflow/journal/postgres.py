@@ -17,6 +17,7 @@ locked while taken and judged by the database's clock
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -330,7 +331,7 @@ class PostgresJournal(Coordinator):
             # count against the retries (once the run is marked interrupted).
             await recover_expired(self._store)
         used = await self.prior_attempts(claim.taken) if claim.taken else {}
-        return Claim(claim.taken, claim.held, claim.done, claim.unsettled, claim.abandoned, used)
+        return dataclasses.replace(claim, used=used)
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """For each task id, its lease's live :class:`Holder` or how it was let go."""
@@ -500,24 +501,31 @@ class PostgresJournal(Coordinator):
                 for run_id in self._ending:
                     recorder.end_run(run_id)
                 self._ending.clear()
-                columns = _columns(recorder.take())
+                attempts = recorder.take()
                 runs = list(self._dirty_runs.values())
                 self._dirty_runs.clear()
-                if columns[0] or runs or abandon:
-                    await self._commit(columns, runs, abandon)
+                if attempts or runs or abandon:
+                    await self._commit(attempts, runs, abandon)
 
-    async def _commit(
-        self, columns: list[list[object]], runs: list[RunRow], abandon: Sequence[str]
-    ) -> None:
-        if not runs and not abandon:  # the batches while runs go on: one round trip
+    async def _commit(self, attempts: Attempts, runs: list[RunRow], abandon: Sequence[str]) -> None:
+        # Successes under a lease are fenced: journaled only while their token is
+        # the task's greatest, checked in the transaction that writes them.
+        fence = self._leases.to_fence(attempts.successes()) if attempts else {}
+        if not runs and not abandon and not fence:  # one statement, one round trip
+            columns = _columns(attempts)
             await self._store.write(sql.UPSERT_ATTEMPTS, *columns, doing="write the journal")
         else:
             async with self._store.transaction("write the journal") as db:
+                for run_id, mine in fence.items():
+                    why = await self._leases.stale(db, mine)
+                    if why:
+                        attempts.refuse(run_id, why)
                 for row in runs:
                     await db.execute(sql.UPSERT_RUN, *row.values())
                     if row.requested is not None:
                         await db.execute(sql.INSERT_REQUESTED, row.run_id, row.requested)
                         row.requested = None
+                columns = _columns(attempts)
                 if columns[0]:
                     await db.execute(sql.UPSERT_ATTEMPTS, *columns)
                 if abandon:

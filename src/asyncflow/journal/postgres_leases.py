@@ -19,7 +19,7 @@ newer renewal, :meth:`commit_check` says no.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,6 +64,11 @@ class PgLeases:
         self.ttl = ttl
         self._monotonic = monotonic
         self._held: dict[str, dict[str, int]] = {}  # run id -> task id -> token
+        # Run id -> task id -> the token of its latest take (kept when the lease
+        # is lost: fencing the success needs it), and of a success accepted and
+        # not yet journaled (see _RunCheck.accept and to_fence()).
+        self.tokens: dict[str, dict[str, int]] = {}
+        self.accepted: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()
         self._rivals: dict[str, _Rivals] = {}
         self.valid_until = 0.0  # monotonic: every held lease lasts at least until then
@@ -104,7 +109,8 @@ class PgLeases:
                 else:
                     wanted.append(task_id)  # let go meanwhile, or locked by another claim
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
-        return Claim(taken, held, done, wanted, abandoned)
+        tokens = {task_id: self._held[run_id][task_id] for task_id in taken}
+        return Claim(taken, held, done, wanted, abandoned, tokens=tokens)
 
     async def states(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """Each lease's live holder, or how it was let go (never leased: abandoned)."""
@@ -140,6 +146,7 @@ class PgLeases:
         else:
             self.valid_until = min(self.valid_until, sent + self.ttl)
         self._held.setdefault(run_id, {}).update(tokens)
+        self.tokens.setdefault(run_id, {}).update(tokens)
         self.live_runs.add(run_id)
 
     async def begin(self, run_id: str) -> None:
@@ -191,12 +198,51 @@ class PgLeases:
         return bool(rows)
 
     def commit_check(self, run_id: str) -> CommitCheck:
-        return _RunCheck(self, self._held.setdefault(run_id, {}))
+        return _RunCheck(
+            self, self._held.setdefault(run_id, {}), self.accepted.setdefault(run_id, {})
+        )
+
+    def to_fence(self, successes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+        """The tokens of the ``successes`` (run id -> task ids) about to be journaled:
+        the one the commit check accepted (then forgotten), else the one the run
+        took the lease with. Tasks the run leased no lease on are not fenced."""
+        found: dict[str, dict[str, int]] = {}
+        for run_id, task_ids in successes.items():
+            accepted = self.accepted.get(run_id) or {}
+            taken = self.tokens.get(run_id) or {}
+            mine = {
+                task_id: token
+                for task_id in task_ids
+                if (token := accepted.pop(task_id, None) or taken.get(task_id))
+            }
+            if mine:
+                found[run_id] = mine
+        return found
+
+    @staticmethod
+    async def stale(db: Any, mine: Mapping[str, int]) -> dict[str, str]:
+        """Those of the successes ``mine`` (task id -> token) whose lease was taken
+        over since, with why. Run inside the transaction that writes them: the
+        lease rows stay locked until it commits."""
+        why: dict[str, str] = {}
+        for task_id, holder, token in await db.fetch(sql.STALE, list(mine)):
+            held = mine[task_id]
+            if token <= held:
+                continue
+            by = f"run {holder} (token {token})"
+            why[task_id] = (
+                f"{task_id}: success not journaled: while this attempt ran (lease token "
+                f"{held}), its lease lapsed and was taken over by {by}; "
+                "that holder's outcome stands"
+            )
+            _log.warning("journal.success_fenced", task_id=task_id, by=by)
+        return why
 
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller let go of them)."""
         self.live_runs.discard(run_id)
         self._rivals.pop(run_id, None)
+        self.tokens.pop(run_id, None)
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checks too
@@ -205,15 +251,22 @@ class PgLeases:
 class _RunCheck(CommitCheck):
     """The commit guard of one run: its leases, as far as the last renewal knows."""
 
-    __slots__ = ("_held", "_leases", "_monotonic")
+    __slots__ = ("_accepted", "_held", "_leases", "_monotonic")
 
-    def __init__(self, leases: PgLeases, held: dict[str, int]) -> None:
+    def __init__(self, leases: PgLeases, held: dict[str, int], accepted: dict[str, int]) -> None:
         self._leases = leases
         self._held = held
+        self._accepted = accepted  # the run's entry in PgLeases.accepted
         self._monotonic = leases._monotonic
 
     def may_commit(self, task_id: str) -> bool:
         return task_id in self._held and self._monotonic() < self._leases.valid_until
+
+    def accept(self, task_id: str, token: int) -> bool:
+        if self.may_commit(task_id):
+            self._accepted[task_id] = token  # fenced when journaled: see to_fence()
+            return True
+        return False
 
 
 def rows_of_store(store: PgStore, row: str) -> Any:

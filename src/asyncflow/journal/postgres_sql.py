@@ -21,6 +21,7 @@ from typing import Final
 __all__ = [
     "ABANDON_RUNS",
     "ANY_RIVAL",
+    "ATTEMPTS_BY_ID",
     "CLAIM",
     "COUNT_RUNS",
     "COUNT_RUNS_OF_FAMILY",
@@ -44,6 +45,7 @@ __all__ = [
     "RUN_COUNTS",
     "SCHEMA_LOCK",
     "SCHEMA_VERSION",
+    "STALE",
     "SUCCEEDED",
     "TASKS_CONTAINING",
     "TASKS_STARTING",
@@ -110,8 +112,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX attempts_task ON attempts (task_id, status)",
         "CREATE INDEX attempts_family ON attempts (family, run_id)",
         "CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'",
-        # token: bumped by every take of the lease by another run (a fencing token,
-        # monotonic per task); a release under an older token is refused.
+        # token: the fencing token of the take (from lease_tokens, which only grows);
+        # a success or a release under an older token than the task's is refused.
+        "CREATE SEQUENCE lease_tokens",
         """
         CREATE TABLE leases (
             task_id      text PRIMARY KEY,
@@ -174,16 +177,19 @@ ABANDON_RUNS: Final = """
 
 # Take the free leases of many tasks in one statement (one transaction, one
 # round trip). Rows another transaction has locked are skipped, not waited for:
-# the caller reads them as held, or claims them again. Never-leased tasks get a
-# row with token 1; a lease taken from another holder gets the next token.
+# the caller reads them as held, or claims them again. The take draws one fencing
+# token for every lease it takes; the live holder re-taking its own keeps its token.
 CLAIM: Final = """
     WITH wanted AS (
         SELECT DISTINCT task_id FROM unnest($1::text[]) AS w (task_id)
     ),
+    next AS (
+        SELECT nextval('lease_tokens') AS token
+    ),
     fresh AS (
         INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
-        SELECT task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, 1
-        FROM wanted ORDER BY task_id
+        SELECT task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
+        FROM wanted, next ORDER BY task_id
         ON CONFLICT (task_id) DO NOTHING
         RETURNING task_id, token
     ),
@@ -215,7 +221,7 @@ CLAIM: Final = """
             since = CASE WHEN free.mine THEN l.since ELSE now() END,
             expires = now() + make_interval(secs => $5),
             ttl = $5,
-            token = CASE WHEN free.mine THEN l.token ELSE l.token + 1 END,
+            token = CASE WHEN free.mine THEN l.token ELSE (SELECT token FROM next) END,
             outcome = NULL, released = NULL,
             prev_outcome = free.prev
         FROM free WHERE l.task_id = free.task_id
@@ -240,15 +246,30 @@ LEASE_STATES: Final = """
     FROM leases AS l WHERE l.task_id = ANY($1::text[])
 """
 # The heartbeat: the runs and the leases of this journal's runs pushed on, in one
-# statement. The leases still held come back, with their tokens.
+# statement. The leases still held come back, with their tokens. Rows are locked
+# in task id order, as the fencing of successes (STALE) locks them: neither can
+# wait for the other in a cycle.
 RENEW: Final = """
     WITH renewed_runs AS (
         UPDATE runs SET expires = greatest(expires, now() + make_interval(secs => $2))
         WHERE status = 'running' AND run_id = ANY($1::text[])
+    ),
+    held AS (
+        SELECT task_id FROM leases
+        WHERE outcome IS NULL AND run_id = ANY($1::text[])
+        ORDER BY task_id FOR UPDATE
     )
-    UPDATE leases SET expires = greatest(expires, now() + make_interval(secs => ttl))
-    WHERE outcome IS NULL AND run_id = ANY($1::text[])
-    RETURNING task_id, run_id, token
+    UPDATE leases AS l SET expires = greatest(l.expires, now() + make_interval(secs => l.ttl))
+    FROM held WHERE l.task_id = held.task_id
+    RETURNING l.task_id, l.run_id, l.token
+"""
+# Fencing a batch of successes: the current token of each task's lease, the rows
+# locked (FOR SHARE: no take can change them) until the transaction that writes
+# the successes commits. A success whose attempt held an older token is refused.
+STALE: Final = """
+    SELECT task_id, run_id, token FROM leases
+    WHERE task_id = ANY($1::text[])
+    ORDER BY task_id FOR SHARE
 """
 # Letting go, under the token the lease was taken with (NULL: whatever it is):
 # a holder whose lease was taken over meanwhile changes nothing.
