@@ -69,6 +69,29 @@ def journaled_failures(journal: str, family: str) -> int:
     return int(rows[0][0])
 
 
+def wait_for_liveness_to_expire(journal: str) -> None:
+    """On PostgreSQL, until every run left running is past its liveness deadline (by the
+    database's clock): only then can another run know they are gone, and count the
+    retries they used. A file journal knows at once (the process is gone)."""
+    if journal.startswith("postgresql://"):
+        wait_until(lambda: anyio.run(_all_expired, journal), "the killed run's liveness to expire")
+
+
+async def _all_expired(journal: str) -> bool:
+    import asyncpg
+
+    db = await asyncpg.connect(journal)
+    try:
+        return bool(
+            await db.fetchval(
+                "SELECT NOT EXISTS (SELECT 1 FROM runs WHERE status = 'running' "
+                "AND expires > now())"
+            )
+        )
+    finally:
+        await db.close()
+
+
 async def _pg_failures(journal: str, family: str) -> int:
     import asyncpg
 
@@ -232,6 +255,7 @@ def test_retries_used_before_a_crash_count_after_it(tmp_path: Path, journal_wher
         first.finish()
     finally:
         first.kill()
+    wait_for_liveness_to_expire(journal_where)
     resumed = run(tmp_path, journal_where, "Retried", **ttl)
     assert resumed.finish() == 1, resumed.output
     assert ran(tmp_path, "start")["retried"] == 4  # 3 before the crash, 1 after
@@ -258,6 +282,7 @@ def test_task_whose_retries_ran_out_before_a_crash_is_not_run_again(
         first.finish()
     finally:
         first.kill()
+    wait_for_liveness_to_expire(journal_where)
     (tmp_path / "go").touch()
     resumed = run(tmp_path, journal_where, "Both", **ttl)
     assert resumed.finish() == 1, resumed.output

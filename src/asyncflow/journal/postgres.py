@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
 import anyio
@@ -87,7 +87,13 @@ class PostgresJournal(Coordinator):
         self._flush_events = flush_events
         self._clock = clock
         self._leases = PgLeases(store, host, pid, lease_ttl)
-        self._lock = anyio.Lock()  # one batch at a time
+        self._lock = anyio.Lock()  # one batch made at a time
+        # Batches of new attempt rows alone are sent without waiting for the ones
+        # before (see _commit): the database writes one while the run goes on and
+        # the next is made. Anything else waits for those in flight to land.
+        self._senders: anyio.abc.TaskGroup | None = None
+        self._in_flight = 0
+        self._landed = anyio.Event()
         self._wake = anyio.Event()
         self._buffer: list[TaskEvent] = []
         self._recorder = Recorder()
@@ -178,7 +184,12 @@ class PostgresJournal(Coordinator):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_loop)
             tg.start_soon(self._heartbeat_loop)
-            task_status.started()
+            self._senders = tg
+            try:
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                self._senders = None
 
     async def close(self) -> None:
         """Write what is pending, let go of this journal's leases, close the connections.
@@ -240,6 +251,7 @@ class PostgresJournal(Coordinator):
         """
         self._check_usable()
         await self._write_pending()
+        await self._land()
 
     def statistics(self) -> JournalStatistics:
         """A snapshot of the write path (pending events, batches, rows)."""
@@ -509,32 +521,60 @@ class PostgresJournal(Coordinator):
 
     async def _commit(self, attempts: Attempts, runs: list[RunRow], abandon: Sequence[str]) -> None:
         # Successes under a lease are fenced: journaled only while their token is
-        # the task's greatest, checked in the transaction that writes them.
+        # the task's greatest, checked by the statement that writes them.
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
-        if not runs and not abandon and not fence:  # one statement, one round trip
-            columns = _columns(attempts)
-            await self._store.write(sql.UPSERT_ATTEMPTS, *columns, doing="write the journal")
+        args = _write_args(attempts, fence)
+        if not runs and not abandon and not attempts.upserts and self._senders is not None:
+            # New rows alone (the batches while runs go on): they collide with no
+            # row in flight, so they go without waiting (one round trip each).
+            self._in_flight += 1
+            self._senders.start_soon(self._send, args, len(attempts))
+            return
+        await self._land()  # what follows may change rows still in flight
+        if not runs and not abandon:
+            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
         else:
             async with self._store.transaction("write the journal") as db:
-                for run_id, mine in fence.items():
-                    why = await self._leases.stale(db, mine)
-                    if why:
-                        attempts.refuse(run_id, why)
                 for row in runs:
                     await db.execute(sql.UPSERT_RUN, *row.values())
                     if row.requested is not None:
                         await db.execute(sql.INSERT_REQUESTED, row.run_id, row.requested)
                         row.requested = None
-                columns = _columns(attempts)
-                if columns[0]:
-                    await db.execute(sql.UPSERT_ATTEMPTS, *columns)
+                refused = await db.fetch(sql.WRITE_ATTEMPTS, *args) if attempts else []
                 if abandon:
                     await db.execute(sql.ABANDON_RUNS, list(abandon))
+        self._written(refused, len(attempts) + len(runs))
+
+    async def _send(self, args: list[list[object]], rows: int) -> None:
+        """Write a batch of new attempt rows (in the background: see :meth:`_commit`)."""
+        try:
+            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
+            self._written(refused, rows)
+        except JournalError as exc:
+            self._fail(exc)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._landed.set()
+
+    async def _land(self) -> None:
+        """Wait for the batches in flight; raise the failure of any."""
+        while self._in_flight:
+            self._landed = anyio.Event()
+            await self._landed.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def _written(self, refused: Sequence[Any], rows: int) -> None:
+        for run_id, task_id, holder, token in refused:
+            by = f"run {holder} (token {token})"
+            _log.warning("journal.success_fenced", task_id=task_id, run_id=run_id, by=by)
         self._batches += 1
-        self._rows_written += len(columns[0]) + len(runs)
+        self._rows_written += rows
 
     async def _before_read(self) -> None:
         self._check_usable()
+        await self._land()
         if (
             self._buffer
             or self._dirty_runs
@@ -567,6 +607,18 @@ class PostgresJournal(Coordinator):
 
 
 _WIDTH: Final = 14  # ATTEMPT_COLUMNS
+
+
+def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
+    """The 31 arrays of WRITE_ATTEMPTS: new rows, changed rows, the successes to fence."""
+    changed = _columns(Attempts([], attempts.upserts))
+    new = _columns(Attempts(attempts.runs, []))
+    fenced: list[list[object]] = [[], [], []]
+    for run_id, tokens in fence.items():
+        fenced[0] += [run_id] * len(tokens)
+        fenced[1] += tokens.keys()
+        fenced[2] += tokens.values()
+    return [*new, *changed, *fenced]
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:

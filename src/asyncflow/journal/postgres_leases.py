@@ -87,9 +87,16 @@ class PgLeases:
             if not wanted:
                 break
             sent = self._monotonic()
-            rows = await self._store.write(
-                sql.CLAIM, wanted, run_id, self._host, self._pid, self.ttl, doing="take leases"
-            )
+            args = (wanted, run_id, self._host, self._pid, self.ttl)
+            rows = None
+            if not taken and not held:  # the first try: most tasks were never leased
+                rows = await self._store.try_write(sql.CLAIM_NEW, *args, doing="take leases")
+                if rows is not None and len(rows) < len(wanted):
+                    new = {str(row[0]) for row in rows}
+                    rest = [task_id for task_id in wanted if task_id not in new]
+                    rows += await self._store.write(sql.CLAIM, rest, *args[1:], doing="take leases")
+            if rows is None:
+                rows = await self._store.write(sql.CLAIM, *args, doing="take leases")
             got: dict[str, int] = {}
             for task_id, token, previous in rows:
                 got[str(task_id)] = int(token)
@@ -218,25 +225,6 @@ class PgLeases:
             if mine:
                 found[run_id] = mine
         return found
-
-    @staticmethod
-    async def stale(db: Any, mine: Mapping[str, int]) -> dict[str, str]:
-        """Those of the successes ``mine`` (task id -> token) whose lease was taken
-        over since, with why. Run inside the transaction that writes them: the
-        lease rows stay locked until it commits."""
-        why: dict[str, str] = {}
-        for task_id, holder, token in await db.fetch(sql.STALE, list(mine)):
-            held = mine[task_id]
-            if token <= held:
-                continue
-            by = f"run {holder} (token {token})"
-            why[task_id] = (
-                f"{task_id}: success not journaled: while this attempt ran (lease token "
-                f"{held}), its lease lapsed and was taken over by {by}; "
-                "that holder's outcome stands"
-            )
-            _log.warning("journal.success_fenced", task_id=task_id, by=by)
-        return why
 
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller let go of them)."""

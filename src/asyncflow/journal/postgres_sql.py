@@ -23,6 +23,7 @@ __all__ = [
     "ANY_RIVAL",
     "ATTEMPTS_BY_ID",
     "CLAIM",
+    "CLAIM_NEW",
     "COUNT_RUNS",
     "COUNT_RUNS_OF_FAMILY",
     "DONE_SINCE",
@@ -45,13 +46,12 @@ __all__ = [
     "RUN_COUNTS",
     "SCHEMA_LOCK",
     "SCHEMA_VERSION",
-    "STALE",
     "SUCCEEDED",
     "TASKS_CONTAINING",
     "TASKS_STARTING",
     "TASK_ATTEMPTS",
-    "UPSERT_ATTEMPTS",
     "UPSERT_RUN",
+    "WRITE_ATTEMPTS",
 ]
 
 SCHEMA_LOCK: Final = 0x6166_6A6F_7572_6E6C  # "afjournl": the advisory lock around migrations
@@ -152,17 +152,79 @@ INSERT_REQUESTED: Final = """
     INSERT INTO run_requests (run_id, requested) VALUES ($1, $2)
     ON CONFLICT (run_id) DO NOTHING
 """
-# A batch of attempt rows, one array per column: one statement, one round trip.
-UPSERT_ATTEMPTS: Final = """
-    INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
-                          ended, duration, error_type, error_message, traceback, worker)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::integer[], $7::float8[], $8::text[], $9::float8[], $10::float8[],
-                         $11::text[], $12::text[], $13::text[], $14::text[])
-    ON CONFLICT (id) DO UPDATE SET
-        status = excluded.status, ended = excluded.ended, duration = excluded.duration,
-        error_type = excluded.error_type, error_message = excluded.error_message,
-        traceback = excluded.traceback, worker = excluded.worker
+# A batch of attempt rows, one statement, one round trip: attempts begun since the
+# last batch are new rows, inserted plainly ($1..$14, one array per column); rows
+# written before and changed since are upserted ($15..$28). Successes under a
+# lease are fenced in the same statement ($29..$31: run id, task id, the token the
+# attempt held): the leases' rows are locked (FOR KEY SHARE, which no take can
+# get past) until it commits, and a success whose task was taken since with a
+# greater token is written as a failed attempt naming the new holder. The
+# refused ones come back.
+WRITE_ATTEMPTS: Final = """
+    WITH fence AS (
+        SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[]) AS f (run_id, task_id, token)
+    ),
+    locked AS (
+        SELECT l.task_id, l.run_id, l.token FROM leases AS l
+        WHERE l.task_id = ANY($30::text[])
+        ORDER BY l.task_id FOR KEY SHARE
+    ),
+    stale AS (
+        SELECT f.run_id, f.task_id, f.token AS held, locked.run_id AS holder, locked.token,
+               format('%s: success not journaled: while this attempt ran (lease token %s), '
+                      'its lease lapsed and was taken over by run %s (token %s); '
+                      'that holder''s outcome stands',
+                      f.task_id, f.token, locked.run_id, locked.token) AS why
+        FROM fence AS f JOIN locked ON locked.task_id = f.task_id AND locked.token > f.token
+    ),
+    rows AS (
+        SELECT a.id, a.run_id, a.task_id, a.family, a.params, a.attempt, a.started,
+               a.status, a.ended, a.duration, a.error_type, a.error_message, a.traceback,
+               a.worker, false AS changed
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                    $6::integer[], $7::float8[], $8::text[], $9::float8[], $10::float8[],
+                    $11::text[], $12::text[], $13::text[], $14::text[])
+             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
+                   duration, error_type, error_message, traceback, worker)
+        UNION ALL
+        SELECT a.*, true
+        FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[],
+                    $20::integer[], $21::float8[], $22::text[], $23::float8[], $24::float8[],
+                    $25::text[], $26::text[], $27::text[], $28::text[])
+             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
+                   duration, error_type, error_message, traceback, worker)
+    ),
+    fenced AS (
+        SELECT r.id, r.run_id, r.task_id, r.family, r.params, r.attempt, r.started,
+               CASE WHEN s.why IS NULL THEN r.status ELSE 'failed' END AS status,
+               r.ended, r.duration,
+               CASE WHEN s.why IS NULL THEN r.error_type ELSE 'asyncflow.LeaseLost' END
+                   AS error_type,
+               coalesce(s.why, r.error_message) AS error_message,
+               coalesce(s.why, r.traceback) AS traceback,
+               r.worker, r.changed
+        FROM rows AS r LEFT JOIN stale AS s
+        ON s.run_id = r.run_id AND s.task_id = r.task_id AND r.status = 'success'
+    ),
+    inserted AS (
+        INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                              ended, duration, error_type, error_message, traceback, worker)
+        SELECT id, run_id, task_id, family, params, attempt, started, status, ended,
+               duration, error_type, error_message, traceback, worker
+        FROM fenced WHERE NOT changed
+    ),
+    upserted AS (
+        INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                              ended, duration, error_type, error_message, traceback, worker)
+        SELECT id, run_id, task_id, family, params, attempt, started, status, ended,
+               duration, error_type, error_message, traceback, worker
+        FROM fenced WHERE changed
+        ON CONFLICT (id) DO UPDATE SET
+            status = excluded.status, ended = excluded.ended, duration = excluded.duration,
+            error_type = excluded.error_type, error_message = excluded.error_message,
+            traceback = excluded.traceback, worker = excluded.worker
+    )
+    SELECT run_id, task_id, holder, token FROM stale
 """
 # Closing: the leases still held by these runs are let go without an outcome.
 ABANDON_RUNS: Final = """
@@ -231,6 +293,19 @@ CLAIM: Final = """
     UNION ALL
     SELECT task_id, token, prev FROM taken
 """
+# The common case first: tasks never leased, taken with a plain insert (a third of
+# CLAIM's cost). A task another claim inserts meanwhile makes it fail whole
+# (unique_violation): the caller then takes the lot with CLAIM.
+CLAIM_NEW: Final = """
+    WITH next AS (
+        SELECT nextval('lease_tokens') AS token
+    )
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
+    SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
+    FROM unnest($1::text[]) AS w (task_id), next
+    WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
+    RETURNING task_id, token, NULL::text AS prev
+"""
 # How each lease stands, judged by the database: its holder, how it was let go,
 # whether the holder's run journaled a success or ended, whether it expired.
 LEASE_STATES: Final = """
@@ -247,8 +322,7 @@ LEASE_STATES: Final = """
 """
 # The heartbeat: the runs and the leases of this journal's runs pushed on, in one
 # statement. The leases still held come back, with their tokens. Rows are locked
-# in task id order, as the fencing of successes (STALE) locks them: neither can
-# wait for the other in a cycle.
+# in task id order (as the fencing of successes in WRITE_ATTEMPTS locks them).
 RENEW: Final = """
     WITH renewed_runs AS (
         UPDATE runs SET expires = greatest(expires, now() + make_interval(secs => $2))
@@ -262,14 +336,6 @@ RENEW: Final = """
     UPDATE leases AS l SET expires = greatest(l.expires, now() + make_interval(secs => l.ttl))
     FROM held WHERE l.task_id = held.task_id
     RETURNING l.task_id, l.run_id, l.token
-"""
-# Fencing a batch of successes: the current token of each task's lease, the rows
-# locked (FOR SHARE: no take can change them) until the transaction that writes
-# the successes commits. A success whose attempt held an older token is refused.
-STALE: Final = """
-    SELECT task_id, run_id, token FROM leases
-    WHERE task_id = ANY($1::text[])
-    ORDER BY task_id FOR SHARE
 """
 # Letting go, under the token the lease was taken with (NULL: whatever it is):
 # a holder whose lease was taken over meanwhile changes nothing.

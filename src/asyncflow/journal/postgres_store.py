@@ -76,6 +76,7 @@ class PgStore:
             asyncpg.exceptions.DeadlockDetectedError,
             asyncpg.exceptions.SerializationError,
         )
+        self._conflicts = (*self._retryable, asyncpg.exceptions.UniqueViolationError)
 
     @classmethod
     async def connect(cls, url: str) -> PgStore:
@@ -170,6 +171,18 @@ class PgStore:
                     if attempt == 2 or not isinstance(exc.__cause__, self._retryable):
                         raise
         raise AssertionError("unreachable")
+
+    async def try_write(self, statement: str, *args: Any, doing: str) -> list[Any] | None:
+        """One write statement, its own transaction, shielded; its RETURNING rows, or
+        None if it collided with another transaction (a row it inserted meanwhile)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                return await self.fetch(statement, *args, doing=doing)
+            except JournalError as exc:
+                if isinstance(exc.__cause__, self._conflicts):
+                    return None
+                raise
+        return None  # (a shielded scope cannot end otherwise)
 
     @contextlib.asynccontextmanager
     async def transaction(self, doing: str) -> AsyncIterator[Any]:
