@@ -23,6 +23,7 @@ from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import (
     DEFAULT_LEASE_TTL,
     SCHEMA_VERSION,
+    AnyJournal,
     AttemptRecord,
     AttemptStatus,
     Holder,
@@ -32,6 +33,7 @@ from asyncflow.journal import (
     RunStatus,
     format_run,
     format_runs,
+    open_journal,
 )
 from asyncflow.journal.schema import APPLICATION_ID, MIGRATIONS
 
@@ -86,7 +88,15 @@ async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> N
     async with Journal.open(path):
         pass
     tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"runs", "run_requests", "run_keys", "attempts", "leases", "run_claims", "fencing"}
+    assert tables == {
+        "runs",
+        "run_requests",
+        "run_keys",
+        "attempts",
+        "leases",
+        "run_claims",
+        "fencing",
+    }
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
@@ -429,7 +439,7 @@ CHILD = textwrap.dedent(
     import anyio
     import asyncflow
     from asyncflow.events import Event, TaskEvent
-    from asyncflow.journal import Journal, LeaseOutcome
+    from asyncflow.journal import Journal, LeaseOutcome, open_journal
 
     class T(asyncflow.Task):
         n = asyncflow.IntParameter()
@@ -448,7 +458,7 @@ CHILD = textwrap.dedent(
         os._exit(0)  # die holding the lease, with the attempt running
 
     async def contend(path, run_id):
-        async with Journal.open(path) as journal:
+        async with open_journal(path) as journal:
             await journal.begin_run(run_id, ["shared"])
             print("ready", flush=True)
             await readline()
@@ -541,10 +551,13 @@ async def tell(process: Process, line: str) -> None:
     await process.stdin.send(line.encode() + b"\n")
 
 
-async def test_two_processes_contending_exactly_one_wins(tmp_path: Path, child: list[str]) -> None:
-    """Two processes race for one lease: one wins, the other waits and takes its outcome."""
-    path = tmp_path / "journal.db"
-    async with Journal.open(path):
+async def test_two_processes_contending_exactly_one_wins(
+    journal_where: str, child: list[str]
+) -> None:
+    """Two processes race for one lease: one wins, the other waits and takes its outcome
+    (on either backend)."""
+    path = journal_where
+    async with open_journal(path):
         pass  # create the schema first: the race is about the lease
     streams: dict[int, BufferedByteReceiveStream] = {}
     with anyio.fail_after(30):
@@ -569,7 +582,7 @@ async def test_two_processes_contending_exactly_one_wins(tmp_path: Path, child: 
 # ----------------------------------------------------------------------- leases
 
 
-async def watch_until_let_go(journal: Journal, task_id: str) -> LeaseOutcome:
+async def watch_until_let_go(journal: AnyJournal, task_id: str) -> LeaseOutcome:
     """Poll :meth:`Journal.watch` until the lease on ``task_id`` is let go, as a run
     waiting for another run's task does."""
     while True:  # the journal has nothing to await: another process lets go
@@ -686,9 +699,9 @@ async def test_renew_reports_leases_taken_by_others(tmp_path: Path) -> None:
         assert await mine.renew() == [("y", "run-a")]
 
 
-async def test_watching_returns_the_holders_outcome(tmp_path: Path) -> None:
+async def test_watching_returns_the_holders_outcome(journal_where: str) -> None:
     """Watching a lease until it is let go returns the outcome the holder released with."""
-    async with Journal.open(tmp_path / "journal.db") as journal:
+    async with open_journal(journal_where) as journal:
         await journal.begin_run("run-a")
         await journal.claim("run-a", ["task"], since=T0)
         outcomes: list[LeaseOutcome] = []
@@ -714,9 +727,9 @@ async def test_watching_an_expired_lease_is_abandoned(tmp_path: Path) -> None:
         assert await watch_until_let_go(journal, "never-leased") is LeaseOutcome.ABANDONED
 
 
-async def test_end_run_abandons_leases_it_still_holds(tmp_path: Path) -> None:
+async def test_end_run_abandons_leases_it_still_holds(journal_where: str) -> None:
     """Ending a run lets go of its forgotten leases, so others need not wait for expiry."""
-    async with Journal.open(tmp_path / "journal.db") as journal:
+    async with open_journal(journal_where) as journal:
         await journal.begin_run("run-a")
         await journal.claim("run-a", ["task"], since=T0)
         await journal.end_run("run-a", RunStatus.CANCELLED)
@@ -725,13 +738,12 @@ async def test_end_run_abandons_leases_it_still_holds(tmp_path: Path) -> None:
     assert claim.taken == ["task"] and claim.abandoned == {"task"}
 
 
-async def test_close_abandons_leases_still_held(tmp_path: Path) -> None:
+async def test_close_abandons_leases_still_held(journal_where: str) -> None:
     """Closing a journal lets go of its leases, so another process need not wait."""
-    path = tmp_path / "journal.db"
-    async with Journal.open(path) as journal:
+    async with open_journal(journal_where) as journal:
         await journal.begin_run("run-a")
         await journal.claim("run-a", ["task"], since=T0)
-    async with Journal.open(path) as journal:
+    async with open_journal(journal_where) as journal:
         await journal.begin_run("run-b")
         claim = await journal.claim("run-b", ["task"], since=T0)
     assert claim.taken == ["task"] and claim.abandoned == {"task"}
