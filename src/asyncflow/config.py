@@ -14,7 +14,7 @@ precedence:
 Arguments given to ``run()`` or on the command line override both. The file::
 
     workers = 8
-    journal = ".asyncflow/journal.db"   # "" turns the journal off
+    journal = ".asyncflow/journal.db"   # "" turns the journal off; or postgresql://...
     keep_going = true
     lease_ttl = 30                      # seconds a journal lease lasts without a heartbeat
     dask_scheduler = "tcp://scheduler:8786"  # plain def run() bodies that opt in go there
@@ -105,7 +105,7 @@ class Config:
 
     workers: int | None = None
     journal: str | None = None
-    """A path; ``""`` means no journal; None means not configured."""
+    """A path, or a ``postgresql://`` URL; ``""`` means no journal; None means not configured."""
     keep_going: bool | None = None
     lease_ttl: float | None = None
     """Seconds a journal lease lasts without a heartbeat (default 30)."""
