@@ -453,3 +453,17 @@ async def test_a_success_under_the_current_token_is_journaled(postgres_dsn: str)
         journal.record(event(Event.SUCCESS, 2, "run-a"))
         await journal.flush()
     assert await query(postgres_dsn, "SELECT status FROM attempts") == [("success",)] * 2
+
+
+async def test_the_configured_journal_may_be_a_url(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ASYNCFLOW_JOURNAL (as asyncflow.toml's journal) may name a PostgreSQL journal."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASYNCFLOW_JOURNAL", postgres_dsn.replace("postgresql://", "postgres://"))
+    result = await asyncflow.run(T(n=7))
+    assert result.ok
+    async with open_journal(postgres_dsn) as journal:
+        [run] = await journal.runs()
+        assert run.requested == (T(n=7).task_id,)
+    assert not (tmp_path / ".asyncflow").exists()
