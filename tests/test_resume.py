@@ -13,7 +13,7 @@ from tests.fixtures.postgres import PostgresServer
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 SEEDS = 20
-AT_ONCE = 5
+AT_ONCE = 4
 """PostgreSQL seeds run side by side: each killed run's leases take their ttl (1 s) to
 expire, and the seeds wait for that rather than for the processor."""
 
@@ -31,7 +31,7 @@ def test_kill_and_resume(tmp_path: Path, seed: int) -> None:
 def test_kill_and_resume_on_postgresql(
     tmp_path: Path, postgres_server: PostgresServer, first: int
 ) -> None:
-    """The same loop with a PostgreSQL journal, seeds ``first`` .. ``first + 4`` at once,
+    """The same loop with a PostgreSQL journal, seeds ``first`` .. ``first + AT_ONCE - 1`` at once,
     each with a database of its own: every task ends with exactly one success."""
 
     def one(seed: int) -> int:
