@@ -398,7 +398,7 @@ def _journal_path(journal: JournalArg) -> Path | str | None:
         return str(check_journal_path("journal", journal))  # a URL: kept as it is
     if isinstance(journal, str | os.PathLike):
         return Path(check_journal_path("journal", journal))
-    raise ConfigError(f"journal must be a path, a postgresql:// URL or None, got {journal!r}")
+    raise ConfigError(f"journal must be a path or None, or a postgresql:// URL, got {journal!r}")
 
 
 def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
