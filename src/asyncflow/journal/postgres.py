@@ -534,16 +534,39 @@ class PostgresJournal(Coordinator):
         if not runs and not abandon:
             refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
         else:
-            async with self._store.transaction("write the journal") as db:
-                for row in runs:
-                    await db.execute(sql.UPSERT_RUN, *row.values())
-                    if row.requested is not None:
-                        await db.execute(sql.INSERT_REQUESTED, row.run_id, row.requested)
-                        row.requested = None
-                refused = await db.fetch(sql.WRITE_ATTEMPTS, *args) if attempts else []
-                if abandon:
-                    await db.execute(sql.ABANDON_RUNS, list(abandon))
+            requested = [(row.run_id, row.requested) for row in runs if row.requested]
+            for attempt in range(3):
+                try:
+                    refused = await self._transaction(args, runs, requested, abandon)
+                    break
+                except JournalError as exc:
+                    # The heartbeat locks the run rows and lease rows too: a deadlock
+                    # rolled this back whole, so it is written again.
+                    if attempt == 2 or not self._store.collided(exc):
+                        raise
+            for row in runs:
+                row.requested = None
         self._written(refused, len(attempts) + len(runs))
+
+    async def _transaction(
+        self,
+        args: list[list[object]],
+        runs: list[RunRow],
+        requested: Sequence[tuple[str, str | None]],
+        abandon: Sequence[str],
+    ) -> list[Any]:
+        """Run rows, attempt rows and leases let go, in one transaction."""
+        async with self._store.transaction("write the journal") as db:
+            refused: list[Any] = (
+                await db.fetch(sql.WRITE_ATTEMPTS, *args) if args[0] or args[14] else []
+            )
+            for row in runs:
+                await db.execute(sql.UPSERT_RUN, *row.values())
+            for run_id, listed in requested:
+                await db.execute(sql.INSERT_REQUESTED, run_id, listed)
+            if abandon:
+                await db.execute(sql.ABANDON_RUNS, list(abandon))
+        return refused
 
     async def _send(self, args: list[list[object]], rows: int) -> None:
         """Write a batch of new attempt rows (in the background: see :meth:`_commit`)."""

@@ -172,6 +172,11 @@ class PgStore:
                         raise
         raise AssertionError("unreachable")
 
+    def collided(self, error: JournalError) -> bool:
+        """Whether ``error`` is a deadlock or serialization failure: PostgreSQL rolled
+        the transaction back, and trying it again is safe."""
+        return isinstance(error.__cause__, self._retryable)
+
     async def try_write(self, statement: str, *args: Any, doing: str) -> list[Any] | None:
         """One write statement, its own transaction, shielded; its RETURNING rows, or
         None if it collided with another transaction (a row it inserted meanwhile)."""
