@@ -15,8 +15,15 @@ import structlog
 import asyncflow
 import asyncflow.luigi as luigi
 from asyncflow.luigi import configuration
+from asyncflow.luigi.contrib.gcs import GCSClient, GCSTarget
 from asyncflow.luigi.contrib.s3 import S3Client, S3Target
-from targets.servers import MotoServer, create_s3_bucket, unique_bucket
+from targets.servers import (
+    FakeGCSServer,
+    MotoServer,
+    create_gcs_bucket,
+    create_s3_bucket,
+    unique_bucket,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -241,6 +248,74 @@ def test_s3_target_from_sync_code_and_in_a_build(
 
     assert luigi.build([Upper()], local_scheduler=True)
     assert client.get_as_string(f"s3://{bucket}/out.txt") == "FROM A SCRIPT\n"
+
+
+@pytest.fixture(scope="module")
+def fake_gcs() -> Iterator[str]:
+    with FakeGCSServer() as server:
+        yield server.url
+
+
+def test_gcs_target_from_sync_code_and_in_a_build(
+    fake_gcs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCSTarget takes Luigi's arguments and works from a script and in a pipeline."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    bucket = unique_bucket()
+    create_gcs_bucket(fake_gcs, bucket)
+    client = GCSClient()
+    source = GCSTarget(f"gs://{bucket}/in/words.txt", format=luigi.format.UTF8, client=client)
+    assert not source.exists()
+    out = source.open("w")
+    out.write("gamma\nalpha\nbeta\n")
+    out.close()
+    assert source.exists()
+    assert client.exists(f"gs://{bucket}/in/words.txt")
+
+    class Words(luigi.ExternalTask):
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/in/words.txt", client=client)
+
+    class Sort(luigi.Task):
+        def requires(self):
+            return Words()
+
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/out/sorted.txt", client=client)
+
+        def run(self):
+            with self.input().open("r") as src:
+                words = sorted(line.strip() for line in src)
+            with self.output().open("w") as dst:
+                dst.write("\n".join(words) + "\n")
+
+    class Count(luigi.Task):
+        def requires(self):
+            return Sort()
+
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/out/count.txt", client=client)
+
+        def run(self):
+            with self.input().open("r") as src:
+                lines = list(src)
+            with self.output().open("w") as dst:
+                dst.write(f"{len(lines)} {lines[0].strip()}\n")
+
+    assert luigi.build([Count()], local_scheduler=True)
+    with GCSTarget(f"gs://{bucket}/out/sorted.txt", client=client).open("r") as file:
+        assert file.read() == "alpha\nbeta\ngamma\n"
+    with client.download(f"gs://{bucket}/out/count.txt") as file:
+        assert file.read() == b"3 alpha\n"
+    client.remove(f"gs://{bucket}/in/words.txt")
+    assert not source.exists()
+    # Complete now: a second build runs nothing, though the input is gone.
+    outcome = luigi.build([Count()], local_scheduler=True, detailed_summary=True)
+    assert outcome.status is luigi.LuigiStatusCode.SUCCESS
+    assert outcome.result.status(Count()) is asyncflow.Status.ALREADY_COMPLETE
 
 
 def test_journal_setting_turns_the_journal_off() -> None:
