@@ -165,10 +165,13 @@ def _register_sync_and_async(
 
 @pytest.mark.anyio
 async def test_sync_and_async_handlers_see_the_same_events() -> None:
-    """Over a run with a success, a retry, a failure, a missing external and a failing
-    requires(), async handlers (run and class) see what sync ones see, in order."""
+    """Over a run with a success (that reports a status), a retry, a failure, a missing
+    external and a failing requires(), async handlers (run and class) see what sync
+    ones see, in order."""
 
-    class Seen1(Ok): ...
+    class Seen1(Ok):
+        async def run(self) -> None:
+            self.set_progress_percentage(50)
 
     class Seen2(Flaky):
         calls = 0

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
+from ._status import reporting
 from ._usercode import UserCode
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
 from .graph import Node, missing_targets, outputs_of
@@ -146,6 +147,7 @@ async def call_run(
     tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
     releasing = running_release.set(release) if release is not None else None
     writing = writer_identity.set(writer) if writer is not None else None
+    suspended = False
     try:
         if kind is RunKind.ASYNC:
             await task.run()
@@ -153,12 +155,21 @@ async def call_run(
             await bodies.run(node, calls, guard)
         else:
             await _run_generator(node, calls)
+    except Suspended:
+        suspended = True
+        raise
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
         if writing is not None:
             writer_identity.reset(writing)
+        if writer is not None and not suspended:
+            status = reporting.get()
+            if status is not None and status.used:
+                # Its last status before the event that ends the attempt; a
+                # thread it leaves behind (timed out) reports nothing more.
+                status.close(node.task_id, writer.attempt)
 
 
 async def _call_sync(

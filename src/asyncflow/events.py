@@ -35,7 +35,7 @@ from ._log import log as _log
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["Event", "EventHandler", "TaskEvent", "handles"]
+__all__ = ["Event", "EventHandler", "TaskEvent", "TaskStatus", "handles"]
 
 
 class Event(enum.StrEnum):
@@ -49,6 +49,19 @@ class Event(enum.StrEnum):
     PROCESSING_TIME = "processing_time"
     DEPENDENCY_MISSING = "dependency_missing"
     CANCELLED = "cancelled"
+    STATUS = "status"
+    """A running attempt said how it is doing (``TaskEvent.status``): its body
+    called ``set_status_message()``, ``set_progress_percentage()`` or
+    ``set_tracking_url()``. Calls in quick succession come as one event."""
+
+
+class TaskStatus(NamedTuple):
+    """What a running attempt last said about itself (None: not said)."""
+
+    message: str | None = None
+    percentage: float | None = None
+    """From 0 to 100."""
+    tracking_url: str | None = None
 
 
 class TaskEvent(NamedTuple):
@@ -66,6 +79,8 @@ class TaskEvent(NamedTuple):
     """Where the attempt's body ran when not in the run's own process: a Dask
     worker's address (``"dask"`` while it waited for one). Set on the events
     that end an attempt."""
+    status: TaskStatus | None = None
+    """The attempt's latest status, on STATUS events."""
 
     @property
     def task_id(self) -> str:
@@ -108,10 +123,12 @@ def class_handler_args(event: TaskEvent) -> tuple[Any, ...]:
 
     As in Luigi: ``(task)`` for START, SUCCESS, DEPENDENCY_MISSING and CANCELLED;
     ``(task, exception)`` for FAILURE, RETRY and TIMEOUT; ``(task, seconds)`` for
-    PROCESSING_TIME.
+    PROCESSING_TIME; ``(task, status)`` for STATUS (asyncflow's own).
     """
     if event.kind is Event.PROCESSING_TIME:
         return (event.task, event.duration)
+    if event.kind is Event.STATUS:
+        return (event.task, event.status)
     if event.kind in (Event.FAILURE, Event.RETRY, Event.TIMEOUT):
         return (event.task, event.error)
     return (event.task,)
@@ -176,12 +193,14 @@ class EventBus:
         duration: float | None = None,
         at: float | None = None,
         where: str | None = None,
+        status: TaskStatus | None = None,
     ) -> None:
         """Deliver one event; cheap when nobody listens for its kind.
 
         ``at`` is when it happened (wall-clock seconds; default: now): an emitter
         that has just read the clock passes what it read. ``where``: where the
-        attempt's body ran, when not in this process (a Dask worker).
+        attempt's body ran, when not in this process (a Dask worker). ``status``:
+        the attempt's latest status (STATUS events).
         """
         handlers = self._handlers[kind]
         try:
@@ -193,7 +212,17 @@ class EventBus:
         # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
         event = _new_event(
             TaskEvent,
-            (kind, task, run_id, attempt, error, duration, _now() if at is None else at, where),
+            (
+                kind,
+                task,
+                run_id,
+                attempt,
+                error,
+                duration,
+                _now() if at is None else at,
+                where,
+                status,
+            ),
         )
         for handler in handlers:
             # _call() inlined: this runs for every event of every task.

@@ -24,6 +24,7 @@ from ._attempt import BodyRunner, LeaseGuard, LocalBodies, Suspended, call_run, 
 from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from ._status import StatusChannel, reporting
 from .clock import Clock, SystemClock
 from .coordination import Coordinator, Holder, LeaseOutcome, LeaseState, NullCoordinator
 from .errors import AsyncflowError, TaskError, TaskTimeout, UpstreamFailed
@@ -132,6 +133,7 @@ class Executor:
         self._renewal: anyio.Event | None = None  # set when a renewal under way ends
         self._dispatching = False  # the initial ready tasks were queued
         self._worker_count = 0
+        self._status = StatusChannel(bus, run_id)  # what bodies say of themselves
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left.
@@ -172,6 +174,7 @@ class Executor:
         if self._outstanding == 0:
             return
         error: BaseException | None = None
+        reporting_to = reporting.set(self._status)  # inherited by the workers and their threads
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
@@ -183,6 +186,7 @@ class Executor:
         except BaseExceptionGroup as group:
             error = _one_error(group)
         finally:
+            reporting.reset(reporting_to)
             for node in graph.order:
                 if node.status is None:
                     node.status = Status.CANCELLED

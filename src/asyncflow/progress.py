@@ -11,6 +11,9 @@ a second from a coroutine of its own. Where it draws depends on where it is:
 * on a terminal: a live display drawn with ``rich`` (imported only then);
 * anywhere else (CI, pipes, files): a short status line every few seconds.
 
+Beside each running task it names, it shows what the task last said of itself
+(``set_progress_percentage()``, ``set_status_message()``).
+
 It never writes to stdout.
 """
 
@@ -27,7 +30,7 @@ import anyio
 
 from ._log import log
 from ._progress_draw import INTERVALS, Drawer, Mode, Snapshot, Tally, make_drawer
-from .events import Event, TaskEvent, handles
+from .events import Event, TaskEvent, TaskStatus, handles
 from .result import Status
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress"]
 
 _MAX_NAMES: Final = 4  # running tasks named
+_MAX_SAID: Final = 60  # characters of a running task's status message shown
 _TASK: Final = attrgetter("task")
 _STATUS: Final = attrgetter("status")
 
@@ -79,6 +83,7 @@ class Progress:
     def _reset(self) -> None:
         self._families: dict[str, Tally] = {}
         self._running: dict[str, Task] = {}
+        self._said: dict[str, TaskStatus] = {}  # what running tasks last said of themselves
         self._blocked: set[str] = set()
         self._graph: Graph | None = None
         self._order: list[Node] = []  # the graph's nodes, in the order they were added
@@ -153,17 +158,24 @@ class Progress:
 
     def _handlers(self) -> list[Callable[[TaskEvent], None]]:
         """The run-level event handlers that feed this display."""
-        return [self._on_start, self._on_success, self._on_other]
+        return [self._on_start, self._on_success, self._on_other, self._on_status]
 
     @handles(Event.START)
     def _on_start(self, event: TaskEvent) -> None:
         task = event.task
         self._running[task.task_id] = task
 
+    @handles(Event.STATUS)
+    def _on_status(self, event: TaskEvent) -> None:
+        task_id = event.task.task_id
+        if event.status is not None and task_id in self._running:
+            self._said[task_id] = event.status
+
     @handles(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
     def _on_success(self, event: TaskEvent) -> None:
         task = event.task
-        self._running.pop(task.task_id, None)
+        if self._running.pop(task.task_id, None) is not None and self._said:
+            self._said.pop(task.task_id, None)
         try:
             tally = self._families[task.task_family]
         except KeyError:  # a yielded task, before the next frame counts the new ones
@@ -176,6 +188,7 @@ class Progress:
         task = event.task
         task_id = task.task_id
         self._running.pop(task_id, None)
+        self._said.pop(task_id, None)  # a retry starts afresh
         if event.kind is Event.RETRY:
             return  # waiting again, which the counts already say
         tally = self._families.get(task.task_family) or self._family(task.task_family)
@@ -229,6 +242,7 @@ class Progress:
             return
         self._count_new()
         self._running.clear()
+        self._said.clear()
         if all(t.done + t.failed == t.total for t in self._families.values()):
             return  # the events told everything: no need to look at every node
         settled: dict[str, Tally] = {}
@@ -274,10 +288,26 @@ class Progress:
         )
 
     def _placed(self, task: Task) -> str:
-        """The task, and where its body runs when not in this process (a Dask worker)."""
+        """The task, where its body runs when not in this process (a Dask worker),
+        and what it last said of itself."""
         node = self._graph.nodes.get(task.task_id) if self._graph is not None else None
         where = node.where if node is not None else None
-        return f"{task!r} on {where}" if where else repr(task)
+        text = f"{task!r} on {where}" if where else repr(task)
+        said = self._said.get(task.task_id)
+        return text if said is None else f"{text}{_said_text(said)}"
+
+
+def _said_text(said: TaskStatus) -> str:
+    """`` 45% reading rows``: a running task's percentage and message, on one short line."""
+    text = ""
+    if said.percentage is not None:
+        text += f" {int(said.percentage)}%"  # 99.7 is not done yet: never rounded up
+    if said.message:
+        message = " ".join(said.message.split())
+        if len(message) > _MAX_SAID:
+            message = message[: _MAX_SAID - 1] + "…"
+        text += f" {message}"
+    return text
 
 
 def _time_left(

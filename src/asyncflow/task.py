@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 import anyio.from_thread
 
-from . import _redact
+from . import _redact, _status
 from ._redact import MASK
 from .errors import AsyncflowError, ConfigError, ParameterError, TaskDefinitionError
 from .events import Event
@@ -630,6 +630,44 @@ class Task:
             anyio.from_thread.run_sync(release, dict(amounts))
         else:
             release(dict(amounts))
+
+    # status ---------------------------------------------------------------------
+    # Luigi's names. Shown beside the running task by the progress display, kept
+    # with the attempt in the journal (the status pages and the JSON API show
+    # them), and sent to handlers as Event.STATUS.
+
+    def set_status_message(self, message: str | None) -> None:
+        """Say what this task is doing now, from its ``run()`` (None clears it).
+
+        Works from ``async def run()`` and from a sync ``run()`` in its worker
+        thread, and is cheap enough to call for every row: the latest value is
+        what is shown and journaled. A message longer than 2,000 characters is
+        cut. Outside its ``run()`` nothing is recorded.
+        """
+        _status.report(self, message=_status.checked_message(self.task_id, message))
+
+    def set_progress_percentage(self, percentage: float) -> None:
+        """Say how far this task's ``run()`` has got, from 0 to 100.
+
+        As :meth:`set_status_message`: from either kind of ``run()``, latest
+        value kept.
+
+        Raises:
+            TypeError: ``percentage`` is not a number.
+            ValueError: ``percentage`` is not from 0 to 100 (the message names the task).
+        """
+        _status.report(self, percentage=_status.checked_percentage(self.task_id, percentage))
+
+    def set_tracking_url(self, url: str | None) -> None:
+        """Say where to follow this task's ``run()`` (a job's page elsewhere).
+
+        The status pages link to it when it is an ``http(s)`` URL. None clears it.
+
+        Raises:
+            TypeError: ``url`` is not a string.
+            ValueError: ``url`` is longer than 2,000 characters.
+        """
+        _status.report(self, tracking_url=_status.checked_url(self.task_id, url))
 
     # events ---------------------------------------------------------------------
 

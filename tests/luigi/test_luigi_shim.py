@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -193,6 +194,35 @@ def test_status_message_progress_and_tracking_url_are_recorded() -> None:
     assert (task.status_message, task.progress_percentage) == ("halfway", 50)
     kinds = [entry["event"] for entry in logs]
     assert kinds == ["task.tracking_url", "task.status_message", "task.progress"]
+
+
+def test_status_calls_in_a_build_reach_the_journal(tmp_path: Path) -> None:
+    """In a build, the three calls are the engine's: journaled with the attempt
+    (last values), from a sync run() in its worker thread; a bad percentage names the task."""
+    import sqlite3
+
+    class Reporting(luigi.Task):
+        def run(self):
+            self.set_tracking_url("http://127.0.0.1/job/1")
+            for done in range(0, 101, 25):
+                self.set_status_message(f"{done} of 100")
+                self.set_progress_percentage(done)
+
+    class Overdone(luigi.Task):
+        def run(self):
+            self.set_progress_percentage(101)
+
+    journal = tmp_path / "journal.db"
+    assert luigi.build([Reporting()], local_scheduler=True, journal=str(journal))
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = db.execute(
+            "SELECT family, status_message, progress_percentage, tracking_url FROM attempts"
+        ).fetchall()
+    assert rows == [("Reporting", "100 of 100", 100.0, "http://127.0.0.1/job/1")]
+    outcome = luigi.build([Overdone()], local_scheduler=True, detailed_summary=True)
+    error = outcome.result.error(Overdone())
+    assert isinstance(error, ValueError)
+    assert f"{Overdone().task_id}: progress percentage must be from 0 to 100" in str(error)
 
 
 def test_build_rejects_unknown_settings() -> None:

@@ -43,7 +43,8 @@ _RUNS: Final = (
 )
 _ATTEMPT_COLUMNS: Final = (
     "a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended, "
-    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker"
+    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker, "
+    "a.status_message, a.progress_percentage, a.tracking_url"
 )
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
@@ -186,7 +187,8 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         Undecodable: a value of the row is not what its column holds.
     """
     run_id, task_id, family, params, attempt, status, started, ended, duration = row[:9]
-    error_type, error_message, traceback, host, pid, worker = row[9:]
+    error_type, error_message, traceback, host, pid, worker = row[9:15]
+    message, percentage, tracking_url = row[15:]
     task_id = text(task_id, "task_id")
     return AttemptRecord(
         text(run_id, f"run_id of {task_id}"),
@@ -204,6 +206,9 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         optional_text(host, f"host of {task_id}"),
         None if pid is None else integer(pid, f"pid of {task_id}"),
         optional_text(worker, f"worker of {task_id}"),
+        optional_text(message, f"status_message of {task_id}"),
+        optional_real(percentage, f"progress_percentage of {task_id}"),
+        optional_text(tracking_url, f"tracking_url of {task_id}"),
     )
 
 

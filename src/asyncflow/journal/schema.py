@@ -234,6 +234,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # such as a Dask worker's address. Written with the attempt's end.
         ("ALTER TABLE attempts ADD COLUMN worker TEXT",),
     ),
+    Migration(
+        7,
+        "attempts: what a running attempt last said of itself (status message, progress, URL)",
+        # Set by the task body (set_status_message(), set_progress_percentage(),
+        # set_tracking_url()); NULL when never said. Written with the attempt's
+        # row batch, latest value only. Numbered as the next step: the version
+        # this is merged as may differ.
+        (
+            "ALTER TABLE attempts ADD COLUMN status_message TEXT",
+            "ALTER TABLE attempts ADD COLUMN progress_percentage REAL",
+            "ALTER TABLE attempts ADD COLUMN tracking_url TEXT",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
