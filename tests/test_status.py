@@ -299,3 +299,27 @@ async def test_a_body_left_behind_by_a_timeout_reports_nothing_more() -> None:
     assert said[0] == (1, TaskStatus("first"))
     assert said[-1] == (2, TaskStatus("second", 80.0))  # the late report changed nothing
     assert all(attempt == 2 for attempt, _ in said[1:])
+
+
+async def test_a_message_quoting_a_hidden_parameter_is_masked(tmp_path: Path) -> None:
+    """A status message is masked like an error: a hidden value never reaches the journal."""
+    path = tmp_path / "journal.db"
+
+    class Login(asyncflow.Task):
+        password = asyncflow.Parameter(visibility=asyncflow.ParameterVisibility.HIDDEN)
+
+        def run(self) -> None:
+            self.set_status_message(f"logging in with {self.password}")
+
+    events: list[TaskEvent] = []
+    result = await asyncflow.run(
+        Login(password="hunter2-canary"), journal=path, handlers=[events.append]
+    )
+    assert result.ok
+    [said] = [e.status for e in events if e.kind is Event.STATUS]
+    assert said == TaskStatus("logging in with ***")
+    async with Journal.open(path) as journal:
+        run = await journal.run(result.run_id)
+    assert run is not None
+    assert [a.status_message for a in run.attempts] == ["logging in with ***"]
+    assert b"hunter2-canary" not in path.read_bytes()
