@@ -3,16 +3,10 @@ set_tracking_url): STATUS events, the journal, the status pages and API, the dis
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
-import select
-import struct
-import subprocess
 import sys
-import termios
 import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -20,6 +14,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import pytest
+from tests.test_progress import in_pty
 
 import asyncflow
 from asyncflow.events import Event, TaskEvent, TaskStatus
@@ -248,37 +243,21 @@ def test_the_command_line_on_a_terminal_shows_what_a_task_says(tmp_path: Path) -
     (tmp_path / "pipeline.py").write_text(PIPELINE)
     shown = tmp_path / "shown"
     os.mkfifo(shown)
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCFLOW_")}
-    env.update(TERM="xterm-256color", PYTHONPATH=str(tmp_path), SHOWN=str(shown))
-    args = [sys.executable, "-m", "asyncflow", "run", "pipeline:Reading", "--no-journal"]
-    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, env=env)
-    os.close(slave)
-    output = b""
-    told = False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            if not select.select([master], [], [], 1.0)[0]:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child has exited
-                break
-            if not chunk:
-                break
-            output += chunk
-            if not told and b"Reading() 45% reading rows" in output:
-                shown.write_bytes(b"x")  # opens the FIFO: the task reads it and ends
-                told = True
-        assert proc.wait(timeout=30) == 0, output.decode()
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    text = output.decode()
+    told: list[bool] = []
+
+    def tell(output: bytes) -> None:
+        if not told and b"Reading() 45% reading rows" in output:
+            shown.write_bytes(b"x")  # opens the FIFO: the task reads it and ends
+            told.append(True)
+
+    code, raw = in_pty(
+        [sys.executable, "-m", "asyncflow", "run", "pipeline:Reading", "--no-journal"],
+        tmp_path,
+        env_extra={"SHOWN": str(shown)},
+        on_output=tell,
+    )
+    text = raw.decode()
+    assert code == 0, text
     assert told, text
     assert "* 1 ran successfully" in text
 
