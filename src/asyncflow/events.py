@@ -209,20 +209,11 @@ class EventBus:
             class_handlers = self._cache_class(type(task))[kind]
         if not handlers and not class_handlers:
             return
+        if at is None:
+            at = _now()
         # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
         event = _new_event(
-            TaskEvent,
-            (
-                kind,
-                task,
-                run_id,
-                attempt,
-                error,
-                duration,
-                _now() if at is None else at,
-                where,
-                status,
-            ),
+            TaskEvent, (kind, task, run_id, attempt, error, duration, at, where, status)
         )
         for handler in handlers:
             # _call() inlined: this runs for every event of every task.

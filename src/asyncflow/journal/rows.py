@@ -24,7 +24,7 @@ error columns maybe empty, for an attempt whose body ran elsewhere (the
 ``worker``: a Dask worker's address). A state change makes a new tuple.
 What a running attempt says of itself (STATUS events: its status message,
 progress percentage, tracking URL) is kept apart, the latest per attempt, and
-written by an UPDATE after the batch's rows (:data:`STATUS_COLUMNS`): a body
+written by an UPDATE after the batch's rows (``_SET_STATUS``): a body
 reporting a thousand times a second costs one update per batch.
 Tuples of plain values are soon left alone by the garbage collector, where
 lists or objects kept for every task of a run would be traversed again and
@@ -56,7 +56,6 @@ __all__ = [
     "ATTEMPT_COLUMNS",
     "NEW_RUN_KEY",
     "ROWS_PER_STATEMENT",
-    "STATUS_COLUMNS",
     "Attempts",
     "Recorder",
     "RunAttempts",
@@ -87,9 +86,6 @@ ATTEMPT_COLUMNS: Final = (
     "worker",
 )
 """The order of the values of an attempt row."""
-
-STATUS_COLUMNS: Final = ("status_message", "progress_percentage", "tracking_url")
-"""What an attempt last said of itself (journal schema 7), written apart from its row."""
 
 # Positions in a row, which lacks the run id (ATTEMPT_COLUMNS without "run_id").
 _ATTEMPT: Final = 4
@@ -173,7 +169,8 @@ class Attempts:
     upserts: list[Values]
     """Every column: attempts with an error, and attempts an earlier batch wrote."""
     statuses: list[Values] = field(default_factory=list)
-    """The latest status of attempts that reported one: STATUS_COLUMNS, then the id."""
+    """The latest status of attempts that reported one: message, percentage,
+    tracking URL, then the attempt's id (journal schema 7's columns)."""
 
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs) + len(self.upserts) + len(self.statuses)
