@@ -234,6 +234,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # such as a Dask worker's address. Written with the attempt's end.
         ("ALTER TABLE attempts ADD COLUMN worker TEXT",),
     ),
+    Migration(
+        7,
+        "runs: the kernel boot and PID namespace a run's pid belongs to",
+        # NULL (runs of earlier versions, or where /proc does not tell): the
+        # pid cannot be checked, and the run is judged by its expiry alone.
+        ("ALTER TABLE runs ADD COLUMN node TEXT",),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
