@@ -83,18 +83,22 @@ def page_owners(path: Path) -> dict[int, str]:
     return {int(page): str(name) for page, name in rows}
 
 
-async def trial(folder: Path, journal: Path, tasks: int) -> str:
+async def trial(folder: Path, journal: Path, tasks: int) -> tuple[str, str]:
+    """How the run on a damaged copy ended, and the error where there is one."""
     RAN.clear()
     try:
         result = await asyncflow.run(pipeline(folder, tasks), journal=journal)
     except asyncflow.JournalError:
-        return "refused"
+        return "refused", ""
     except Exception:
-        traceback.print_exc()
-        return "error"
+        return "error", traceback.format_exc(limit=-3)
     if not result.ok:
-        return "error"
-    return "lost" if RAN else "harmless"
+        errors = [str(result.error(failed.task)) for failed in result.failed]
+        if errors and all("damaged journal" in error for error in errors):
+            # Refused, by the tasks that read the damage (complete() raised).
+            return "refused", ""
+        return "error", (errors or ["not ok"])[0][:300]
+    return ("lost" if RAN else "harmless"), ""
 
 
 async def main(flips: int, seed: int, tasks: int) -> int:
@@ -118,12 +122,14 @@ async def main(flips: int, seed: int, tasks: int) -> int:
             data = bytearray(copy.read_bytes())
             data[offset] ^= rng.randrange(1, 256)
             copy.write_bytes(bytes(data))
-            outcome = await trial(folder, copy, tasks)
+            outcome, error = await trial(folder, copy, tasks)
             outcomes[outcome] += 1
             if outcome in ("lost", "error"):
                 page = offset // page_size + 1
                 where = owners.get(page, "?")
-                lost.append(f"flip {flip}: {outcome}: offset {offset} (page {page}, {where})")
+                lost.append(
+                    f"flip {flip}: {outcome}: offset {offset} (page {page}, {where}) {error}"
+                )
             for suffix in ("", "-wal", "-shm"):
                 await anyio.Path(f"{copy}{suffix}").unlink(missing_ok=True)
     print(

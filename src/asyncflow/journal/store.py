@@ -31,7 +31,8 @@ from ..errors import JournalError
 from .decode import damaged, is_damage, rows_of
 from .schema import prepare, sniff
 
-_LOST_INDEX: Final = ("no query solution", "no such index")
+_DAMAGE_SIGNS: Final = ("no query solution", "no such index", "Could not decode to UTF-8")
+"""How SQLite (or the sqlite3 module) words an operational error that is damage."""
 
 _SIBLINGS: Final = ("", "-wal", "-shm", "-journal")
 """What SQLite keeps of a database file at its path plus these."""
@@ -168,7 +169,7 @@ def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
     except sqlite3.Error as exc:
         if (
             isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
-        ) or str(exc).startswith(_LOST_INDEX):
+        ) or str(exc).startswith(_DAMAGE_SIGNS):
             raise damaged(path, f"cannot {doing}: {exc}") from exc  # "malformed", "not a database"
         raise JournalError(f"{path}: cannot {doing}: {exc}") from exc
     except UnicodeDecodeError as exc:
