@@ -17,8 +17,11 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.fixtures import Child, cli_env, wait_until
+from tests.fixtures.race_pipeline import ledger
 
 from asyncflow.journal import Holder, Journal
 
@@ -75,8 +78,8 @@ def dead_pid() -> int:
 
 
 @pytest.fixture
-def holders() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
+def holders() -> Iterator[list[subprocess.Popen[Any]]]:
+    started: list[subprocess.Popen[Any]] = []
     yield started
     for proc in started:
         if proc.poll() is None:
@@ -87,7 +90,7 @@ def holders() -> Iterator[list[subprocess.Popen[str]]]:
                 stream.close()
 
 
-def hold(path: Path, holders: list[subprocess.Popen[str]], *prefix: str) -> tuple[int, int]:
+def hold(path: Path, holders: list[subprocess.Popen[Any]], *prefix: str) -> tuple[int, int]:
     """Start a process (under ``prefix``) that takes the lease of ``shared`` and keeps
     it; returns its pid as it sees it, and as this process sees it."""
     proc = subprocess.Popen(
@@ -111,20 +114,25 @@ def run_status(path: Path, run_id: str) -> str:
         db.close()
 
 
-async def test_a_live_holder_in_another_pid_namespace_keeps_its_lease(
-    tmp_path: Path, holders: list[subprocess.Popen[str]]
-) -> None:
-    """A holder in a PID namespace of its own, same host name, alive: its pid is no
-    process out here, yet its run is not recovered and its lease not taken."""
+def in_namespace(pid: int) -> tuple[str, ...]:
+    """The command prefix that runs a command in a new PID namespace (same host name)
+    as pid ``pid`` there: the namespace's last pid is set just before the shell forks
+    it. Skips the test, loudly, where unshare --pid is not permitted."""
     refused = unshare_refused()
     if refused is not None:
         pytest.skip(f"NOT TESTED: container-safe liveness needs unshare --pid ({refused})")
+    shell = f'echo {pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" "$@"; exit $?'
+    return ("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", shell)
+
+
+async def test_a_live_holder_in_another_pid_namespace_keeps_its_lease(
+    tmp_path: Path, holders: list[subprocess.Popen[Any]]
+) -> None:
+    """A holder in a PID namespace of its own, same host name, alive: its pid is no
+    process out here, yet its run is not recovered and its lease not taken."""
     path = tmp_path / "journal.db"
     pid = dead_pid()
-    # In the new namespace the holder gets that same pid (the namespace's next pid is
-    # set just before the shell forks it), so out here its pid names no process.
-    shell = f'echo {pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" "$@"; exit $?'
-    seen, _ = hold(path, holders, "unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", shell)
+    seen, _ = hold(path, holders, *in_namespace(pid))
     assert seen == pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
@@ -140,7 +148,7 @@ async def test_a_live_holder_in_another_pid_namespace_keeps_its_lease(
 
 
 async def test_a_dead_holder_in_this_namespace_is_taken_over_at_once(
-    tmp_path: Path, holders: list[subprocess.Popen[str]]
+    tmp_path: Path, holders: list[subprocess.Popen[Any]]
 ) -> None:
     """kill -9 a holder of this host and namespace: its lease (600 s to go) is taken at
     once, and its run recovered as interrupted."""
@@ -158,7 +166,7 @@ async def test_a_dead_holder_in_this_namespace_is_taken_over_at_once(
 
 
 async def test_a_holder_whose_namespace_is_unknown_is_judged_by_expiry(
-    tmp_path: Path, holders: list[subprocess.Popen[str]]
+    tmp_path: Path, holders: list[subprocess.Popen[Any]]
 ) -> None:
     """A run row without its namespace (as earlier versions wrote them), of a process
     that is gone: nothing tells that its pid was ours to check, so its lease lasts
@@ -182,3 +190,36 @@ async def test_a_holder_whose_namespace_is_unknown_is_judged_by_expiry(
         await journal.begin_run("taker-2", ["shared"])
         claim = await journal.claim("taker-2", ["shared"], since=later)
     assert claim.taken == ["shared"]
+
+
+def test_two_runs_across_pid_namespaces_run_a_task_once(
+    tmp_path: Path, holders: list[subprocess.Popen[Any]]
+) -> None:
+    """`asyncflow run` in a PID namespace of its own holds a task; the same run out
+    here waits for it (its pid is no process here) and takes its outcome, instead of
+    running the task at the same time."""
+    pid = dead_pid()
+    args = ("run", "tests.fixtures.race_pipeline:Gated", "--folder", str(tmp_path))
+    args += ("--journal", str(tmp_path / "journal.db"))
+    first = subprocess.Popen(
+        [*in_namespace(pid), sys.executable, "-m", "asyncflow", *args],
+        cwd=tmp_path,
+        env=cli_env(ASYNCFLOW_LEASE_TTL=str(TTL)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    holders.append(first)
+    second = None
+    try:
+        started = [["start", "gated", str(pid)]]
+        wait_until(lambda: [line[:3] for line in ledger(tmp_path)] == started, "Gated to start")
+        second = Child(*args, cwd=tmp_path, ASYNCFLOW_LEASE_TTL=str(TTL))
+        assert second.wait_for("task.held_elsewhere")["holder_pid"] == pid
+        (tmp_path / "go").touch()
+        assert first.wait(60) == 0
+        assert second.finish() == 0, second.output
+        assert second.wait_for("task.done_elsewhere")["by_pid"] == pid
+    finally:
+        if second is not None:
+            second.kill()
+    assert [line[:3] for line in ledger(tmp_path)] == [*started, ["done", "gated", str(pid)]]
