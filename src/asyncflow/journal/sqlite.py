@@ -154,10 +154,13 @@ class Journal(Coordinator):
         events are written only by :meth:`flush` and :meth:`close`, and leases
         are renewed only by :meth:`renew`) and ``await journal.close()``.
 
-        The file is created if absent, in a folder that must exist (unless
-        ``create_folder``). It is put in WAL mode with ``synchronous=NORMAL``;
-        its schema is created or migrated. Attempts left running by a process
-        that is gone are marked ``interrupted``.
+        The file is created if absent (mode 0600: it holds parameters and
+        errors), in a folder that must exist (unless ``create_folder``), whole
+        at once: a file found empty was emptied, and is refused. It is put in
+        WAL mode with ``synchronous=NORMAL``; its schema is created or
+        migrated. If a process died with it open, SQLite's ``quick_check``
+        looks it over first. Attempts left running by a process that is gone
+        are marked ``interrupted``.
 
         Args:
             lease_ttl: seconds a lease (and a run's liveness) lasts without a
@@ -174,9 +177,10 @@ class Journal(Coordinator):
             create_folder: create the file's folder (and its parents) if missing.
 
         Raises:
-            JournalError: the folder does not exist; the file is not SQLite, is
-                SQLite but not an asyncflow journal, comes from a newer
-                asyncflow, or cannot be created. The file is left as it was.
+            JournalError: the folder does not exist; the path is a FIFO, a
+                device or a folder; the file is empty, is not SQLite, is SQLite
+                but not an asyncflow journal, comes from a newer asyncflow, is
+                damaged, or cannot be created. The file is left as it was.
         """
         if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1 or busy_timeout < 0:
             raise ValueError(
