@@ -34,41 +34,16 @@ from pathlib import Path
 
 import anyio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' fixtures
+
+from tests.fixtures.damage_tasks import File, Mark
+
 import asyncflow
-
-RAN: list[str] = []
-
-
-class Marked(asyncflow.Task):
-    """No output: done only when the journal says so."""
-
-    n = asyncflow.IntParameter()
-
-    async def run(self) -> None:
-        RAN.append(self.task_id)
-
-
-class Written(asyncflow.Task):
-    folder = asyncflow.Parameter()
-    n = asyncflow.IntParameter()
-
-    def requires(self) -> Marked:
-        return Marked(self.n)
-
-    def output(self) -> asyncflow.LocalTarget:
-        return asyncflow.LocalTarget(Path(self.folder, "out", f"{self.n}.txt"))
-
-    async def run(self) -> None:
-        RAN.append(self.task_id)
-        await self.output().write_text("x")
 
 
 def pipeline(folder: Path, tasks: int) -> list[asyncflow.Task]:
     """Both kinds requested (a complete task's requirements are not looked at)."""
-    return [
-        *(Written(str(folder), n) for n in range(tasks)),
-        *(Marked(n) for n in range(tasks)),
-    ]
+    return [*(File(str(folder), n) for n in range(tasks)), *(Mark(n) for n in range(tasks))]
 
 
 def page_owners(path: Path) -> dict[int, str]:
@@ -85,7 +60,7 @@ def page_owners(path: Path) -> dict[int, str]:
 
 async def trial(folder: Path, journal: Path, tasks: int) -> tuple[str, str]:
     """How the run on a damaged copy ended, and the error where there is one."""
-    RAN.clear()
+    Mark.runs.clear()
     try:
         result = await asyncflow.run(pipeline(folder, tasks), journal=journal)
     except asyncflow.JournalError:
@@ -98,7 +73,7 @@ async def trial(folder: Path, journal: Path, tasks: int) -> tuple[str, str]:
             # Refused, by the tasks that read the damage (complete() raised).
             return "refused", ""
         return "error", (errors or ["not ok"])[0][:300]
-    return ("lost" if RAN else "harmless"), ""
+    return ("lost" if Mark.runs else "harmless"), ""
 
 
 async def main(flips: int, seed: int, tasks: int) -> int:
@@ -109,7 +84,7 @@ async def main(flips: int, seed: int, tasks: int) -> int:
         folder = Path(scratch)
         original = folder / "original.db"
         result = await asyncflow.run(pipeline(folder, tasks), journal=original)
-        assert result.ok and len(RAN) == 2 * tasks
+        assert result.ok and len(Mark.runs) == tasks
         size = original.stat().st_size
         owners = page_owners(original)
         page_size = 4096
