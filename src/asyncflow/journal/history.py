@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .decode import (
+    Undecodable,
     integer,
     json_params,
     json_texts,
@@ -66,22 +67,40 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     if not task_ids:
         return set()
     rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
-    for task_id, status in rows:
-        if status != AttemptStatus.SUCCESS:  # none of ours: a damaged success reads as none
+    found: set[str] = set()
+    indexed: set[str] = set()  # by attempts_succeeded
+    for task_id, status, second in rows:
+        if second:
+            indexed.add(task_id)
+        elif status == AttemptStatus.SUCCESS:
+            found.add(task_id)
+        else:  # none of ours: a damaged success reads as none
             with store.decoding(f"attempts of task {task_id!r}"):
                 member(AttemptStatus, status, "status")
-    return {str(row[0]) for row in rows}
+    if found != indexed:
+        task_id = min(found ^ indexed)
+        with store.decoding(f"attempts of task {task_id!r}"):
+            raise Undecodable("success", task_id, "in both indexes of successes")
+    return found
 
 
 # Many task ids go in as one JSON array. The array is read first (CROSS JOIN
 # keeps that order) and each id looked up in the index: about a tenth of the
 # cost of ``IN (SELECT value FROM json_each(...))``, which first builds a
 # temporary index of the array. Statuses that are none of ours come too: a
-# damaged success must stop the run, not make it run the task again.
+# damaged success must stop the run, not make it run the task again. Each id
+# is looked up in both indexes that hold successes (only the indexes are read),
+# and the two must agree: a damaged byte in an index entry's task id would
+# otherwise hide a success (the task would run again) without a sign.
 _SUCCEEDED: Final = (
-    "SELECT DISTINCT a.task_id, a.status FROM json_each(?) AS j CROSS JOIN attempts AS a "
+    "SELECT DISTINCT a.task_id, a.status, 0 FROM json_each(:ids) AS j "
+    "CROSS JOIN attempts AS a INDEXED BY attempts_task "
     "ON a.task_id = j.value AND (a.status = 'success' OR a.status NOT IN "
-    f"({', '.join(repr(s.value) for s in AttemptStatus)}))"
+    f"({', '.join(repr(s.value) for s in AttemptStatus)})) "
+    "UNION ALL "
+    "SELECT DISTINCT a.task_id, 'success', 1 FROM json_each(:ids) AS j "
+    "CROSS JOIN attempts AS a INDEXED BY attempts_succeeded "
+    "ON a.task_id = j.value AND a.status = 'success'"
 )
 
 
