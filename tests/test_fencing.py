@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,17 @@ from tests.fixtures import Child, wait_until
 from tests.fixtures.race_pipeline import ledger
 
 import asyncflow
-from asyncflow.events import Event, TaskEvent
+from asyncflow import Status
+from asyncflow._log import logger as asyncflow_logger
+from asyncflow._scheduler import Scheduler
+from asyncflow.coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from asyncflow.events import Event, EventBus, TaskEvent
+from asyncflow.executor import Executor
+from asyncflow.graph import expand
 from asyncflow.journal import DEFAULT_LEASE_TTL, Journal
+from asyncflow.resources import ResourcePool
+from asyncflow.targets import MemoryStore, MemoryTarget
+from asyncflow.targets.base import writer_identity
 
 pytestmark = pytest.mark.anyio
 
@@ -155,6 +165,121 @@ async def test_a_success_under_the_current_token_is_journaled(tmp_path: Path) ->
         journal.record(event(Event.SUCCESS, 2, "run-a", clock.now))
         await journal.flush()
     assert query(path, "SELECT status FROM attempts") == [("success",), ("success",)]
+
+
+# ------------------------------------------------------------- the executor's side
+
+STORE = MemoryStore()
+TOKEN = 42
+
+
+class Body(asyncflow.Task):
+    """Notes the lease token it writes under; writes its key unless ``quiet``."""
+
+    name = asyncflow.Parameter()
+    quiet = asyncflow.BoolParameter(default=False)
+    tokens: dict[str, int | None] = {}
+
+    def output(self) -> MemoryTarget | None:
+        return None if self.quiet else MemoryTarget(self.name, STORE)
+
+    async def run(self) -> None:
+        writer = writer_identity.get()
+        Body.tokens[self.name] = None if writer is None else writer.token
+        target = self.output()
+        if target is not None:
+            await target.write_bytes(b"done")  # the shortcut that skips open()
+
+
+class _Lapsing(Coordinator):
+    """Leases in memory, all under one token; those of ``lose`` lapse while their
+    body runs, and another run takes them over and succeeds."""
+
+    def __init__(self, lose: set[str]) -> None:
+        self.check = _LapsingCheck(lose)
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        return Claim(list(task_ids), {}, set(), [], tokens=dict.fromkeys(task_ids, TOKEN))
+
+    async def watch(self, task_ids: Sequence[str]) -> Mapping[str, Holder | LeaseOutcome]:
+        return {
+            t: LeaseOutcome.SUCCESS if t in self.check.lose else LeaseOutcome.ABANDONED
+            for t in task_ids
+        }
+
+    async def renew(self) -> Sequence[tuple[str, str]]:
+        return []
+
+    async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
+        return True
+
+    def commit_check(self, run_id: str) -> CommitCheck:
+        return self.check
+
+
+class _LapsingCheck(CommitCheck):
+    """Says yes as an attempt starts, then no for the tasks in ``lose``."""
+
+    def __init__(self, lose: set[str]) -> None:
+        self.lose = lose
+        self.asked: set[str] = set()
+        self.accepted: list[tuple[str, int]] = []
+
+    def may_commit(self, task_id: str) -> bool:
+        first = task_id not in self.asked
+        self.asked.add(task_id)
+        return first or task_id not in self.lose
+
+    def accept(self, task_id: str, token: int) -> bool:
+        if self.may_commit(task_id):
+            self.accepted.append((task_id, token))
+            return True
+        return False
+
+
+async def _execute(tasks: list[asyncflow.Task], coordinator: Coordinator) -> dict[str, Status]:
+    graph = await expand(tasks)
+    executor = Executor(
+        graph,
+        run_id="here",
+        workers=2,
+        keep_going=True,
+        bus=EventBus([]),
+        logger=asyncflow_logger().bind(),
+        scheduler=Scheduler(ResourcePool({}), {}, {}),
+        coordinator=coordinator,
+        lease_poll=0.001,
+    )
+    await executor.run()
+    return {node.task.name: node.status for node in graph.nodes.values()}  # type: ignore[attr-defined]
+
+
+async def test_attempts_write_under_their_lease_token_and_lapsed_ones_report_nothing() -> None:
+    """Bodies see their lease's token; a task whose lease lapsed while its body ran is
+    not reported done (its write refused, or with no output its success), and takes
+    the other run's success; the others' successes are accepted under their token."""
+    STORE.clear()
+    Body.tokens = {}
+    tasks = [
+        Body("kept"),
+        Body("lost"),
+        Body("quiet-kept", quiet=True),
+        Body("quiet-lost", quiet=True),
+    ]
+    lose = {Body("lost").task_id, Body("quiet-lost", quiet=True).task_id}
+    coordinator = _Lapsing(lose)
+    statuses = await _execute(list(tasks), coordinator)
+    assert statuses == {
+        "kept": Status.DONE,
+        "lost": Status.ALREADY_COMPLETE,
+        "quiet-kept": Status.DONE,
+        "quiet-lost": Status.ALREADY_COMPLETE,
+    }
+    assert Body.tokens == dict.fromkeys(["kept", "lost", "quiet-kept", "quiet-lost"], TOKEN)
+    assert STORE.keys() == ["kept"]  # write_bytes() asked the guard too
+    assert sorted(coordinator.check.accepted) == sorted(
+        [(Body("kept").task_id, TOKEN), (Body("quiet-kept", quiet=True).task_id, TOKEN)]
+    )
 
 
 # --------------------------------------------------------- SIGSTOP / SIGCONT trials
