@@ -10,8 +10,6 @@ the first one (SIGCONT).
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fixtures import Child, wait_until
-from tests.fixtures.race_pipeline import ledger
+from tests.fixtures.stall_trials import local_trial, quiet_trial, violations
 
 import asyncflow
 from asyncflow import Status
@@ -37,10 +34,8 @@ from asyncflow.targets.base import writer_identity
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = "tests.fixtures.fencing_tasks"
 T0 = 1_800_000_000.0
 TTL = DEFAULT_LEASE_TTL
-STALL_TTL = {"ASYNCFLOW_LEASE_TTL": "1.5"}
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -69,34 +64,6 @@ def query(path: Path, sql: str, *args: Any) -> list[Any]:
         return db.execute(sql, args).fetchall()
     finally:
         db.close()
-
-
-def run(folder: Path, task: str) -> Child:
-    return Child(
-        "run",
-        f"{FIXTURES}:{task}",
-        "--folder",
-        str(folder),
-        "--journal",
-        str(folder / "journal.db"),
-        cwd=folder,
-        **STALL_TTL,
-    )
-
-
-def pids_logging(folder: Path, what: str, task: str) -> list[int]:
-    return [int(line[2]) for line in ledger(folder) if line[:2] == [what, task]]
-
-
-def successes(folder: Path, family: str) -> list[int]:
-    """The pids of the runs that journaled a success of ``family``."""
-    rows = query(
-        folder / "journal.db",
-        "SELECT runs.pid FROM attempts JOIN runs USING (run_id) "
-        "WHERE attempts.family = ? AND attempts.status = 'success'",
-        family,
-    )
-    return [int(row[0]) for row in rows]
 
 
 # ------------------------------------------------------------- the journal's side
@@ -292,25 +259,15 @@ def test_stalled_holder_of_a_task_without_output_records_no_second_success(
     """A holder stopped past its lease while running an output-less task: another
     process takes the task over and succeeds; woken up, the first does not report
     the task done (it takes the other's success), and the journal holds one success."""
-    first = run(tmp_path, "Quiet")
-    second = None
-    try:
-        wait_until(lambda: pids_logging(tmp_path, "start", "quiet") == [first.pid], "Quiet")
-        os.kill(first.pid, signal.SIGSTOP)
-        second = run(tmp_path, "Quiet")
-        wait_until(lambda: second.pid in pids_logging(tmp_path, "start", "quiet"), "takeover")
-        (tmp_path / "go").touch()
-        assert second.finish() == 0, second.output
-        os.kill(first.pid, signal.SIGCONT)
-        assert first.finish() == 0, first.output
-        lost = first.wait_for("task.lease_lost")
-        elsewhere = first.wait_for("task.done_elsewhere")
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-    assert lost["task_id"] == elsewhere["task_id"]
-    assert successes(tmp_path, "Quiet") == [second.pid]
+    trial = quiet_trial(tmp_path)
+    assert violations(trial, "quiet") == [], trial.first.output
+    lost = trial.first.wait_for("task.lease_lost")
+    assert lost["task_id"] == trial.first.wait_for("task.done_elsewhere")["task_id"]
+    # Its body did finish (a stopped process cannot be kept from that): only the report.
+    assert [int(line[2]) for line in trial.logged("done", "quiet")] == [
+        trial.second.pid,
+        trial.first.pid,
+    ]
 
 
 @posix_only
@@ -318,25 +275,7 @@ def test_stalled_commit_of_a_local_file_never_replaces_the_new_holders(tmp_path:
     """A holder stopped in the middle of committing its file (past the first lease
     check, before the rename), past its lease: the new holder's file stays, and
     only its success is journaled."""
-    first = run(tmp_path, "SlowCommit")
-    second = None
-    try:
-        wait_until(lambda: pids_logging(tmp_path, "flushing", "slow") == [first.pid], "commit")
-        os.kill(first.pid, signal.SIGSTOP)
-        (tmp_path / "flush").touch()  # commits go on from now on (the first one is stopped)
-        second = run(tmp_path, "SlowCommit")
-        assert second.finish() == 0, second.output
-        os.kill(first.pid, signal.SIGCONT)
-        assert first.finish() == 0, first.output
-        first.wait_for("task.done_elsewhere")
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-    (token,) = [
-        line[3] for line in ledger(tmp_path) if line[:3] == ["done", "slow", str(second.pid)]
-    ]
-    assert (tmp_path / "out" / "slow.txt").read_text() == token
-    assert pids_logging(tmp_path, "done", "slow") == [second.pid]  # the stalled commit raised
-    assert successes(tmp_path, "SlowCommit") == [second.pid]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["slow.txt"]
+    output = tmp_path / "out" / "slow.txt"
+    trial = local_trial(tmp_path)
+    assert violations(trial, "slow", output.read_text) == [], trial.first.output
+    assert [p.name for p in output.parent.iterdir()] == ["slow.txt"]

@@ -8,9 +8,7 @@ version it saw (S3 ``If-Match`` / ``If-None-Match``, GCS ``ifGenerationMatch``).
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +17,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
-from tests.fixtures import Child
-from tests.fixtures.race_pipeline import ledger
+from tests.fixtures.stall_trials import s3_trial, violations
 
 from asyncflow.errors import TargetError
 from asyncflow.targets import S3Target
@@ -106,23 +103,6 @@ async def test_a_stale_upload_in_flight_never_replaces_the_new_holders_object(
     assert await backend.pending_uploads() == 0
 
 
-def run_child(folder: Path, url: str, endpoint: str) -> Child:
-    """``asyncflow run`` of a task writing ``url`` through ``endpoint``, on a shared journal."""
-    return Child(
-        "run",
-        "tests.fixtures.fencing_tasks:S3Out",
-        "--folder",
-        str(folder),
-        "--url",
-        url,
-        "--journal",
-        str(folder / "journal.db"),
-        cwd=folder,
-        AWS_ENDPOINT_URL=endpoint,
-        ASYNCFLOW_LEASE_TTL="1.5",
-    )
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_stalled_holder_with_its_s3_put_in_flight_never_replaces_the_new_holders_object(
     s3_bucket: str, s3_env: str, tmp_path: Path
@@ -133,31 +113,6 @@ def test_stalled_holder_with_its_s3_put_in_flight_never_replaces_the_new_holders
     takes the other's success. The object is the new holder's; one success is journaled."""
     url = f"s3://{s3_bucket}/out.txt"
     with FaultProxy(s3_env) as proxy:
-        proxy.hold_filter = lambda line: line.startswith(b"PUT ")
-        first = run_child(tmp_path, url, proxy.url)
-        second = None
-        try:
-            proxy.wait_held()
-            os.kill(first.pid, signal.SIGSTOP)
-            second = run_child(tmp_path, url, s3_env)
-            assert second.finish() == 0, second.output
-            proxy.open_gate()
-            os.kill(first.pid, signal.SIGCONT)
-            assert first.finish() == 0, first.output
-            first.wait_for("task.done_elsewhere")
-        finally:
-            first.kill()
-            if second is not None:
-                second.kill()
-    done = [line for line in ledger(tmp_path) if line[0] == "done"]
-    assert [int(line[2]) for line in done] == [second.pid]
-    assert anyio.run(S3Target(url).read_text) == done[0][3]
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:
-        rows = db.execute(
-            "SELECT runs.pid FROM attempts JOIN runs USING (run_id) "
-            "WHERE attempts.status = 'success'"
-        ).fetchall()
-    finally:
-        db.close()
-    assert rows == [(second.pid,)]
+        trial = s3_trial(tmp_path, url, s3_env, proxy)
+    content = functools.partial(anyio.run, S3Target(url).read_text)
+    assert violations(trial, "s3", content) == [], trial.first.output
