@@ -10,8 +10,11 @@ the first one (SIGCONT).
 
 from __future__ import annotations
 
+import contextvars
+import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from asyncflow.graph import expand
 from asyncflow.journal import DEFAULT_LEASE_TTL, Journal
 from asyncflow.resources import ResourcePool
 from asyncflow.targets import MemoryStore, MemoryTarget
-from asyncflow.targets.base import writer_identity
+from asyncflow.targets.base import commit_guard, writer_identity
 
 pytestmark = pytest.mark.anyio
 
@@ -247,6 +250,40 @@ async def test_attempts_write_under_their_lease_token_and_lapsed_ones_report_not
     assert sorted(coordinator.check.accepted) == sorted(
         [(Body("kept").task_id, TOKEN), (Body("quiet-kept", quiet=True).task_id, TOKEN)]
     )
+
+
+@posix_only
+def test_a_guarded_local_commit_asks_the_guard_again_holding_the_folder_lock(
+    tmp_path: Path,
+) -> None:
+    """The rename of a guarded write waits for the folder's lock, and the guard is
+    asked again once it is held: a check and a rename no other writer comes between."""
+    import fcntl
+
+    asked = threading.Semaphore(0)
+
+    def guard(target: asyncflow.Target) -> None:
+        asked.release()
+
+    def write() -> None:
+        commit_guard.set(guard)
+        with asyncflow.LocalTarget(tmp_path / "out.txt").open("w") as f:
+            f.write("done")
+
+    folder = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        writer = threading.Thread(target=contextvars.Context().run, args=(write,))
+        writer.start()
+        assert asked.acquire(timeout=10)  # before the commit: as every write
+        assert not asked.acquire(timeout=0.5)  # the second look waits for the lock
+        assert not (tmp_path / "out.txt").exists()
+        fcntl.flock(folder, fcntl.LOCK_UN)
+        assert asked.acquire(timeout=10)
+        writer.join(10)
+    finally:
+        os.close(folder)
+    assert (tmp_path / "out.txt").read_text() == "done"
 
 
 # --------------------------------------------------------- SIGSTOP / SIGCONT trials
