@@ -10,6 +10,7 @@ the first one (SIGCONT).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import sqlite3
@@ -92,27 +93,39 @@ async def test_every_take_draws_a_greater_token(tmp_path: Path) -> None:
     assert taken.taken == ["a"] and taken.tokens["a"] > split.tokens["c"]
 
 
-async def test_a_success_whose_lease_was_taken_over_is_not_journaled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interrupted", [False, True], ids=["rows", "claim"])
+async def test_a_success_whose_lease_was_taken_over_is_not_journaled(
+    tmp_path: Path, interrupted: bool
+) -> None:
     """The old holder's success is written after a takeover (it stalled between the
     end of its attempt and the journal's write): the journal refuses it in the
-    transaction that would write it; the new holder's success is the only one."""
+    transaction that would write it; the new holder's success is the only one.
+    The new holder took lease rows (the old run still counted as going on), or
+    a claim (the new one's journal found the old run interrupted as it opened)."""
     clock = FakeTime()
     path = tmp_path / "journal.db"
     task_id = T(n=1).task_id
-    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+    async with contextlib.AsyncExitStack() as stack:
+        mine = await stack.enter_async_context(Journal.open(path, clock=clock))
+        if not interrupted:
+            other = await stack.enter_async_context(Journal.open(path, clock=clock))
         await mine.begin_run("run-a")
         await mine.claim("run-a", [task_id], since=T0)
         mine.record(event(Event.START, 1, "run-a"))
         await mine.flush()
         assert mine.commit_check("run-a").accept(task_id, 1)  # before the stall: fine
         clock.now += TTL + 1
+        if interrupted:
+            other = await stack.enter_async_context(Journal.open(path, clock=clock))
         await other.begin_run("run-b")
         assert (await other.claim("run-b", [task_id], since=T0)).taken == [task_id]
+        claims = query(path, "SELECT count(*) FROM run_claims WHERE run_id = 'run-b'")
         other.record(event(Event.START, 1, "run-b", clock.now))
         other.record(event(Event.SUCCESS, 1, "run-b", clock.now))
         await other.flush()
         mine.record(event(Event.SUCCESS, 1, "run-a", clock.now))  # woken up
         await mine.flush()
+    assert claims == [(int(interrupted),)]
     rows = query(path, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id")
     assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]

@@ -270,11 +270,13 @@ _RELEASE_CLAIMED: Final = """
 # its attempt held): those whose task has since been taken with a greater token, by
 # a lease row or by another run's claim, with who took it then.
 _STALE: Final = """
-    SELECT m.key, l.run_id, l.token FROM json_each(:mine) AS m
+    SELECT m.key, l.run_id, l.token,
+           (SELECT c.run_id FROM run_claims AS c, json_each(c.task_ids) AS j
+            WHERE c.run_id != :run_id AND c.token > m.value AND j.value = m.key
+            LIMIT 1) AS claimed_by
+    FROM json_each(:mine) AS m
     LEFT JOIN leases AS l ON l.task_id = m.key AND l.token > m.value
-    WHERE l.task_id IS NOT NULL
-       OR EXISTS (SELECT 1 FROM run_claims AS c, json_each(c.task_ids) AS j
-                  WHERE c.run_id != :run_id AND c.token > m.value AND j.value = m.key)
+    WHERE l.task_id IS NOT NULL OR claimed_by IS NOT NULL
 """
 
 
@@ -580,8 +582,11 @@ class Leases:
             _STALE, {"mine": json.dumps(mine), "run_id": run_id}
         )
         why: dict[str, str] = {}
-        for task_id, holder, token in rows:
-            by = f"run {holder} (token {token})" if holder is not None else "another run's claim"
+        for task_id, holder, token, claimed_by in rows:
+            if holder is not None:
+                by = f"run {holder} (token {token})"
+            else:
+                by = f"run {claimed_by} (a claim of its)"
             why[str(task_id)] = (
                 f"{task_id}: success not journaled: while this attempt ran (lease token "
                 f"{mine[str(task_id)]}), its lease lapsed and was taken over by {by}; "
