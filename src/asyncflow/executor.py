@@ -307,7 +307,7 @@ class Executor:
                 "so another process may be running it",
                 task_id=node.task_id,
             )
-            return self._failed_attempt(node, attempt, started, lost)
+            return self._failed_attempt(node, attempt, started, lost, lease_lost=True)
         finished = node.finished = time.time()
         node.status = Status.DONE
         if node.history is not None:  # a first attempt's success is implied by started/finished
@@ -328,7 +328,15 @@ class Executor:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
 
-    def _failed_attempt(self, node: Node, attempt: int, started: float, error: Exception) -> object:
+    def _failed_attempt(
+        self,
+        node: Node,
+        attempt: int,
+        started: float,
+        error: Exception,
+        *,
+        lease_lost: bool = False,
+    ) -> object:
         task = node.task
         finished = time.time()
         duration = finished - started
@@ -346,7 +354,7 @@ class Executor:
                 where=where,
             )
 
-        if self._may_commit is not None and not self._may_commit(node.task_id):
+        if lease_lost or (self._may_commit is not None and not self._may_commit(node.task_id)):
             # Its writes were refused: another process may be running it now.
             emit(Event.RETRY)
             return self._lost(node)
