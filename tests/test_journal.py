@@ -86,7 +86,15 @@ async def test_open_creates_schema_in_wal_mode_with_version(tmp_path: Path) -> N
     async with Journal.open(path):
         pass
     tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"runs", "run_requests", "run_keys", "attempts", "leases", "run_claims"}
+    assert tables == {
+        "runs",
+        "run_requests",
+        "run_keys",
+        "attempts",
+        "leases",
+        "run_claims",
+        "fencing",
+    }
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert query(path, "PRAGMA application_id") == [(APPLICATION_ID,)]

@@ -5,7 +5,17 @@ about to run (:meth:`~Coordinator.claim`), follows the tasks other processes
 hold until they let go (:meth:`~Coordinator.watch`), renews what it holds
 (:meth:`~Coordinator.renew`), lets go with an outcome
 (:meth:`~Coordinator.release`), and asks a :class:`CommitCheck` before a
-task's output is committed. The journal implements it (one SQLite file shared
+task's output is committed and before its success is reported.
+
+Fencing: every lease taken carries a *token*, an integer from one counter per
+backend that only grows (all the tasks of one claim share it), so a later
+holder of a task always has a greater token than an earlier one. The attempt
+carries it (remote targets tag their objects with it, and local and remote
+commits refuse to replace an object written under a greater one), and the
+backend records a success only while its token is still the task's greatest,
+checked in the transaction that records it: a holder that stalled past its
+lease and woke up after another took the task over can neither replace the
+new holder's output nor journal a second success. The journal implements it (one SQLite file shared
 by processes); :class:`NullCoordinator` serves runs without a journal, where
 every lease is this run's at once and nobody else is watched.
 
@@ -91,6 +101,9 @@ class Claim:
     used: Mapping[str, int] = field(default_factory=dict)
     """Retries already used by interrupted runs, for taken task ids with any: a
     resumed run goes on with what is left of them."""
+    tokens: Mapping[str, int] = field(default_factory=dict)
+    """The fencing token of every taken task id (see the module's docstring);
+    empty from a backend without fencing."""
 
 
 class CommitCheck(abc.ABC):
@@ -109,6 +122,22 @@ class CommitCheck(abc.ABC):
         renewal for a whole time-to-live): another process may run the task.
         """
 
+    def accept(self, task_id: str, token: int) -> bool:
+        """Whether the run may report ``task_id`` done, its attempt having held ``token``.
+
+        Asked once per success, before it is reported; answers without I/O.
+        True: the backend records the success, but only if ``token`` is still
+        the task's current token when the record is written (checked in the
+        same transaction); a success refused then is journaled as a failed
+        attempt naming the newer holder. False (the lease surely lapsed or was
+        lost, as :meth:`may_commit`): the caller asks the coordinator
+        (:meth:`Coordinator.renew`) and, if the lease is gone, does not report
+        the task done: it takes the other holder's outcome.
+
+        This default notes nothing and answers :meth:`may_commit`.
+        """
+        return self.may_commit(task_id)
+
 
 class Coordinator(abc.ABC):
     """The leases a run needs: take, learn outcomes, renew, release, guard commits."""
@@ -119,8 +148,10 @@ class Coordinator(abc.ABC):
     async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
         """Take the leases of ``task_ids`` for ``run_id``, or learn who holds them.
 
-        ``done`` names tasks another run succeeded at since ``since`` (when
-        the caller probed them): the caller checks them again.
+        Each take issues a fencing token (:attr:`Claim.tokens`) greater than
+        any the backend issued before. ``done`` names tasks another run
+        succeeded at since ``since`` (when the caller probed them): the caller
+        checks them again.
 
         Raises:
             JournalError: the backend cannot be read or written.

@@ -124,8 +124,11 @@ class Executor:
             coordinator = NullCoordinator()
         self._coordinator = coordinator
         check = coordinator.commit_check(run_id)
-        # Asked before every commit; None when commits need no lease.
+        # Asked before every commit, and before every success is reported; None
+        # when commits need no lease.
         self._may_commit = check.may_commit if check is not None else None
+        self._accept = check.accept if check is not None else None
+        self._tokens: dict[str, int] = {}  # task id -> fencing token of its lease
         self._since = since  # when this run's completeness probes began
         self._lease_poll = lease_poll
         self._watched: dict[str, tuple[Node, Holder | None]] = {}  # held elsewhere
@@ -273,7 +276,8 @@ class Executor:
         timeout = task.timeout
         scope: anyio.CancelScope | None = None
         bodies = self._bodies.get(type(task)) or self._bodies_for(type(task))
-        writer = WriterIdentity(run_id, node.task_id, attempt)
+        token = self._tokens.get(node.task_id)
+        writer = WriterIdentity(run_id, node.task_id, attempt, token)
         try:
             if timeout is None:
                 await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
@@ -297,6 +301,17 @@ class Executor:
                 error = TaskTimeout(node.task_id, timeout or 0.0, attempt)
                 error.__cause__ = exc
             return self._failed_attempt(node, attempt, started, error)
+        if token is not None and not await self._accepted(node.task_id, token):
+            # Fenced: the lease lapsed while the body ran; another process may
+            # hold the task now, and this run must not report it done.
+            lost = TaskError(
+                f"{node.task_id}: its body returned, but the task is not reported done: "
+                f"this run lost the journal lease it ran under (token {token}) while it "
+                "ran (no heartbeat for longer than the lease lasts: the process stalled), "
+                "so another process may be running it",
+                task_id=node.task_id,
+            )
+            return self._failed_attempt(node, attempt, started, lost, lease_lost=True)
         finished = node.finished = time.time()
         node.status = Status.DONE
         if node.history is not None:  # a first attempt's success is implied by started/finished
@@ -317,7 +332,15 @@ class Executor:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
 
-    def _failed_attempt(self, node: Node, attempt: int, started: float, error: Exception) -> object:
+    def _failed_attempt(
+        self,
+        node: Node,
+        attempt: int,
+        started: float,
+        error: Exception,
+        *,
+        lease_lost: bool = False,
+    ) -> object:
         task = node.task
         finished = time.time()
         duration = finished - started
@@ -335,7 +358,7 @@ class Executor:
                 where=where,
             )
 
-        if self._may_commit is not None and not self._may_commit(node.task_id):
+        if lease_lost or (self._may_commit is not None and not self._may_commit(node.task_id)):
             # Its writes were refused: another process may be running it now.
             emit(Event.RETRY)
             return self._lost(node)
@@ -396,6 +419,8 @@ class Executor:
         coordinator = self._coordinator
         by_id = {node.task_id: node for node in nodes}
         claim = await coordinator.claim(self._run_id, list(by_id), since=self._since)
+        if claim.tokens:
+            self._tokens.update(claim.tokens)
         used = claim.used
         abandoned, done = claim.abandoned, claim.done  # locals: tested for every task
         for task_id in claim.taken:
@@ -462,6 +487,19 @@ class Executor:
         else:
             await renewal.wait()
         return may_commit(task_id)
+
+    async def _accepted(self, task_id: str, token: int) -> bool:
+        """Whether the success of ``task_id`` under ``token`` may be reported.
+
+        Without I/O while the lease surely holds; else once the coordinator
+        was asked (as :meth:`_still_mine`). The journal fences the success
+        again when it writes it.
+        """
+        accept = self._accept
+        assert accept is not None
+        if accept(task_id, token):
+            return True
+        return await self._still_mine(task_id) and accept(task_id, token)
 
     def _lost(self, node: Node) -> object:
         """This run lost the task's lease (it stalled past the lease's expiry)."""

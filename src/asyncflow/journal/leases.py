@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,10 +53,13 @@ __all__ = ["Identity", "Leases", "local_node", "recover_interrupted"]
 # would), and it costs one thread hop. The ids come as a JSON array (no limit on SQL
 # variables). An upsert from a SELECT needs a WHERE clause to parse: WHERE true.
 _TAKE_MANY: Final = """
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl)
-    SELECT value, :run_id, :host, :pid, :now, :expires, :ttl FROM json_each(:ids) WHERE true
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
+    SELECT value, :run_id, :host, :pid, :now, :expires, :ttl, :token
+    FROM json_each(:ids) WHERE true
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id,
+        token = CASE WHEN (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
+                     THEN leases.token ELSE excluded.token END,
         host = excluded.host,
         pid = excluded.pid,
         since = CASE WHEN (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
@@ -91,7 +94,7 @@ _TAKE_MANY: Final = """
            AND attempts.run_id = leases.run_id) IS NOT NULL
        OR EXISTS (SELECT 1 FROM runs
                   WHERE runs.run_id = leases.run_id AND runs.status != 'running')
-    RETURNING task_id, prev_outcome
+    RETURNING task_id, prev_outcome, token
 """
 _LEASE_ROWS: Final = """
     SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since,
@@ -180,21 +183,25 @@ _LEFT_UNFINISHED: Final = """
 # split just before, and its run (stalled meanwhile) would take its lost tasks
 # for held again.
 _NEW_CLAIM: Final = (
-    "INSERT INTO run_claims (id, run_id, since, ttl, task_ids) "
-    "VALUES ((random() & 9223372036854775807) | 1, ?, ?, ?, ?) RETURNING id"
+    "INSERT INTO run_claims (id, run_id, since, ttl, task_ids, token) "
+    "VALUES ((random() & 9223372036854775807) | 1, ?, ?, ?, ?, ?) RETURNING id"
 )
+# Fencing tokens: each take draws the next one (see the module's docstring).
+_NEXT_TOKEN: Final = "UPDATE fencing SET last = last + 1 RETURNING last"
 _OTHER_CLAIMS: Final = "SELECT 1 FROM run_claims WHERE run_id != ? LIMIT 1"
 # The next three turn claims into lease rows held by their run, whose liveness they
 # take on. Rows they supersede (of runs that ended before the claim) are
 # overwritten; rows of the claiming run itself (a failure it released) are kept.
 # Another run is about to take leases: every other run's claims become rows it holds.
 _SPLIT_CLAIMS: Final = """
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
-    SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, c.ttl, NULL, NULL
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released,
+                        token)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, c.ttl, NULL, NULL, c.token
     FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
     WHERE c.run_id != :run_id
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+        token = excluded.token,
         since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
         outcome = excluded.outcome, released = excluded.released,
         prev_outcome = NULL, prev_at = NULL
@@ -202,21 +209,23 @@ _SPLIT_CLAIMS: Final = """
 """
 # A run ends: its claimed tasks it did not finish (:ids) are let go as abandoned.
 _ABANDON_CLAIMED: Final = """
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
-    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released,
+                        token)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now, c.token
     FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
     WHERE c.run_id = :run_id AND j.value IN (SELECT value FROM json_each(:ids))
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
         since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
-        outcome = excluded.outcome, released = excluded.released,
+        outcome = excluded.outcome, released = excluded.released, token = excluded.token,
         prev_outcome = NULL, prev_at = NULL
     WHERE leases.run_id != excluded.run_id
 """
 # A run was found interrupted: what it did not journal a success for is abandoned.
 _ABANDON_CLAIMED_UNSUCCESSFUL: Final = """
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
-    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released,
+                        token)
+    SELECT j.value, c.run_id, r.host, r.pid, c.since, :now, c.ttl, 'abandoned', :now, c.token
     FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j
     WHERE c.run_id = :run_id
     AND NOT EXISTS (SELECT 1 FROM attempts AS a
@@ -224,7 +233,7 @@ _ABANDON_CLAIMED_UNSUCCESSFUL: Final = """
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
         since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
-        outcome = excluded.outcome, released = excluded.released,
+        outcome = excluded.outcome, released = excluded.released, token = excluded.token,
         prev_outcome = NULL, prev_at = NULL
     WHERE leases.run_id != excluded.run_id
 """
@@ -246,16 +255,31 @@ _CLAIMS_OF_RUNS: Final = (
 # over a row of a run that ended before the claim, and over the run's own row if
 # another run turned the claim into rows meanwhile, unless that was taken over.
 _RELEASE_CLAIMED: Final = """
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released)
-    VALUES (:task_id, :run_id, :host, :pid, :now, :now, :ttl, :outcome, :now)
+    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, outcome, released,
+                        token)
+    VALUES (:task_id, :run_id, :host, :pid, :now, :now, :ttl, :outcome, :now, :token)
     ON CONFLICT (task_id) DO UPDATE SET
         run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
         since = excluded.since, expires = excluded.expires, ttl = excluded.ttl,
-        outcome = excluded.outcome, released = excluded.released,
+        outcome = excluded.outcome, released = excluded.released, token = excluded.token,
         prev_outcome = NULL, prev_at = NULL
     WHERE (leases.run_id = excluded.run_id AND leases.outcome IS NULL)
        OR EXISTS (SELECT 1 FROM run_claims WHERE id = :claim AND run_id = excluded.run_id)
     RETURNING 1
+"""
+
+
+# Fencing a batch of successes of one run (:mine, a JSON object: task id -> the token
+# its attempt held): those whose task has since been taken with a greater token, by
+# a lease row or by another run's claim, with who took it then.
+_STALE: Final = """
+    SELECT m.key, l.run_id, l.token,
+           (SELECT c.run_id FROM run_claims AS c, json_each(c.task_ids) AS j
+            WHERE c.run_id != :run_id AND c.token > m.value AND j.value = m.key
+            LIMIT 1) AS claimed_by
+    FROM json_each(:mine) AS m
+    LEFT JOIN leases AS l ON l.task_id = m.key AND l.token > m.value
+    WHERE l.task_id IS NOT NULL OR claimed_by IS NOT NULL
 """
 
 
@@ -344,11 +368,23 @@ class Leases:
         self._shortest = ttl  # the shortest ttl of any lease taken
         # Run id -> the task ids it holds -> the claim holding it (0: a lease row).
         self._held: dict[str, dict[str, int]] = {}
+        # Run id -> task id -> the fencing token of its latest take (kept when
+        # the lease is lost: the journal's check of a success needs it).
+        self.tokens: dict[str, dict[str, int]] = {}
+        # Run id -> task id -> the token of a success accepted and not yet
+        # journaled (see _RunCheck.accept and fence()).
+        self.accepted: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
         self._rivals: dict[str, _Rivals] = {}  # run id -> noted when it began
         # Every lease in ``held`` is known to last at least until then: set by
         # the first lease taken and by each renewal (never by a later take).
         self.valid_until = 0.0
+
+    def _tokens_of(self, run_id: str) -> dict[str, int]:
+        tokens = self.tokens.get(run_id)
+        if tokens is None:
+            tokens = self.tokens[run_id] = {}
+        return tokens
 
     def heartbeat_interval(self) -> float:
         return self._shortest / 3
@@ -357,6 +393,7 @@ class Leases:
         """Take the leases of many tasks at once (see :meth:`Journal.claim`)."""
         ids = list(dict.fromkeys(task_ids))
         taken: list[str] = []
+        tokens: dict[str, int] = {}
         abandoned: set[str] = set()
         held: dict[str, Holder] = {}
         wanted = ids
@@ -384,20 +421,27 @@ class Leases:
                 if alone and leased:  # no lease rows at all is the common case
                     left = list(await db.execute_fetchall(_LEFT_UNFINISHED, params))
                     alone = not any(live for _, live in left)
+                [(token,)] = await db.execute_fetchall(_NEXT_TOKEN)
                 if alone:  # the common case: one row for the lot
                     [(claim_id,)] = await db.execute_fetchall(
-                        _NEW_CLAIM, [run_id, now, self.ttl, params["ids"]]
+                        _NEW_CLAIM, [run_id, now, self.ttl, params["ids"], token]
                     )
                 else:
-                    rows = await db.execute_fetchall(_TAKE_MANY, params)
+                    rows = await db.execute_fetchall(_TAKE_MANY, {**params, "token": token})
             if alone:
                 abandoned.update(str(row[0]) for row in left)
                 self._hold(wanted, run_id, self.ttl, now, int(claim_id))
+                fenced = dict.fromkeys(wanted, int(token))
+                self._tokens_of(run_id).update(fenced)
+                tokens.update(fenced)
                 taken.extend(wanted)
                 wanted = []
                 break
             got = [str(row[0]) for row in rows]
-            for task_id, previous in rows:
+            fenced = {str(row[0]): int(row[2]) for row in rows}
+            self._tokens_of(run_id).update(fenced)
+            tokens.update(fenced)
+            for task_id, previous, _ in rows:
                 if previous == LeaseOutcome.ABANDONED:
                     abandoned.add(str(task_id))
                 elif previous is not None and previous not in _OUTCOMES:
@@ -421,7 +465,7 @@ class Leases:
             if dead:
                 await self._let_go_of_dead(dead)
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
-        return Claim(taken, held, done, wanted, abandoned)
+        return Claim(taken, held, done, wanted, abandoned, tokens=tokens)
 
     async def _split_claims(self, run_id: str) -> None:
         """Turn other runs' claims into lease rows (inside the caller's transaction)."""
@@ -479,7 +523,9 @@ class Leases:
 
     def commit_check(self, run_id: str) -> CommitCheck:
         """The commit guard of one run (see :meth:`Journal.commit_check`)."""
-        return _RunCheck(self, self._held.setdefault(run_id, {}))
+        return _RunCheck(
+            self, self._held.setdefault(run_id, {}), self.accepted.setdefault(run_id, {})
+        )
 
     def _hold(
         self, task_ids: Sequence[str], run_id: str, ttl: float, now: float, claim: int = 0
@@ -534,6 +580,54 @@ class Leases:
             else:
                 states.append(holder)
         return states
+
+    def to_fence(self, successes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+        """The tokens of the accepted ``successes`` (run id -> task ids) about to be journaled.
+
+        The token is the one the attempt held, as the commit check accepted
+        it (then forgotten here), else the one the run took the lease with.
+        The caller fences them (:meth:`stale`) in the transaction that writes
+        them. The successes of tasks the run took no lease on through this
+        journal (events recorded directly) are not fenced.
+        """
+        found: dict[str, dict[str, int]] = {}
+        for run_id, task_ids in successes.items():
+            accepted = self.accepted.get(run_id) or {}
+            taken = self.tokens.get(run_id) or {}
+            if not accepted and not taken:
+                continue
+            pop, get = accepted.pop, taken.get
+            mine = {
+                task_id: token
+                for task_id in task_ids
+                if (token := pop(task_id, None) or get(task_id))
+            }
+            if mine:
+                found[run_id] = mine
+        return found
+
+    async def stale(self, run_id: str, mine: Mapping[str, int]) -> dict[str, str]:
+        """Those of ``run_id``'s successes (task id -> token) taken over since, with why.
+
+        Call it inside the transaction that journals them, so that no take
+        comes in between.
+        """
+        rows = await self._store.db.execute_fetchall(
+            _STALE, {"mine": json.dumps(mine), "run_id": run_id}
+        )
+        why: dict[str, str] = {}
+        for task_id, holder, token, claimed_by in rows:
+            if holder is not None:
+                by = f"run {holder} (token {token})"
+            else:
+                by = f"run {claimed_by} (a claim of its)"
+            why[str(task_id)] = (
+                f"{task_id}: success not journaled: while this attempt ran (lease token "
+                f"{mine[str(task_id)]}), its lease lapsed and was taken over by {by}; "
+                "that holder's outcome stands"
+            )
+            _log.warning("journal.success_fenced", task_id=str(task_id), run_id=run_id, by=by)
+        return why
 
     async def begin(self, run_id: str) -> None:
         """Note the runs that may commit successes ``run_id`` will not have probed.
@@ -610,6 +704,7 @@ class Leases:
                     "ttl": self.ttl,
                     "outcome": outcome.value,
                     "claim": claim,
+                    "token": self.tokens.get(run_id, {}).get(task_id, 0),
                 },
                 "release a lease",
             )
@@ -626,6 +721,7 @@ class Leases:
         """The run ended: stop renewing its leases (the caller released them)."""
         self.live_runs.discard(run_id)
         self._rivals.pop(run_id, None)
+        self.tokens.pop(run_id, None)
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too
@@ -634,15 +730,22 @@ class Leases:
 class _RunCheck(CommitCheck):
     """The commit guard of one run: its leases, as far as the last renewal knows."""
 
-    __slots__ = ("_clock", "_held", "_leases")
+    __slots__ = ("_accepted", "_clock", "_held", "_leases")
 
-    def __init__(self, leases: Leases, held: dict[str, int]) -> None:
+    def __init__(self, leases: Leases, held: dict[str, int], accepted: dict[str, int]) -> None:
         self._leases = leases
         self._held = held  # the run's entry in Leases._held: emptied when the run ends
+        self._accepted = accepted  # the run's entry in Leases.accepted
         self._clock = leases._clock
 
     def may_commit(self, task_id: str) -> bool:
         return task_id in self._held and self._clock() < self._leases.valid_until
+
+    def accept(self, task_id: str, token: int) -> bool:
+        if task_id in self._held and self._clock() < self._leases.valid_until:
+            self._accepted[task_id] = token  # fenced when journaled: see fence()
+            return True
+        return False
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:

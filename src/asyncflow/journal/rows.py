@@ -175,6 +175,38 @@ class Attempts:
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs) + len(self.upserts) + len(self.statuses)
 
+    def successes(self) -> dict[str, list[str]]:
+        """The task ids of the successful attempts in the batch, by run id."""
+        found: dict[str, list[str]] = {}
+        for run in self.runs:
+            ids = run.succeeded[1::_SUCCESS_ROW]
+            ended = run.ended
+            ids += [
+                ended[i + 1]
+                for i in range(0, len(ended), _ENDED_ROW)
+                if ended[i + _STATUS] == _SUCCESS
+            ]
+            if ids:
+                found.setdefault(run.run_id, []).extend(ids)  # type: ignore[arg-type]
+        for row in self.upserts:
+            if row[_FULL_STATUS] == _SUCCESS:
+                found.setdefault(str(row[1]), []).append(str(row[2]))
+        return found
+
+    def refuse(self, run_id: str, why: dict[str, str]) -> None:
+        """Journal the successes of ``run_id`` named in ``why`` as failed attempts
+        instead, with the message given for each (their lease was taken over)."""
+        refused: list[Values] = []
+        for run in self.runs:
+            if run.run_id != run_id:
+                continue
+            run.succeeded = _without(run.succeeded, _SUCCESS_ROW, why, refused)
+            run.ended = _without(run.ended, _ENDED_ROW, why, refused)
+        for i, row in enumerate(self.upserts):
+            if row[1] == run_id and row[2] in why and row[_FULL_STATUS] == _SUCCESS:
+                self.upserts[i] = _fenced(row, why[str(row[2])])
+        self.upserts += [_fenced(_full(row, run_id), why[str(row[1])]) for row in refused]
+
 
 class _Run:
     """The attempts of one run journaled here: the latest row of each task."""
@@ -345,6 +377,30 @@ class Recorder:
         self._changed = {}
         self._statuses = {}
         return Attempts(list(by_key.values()), upserts, statuses)
+
+
+_FULL_STATUS: Final = 7  # where a full row (ATTEMPT_COLUMNS order) has its status
+
+
+def _without(
+    values: list[object], width: int, why: dict[str, str], out: list[Values]
+) -> list[object]:
+    """``values`` (rows of ``width`` flattened) without the successes of tasks in
+    ``why``, which go to ``out``."""
+    kept: list[object] = []
+    for i in range(0, len(values), width):
+        row = tuple(values[i : i + width])
+        if row[1] in why and (width == _SUCCESS_ROW or row[_STATUS] == _SUCCESS):
+            out.append(row)
+        else:
+            kept += row
+    return kept
+
+
+def _fenced(row: Values, message: str) -> Values:
+    """A full row (ATTEMPT_COLUMNS order) turned from a success into a refused one."""
+    error = ("asyncflow.LeaseLost", message, message)
+    return (*row[:_FULL_STATUS], AttemptStatus.FAILED.value, *row[8:10], *error, *row[13:])
 
 
 def _put(new: dict[int, Values], changed: dict[int, Values], row: Values) -> None:

@@ -262,6 +262,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "WHERE status = 'success'",
         ),
     ),
+    Migration(
+        9,
+        "fencing tokens: every lease and claim carries one, from one counter that only grows",
+        # A take (a claim, or the lease rows of one statement) draws the next
+        # token; rows a claim is split into keep the claim's. A success is
+        # journaled only while its token is the task's greatest. Rows of
+        # earlier versions get 0: any token drawn from now on is greater.
+        (
+            "ALTER TABLE leases ADD COLUMN token INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE run_claims ADD COLUMN token INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE fencing (
+                one  INTEGER PRIMARY KEY CHECK (one = 1),
+                last INTEGER NOT NULL  -- the last token drawn
+            )
+            """,
+            "INSERT INTO fencing (one, last) VALUES (1, 0)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -611,15 +611,11 @@ class Journal(Coordinator):
         ending: Mapping[str, set[str] | None],
     ) -> None:
         db = self._store.db
-        # The writer's batches while runs go on: as few trips as can be (see _Inserts).
-        statements = attempt_statements(
-            attempts, one_trip=not (abandon or ending or runs or requested)
-        )
-        if requested:
-            statements.insert(0, (_INSERT_REQUESTED, requested))
-        if runs:
-            statements.insert(0, (_UPSERT_RUN, runs))
-        if not abandon and not ending and (not runs or len(statements) == 1):
+        # Successes accepted under a lease are fenced: journaled only while their
+        # token is the task's greatest, checked in the transaction writing them.
+        fence = self._leases.to_fence(attempts.successes()) if attempts else {}
+        statements = self._statements(attempts, runs, requested, abandon, ending)
+        if not fence and not abandon and not ending and (not runs or len(statements) == 1):
             # Attempts alone (the batches while runs go on), or a run row alone:
             # each statement is a transaction of its own, and a trip to the
             # database thread less counts while the event loop is busy (see
@@ -630,6 +626,14 @@ class Journal(Coordinator):
                     await db.executemany(sql, many)
         else:
             async with self._store.transaction("write the journal", locked=True):
+                if fence:
+                    for run_id, mine in fence.items():
+                        why = await self._leases.stale(run_id, mine)
+                        if why:
+                            attempts.refuse(run_id, why)
+                            statements = self._statements(
+                                attempts, runs, requested, abandon, ending
+                            )
                 for sql, many in statements:
                     await db.executemany(sql, many)
                 for run_id, succeeded in ending.items():
@@ -642,6 +646,24 @@ class Journal(Coordinator):
                     )
         self._batches += 1
         self._rows_written += len(attempts) + len(runs)
+
+    @staticmethod
+    def _statements(
+        attempts: Attempts,
+        runs: list[Values],
+        requested: list[Values],
+        abandon: Collection[str],
+        ending: Mapping[str, set[str] | None],
+    ) -> list[tuple[str, Any]]:
+        # The writer's batches while runs go on: as few trips as can be (see _Inserts).
+        statements: list[tuple[str, Any]] = list(
+            attempt_statements(attempts, one_trip=not (abandon or ending or runs or requested))
+        )
+        if requested:
+            statements.insert(0, (_INSERT_REQUESTED, requested))
+        if runs:
+            statements.insert(0, (_UPSERT_RUN, runs))
+        return statements
 
     async def _before_read(self) -> None:
         self._check_usable()

@@ -8,6 +8,14 @@ already had the old file open keeps reading the old content. A process killed
 mid-write leaves its temporary file behind;
 :meth:`LocalTarget.discard_partial_writes` removes such leftovers.
 
+Fencing: when the engine guards a task's commits (a run holding journal
+leases), the rename happens under an exclusive ``flock`` of the folder, and
+the guard is asked again while the lock is held, just before the rename. A
+writer that stalled (stopped, swapped out, a slow fsync) past its lease finds
+its lease lapsed there and renames nothing; if it stalls after that check,
+it still holds the lock, so the new holder's rename comes after its own and
+replaces it. Either way a stale writer's file never replaces a newer one.
+
 ``LocalTarget`` implements the synchronous hooks only; the base class runs
 them in a worker thread for ``async with``, so opening, creating folders,
 fsyncing, renaming and deleting never block the event loop. Reads and writes
@@ -24,6 +32,7 @@ import io
 import os
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 if TYPE_CHECKING:
@@ -32,7 +41,12 @@ if TYPE_CHECKING:
 import anyio.to_thread
 
 from ..errors import TargetError, TargetNotFoundError
-from .base import AtomicWriter, Target
+from .base import AtomicWriter, CommitGuard, Target, commit_guard
+
+try:
+    import fcntl
+except ImportError:  # Windows: commits are checked, but not under a lock
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LocalTarget"]
 
@@ -59,6 +73,50 @@ def _fsync_folder(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fenced_replace(temp: str, target: Target, path: str, folder: str, guard: CommitGuard) -> None:
+    """Ask ``guard`` again and rename ``temp`` onto ``path``, holding the folder's lock.
+
+    The check and the rename are one step for every fenced writer of the
+    folder (see the module's docstring); the folder is fsynced before the
+    lock is let go.
+    """
+    if fcntl is None or os.name != "posix":
+        guard(target)
+        os.replace(temp, path)
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        _lock(fd, path, folder)  # let go when fd is closed
+        guard(target)
+        os.replace(temp, path)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_LOCK_WAIT: Final = 60.0
+"""Seconds a fenced commit waits for its folder's lock (held for a rename, unless the
+writer holding it was stopped right then)."""
+
+
+def _lock(fd: int, path: str, folder: str) -> None:
+    """Take the exclusive lock of the open folder ``fd``, waiting up to ``_LOCK_WAIT``."""
+    deadline = time.monotonic() + _LOCK_WAIT
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"cannot write {path}: its folder {folder} stayed locked by another "
+                    f"writer for {_LOCK_WAIT:g} s (a process stopped while committing?)"
+                ) from None
+            time.sleep(pause)  # in a worker thread: commits run there
+            pause = min(pause * 2, 0.05)
 
 
 def _remove_if_present(path: str) -> None:
@@ -119,8 +177,9 @@ class _TempFile(io.FileIO):
 class _LocalWriter(AtomicWriter):
     """Writes to a hidden temporary file in the target's folder."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, target: Target) -> None:
         self._path = path
+        self._target = target
         self._folder, name = os.path.split(os.path.abspath(path))
         self._temp = _temp_path(self._folder, name)
         try:
@@ -141,8 +200,12 @@ class _LocalWriter(AtomicWriter):
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-            os.replace(self._temp, self._path)
-            _fsync_folder(self._folder)
+            guard = commit_guard.get()
+            if guard is None:
+                os.replace(self._temp, self._path)
+                _fsync_folder(self._folder)
+            else:
+                _fenced_replace(self._temp, self._target, self._path, self._folder, guard)
         except OSError as error:
             raise _write_error(self._path, error) from error
 
@@ -222,4 +285,4 @@ class LocalTarget(Target):
             raise TargetNotFoundError(f"no such file: {self.path}") from error
 
     def _open_writer(self) -> _LocalWriter:
-        return _LocalWriter(self.path)
+        return _LocalWriter(self.path, self)
