@@ -26,7 +26,10 @@ from asyncflow.journal import Journal
 
 pytestmark = pytest.mark.anyio
 
-BLOCK = 0.3  # seconds each blocking method sleeps
+BLOCK = 0.5  # seconds each blocking method sleeps
+# A method run on the loop stops it for a whole BLOCK; a loop merely slowed by a
+# busy machine (other processes on two cores) was seen to miss a 0.225 s bound.
+BLOCKED = BLOCK * 0.9
 COUNT = 10  # tasks in a run
 
 
@@ -99,7 +102,7 @@ async def test_blocking_plain_def_methods_run_off_the_loop(
     assert sorted(p.name for p in tmp_path.glob("*.txt")) == sorted(
         f"{n}.txt" for n in range(COUNT)
     )
-    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+    assert max(loop_gaps) < BLOCKED, f"the loop was blocked for {max(loop_gaps):.2f} s"
 
 
 def test_build_with_an_output_that_blocks_returns_a_result(
@@ -145,7 +148,7 @@ async def test_async_generator_gets_outputs_computed_off_the_loop(
     result = await asyncflow.run(Gather(), journal=None)
     assert result.ok, result.summary()
     assert [Path(t.path) for t in got[0]] == [tmp_path / f"{n}.txt" for n in range(COUNT)]
-    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+    assert max(loop_gaps) < BLOCKED, f"the loop was blocked for {max(loop_gaps):.2f} s"
 
 
 async def test_a_renewal_keeps_the_leases_taken_while_it_waited(tmp_path: Path) -> None:
