@@ -8,6 +8,7 @@ attempt, timeout, retries, resources, the journal) stays in the executor.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,6 @@ from typing import Any, NoReturn, Protocol
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from ._usercode import UserCode
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
@@ -143,7 +143,8 @@ async def call_run(
     task = node.task
     kind = type(task)._run_kind
     # bind/reset rather than bound_contextvars(): a third of the cost, per task.
-    tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
+    bind, reset = _task_id_binding()
+    tokens = bind(task_id=node.task_id)
     releasing = running_release.set(release) if release is not None else None
     writing = writer_identity.set(writer) if writer is not None else None
     try:
@@ -154,11 +155,19 @@ async def call_run(
         else:
             await _run_generator(node, calls)
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        reset(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
         if writing is not None:
             writer_identity.reset(writing)
+
+
+@functools.cache
+def _task_id_binding() -> tuple[Callable[..., Mapping[str, Any]], Callable[..., None]]:
+    """structlog's context functions, imported at the first attempt, not with the package."""
+    from structlog.contextvars import bind_contextvars, reset_contextvars
+
+    return bind_contextvars, reset_contextvars
 
 
 async def _call_sync(

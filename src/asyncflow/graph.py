@@ -24,8 +24,6 @@ from ._usercode import UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
-from .targets import probe_many
-from .targets._probe import is_remote
 from .targets.base import Target
 from .task import Task, _resolve, flatten, resolve_requires, sync_requires
 
@@ -263,6 +261,8 @@ async def _bulk_probe(nodes: list[Node], calls: UserCode, concurrency: int) -> N
         if n.task._default_complete and not n.task._settles_by_requirements and n.outputs is None
     ]
     found = await calls.map(_output_method, _node_outputs, wanted)
+    from .targets._probe import is_remote  # the S3/GCS parts: not imported with the package
+
     for node, outputs in zip(wanted, found, strict=True):
         if isinstance(outputs, Exception):
             continue  # _probe reports it when the node is visited
@@ -288,6 +288,8 @@ async def outputs_complete(
     Every output is probed in one :func:`~asyncflow.targets.probe_many` call,
     so objects under one bucket prefix cost a listing, not a request each.
     """
+    from .targets._probe import probe_many
+
     found = await probe_many([t for _, outputs in items for t in outputs], concurrency=concurrency)
     return {key: bool(outputs) and all(found[t] for t in outputs) for key, outputs in items}
 
