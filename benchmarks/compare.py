@@ -183,9 +183,13 @@ async def _asyncflow(system: str, shape: str, n: int) -> float:
             first = await asyncflow.run(*roots)
             assert first.ok and ran[0] == n, f"first run: {first.counts()}"
             ran[0] = 0
+        if _PROFILER is not None:
+            _PROFILER.enable()
         start = time.perf_counter()
         result = await asyncflow.run(*roots, **options)
         wall = time.perf_counter() - start
+        if _PROFILER is not None:
+            _PROFILER.disable()
     finally:
         os.chdir("/")
         shutil.rmtree(folder, ignore_errors=True)
@@ -257,6 +261,23 @@ def run_child(system: str, shape: str, n: int) -> None:
         wall = RUNNERS[system](system, shape, n)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"wall": wall, "peak_mb": peak_kb / 1024}), flush=True)
+
+
+def profile(system: str, shape: str, n: int, sort: str, top: int) -> None:
+    """One asyncflow case under cProfile (the timed call only)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    global _PROFILER
+    _PROFILER = profiler
+    wall = asyncio.run(_asyncflow(system, shape, n))
+    print(f"{system} {shape} N={n:,}: {wall:.3f} s under cProfile ({environment()})")
+    pstats.Stats(profiler).strip_dirs().sort_stats(sort).print_stats(top)
+
+
+_PROFILER: Any = None
+"""Set by --profile: enabled around the timed run only."""
 
 
 # --------------------------------------------------------------------------- parent
@@ -358,10 +379,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="also run every asyncflow system with this 'src' folder first on PYTHONPATH "
         "(shown as SYSTEM@base): an A/B of two versions of the code in one sitting",
     )
+    p.add_argument(
+        "--profile",
+        nargs=3,
+        metavar=("SYSTEM", "SHAPE", "N"),
+        help="run one asyncflow case in this process under cProfile; print the top functions",
+    )
+    p.add_argument("--sort", default="tottime", help="pstats sort key for --profile")
+    p.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     p.add_argument("--child", nargs=3, metavar=("SYSTEM", "SHAPE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         run_child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    if args.profile:
+        profile(args.profile[0], args.profile[1], int(args.profile[2]), args.sort, args.top)
         return
     chosen = args.systems or [s for s in DEFAULT_SYSTEMS if _available(s)]
     if REFERENCE not in chosen:

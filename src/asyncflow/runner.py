@@ -250,7 +250,11 @@ async def _run(
     """
     logger = asyncflow_logger().bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
-    probes = Probes(journal.succeeded if journal is not None else None, _is_forced(forced))
+    probes = (
+        Probes(journal.succeeded, _is_forced(forced), journal.succeeded_under)
+        if journal is not None
+        else Probes(None, _is_forced(forced))
+    )
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
     if forced:
         _check_forced(forced, graph)

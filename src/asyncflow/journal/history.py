@@ -35,6 +35,7 @@ __all__ = [
     "run",
     "runs",
     "succeeded",
+    "succeeded_under",
 ]
 
 _RUNS: Final = (
@@ -65,6 +66,27 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     if not task_ids:
         return set()
     rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
+    return _successes(store, rows)
+
+
+async def succeeded_under(store: Store, prefix: str, limit: int) -> set[str] | None:
+    """The ids starting with ``prefix`` that have a successful attempt, or None if
+    there are more than ``limit`` of them (then nothing more is read)."""
+    if not prefix:
+        raise ValueError("succeeded_under() needs a non-empty prefix")
+    # The ids >= prefix and < the prefix with its last character incremented: a
+    # range of the attempts_task index.
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    rows = await store.fetch(_SUCCEEDED_UNDER, [prefix, end, limit + 1])
+    if len(rows) > limit:
+        return None
+    return _successes(store, rows)
+
+
+def _successes(store: Store, rows: Iterable[Any]) -> set[str]:
+    """The task ids of ``(task_id, status)`` rows of successes; any status that is
+    none of ours is a damaged row, an error (it must not read as "run it again")."""
+    rows = list(rows)
     for task_id, status in rows:
         if status != AttemptStatus.SUCCESS:  # none of ours: a damaged success reads as none
             with store.decoding(f"attempts of task {task_id!r}"):
@@ -77,10 +99,17 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
 # cost of ``IN (SELECT value FROM json_each(...))``, which first builds a
 # temporary index of the array. Statuses that are none of ours come too: a
 # damaged success must stop the run, not make it run the task again.
+_SUCCESS_OR_DAMAGED: Final = (
+    f"(a.status = 'success' OR a.status NOT IN ({', '.join(repr(s.value) for s in AttemptStatus)}))"
+)
 _SUCCEEDED: Final = (
     "SELECT DISTINCT a.task_id, a.status FROM json_each(?) AS j CROSS JOIN attempts AS a "
-    "ON a.task_id = j.value AND (a.status = 'success' OR a.status NOT IN "
-    f"({', '.join(repr(s.value) for s in AttemptStatus)}))"
+    f"ON a.task_id = j.value AND {_SUCCESS_OR_DAMAGED}"
+)
+# A range of task ids (those sharing a prefix) in the attempts_task index.
+_SUCCEEDED_UNDER: Final = (
+    "SELECT DISTINCT a.task_id, a.status FROM attempts AS a "
+    f"WHERE a.task_id >= ? AND a.task_id < ? AND {_SUCCESS_OR_DAMAGED} LIMIT ?"
 )
 
 
