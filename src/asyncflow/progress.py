@@ -27,7 +27,7 @@ import anyio
 
 from ._log import log
 from ._progress_draw import INTERVALS, Drawer, Mode, Snapshot, Tally, make_drawer
-from .events import Event, TaskEvent, handles
+from .events import Event, TaskEvent, handles, tallies
 from .result import Status
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Progress:
 
     def _reset(self) -> None:
         self._families: dict[str, Tally] = {}
-        self._running: dict[str, Task] = {}
+        self._running: dict[int, Task] = {}  # by id(task): no task_id lookup per task
         self._blocked: set[str] = set()
         self._graph: Graph | None = None
         self._order: list[Node] = []  # the graph's nodes, in the order they were added
@@ -149,33 +149,32 @@ class Progress:
 
     # events --------------------------------------------------------------------
     # One handler per kind, so that the bus does the dispatching. START and
-    # PROCESSING_TIME come for every task: those two are kept short.
+    # PROCESSING_TIME come for every task: those two are tallies (the bus
+    # builds no event for them), kept short, and keyed by id(task).
 
-    def _handlers(self) -> list[Callable[[TaskEvent], None]]:
+    def _handlers(self) -> list[Callable[..., None]]:
         """The run-level event handlers that feed this display."""
         return [self._on_start, self._on_success, self._on_other]
 
-    @handles(Event.START)
-    def _on_start(self, event: TaskEvent) -> None:
-        task = event.task
-        self._running[task.task_id] = task
+    @tallies(Event.START)
+    def _on_start(self, task: Task, _duration: float | None) -> None:
+        self._running[id(task)] = task
 
-    @handles(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
-    def _on_success(self, event: TaskEvent) -> None:
-        task = event.task
-        self._running.pop(task.task_id, None)
+    @tallies(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
+    def _on_success(self, task: Task, duration: float | None) -> None:
+        self._running.pop(id(task), None)
         try:
             tally = self._families[task.task_family]
         except KeyError:  # a yielded task, before the next frame counts the new ones
             tally = self._family(task.task_family)
         tally.done += 1
-        tally.busy += event.duration or 0.0
+        tally.busy += duration or 0.0
 
     @handles(Event.FAILURE, Event.DEPENDENCY_MISSING, Event.CANCELLED, Event.RETRY)
     def _on_other(self, event: TaskEvent) -> None:
         task = event.task
         task_id = task.task_id
-        self._running.pop(task_id, None)
+        self._running.pop(id(task), None)
         if event.kind is Event.RETRY:
             return  # waiting again, which the counts already say
         tally = self._families.get(task.task_family) or self._family(task.task_family)
@@ -214,7 +213,8 @@ class Progress:
         while stack:
             parent = stack.pop()
             pid = parent.task_id
-            if parent.status is None and pid not in self._blocked and pid not in self._running:
+            running = id(parent.task) in self._running
+            if parent.status is None and pid not in self._blocked and not running:
                 self._blocked.add(pid)
                 family = parent.task.task_family
                 (self._families.get(family) or self._family(family)).skipped += 1
