@@ -222,7 +222,7 @@ class EventBus:
                 try:
                     tally(task, duration)
                 except Exception:
-                    _log_failure(tally, TaskEvent(kind, task, run_id, attempt, error, duration))
+                    self.tally_failed(tally, kind, task, run_id, duration)
         handlers = self._handlers[kind]
         try:
             class_handlers = self._class_cache[type(task)][kind]
@@ -250,15 +250,26 @@ class EventBus:
                 self._call(callback, args, event)
 
     def heard(self, cls: type) -> frozenset[Event]:
-        """The kinds of event of a task of class ``cls`` that some handler, tally or
-        class handler receives: an emitter that asks once per class can skip
-        :meth:`emit` calls (a few tenths of a microsecond each) nobody hears."""
+        """The kinds of event of a task of class ``cls`` that some handler or class
+        handler receives (tallies aside: see :meth:`tallies_of`).
+
+        :meth:`emit` costs a few tenths of a microsecond even when nobody listens:
+        an emitter of an event per task asks once per class, and for a kind not
+        heard calls the kind's tallies itself (or nothing).
+        """
         by_class = self._class_cache.get(cls) or self._cache_class(cls)
-        return frozenset(
-            kind
-            for kind in Event
-            if self._handlers[kind] or kind in self._tallies or by_class[kind]
-        )
+        return frozenset(kind for kind in Event if self._handlers[kind] or by_class[kind])
+
+    def tallies_of(self, kind: Event) -> tuple[Tally, ...]:
+        """The tallies of ``kind`` (see :func:`tallies`); a caller of them catches
+        what they raise and passes it to :meth:`tally_failed`."""
+        return self._tallies.get(kind, ())
+
+    def tally_failed(
+        self, tally: Tally, kind: Event, task: Task, run_id: str, duration: float | None
+    ) -> None:
+        """Log the exception being handled: ``tally`` raised it (the run goes on)."""
+        _log_failure(tally, TaskEvent(kind, task, run_id, duration=duration))
 
     def _cache_class(self, cls: type) -> dict[Event, tuple[Callable[..., object], ...]]:
         """The class handlers of ``cls`` for every kind (``()`` for none), kept."""

@@ -103,6 +103,9 @@ class Executor:
         self._keep_going = keep_going
         self._bus = bus
         self._heard: dict[type[Task], frozenset[Event]] = {}  # see EventBus.heard
+        self._start_tallies = bus.tallies_of(Event.START)
+        self._success_tallies = bus.tallies_of(Event.SUCCESS)
+        self._time_tallies = bus.tallies_of(Event.PROCESSING_TIME)
         self._log = logger
         self._queue = scheduler
         self._outstanding = 0
@@ -248,8 +251,9 @@ class Executor:
         _WAIT (suspended on dynamic requirements) or _LOST (the lease went elsewhere)."""
         task = node.task
         run_id = self._run_id
-        # The kinds of event someone listens to: no emit() call for the others
-        # (three a task, a few percent of a run of no-op tasks).
+        # The kinds of event a handler listens to: emit() is called for those only
+        # (three a task, a few percent of a run of no-op tasks); a counter that
+        # wants only the task and duration (a tally) is called directly.
         heard = self._heard.get(type(task))
         if heard is None:
             heard = self._heard[type(task)] = self._bus.heard(type(task))
@@ -268,6 +272,12 @@ class Executor:
                 node.started = started
             if Event.START in heard:
                 self._bus.emit(Event.START, task, run_id, attempt=attempt, at=started)
+            else:
+                for tally in self._start_tallies:
+                    try:
+                        tally(task, None)
+                    except Exception:
+                        self._bus.tally_failed(tally, Event.START, task, run_id, None)
             if self._log_info:
                 self._log.info("task.start", task_id=node.task_id, attempt=attempt)
         else:  # resuming a body that waited for its dynamic requirements
@@ -308,6 +318,12 @@ class Executor:
         where = node.where
         if Event.SUCCESS in heard:
             self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, at=finished, where=where)
+        else:
+            for tally in self._success_tallies:
+                try:
+                    tally(task, None)
+                except Exception:
+                    self._bus.tally_failed(tally, Event.SUCCESS, task, run_id, None)
         if Event.PROCESSING_TIME in heard:
             self._bus.emit(
                 Event.PROCESSING_TIME,
@@ -318,6 +334,12 @@ class Executor:
                 at=finished,
                 where=where,
             )
+        else:
+            for tally in self._time_tallies:
+                try:
+                    tally(task, duration)
+                except Exception:
+                    self._bus.tally_failed(tally, Event.PROCESSING_TIME, task, run_id, duration)
         if self._log_info:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
