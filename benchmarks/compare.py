@@ -53,7 +53,7 @@ LUIGI_MAX_N = 2_000  # Luigi's scheduler is quadratic: 10,000 tasks take many mi
 # --------------------------------------------------------------------------- children
 
 
-async def _floor(shape: str, n: int) -> float:
+async def _floor(shape: str, n: int) -> tuple[float, float]:
     ran = [0]
 
     async def node(index: int, deps: tuple[int, ...], events: list[asyncio.Event]) -> None:
@@ -62,20 +62,20 @@ async def _floor(shape: str, n: int) -> float:
         ran[0] += 1
         events[index].set()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     graph = dependencies(shape, n)
     events = [asyncio.Event() for _ in range(n)]
     async with asyncio.TaskGroup() as group:
         for index, deps in enumerate(graph):
             group.create_task(node(index, deps, events))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert ran[0] == n, f"floor ran {ran[0]} of {n}"
-    return wall
+    return wall, cpu
 
 
-async def _floor_workers(shape: str, n: int, workers: int = 8) -> float:
+async def _floor_workers(shape: str, n: int, workers: int = 8) -> tuple[float, float]:
     ran = [0]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     graph = dependencies(shape, n)
     waiting = [len(deps) for deps in graph]
     dependents: list[list[int]] = [[] for _ in range(n)]
@@ -101,9 +101,9 @@ async def _floor_workers(shape: str, n: int, workers: int = 8) -> float:
     async with asyncio.TaskGroup() as group:
         for _ in range(workers):
             group.create_task(worker())
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert ran[0] == n, f"floor-workers8 ran {ran[0]} of {n}"
-    return wall
+    return wall, cpu
 
 
 def _asyncflow_roots(shape: str, n: int, ran: list[int]) -> list[Any]:
@@ -161,7 +161,7 @@ class _Sink:
         pass
 
 
-async def _asyncflow(system: str, shape: str, n: int) -> float:
+async def _asyncflow(system: str, shape: str, n: int) -> tuple[float, float]:
     import asyncflow
 
     options: dict[str, Any] = {}
@@ -185,9 +185,9 @@ async def _asyncflow(system: str, shape: str, n: int) -> float:
             ran[0] = 0
         if _PROFILER is not None:
             _PROFILER.enable()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = await asyncflow.run(*roots, **options)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         if _PROFILER is not None:
             _PROFILER.disable()
     finally:
@@ -196,10 +196,10 @@ async def _asyncflow(system: str, shape: str, n: int) -> float:
     assert result.ok, f"asyncflow run failed: {result.counts()}"
     expected = 0 if system == "asyncflow-again" else n
     assert ran[0] == expected, f"{system} ran {ran[0]} bodies, expected {expected}"
-    return wall
+    return wall, cpu
 
 
-def _dask(shape: str, n: int) -> float:
+def _dask(shape: str, n: int) -> tuple[float, float]:
     import dask
 
     ran = [0]
@@ -207,16 +207,16 @@ def _dask(shape: str, n: int) -> float:
     def noop(*_: Any) -> None:
         ran[0] += 1
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     deps_of = dependencies(shape, n)
     graph = {f"t{i}": (noop, *(f"t{d}" for d in deps)) for i, deps in enumerate(deps_of)}
     dask.get(graph, list(graph)[-lattice_width(n) if shape == "lattice" else -1 :])
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert ran[0] == n, f"dask ran {ran[0]} of {n}"
-    return wall
+    return wall, cpu
 
 
-def _luigi(shape: str, n: int) -> float:
+def _luigi(shape: str, n: int) -> tuple[float, float]:
     import logging
 
     import luigi
@@ -238,14 +238,14 @@ def _luigi(shape: str, n: int) -> float:
             done[self.i] = True
 
     sinks = [Node(i=i) for i in range(n - (lattice_width(n) if shape == "lattice" else 1), n)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     luigi.build(sinks, local_scheduler=True, workers=1, log_level="WARNING")
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert all(done), f"luigi ran {sum(done)} of {n}"
-    return wall
+    return wall, cpu
 
 
-RUNNERS: dict[str, Callable[[str, str, int], float]] = {
+RUNNERS: dict[str, Callable[[str, str, int], tuple[float, float]]] = {
     "floor": lambda _, shape, n: asyncio.run(_floor(shape, n)),
     "floor-workers8": lambda _, shape, n: asyncio.run(_floor_workers(shape, n)),
     "dask-sync": lambda _, shape, n: _dask(shape, n),
@@ -256,11 +256,11 @@ RUNNERS: dict[str, Callable[[str, str, int], float]] = {
 def run_child(system: str, shape: str, n: int) -> None:
     """Run one case in this process; print one JSON line (wall s, peak RSS MB)."""
     if system.startswith("asyncflow"):
-        wall = asyncio.run(_asyncflow(system, shape, n))
+        wall, cpu = asyncio.run(_asyncflow(system, shape, n))
     else:
-        wall = RUNNERS[system](system, shape, n)
+        wall, cpu = RUNNERS[system](system, shape, n)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"wall": wall, "peak_mb": peak_kb / 1024}), flush=True)
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024}), flush=True)
 
 
 def profile(system: str, shape: str, n: int, sort: str, top: int) -> None:
@@ -271,7 +271,7 @@ def profile(system: str, shape: str, n: int, sort: str, top: int) -> None:
     profiler = cProfile.Profile()
     global _PROFILER
     _PROFILER = profiler
-    wall = asyncio.run(_asyncflow(system, shape, n))
+    wall, _ = asyncio.run(_asyncflow(system, shape, n))
     print(f"{system} {shape} N={n:,}: {wall:.3f} s under cProfile ({environment()})")
     pstats.Stats(profiler).strip_dirs().sort_stats(sort).print_stats(top)
 
@@ -317,6 +317,7 @@ def measure(
 ) -> list[list[str]]:
     """``rounds`` rounds of every system, in rotating order; one table row per system."""
     walls: dict[str, list[float]] = {s: [] for s in systems}
+    cpus: dict[str, list[float]] = {s: [] for s in systems}
     peaks: dict[str, list[float]] = {s: [] for s in systems}
     ratios: dict[str, list[float]] = {s: [] for s in systems}
     errors: dict[str, str] = {}
@@ -334,6 +335,7 @@ def measure(
                 continue
             this_round[system] = record["wall"]
             walls[system].append(record["wall"])
+            cpus[system].append(record["cpu"])
             peaks[system].append(record["peak_mb"])
         if REFERENCE in this_round:
             for system, wall in this_round.items():
@@ -341,12 +343,14 @@ def measure(
     rows = []
     for system in systems:
         if system in errors:
-            rows.append([shape, f"{n:,}", system, "ERROR: " + errors[system], "", "", "", ""])
+            rows.append([shape, f"{n:,}", system, "ERROR: " + errors[system], *[""] * 5])
             continue
         wall = statistics.median(walls[system])
         ratio = _spread(ratios[system], ".2f") if ratios[system] else "-"
         peak = max(peaks[system])
-        cells = [_spread(walls[system], ".3f"), f"{wall / n * 1e6:.1f}", ratio, f"{peak:.0f}"]
+        cpu = statistics.median(cpus[system])
+        cells = [_spread(walls[system], ".3f"), f"{wall / n * 1e6:.1f}", ratio, f"{cpu:.3f}"]
+        cells.append(f"{peak:.0f}")
         rows.append([shape, f"{n:,}", system, *cells, ""])
     return rows
 
@@ -363,8 +367,8 @@ def per_task_memory(
             empty[system] = record["peak_mb"]
     for row in rows:
         system, n = row[2], int(row[1].replace(",", ""))
-        if row[6] and system in empty:
-            row[7] = f"{(float(row[6]) - empty[system]) * 1024 / n:.2f}"
+        if row[7] and system in empty:
+            row[8] = f"{(float(row[7]) - empty[system]) * 1024 / n:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -404,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in chosen:
         print(f"- {name}: {SYSTEMS[name.removesuffix('@base')]}")
     header = ["shape", "N", "system", "wall s median (min-max)", "µs/task",
-              f"ratio to {REFERENCE} (min-max)", "peak MB", "KB/task"]  # fmt: skip
+              f"ratio to {REFERENCE} (min-max)", "CPU s", "peak MB", "KB/task"]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for n in args.n:
         for shape in args.shapes:
