@@ -215,9 +215,11 @@ class Executor:
             guard = LeaseGuard(self._may_commit)
             commit_guard.set(guard)  # this worker's context: the bodies it runs
         while True:
-            node = await queue.get()
+            node = queue.get_nowait()
             if node is None:
-                return
+                node = await queue.get()
+                if node is None:
+                    return
             try:
                 outcome = await self._attempt(node, guard)
             finally:
@@ -287,13 +289,15 @@ class Executor:
         scope: anyio.CancelScope | None = None
         bodies = self._bodies.get(type(task)) or self._bodies_for(type(task))
         writer = WriterIdentity(run_id, node.task_id, attempt)
+        release = self._releaser(node) if node.held else None
         try:
             if timeout is None:
-                await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
+                await call_run(node, bodies, self._calls, release, guard, writer)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
-            await check_outputs(node, self._calls)
+                    await call_run(node, bodies, self._calls, release, guard, writer)
+            if node.outputs is None or node.outputs:  # a task without outputs: nothing to check
+                await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
             return _WAIT
