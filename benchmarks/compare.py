@@ -399,9 +399,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.profile:
         profile(args.profile[0], args.profile[1], int(args.profile[2]), args.sort, args.top)
         return
+    # Systems named with --systems run alone (no ratios without the floor among them).
     chosen = args.systems or [s for s in DEFAULT_SYSTEMS if _available(s)]
-    if REFERENCE not in chosen:
-        chosen.insert(0, REFERENCE)
     if args.baseline_src:
         chosen += [f"{s}@base" for s in chosen if s.startswith("asyncflow")]
     print(f"{environment()}, rounds={args.rounds}")
