@@ -25,7 +25,7 @@ from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
 from .targets.base import Target
-from .task import Task, _resolve, flatten, resolve_requires, sync_requires
+from .task import Task, _resolve, flatten, map_structure, resolve_requires, sync_requires
 
 __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 
@@ -309,6 +309,7 @@ async def grow(
     async def visit(node: Node) -> None:
         children = await _probe(node, calls, probe, probes)
         added: list[Node] = []
+        copies: dict[int, Task] = {}
         for child in children:
             try:
                 dep, new = graph.add(child)
@@ -317,13 +318,31 @@ async def grow(
                 continue
             if new:
                 added.append(dep)
+            elif dep.task is not child:
+                copies[id(child)] = dep.task
             node.deps.append(dep)
             dep.dependents.append(node)
+        if copies:
+            _keep_graph_tasks(node.task, copies)
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
             await _bulk_probe(added, calls, probe_concurrency)
         queue.extend(added)
 
     await drain(queue, visit, probe_concurrency)
+
+
+def _keep_graph_tasks(task: Task, copies: dict[int, Task]) -> None:
+    """Make ``task``'s resolved requirements (what ``input()`` reads) refer to the
+    graph's own tasks instead of equal copies of them (``copies``: by ``id()`` of
+    the copy). A lattice's tasks each require a task another one required first:
+    kept, each copy would cost about 0.7 KB a task for the whole run."""
+    resolved = task.__dict__.get("_resolved_requires")
+    if type(resolved) is list:
+        task._set_resolved_requires([copies.get(id(item), item) for item in resolved])
+    else:
+        task._set_resolved_requires(
+            map_structure(lambda item: copies.get(id(item), item), resolved)
+        )
 
 
 BULK_PROBE_THRESHOLD = 8
@@ -457,8 +476,13 @@ async def _probe(
                     f"found {type(child).__name__} {child!r}"
                 )
         if len(children) > 1 and len({child._key for child in children}) < len(children):
-            # The same requirement listed twice is one edge (dicts keep the order).
-            children = list(dict.fromkeys(children))
+            # The same requirement listed twice is one edge, and one task in what
+            # input() reads (the first of the equal ones; dicts keep the order).
+            first: dict[Any, Task] = {}
+            for child in children:
+                first.setdefault(child._key, child)
+            children = list(first.values())
+            requirements = map_structure(lambda t: first.get(t._key, t), requirements)
     except Exception as exc:
         if node.status is not Status.ALREADY_COMPLETE:  # a complete task need not expand
             node.fail(TaskDefinitionError(task.task_id, "requires", exc))
