@@ -271,3 +271,30 @@ async def test_a_method_that_turns_slow_on_the_loop_goes_back_to_threads() -> No
     assert any(on_loop for n, on_loop in Recorded.calls if n < 200)  # it was on the loop
     assert len(slow_on_loop) <= 4, slow_on_loop
     assert sum(1 for n, on_loop in Recorded.calls if n >= 200 and not on_loop) >= 26
+
+
+async def test_the_engines_quick_defaults_stay_on_the_loop_after_a_pause() -> None:
+    """Task's own requires() and output() return at once; a call that a pause of the
+    machine (or of the collector) makes look slow must not send them to worker
+    threads: every task of a large graph would then pay a thread's round trip."""
+    from asyncflow.graph import user_code
+
+    calls = user_code(8)
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def paused(task: asyncflow.Task) -> None:
+        threads.append(threading.get_ident())
+        time.sleep(0.02)  # as if the process were descheduled during the call
+
+    def quick(task: asyncflow.Task) -> None:
+        threads.append(threading.get_ident())
+
+    task = asyncflow.Task()
+    await calls.call(asyncflow.Task.output, paused, task)
+    await calls.call(asyncflow.Task.requires, paused, task)
+    for _ in range(5):
+        await calls.call(asyncflow.Task.output, quick, task)
+        await calls.call(asyncflow.Task.requires, quick, task)
+    assert threads == [loop_thread] * 12
+    assert not calls.slow(asyncflow.Task.output) and not calls.slow(asyncflow.Task.requires)

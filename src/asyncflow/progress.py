@@ -30,7 +30,7 @@ import anyio
 
 from ._log import log
 from ._progress_draw import INTERVALS, Drawer, Mode, Snapshot, Tally, make_drawer
-from .events import Event, TaskEvent, TaskStatus, handles
+from .events import Event, TaskEvent, TaskStatus, handles, tallies
 from .result import Status
 
 if TYPE_CHECKING:
@@ -82,8 +82,8 @@ class Progress:
 
     def _reset(self) -> None:
         self._families: dict[str, Tally] = {}
-        self._running: dict[str, Task] = {}
-        self._said: dict[str, TaskStatus] = {}  # what running tasks last said of themselves
+        self._running: dict[int, Task] = {}  # by id(task): no task_id lookup per task
+        self._said: dict[int, TaskStatus] = {}  # what running tasks last said of themselves
         self._blocked: set[str] = set()
         self._graph: Graph | None = None
         self._order: list[Node] = []  # the graph's nodes, in the order they were added
@@ -154,41 +154,40 @@ class Progress:
 
     # events --------------------------------------------------------------------
     # One handler per kind, so that the bus does the dispatching. START and
-    # PROCESSING_TIME come for every task: those two are kept short.
+    # PROCESSING_TIME come for every task: those two are tallies (the bus
+    # builds no event for them), kept short, and keyed by id(task).
 
-    def _handlers(self) -> list[Callable[[TaskEvent], None]]:
+    def _handlers(self) -> list[Callable[..., None]]:
         """The run-level event handlers that feed this display."""
         return [self._on_start, self._on_success, self._on_other, self._on_status]
 
-    @handles(Event.START)
-    def _on_start(self, event: TaskEvent) -> None:
-        task = event.task
-        self._running[task.task_id] = task
+    @tallies(Event.START)
+    def _on_start(self, task: Task, _duration: float | None) -> None:
+        self._running[id(task)] = task
 
     @handles(Event.STATUS)
     def _on_status(self, event: TaskEvent) -> None:
-        task_id = event.task.task_id
-        if event.status is not None and task_id in self._running:
-            self._said[task_id] = event.status
+        key = id(event.task)
+        if event.status is not None and key in self._running:
+            self._said[key] = event.status
 
-    @handles(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
-    def _on_success(self, event: TaskEvent) -> None:
-        task = event.task
-        if self._running.pop(task.task_id, None) is not None and self._said:
-            self._said.pop(task.task_id, None)
+    @tallies(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
+    def _on_success(self, task: Task, duration: float | None) -> None:
+        if self._running.pop(id(task), None) is not None and self._said:
+            self._said.pop(id(task), None)
         try:
             tally = self._families[task.task_family]
         except KeyError:  # a yielded task, before the next frame counts the new ones
             tally = self._family(task.task_family)
         tally.done += 1
-        tally.busy += event.duration or 0.0
+        tally.busy += duration or 0.0
 
     @handles(Event.FAILURE, Event.DEPENDENCY_MISSING, Event.CANCELLED, Event.RETRY)
     def _on_other(self, event: TaskEvent) -> None:
         task = event.task
         task_id = task.task_id
-        self._running.pop(task_id, None)
-        self._said.pop(task_id, None)  # a retry starts afresh
+        self._running.pop(id(task), None)
+        self._said.pop(id(task), None)  # a retry starts afresh
         if event.kind is Event.RETRY:
             return  # waiting again, which the counts already say
         tally = self._families.get(task.task_family) or self._family(task.task_family)
@@ -227,7 +226,8 @@ class Progress:
         while stack:
             parent = stack.pop()
             pid = parent.task_id
-            if parent.status is None and pid not in self._blocked and pid not in self._running:
+            running = id(parent.task) in self._running
+            if parent.status is None and pid not in self._blocked and not running:
                 self._blocked.add(pid)
                 family = parent.task.task_family
                 (self._families.get(family) or self._family(family)).skipped += 1
@@ -293,7 +293,7 @@ class Progress:
         node = self._graph.nodes.get(task.task_id) if self._graph is not None else None
         where = node.where if node is not None else None
         text = f"{task!r} on {where}" if where else repr(task)
-        said = self._said.get(task.task_id)
+        said = self._said.get(id(task))
         return text if said is None else f"{text}{_said_text(said)}"
 
 

@@ -33,6 +33,7 @@ import functools
 import hashlib
 import inspect
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
@@ -95,6 +96,21 @@ _SCALAR_PARAMS = frozenset(
         EnumParameter,
     }
 )
+
+
+def _values_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function from a task's values to those of ``names``, as a tuple (in C for
+    two or more names: every task built pays for it)."""
+    if len(names) >= 2:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda values: (values[name],)
+    return _no_values
+
+
+def _no_values(values: dict[str, Any]) -> tuple[Any, ...]:
+    return ()
 
 
 class _cached_in_instance:
@@ -286,6 +302,8 @@ class Task:
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
     _scalar_identity: ClassVar[bool] = True
+    # Read through the class (type(self)._key_values): a plain function, not a method.
+    _key_values: ClassVar[Callable[[dict[str, Any]], tuple[Any, ...]]] = _no_values
     _settles_by_requirements: ClassVar[bool] = False
 
     # Both are set in each instance by __init__; see _SetByInit.
@@ -320,6 +338,7 @@ class Task:
                 )
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
+        cls._key_values = _values_getter(cls._significant)
         cls._summary_names = tuple(n for n in cls._significant if params[n].is_public)[
             :_SUMMARY_PARAMS
         ]
@@ -384,7 +403,8 @@ class Task:
         if self._scalar_identity:
             # Equal values <=> equal canonical JSON for these parameter types, so the
             # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
-            state["_key"] = (type(self), *[values[n] for n in self._significant])
+            cls = type(self)
+            state["_key"] = (cls, *cls._key_values(values))
         else:
             state["task_id"] = task_id = self._make_task_id(values)
             state["_key"] = task_id

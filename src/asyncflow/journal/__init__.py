@@ -12,8 +12,10 @@ attempt rows), ``history`` (reads) and ``format`` (history as text),
 
 from __future__ import annotations
 
+import typing as _typing
+
+from .._lazy import lazy_names as _lazy_names
 from ..coordination import Claim
-from .format import format_run, format_runs
 from .records import (
     AttemptRecord,
     AttemptStatus,
@@ -24,8 +26,21 @@ from .records import (
     RunStatus,
     TaskSummary,
 )
-from .schema import SCHEMA_VERSION
-from .sqlite import DEFAULT_LEASE_TTL, Journal
+
+if _typing.TYPE_CHECKING:
+    from .format import format_run, format_runs
+    from .schema import SCHEMA_VERSION
+    from .sqlite import DEFAULT_LEASE_TTL, Journal
+
+# Imported on first use: the SQLite parts (aiosqlite, the schema, the
+# history's readers) are not needed to import asyncflow, only to open a journal.
+_LAZY = {
+    "DEFAULT_LEASE_TTL": ".sqlite",
+    "Journal": ".sqlite",
+    "SCHEMA_VERSION": ".schema",
+    "format_run": ".format",
+    "format_runs": ".format",
+}
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -43,3 +58,5 @@ __all__ = [
     "format_run",
     "format_runs",
 ]
+
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

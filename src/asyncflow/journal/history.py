@@ -36,6 +36,7 @@ __all__ = [
     "run",
     "runs",
     "succeeded",
+    "succeeded_under",
 ]
 
 _RUNS: Final = (
@@ -67,6 +68,28 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     if not task_ids:
         return set()
     rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
+    return _successes(store, rows)
+
+
+async def succeeded_under(store: Store, prefix: str, limit: int) -> set[str] | None:
+    """The ids starting with ``prefix`` that have a successful attempt, or None if
+    there are more than ``limit`` of them (then nothing more is read)."""
+    if not prefix:
+        raise ValueError("succeeded_under() needs a non-empty prefix")
+    # The ids >= prefix and < the prefix with its last character incremented: a
+    # range of each index of successes.
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    rows = await store.fetch(_SUCCEEDED_UNDER, {"low": prefix, "high": end, "limit": limit + 1})
+    if sum(1 for row in rows if row[2]) > limit or sum(1 for row in rows if not row[2]) > limit:
+        return None
+    return _successes(store, rows)
+
+
+def _successes(store: Store, rows: Iterable[Any]) -> set[str]:
+    """The task ids of ``(task_id, status, second)`` rows of successes from both
+    indexes (``second``: from attempts_succeeded). Any status that is none of ours
+    is a damaged row, an error (it must not read as "run it again"); so is an id
+    that one index has and the other has not."""
     found: set[str] = set()
     indexed: set[str] = set()  # by attempts_succeeded
     for task_id, status, second in rows:
@@ -101,6 +124,18 @@ _SUCCEEDED: Final = (
     "SELECT DISTINCT a.task_id, 'success', 1 FROM json_each(:ids) AS j "
     "CROSS JOIN attempts AS a INDEXED BY attempts_succeeded "
     "ON a.task_id = j.value AND a.status = 'success'"
+)
+# The same for a range of task ids (those sharing a prefix), in each index; each
+# part stops one row past the caller's limit.
+_SUCCEEDED_UNDER: Final = (
+    "SELECT * FROM (SELECT DISTINCT a.task_id, a.status, 0 "
+    "FROM attempts AS a INDEXED BY attempts_task "
+    "WHERE a.task_id >= :low AND a.task_id < :high AND (a.status = 'success' OR a.status "
+    f"NOT IN ({', '.join(repr(s.value) for s in AttemptStatus)})) LIMIT :limit) "
+    "UNION ALL "
+    "SELECT * FROM (SELECT DISTINCT a.task_id, 'success', 1 "
+    "FROM attempts AS a INDEXED BY attempts_succeeded "
+    "WHERE a.task_id >= :low AND a.task_id < :high AND a.status = 'success' LIMIT :limit)"
 )
 
 

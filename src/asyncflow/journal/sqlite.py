@@ -371,6 +371,16 @@ class Journal(Coordinator):
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
 
+    async def succeeded_under(self, prefix: str, limit: int) -> set[str] | None:
+        """The task ids starting with ``prefix`` (e.g. ``"Family_"``) with a successful
+        attempt in any run; None if there are more than ``limit`` of them.
+
+        One query: a run that probes many tasks of one family reads the family's
+        successes at once instead of asking task by task.
+        """
+        await self._before_read()
+        return await history.succeeded_under(self._store, prefix, limit)
+
     async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
         """Retries a resumed run has already used, for those of ``task_ids`` with any.
 
