@@ -26,7 +26,10 @@ from asyncflow.journal import Journal
 
 pytestmark = pytest.mark.anyio
 
-BLOCK = 0.3  # seconds each blocking method sleeps
+BLOCK = 0.5  # seconds each blocking method sleeps
+# A method run on the loop stops it for a whole BLOCK; a loop merely slowed by a
+# busy machine (other processes on two cores) was seen to miss a 0.225 s bound.
+BLOCKED = BLOCK * 0.9
 COUNT = 10  # tasks in a run
 
 
@@ -99,7 +102,7 @@ async def test_blocking_plain_def_methods_run_off_the_loop(
     assert sorted(p.name for p in tmp_path.glob("*.txt")) == sorted(
         f"{n}.txt" for n in range(COUNT)
     )
-    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+    assert max(loop_gaps) < BLOCKED, f"the loop was blocked for {max(loop_gaps):.2f} s"
 
 
 def test_build_with_an_output_that_blocks_returns_a_result(
@@ -145,7 +148,7 @@ async def test_async_generator_gets_outputs_computed_off_the_loop(
     result = await asyncflow.run(Gather(), journal=None)
     assert result.ok, result.summary()
     assert [Path(t.path) for t in got[0]] == [tmp_path / f"{n}.txt" for n in range(COUNT)]
-    assert max(loop_gaps) < BLOCK * 0.75, f"the loop was blocked for {max(loop_gaps):.2f} s"
+    assert max(loop_gaps) < BLOCKED, f"the loop was blocked for {max(loop_gaps):.2f} s"
 
 
 async def test_a_renewal_keeps_the_leases_taken_while_it_waited(tmp_path: Path) -> None:
@@ -268,3 +271,30 @@ async def test_a_method_that_turns_slow_on_the_loop_goes_back_to_threads() -> No
     assert any(on_loop for n, on_loop in Recorded.calls if n < 200)  # it was on the loop
     assert len(slow_on_loop) <= 4, slow_on_loop
     assert sum(1 for n, on_loop in Recorded.calls if n >= 200 and not on_loop) >= 26
+
+
+async def test_the_engines_quick_defaults_stay_on_the_loop_after_a_pause() -> None:
+    """Task's own requires() and output() return at once; a call that a pause of the
+    machine (or of the collector) makes look slow must not send them to worker
+    threads: every task of a large graph would then pay a thread's round trip."""
+    from asyncflow.graph import user_code
+
+    calls = user_code(8)
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def paused(task: asyncflow.Task) -> None:
+        threads.append(threading.get_ident())
+        time.sleep(0.02)  # as if the process were descheduled during the call
+
+    def quick(task: asyncflow.Task) -> None:
+        threads.append(threading.get_ident())
+
+    task = asyncflow.Task()
+    await calls.call(asyncflow.Task.output, paused, task)
+    await calls.call(asyncflow.Task.requires, paused, task)
+    for _ in range(5):
+        await calls.call(asyncflow.Task.output, quick, task)
+        await calls.call(asyncflow.Task.requires, quick, task)
+    assert threads == [loop_thread] * 12
+    assert not calls.slow(asyncflow.Task.output) and not calls.slow(asyncflow.Task.requires)

@@ -165,10 +165,13 @@ def _register_sync_and_async(
 
 @pytest.mark.anyio
 async def test_sync_and_async_handlers_see_the_same_events() -> None:
-    """Over a run with a success, a retry, a failure, a missing external and a failing
-    requires(), async handlers (run and class) see what sync ones see, in order."""
+    """Over a run with a success (that reports a status), a retry, a failure, a missing
+    external and a failing requires(), async handlers (run and class) see what sync
+    ones see, in order."""
 
-    class Seen1(Ok): ...
+    class Seen1(Ok):
+        async def run(self) -> None:
+            self.set_progress_percentage(50)
 
     class Seen2(Flaky):
         calls = 0
@@ -227,3 +230,71 @@ async def test_event_times_are_the_times_the_run_records() -> None:
     outcome = result[task]
     assert seen[Event.START] == outcome.started
     assert seen[Event.SUCCESS] == seen[Event.PROCESSING_TIME] == outcome.finished
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("with_handler", [True, False], ids=["beside-a-handler", "alone"])
+async def test_a_tally_gets_the_task_and_duration_of_its_kinds_only(
+    caplog: pytest.LogCaptureFixture, with_handler: bool
+) -> None:
+    """A handler marked with tallies() is called with (task, duration) for its kinds,
+    beside ordinary handlers or alone; one that raises is logged and the run goes on."""
+    from asyncflow.events import tallies
+
+    started: list[asyncflow.Task] = []
+    durations: list[tuple[asyncflow.Task, float | None]] = []
+    kinds: list[Event] = []
+
+    @tallies(Event.START)
+    def on_start(task: asyncflow.Task, duration: float | None) -> None:
+        assert duration is None
+        started.append(task)
+
+    @tallies(Event.PROCESSING_TIME)
+    def on_time(task: asyncflow.Task, duration: float | None) -> None:
+        durations.append((task, duration))
+
+    @tallies(Event.SUCCESS)
+    def broken(task: asyncflow.Task, duration: float | None) -> None:
+        raise ValueError("a broken tally")
+
+    tasks = [Ok(), Fails()]
+    handlers: list[object] = [on_start, on_time, broken]
+    if with_handler:
+        handlers.append(lambda event: kinds.append(event.kind))
+    result = await asyncflow.run(*tasks, handlers=handlers, journal=None)  # type: ignore[arg-type]
+    assert result.counts()[asyncflow.Status.DONE] == 1
+    assert sorted(map(repr, started)) == sorted(map(repr, tasks))
+    assert [task for task, _ in durations] == [Ok()]
+    assert isinstance(durations[0][1], float) and durations[0][1] >= 0
+    if with_handler:
+        expected = [Event.START, Event.START, Event.SUCCESS, Event.PROCESSING_TIME, Event.FAILURE]
+        assert sorted(kinds) == sorted(expected)
+    failures = [r for r in caplog.records if r.getMessage().startswith("event handler failed")]
+    assert len(failures) == 1 and "broken" in failures[0].getMessage()
+
+
+@pytest.mark.anyio
+async def test_class_handlers_alone_still_get_every_event_of_a_task() -> None:
+    """With no run-level handler at all, a class handler still gets START, SUCCESS
+    and PROCESSING_TIME (the executor skips only the events nobody hears), and a
+    class without handlers next to it gets none."""
+    seen: list[tuple[str, object]] = []
+
+    class Heard(asyncflow.Task):
+        async def run(self) -> None:
+            pass
+
+    class Unheard(asyncflow.Task):
+        async def run(self) -> None:
+            pass
+
+    for kind in (Event.START, Event.SUCCESS, Event.PROCESSING_TIME):
+        Heard.event_handler(kind)(lambda task, *rest, kind=kind: seen.append((kind, rest)))
+    result = await asyncflow.run(Heard(), Unheard(), journal=None)
+    assert result.ok
+    assert [kind for kind, _ in seen] == [Event.START, Event.SUCCESS, Event.PROCESSING_TIME]
+    assert isinstance(seen[2][1][0], float)  # PROCESSING_TIME: (task, seconds)
+    bus = EventBus([])
+    assert bus.heard(Heard) == {Event.START, Event.SUCCESS, Event.PROCESSING_TIME}
+    assert bus.heard(Unheard) == frozenset()

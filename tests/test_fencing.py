@@ -10,27 +10,36 @@ the first one (SIGCONT).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-import signal
 import sqlite3
 import sys
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fixtures import Child, wait_until
-from tests.fixtures.race_pipeline import ledger
+from tests.fixtures.stall_trials import local_trial, quiet_trial, violations
 
 import asyncflow
-from asyncflow.events import Event, TaskEvent
+from asyncflow import Status
+from asyncflow._log import logger as asyncflow_logger
+from asyncflow._scheduler import Scheduler
+from asyncflow.coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from asyncflow.events import Event, EventBus, TaskEvent
+from asyncflow.executor import Executor
+from asyncflow.graph import expand
 from asyncflow.journal import DEFAULT_LEASE_TTL, Journal
+from asyncflow.resources import ResourcePool
+from asyncflow.targets import MemoryStore, MemoryTarget
+from asyncflow.targets.base import commit_guard, writer_identity
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = "tests.fixtures.fencing_tasks"
 T0 = 1_800_000_000.0
 TTL = DEFAULT_LEASE_TTL
-STALL_TTL = {"ASYNCFLOW_LEASE_TTL": "1.5"}
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -61,34 +70,6 @@ def query(path: Path, sql: str, *args: Any) -> list[Any]:
         db.close()
 
 
-def run(folder: Path, task: str) -> Child:
-    return Child(
-        "run",
-        f"{FIXTURES}:{task}",
-        "--folder",
-        str(folder),
-        "--journal",
-        str(folder / "journal.db"),
-        cwd=folder,
-        **STALL_TTL,
-    )
-
-
-def pids_logging(folder: Path, what: str, task: str) -> list[int]:
-    return [int(line[2]) for line in ledger(folder) if line[:2] == [what, task]]
-
-
-def successes(folder: Path, family: str) -> list[int]:
-    """The pids of the runs that journaled a success of ``family``."""
-    rows = query(
-        folder / "journal.db",
-        "SELECT runs.pid FROM attempts JOIN runs USING (run_id) "
-        "WHERE attempts.family = ? AND attempts.status = 'success'",
-        family,
-    )
-    return [int(row[0]) for row in rows]
-
-
 # ------------------------------------------------------------- the journal's side
 
 
@@ -112,27 +93,39 @@ async def test_every_take_draws_a_greater_token(tmp_path: Path) -> None:
     assert taken.taken == ["a"] and taken.tokens["a"] > split.tokens["c"]
 
 
-async def test_a_success_whose_lease_was_taken_over_is_not_journaled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interrupted", [False, True], ids=["rows", "claim"])
+async def test_a_success_whose_lease_was_taken_over_is_not_journaled(
+    tmp_path: Path, interrupted: bool
+) -> None:
     """The old holder's success is written after a takeover (it stalled between the
     end of its attempt and the journal's write): the journal refuses it in the
-    transaction that would write it; the new holder's success is the only one."""
+    transaction that would write it; the new holder's success is the only one.
+    The new holder took lease rows (the old run still counted as going on), or
+    a claim (the new one's journal found the old run interrupted as it opened)."""
     clock = FakeTime()
     path = tmp_path / "journal.db"
     task_id = T(n=1).task_id
-    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+    async with contextlib.AsyncExitStack() as stack:
+        mine = await stack.enter_async_context(Journal.open(path, clock=clock))
+        if not interrupted:
+            other = await stack.enter_async_context(Journal.open(path, clock=clock))
         await mine.begin_run("run-a")
         await mine.claim("run-a", [task_id], since=T0)
         mine.record(event(Event.START, 1, "run-a"))
         await mine.flush()
         assert mine.commit_check("run-a").accept(task_id, 1)  # before the stall: fine
         clock.now += TTL + 1
+        if interrupted:
+            other = await stack.enter_async_context(Journal.open(path, clock=clock))
         await other.begin_run("run-b")
         assert (await other.claim("run-b", [task_id], since=T0)).taken == [task_id]
+        claims = query(path, "SELECT count(*) FROM run_claims WHERE run_id = 'run-b'")
         other.record(event(Event.START, 1, "run-b", clock.now))
         other.record(event(Event.SUCCESS, 1, "run-b", clock.now))
         await other.flush()
         mine.record(event(Event.SUCCESS, 1, "run-a", clock.now))  # woken up
         await mine.flush()
+    assert claims == [(int(interrupted),)]
     rows = query(path, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id")
     assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
@@ -157,6 +150,155 @@ async def test_a_success_under_the_current_token_is_journaled(tmp_path: Path) ->
     assert query(path, "SELECT status FROM attempts") == [("success",), ("success",)]
 
 
+# ------------------------------------------------------------- the executor's side
+
+STORE = MemoryStore()
+TOKEN = 42
+
+
+class Body(asyncflow.Task):
+    """Notes the lease token it writes under; writes its key unless ``quiet``."""
+
+    name = asyncflow.Parameter()
+    quiet = asyncflow.BoolParameter(default=False)
+    tokens: dict[str, int | None] = {}
+
+    def output(self) -> MemoryTarget | None:
+        return None if self.quiet else MemoryTarget(self.name, STORE)
+
+    async def run(self) -> None:
+        writer = writer_identity.get()
+        Body.tokens[self.name] = None if writer is None else writer.token
+        target = self.output()
+        if target is not None:
+            await target.write_bytes(b"done")  # the shortcut that skips open()
+
+
+class _Lapsing(Coordinator):
+    """Leases in memory, all under one token; those of ``lose`` lapse while their
+    body runs, and another run takes them over and succeeds."""
+
+    def __init__(self, lose: set[str]) -> None:
+        self.check = _LapsingCheck(lose)
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        return Claim(list(task_ids), {}, set(), [], tokens=dict.fromkeys(task_ids, TOKEN))
+
+    async def watch(self, task_ids: Sequence[str]) -> Mapping[str, Holder | LeaseOutcome]:
+        return {
+            t: LeaseOutcome.SUCCESS if t in self.check.lose else LeaseOutcome.ABANDONED
+            for t in task_ids
+        }
+
+    async def renew(self) -> Sequence[tuple[str, str]]:
+        return []
+
+    async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
+        return True
+
+    def commit_check(self, run_id: str) -> CommitCheck:
+        return self.check
+
+
+class _LapsingCheck(CommitCheck):
+    """Says yes as an attempt starts, then no for the tasks in ``lose``."""
+
+    def __init__(self, lose: set[str]) -> None:
+        self.lose = lose
+        self.asked: set[str] = set()
+        self.accepted: list[tuple[str, int]] = []
+
+    def may_commit(self, task_id: str) -> bool:
+        first = task_id not in self.asked
+        self.asked.add(task_id)
+        return first or task_id not in self.lose
+
+    def accept(self, task_id: str, token: int) -> bool:
+        if self.may_commit(task_id):
+            self.accepted.append((task_id, token))
+            return True
+        return False
+
+
+async def _execute(tasks: list[asyncflow.Task], coordinator: Coordinator) -> dict[str, Status]:
+    graph = await expand(tasks)
+    executor = Executor(
+        graph,
+        run_id="here",
+        workers=2,
+        keep_going=True,
+        bus=EventBus([]),
+        logger=asyncflow_logger().bind(),
+        scheduler=Scheduler(ResourcePool({}), {}, {}),
+        coordinator=coordinator,
+        lease_poll=0.001,
+    )
+    await executor.run()
+    return {node.task.name: node.status for node in graph.nodes.values()}  # type: ignore[attr-defined]
+
+
+async def test_attempts_write_under_their_lease_token_and_lapsed_ones_report_nothing() -> None:
+    """Bodies see their lease's token; a task whose lease lapsed while its body ran is
+    not reported done (its write refused, or with no output its success), and takes
+    the other run's success; the others' successes are accepted under their token."""
+    STORE.clear()
+    Body.tokens = {}
+    tasks = [
+        Body("kept"),
+        Body("lost"),
+        Body("quiet-kept", quiet=True),
+        Body("quiet-lost", quiet=True),
+    ]
+    lose = {Body("lost").task_id, Body("quiet-lost", quiet=True).task_id}
+    coordinator = _Lapsing(lose)
+    statuses = await _execute(list(tasks), coordinator)
+    assert statuses == {
+        "kept": Status.DONE,
+        "lost": Status.ALREADY_COMPLETE,
+        "quiet-kept": Status.DONE,
+        "quiet-lost": Status.ALREADY_COMPLETE,
+    }
+    assert Body.tokens == dict.fromkeys(["kept", "lost", "quiet-kept", "quiet-lost"], TOKEN)
+    assert STORE.keys() == ["kept"]  # write_bytes() asked the guard too
+    assert sorted(coordinator.check.accepted) == sorted(
+        [(Body("kept").task_id, TOKEN), (Body("quiet-kept", quiet=True).task_id, TOKEN)]
+    )
+
+
+@posix_only
+def test_a_guarded_local_commit_asks_the_guard_again_holding_the_folder_lock(
+    tmp_path: Path,
+) -> None:
+    """The rename of a guarded write waits for the folder's lock, and the guard is
+    asked again once it is held: a check and a rename no other writer comes between."""
+    import fcntl
+
+    asked = threading.Semaphore(0)
+
+    def guard(target: asyncflow.Target) -> None:
+        asked.release()
+
+    def write() -> None:
+        commit_guard.set(guard)
+        with asyncflow.LocalTarget(tmp_path / "out.txt").open("w") as f:
+            f.write("done")
+
+    folder = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        writer = threading.Thread(target=contextvars.Context().run, args=(write,))
+        writer.start()
+        assert asked.acquire(timeout=10)  # before the commit: as every write
+        assert not asked.acquire(timeout=0.5)  # the second look waits for the lock
+        assert not (tmp_path / "out.txt").exists()
+        fcntl.flock(folder, fcntl.LOCK_UN)
+        assert asked.acquire(timeout=10)
+        writer.join(10)
+    finally:
+        os.close(folder)
+    assert (tmp_path / "out.txt").read_text() == "done"
+
+
 # --------------------------------------------------------- SIGSTOP / SIGCONT trials
 
 
@@ -167,25 +309,15 @@ def test_stalled_holder_of_a_task_without_output_records_no_second_success(
     """A holder stopped past its lease while running an output-less task: another
     process takes the task over and succeeds; woken up, the first does not report
     the task done (it takes the other's success), and the journal holds one success."""
-    first = run(tmp_path, "Quiet")
-    second = None
-    try:
-        wait_until(lambda: pids_logging(tmp_path, "start", "quiet") == [first.pid], "Quiet")
-        os.kill(first.pid, signal.SIGSTOP)
-        second = run(tmp_path, "Quiet")
-        wait_until(lambda: second.pid in pids_logging(tmp_path, "start", "quiet"), "takeover")
-        (tmp_path / "go").touch()
-        assert second.finish() == 0, second.output
-        os.kill(first.pid, signal.SIGCONT)
-        assert first.finish() == 0, first.output
-        lost = first.wait_for("task.lease_lost")
-        elsewhere = first.wait_for("task.done_elsewhere")
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-    assert lost["task_id"] == elsewhere["task_id"]
-    assert successes(tmp_path, "Quiet") == [second.pid]
+    trial = quiet_trial(tmp_path)
+    assert violations(trial, "quiet") == [], trial.first.output
+    lost = trial.first.wait_for("task.lease_lost")
+    assert lost["task_id"] == trial.first.wait_for("task.done_elsewhere")["task_id"]
+    # Its body did finish (a stopped process cannot be kept from that): only the report.
+    assert [int(line[2]) for line in trial.logged("done", "quiet")] == [
+        trial.second.pid,
+        trial.first.pid,
+    ]
 
 
 @posix_only
@@ -193,25 +325,7 @@ def test_stalled_commit_of_a_local_file_never_replaces_the_new_holders(tmp_path:
     """A holder stopped in the middle of committing its file (past the first lease
     check, before the rename), past its lease: the new holder's file stays, and
     only its success is journaled."""
-    first = run(tmp_path, "SlowCommit")
-    second = None
-    try:
-        wait_until(lambda: pids_logging(tmp_path, "flushing", "slow") == [first.pid], "commit")
-        os.kill(first.pid, signal.SIGSTOP)
-        (tmp_path / "flush").touch()  # commits go on from now on (the first one is stopped)
-        second = run(tmp_path, "SlowCommit")
-        assert second.finish() == 0, second.output
-        os.kill(first.pid, signal.SIGCONT)
-        assert first.finish() == 0, first.output
-        first.wait_for("task.done_elsewhere")
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-    (token,) = [
-        line[3] for line in ledger(tmp_path) if line[:3] == ["done", "slow", str(second.pid)]
-    ]
-    assert (tmp_path / "out" / "slow.txt").read_text() == token
-    assert pids_logging(tmp_path, "done", "slow") == [second.pid]  # the stalled commit raised
-    assert successes(tmp_path, "SlowCommit") == [second.pid]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["slow.txt"]
+    output = tmp_path / "out" / "slow.txt"
+    trial = local_trial(tmp_path)
+    assert violations(trial, "slow", output.read_text) == [], trial.first.output
+    assert [p.name for p in output.parent.iterdir()] == ["slow.txt"]

@@ -286,3 +286,55 @@ async def test_two_classes_with_one_family_are_reported() -> None:
     result = await asyncflow.run(Both(), journal=None)
     assert result.status(Both()) is asyncflow.Status.FAILED
     assert "two different task classes" in str(result.error(Both()))
+
+
+CELLS = MemoryStore()
+
+
+class Cell(asyncflow.Task):
+    """A small lattice: cell (k, j) requires cells (k-1, j) and (k-1, j+1 mod 3)."""
+
+    k = asyncflow.IntParameter()
+    j = asyncflow.IntParameter()
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(f"cell/{self.k}/{self.j}", store=CELLS)
+
+    def requires(self) -> list[Cell]:
+        if self.k == 0:
+            return []
+        return [Cell(k=self.k - 1, j=self.j), Cell(k=self.k - 1, j=(self.j + 1) % 3)]
+
+
+class Pair(asyncflow.Task):
+    """Requires its cells through a dict of lists: a nested structure."""
+
+    def requires(self) -> dict[str, list[Cell]]:
+        return {"a": [Cell(k=1, j=0)], "b": [Cell(k=1, j=0), Cell(k=0, j=2)]}
+
+
+async def test_a_task_keeps_the_graphs_own_requirements_not_equal_copies() -> None:
+    """Each requirement a task resolved is the graph's task for it (an equal copy
+    built by another requires() is not kept), and input() reads the same outputs."""
+    graph = await expand([Cell(k=3, j=j) for j in range(3)] + [Pair()])
+    by_key = {
+        (node.task.k, node.task.j): node.task for node in graph if isinstance(node.task, Cell)
+    }
+    for node in graph:
+        task = node.task
+        resolved = task.__dict__["_resolved_requires"]
+        leaves = (
+            [t for group in resolved.values() for t in group]
+            if isinstance(resolved, dict)
+            else resolved
+        )
+        for required in leaves:
+            assert required is by_key[(required.k, required.j)], (task, required)
+        if leaves:
+            outputs = task.input()
+            flat = (
+                [o for group in outputs.values() for o in group]
+                if isinstance(outputs, dict)
+                else outputs
+            )
+            assert flat == [t.output() for t in leaves]

@@ -7,10 +7,14 @@ file, page headers overwritten.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import anyio
 import pytest
 from tests.fixtures import cli
 from tests.fixtures.damage_tasks import Files, Mark
@@ -227,3 +231,135 @@ async def test_only_the_default_journal_gets_its_folder_made(tmp_path: Path) -> 
     configured = tmp_path / "state" / "journal.db"
     assert await asyncflow.run(Mark(1), config=asyncflow.Config(journal=str(configured)))
     assert configured.is_file() and Mark.runs == [1]
+
+
+# --------------------------------------------------- emptied, special and new files
+
+
+async def test_an_emptied_journal_is_refused_not_taken_for_new(journal: Path) -> None:
+    """A journal truncated to 0 bytes: run and history refuse it, naming the path and the
+    way out (delete it), and nothing runs again; the file stays as it was."""
+    journal.write_bytes(b"")
+    with pytest.raises(asyncflow.JournalError) as raised:
+        await asyncflow.run(Mark(1), journal=journal)
+    message = str(raised.value)
+    assert message.startswith(f"{journal}: is empty (0 bytes)")
+    assert "delete the file" in message
+    assert Mark.runs == []
+    line = one_line_error(cli("history", "--journal", str(journal), cwd=journal.parent))
+    assert "is empty (0 bytes)" in line
+    assert journal.read_bytes() == b""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_or_a_device_at_the_journal_path_is_refused_at_once(tmp_path: Path) -> None:
+    """`run` with a FIFO (or /dev/null) as its journal exits 2 at once with one line
+    naming the path and what it is, where it used to hang on the FIFO."""
+    fifo = tmp_path / "journal.db"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "is a named pipe (FIFO)"), (Path(os.devnull), "character device")):
+        ran = cli(
+            "run", f"{TASKS}:Mark", "--n", "1", "--journal", str(path), cwd=tmp_path, timeout=20
+        )
+        line = one_line_error(ran)
+        assert line.startswith(f"asyncflow: error: {path}: ") and kind in line, line
+
+
+async def test_a_new_journal_is_private_and_made_whole(tmp_path: Path) -> None:
+    """A new journal file (and its -wal and -shm while open) is mode 0600: it holds
+    parameters and errors. Nothing but the journal is left in its folder."""
+    path = tmp_path / "journal.db"
+    async with Journal.open(path) as opened:
+        await opened.begin_run("run-1")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"journal.db": 0o600, "journal.db-wal": 0o600, "journal.db-shm": 0o600}
+    assert [p.name for p in tmp_path.iterdir()] == ["journal.db"]
+    assert path.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+# -------------------------------------------------------- damage the reads cannot see
+
+
+def pages_of(path: Path, name: str) -> list[int]:
+    """The pages (numbered from 1) of table or index ``name``, by SQLite's dbstat."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT pageno FROM dbstat WHERE name = ?", [name]).fetchall()
+    finally:
+        db.close()
+    assert rows, f"no pages of {name}"
+    return [int(row[0]) for row in rows]
+
+
+@pytest.mark.parametrize("index", ["attempts_task", "attempts_succeeded"])
+async def test_a_success_damaged_in_an_index_is_refused(journal: Path, index: str) -> None:
+    """A byte of Mark(1)'s task id flipped in one index holding its success: the
+    lookup would miss it and run the task again; the run refuses the journal."""
+    task_id = Mark(1).task_id.encode()
+    data = bytearray(journal.read_bytes())
+    flipped = 0
+    for page in pages_of(journal, index):
+        start = (page - 1) * PAGE
+        at = data.find(task_id, start, start + PAGE)
+        if at >= 0:
+            data[at + len(task_id) - 1] ^= 0x01  # the hash's last character
+            flipped += 1
+    assert flipped == 1
+    journal.write_bytes(bytes(data))
+    with pytest.raises(asyncflow.JournalError) as raised:
+        await asyncflow.run(Mark(1), journal=journal)
+    assert Mark.runs == []
+    message = str(raised.value)
+    assert message.startswith(f"{journal}: damaged journal: attempts of task 'Mark_1_")
+    assert "both indexes of successes" in message
+
+
+UNCLEAN = textwrap.dedent(
+    """
+    import os, sys
+    import anyio
+    from asyncflow.journal import Journal
+
+    async def die_open(path):
+        journal = await Journal.open(path)
+        await journal.begin_run("killed")
+        os._exit(0)  # the -wal file stays: not closed cleanly
+
+    anyio.run(die_open, sys.argv[1])
+    """
+)
+
+
+async def open_and_close(path: Path) -> None:
+    opened = await Journal.open(path)
+    await opened.close()
+
+
+async def test_quick_check_when_the_journal_was_not_closed_cleanly(journal: Path) -> None:
+    """A process died with the journal open (its -wal file is left), and a page the
+    open does not read is damaged: the next open runs quick_check and refuses it."""
+    pages = pages_of(journal, "attempts_family")  # (a connection closing last checkpoints)
+    child = await anyio.run_process([sys.executable, "-c", UNCLEAN, str(journal)], check=False)
+    assert child.returncode == 0, child.stderr
+    assert journal.with_name("journal.db-wal").stat().st_size > 0
+    data = bytearray(journal.read_bytes())
+    for page in pages:
+        data[(page - 1) * PAGE] = 0x77  # not a page type
+    journal.write_bytes(bytes(data))
+    with pytest.raises(asyncflow.JournalError) as raised:
+        await open_and_close(journal)
+    message = str(raised.value)
+    assert message.startswith(f"{journal}: damaged journal: quick_check (the journal was not ")
+    assert f"asyncflow journal check {journal}" in message
+
+
+async def test_a_schema_text_that_is_not_utf8_is_damage(journal: Path) -> None:
+    """A byte of the schema's SQL text flipped into invalid UTF-8: JournalError naming
+    the file, not a UnicodeDecodeError."""
+    data = bytearray(journal.read_bytes())
+    at = data.index(b"CREATE TABLE", 0, PAGE)
+    data[at + 3] = 0xFC  # CRE\xfcTE: SQLite's own message quotes the byte
+    journal.write_bytes(bytes(data))
+    with pytest.raises(asyncflow.JournalError, match=f"^{journal}: damaged journal: "):
+        await asyncflow.run(Mark(1), journal=journal)
+    assert Mark.runs == []

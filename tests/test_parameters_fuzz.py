@@ -156,9 +156,12 @@ def huge_texts(draw: st.DrawFn) -> str:
     return head + (unit * (length // len(unit) + 1))[:length] + tail
 
 
-# Per example, on inputs of up to 100,000 characters: a linear parser needs about
-# a millisecond; quadratic or cubic backtracking needs seconds to hours.
-DEADLINE = timedelta(milliseconds=50)
+# Per example, on inputs of up to 100,000 characters: a linear parser needs a few
+# milliseconds (30 ms at worst, measured by benchmarks/bench_parsers.py against the
+# 50 ms target); quadratic or cubic backtracking needs seconds to hours. The bound
+# is looser than the target so that a machine busy with other work (a 96 ms call
+# was seen under load) cannot fail a parser that is linear.
+DEADLINE = timedelta(milliseconds=400)
 MESSAGE_LIMIT = 1_000  # an error quotes the start of a long text, not all of it
 
 

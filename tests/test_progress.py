@@ -12,7 +12,7 @@ import sys
 import termios
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import anyio
@@ -50,13 +50,20 @@ class Sum(asyncflow.Task):
 """
 
 
-def in_pty(args: list[str], cwd: Path, timeout: float = 60) -> tuple[int, bytes]:
+def in_pty(
+    args: list[str],
+    cwd: Path,
+    timeout: float = 60,
+    *,
+    env_extra: Mapping[str, str] | None = None,
+    on_output: Callable[[bytes], None] | None = None,
+) -> tuple[int, bytes]:
     """Run ``args`` with stdin, stdout and stderr on a pseudo-terminal; its exit code and
-    everything it wrote."""
+    everything it wrote. ``on_output`` is called with all of it so far after each read."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCFLOW_")}
-    env.update(TERM="xterm-256color", PYTHONPATH=str(cwd))
+    env.update(TERM="xterm-256color", PYTHONPATH=str(cwd), **(env_extra or {}))
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
     os.close(slave)
@@ -74,6 +81,8 @@ def in_pty(args: list[str], cwd: Path, timeout: float = 60) -> tuple[int, bytes]
             if not chunk:
                 break
             output += chunk
+            if on_output is not None:
+                on_output(output)
         else:
             raise AssertionError(f"no end of output after {timeout} s:\n{output[-2000:]!r}")
         return proc.wait(timeout=30), output

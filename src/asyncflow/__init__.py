@@ -12,6 +12,9 @@
     print(result.summary())
 """
 
+import typing as _typing
+
+from ._lazy import lazy_names as _lazy_names
 from ._retry import RetryPolicy
 from ._version import __version__
 from .config import Config
@@ -52,18 +55,35 @@ from .parameters import (
 from .ranges import range_daily, range_hourly
 from .result import Attempt, RunResult, Status, TaskResult
 from .runner import DEFAULT_WORKERS, build, run
-from .targets import (
-    BigQueryTarget,
-    DuckDBTarget,
-    GCSTarget,
-    LocalTarget,
-    MemoryTarget,
-    PostgresTarget,
-    S3Target,
-    TableTarget,
-    Target,
-)
+from .targets import LocalTarget, MemoryTarget, Target
 from .task import ExternalTask, Task, WrapperTask
+
+if _typing.TYPE_CHECKING:
+    from .targets import (
+        BigQueryTarget,
+        DuckDBTarget,
+        GCSTarget,
+        PostgresTarget,
+        S3Target,
+        TableTarget,
+    )
+
+# The remote and table targets are imported when first used: importing
+# asyncflow stays cheap for programs that never touch them.
+__getattr__, __dir__ = _lazy_names(
+    __name__,
+    dict.fromkeys(
+        (
+            "BigQueryTarget",
+            "DuckDBTarget",
+            "GCSTarget",
+            "PostgresTarget",
+            "S3Target",
+            "TableTarget",
+        ),
+        ".targets",
+    ),
+)
 
 __all__ = [
     "DEFAULT_WORKERS",

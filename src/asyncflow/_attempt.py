@@ -8,6 +8,7 @@ attempt, timeout, retries, resources, the journal) stays in the executor.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -16,8 +17,8 @@ from typing import Any, NoReturn, Protocol
 
 import anyio
 import anyio.to_thread
-import structlog
 
+from ._status import reporting
 from ._usercode import UserCode
 from .errors import MissingOutputError, TargetError, TaskDefinitionError, TaskError
 from .graph import Node, missing_targets, outputs_of
@@ -143,9 +144,11 @@ async def call_run(
     task = node.task
     kind = type(task)._run_kind
     # bind/reset rather than bound_contextvars(): a third of the cost, per task.
-    tokens = structlog.contextvars.bind_contextvars(task_id=node.task_id)
+    bind, reset = _task_id_binding()
+    tokens = bind(task_id=node.task_id)
     releasing = running_release.set(release) if release is not None else None
     writing = writer_identity.set(writer) if writer is not None else None
+    suspended = False
     try:
         if kind is RunKind.ASYNC:
             await task.run()
@@ -153,12 +156,29 @@ async def call_run(
             await bodies.run(node, calls, guard)
         else:
             await _run_generator(node, calls)
+    except Suspended:
+        suspended = True
+        raise
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        reset(**tokens)
         if releasing is not None:
             running_release.reset(releasing)
         if writing is not None:
             writer_identity.reset(writing)
+        if writer is not None and not suspended:
+            status = reporting.get()
+            if status is not None and status.used:
+                # Its last status before the event that ends the attempt; a
+                # thread it leaves behind (timed out) reports nothing more.
+                status.close(node.task_id, writer.attempt)
+
+
+@functools.cache
+def _task_id_binding() -> tuple[Callable[..., Mapping[str, Any]], Callable[..., None]]:
+    """structlog's context functions, imported at the first attempt, not with the package."""
+    from structlog.contextvars import bind_contextvars, reset_contextvars
+
+    return bind_contextvars, reset_contextvars
 
 
 async def _call_sync(

@@ -15,11 +15,10 @@ on stdout, which is what a library must not do.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import MutableMapping
 from typing import Any, Final
-
-import structlog
 
 __all__ = ["LOGGER_NAME", "log", "logger"]
 
@@ -35,10 +34,16 @@ def logger() -> Any:
 
     A run takes it once, at its start, and asks it once whether INFO is
     enabled, so a disabled level costs the hot paths nothing.
+
+    structlog is imported here, at the first record or run, not with the
+    package: it imports rich, which would add tens of milliseconds to
+    ``import asyncflow``.
     """
+    import structlog
+
     if structlog.is_configured():
         return structlog.get_logger(LOGGER_NAME)
-    return _STDLIB
+    return _stdlib()
 
 
 class _Deferred:
@@ -72,9 +77,14 @@ def _logfmt(value: object) -> str:
     return text
 
 
-_STDLIB: Final = structlog.stdlib.BoundLogger(
-    logging.getLogger(LOGGER_NAME),
-    # The level check first: a disabled record costs one cached stdlib lookup.
-    [structlog.stdlib.filter_by_level, structlog.contextvars.merge_contextvars, _to_stdlib],
-    {},
-)
+@functools.cache
+def _stdlib() -> Any:
+    """The logger for applications that have not configured structlog (made once)."""
+    import structlog
+
+    return structlog.stdlib.BoundLogger(
+        logging.getLogger(LOGGER_NAME),
+        # The level check first: a disabled record costs one cached stdlib lookup.
+        [structlog.stdlib.filter_by_level, structlog.contextvars.merge_contextvars, _to_stdlib],
+        {},
+    )

@@ -211,8 +211,7 @@ def _live_drawer(out: TextIO, interval: float) -> Drawer:
 
     def begin(s: Snapshot) -> None:
         # The first frame comes with the first update: a run shorter than that
-        # draws one frame, its last.
-        live.update(_rich(s))
+        # draws one frame, its last (so none is built here).
         live.start()
 
     def update(s: Snapshot) -> None:

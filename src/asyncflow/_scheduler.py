@@ -86,13 +86,21 @@ class Scheduler:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def get_nowait(self) -> Node | None:
+        """The next task to start, if one can start now (else None: see :meth:`get`).
+
+        Saves the worker a coroutine per task when tasks are ready (most of the time).
+        """
+        node = self._pick()
+        if node is not None and self._queued:
+            self._wake_one()  # maybe another fits too
+        return node
+
     async def get(self) -> Node | None:
         """The next task to start (its resources acquired), or None when all is done."""
         while True:
-            node = self._pick()
+            node = self.get_nowait()
             if node is not None:
-                if self._queued:
-                    self._wake_one()  # maybe another fits too
                 return node
             if self._closed and not self._queued:
                 return None

@@ -46,9 +46,10 @@ _TRIAL = 8
 class _Method:
     """Where one method's calls go: a worker thread (on trial) or the loop."""
 
-    __slots__ = ("inline", "quick", "slow", "trial", "trying")
+    __slots__ = ("inline", "pinned", "quick", "slow", "trial", "trying")
 
     def __init__(self) -> None:
+        self.pinned = False  # the engine's own quick default: always inline, never timed
         self.inline = False
         self.slow = False  # its last call was slow
         self.trying: anyio.Event | None = None  # set when the trial call under way ends
@@ -77,7 +78,7 @@ class UserCode:
         self._methods: dict[object, _Method] = {}
         for method in quick:
             self._methods[method] = state = _Method()
-            state.inline = True
+            state.inline = state.pinned = True
         self._full_collections = _full_collections()
 
     def slow(self, method: object) -> bool:
@@ -95,6 +96,11 @@ class UserCode:
         state = self._methods.get(method)
         if state is None:
             state = self._methods[method] = _Method()
+        if state.pinned:
+            # Never judged: on a busy machine any call can be caught by a pause of
+            # several milliseconds, and a default sent to worker threads then would
+            # cost every task of a large graph a thread's round trip.
+            return fn(arg)
         if state.inline:
             return self._here(state, fn, arg)
         return await self._off_loop(state, fn, arg)

@@ -49,8 +49,10 @@ What a body on a worker cannot do: ``self.decrease_running_resources()``
 (its resources are given back when it ends), and check the run's journal
 lease before it commits a write. The run checks the lease when the attempt
 ends and, if another process took the task meanwhile, does not take the
-attempt's outcome; but what the body committed stays. Fencing commits with
-the lease's token is for later.
+attempt's outcome. The body writes under its attempt's lease token (the
+writer identity it is given carries it), so its S3 and GCS commits are
+fenced: they never replace an object a newer holder of the task wrote. A
+local file it commits after the task was taken over stands.
 
 This module is the only one that imports ``distributed`` (the ``dask`` extra:
 ``pip install 'asyncflow[dask]'``).

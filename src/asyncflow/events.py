@@ -16,7 +16,9 @@ gets, including those emitted before the first task starts and while a
 fail-fast stop cancels the run's tasks. A handler that raises is logged and
 never breaks the run. A handler marked with
 :func:`handles` gets only the kinds it names, and the bus builds no event
-that no handler wants.
+that no handler wants. A handler marked with :func:`tallies` (a counter, such
+as the progress display's) is called with the task and the duration only: no
+event is built for it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import enum
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, cast
 
 import anyio
 
@@ -35,7 +37,7 @@ from ._log import log as _log
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["Event", "EventHandler", "TaskEvent", "handles"]
+__all__ = ["Event", "EventHandler", "TaskEvent", "TaskStatus", "handles", "tallies"]
 
 
 class Event(enum.StrEnum):
@@ -49,6 +51,19 @@ class Event(enum.StrEnum):
     PROCESSING_TIME = "processing_time"
     DEPENDENCY_MISSING = "dependency_missing"
     CANCELLED = "cancelled"
+    STATUS = "status"
+    """A running attempt said how it is doing (``TaskEvent.status``): its body
+    called ``set_status_message()``, ``set_progress_percentage()`` or
+    ``set_tracking_url()``. Calls in quick succession come as one event."""
+
+
+class TaskStatus(NamedTuple):
+    """What a running attempt last said about itself (None: not said)."""
+
+    message: str | None = None
+    percentage: float | None = None
+    """From 0 to 100."""
+    tracking_url: str | None = None
 
 
 class TaskEvent(NamedTuple):
@@ -66,6 +81,8 @@ class TaskEvent(NamedTuple):
     """Where the attempt's body ran when not in the run's own process: a Dask
     worker's address (``"dask"`` while it waited for one). Set on the events
     that end an attempt."""
+    status: TaskStatus | None = None
+    """The attempt's latest status, on STATUS events."""
 
     @property
     def task_id(self) -> str:
@@ -78,8 +95,12 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, Any]]], object]
 EventHandler = Callable[[TaskEvent], object]
 """A run-level handler: called with every event of the run (see :func:`handles`)."""
 
+Tally = Callable[["Task", float | None], object]
+"""A handler marked with :func:`tallies`: called with the task and the duration."""
+
 
 _KINDS: Final = "__asyncflow_event_kinds__"
+_TALLY: Final = "__asyncflow_tally__"
 
 _H = TypeVar("_H", bound=Callable[..., object])
 
@@ -103,15 +124,36 @@ def handles(*kinds: Event) -> Callable[[_H], _H]:
     return mark
 
 
+def tallies(*kinds: Event) -> Callable[[_H], _H]:
+    """Mark a run-level handler as a tally of ``kinds``: the bus calls it as
+    ``handler(task, duration)`` (``duration`` None but for PROCESSING_TIME),
+    building no :class:`TaskEvent` for it.
+
+    For subscribers that only count what happens, for every task (the progress
+    display): building an event per change costs a run of no-op tasks several
+    percent. A tally must be a plain function; like any handler, one that raises
+    is logged and never breaks the run.
+    """
+    mark_kinds = handles(*kinds)
+
+    def mark(handler: _H) -> _H:
+        setattr(mark_kinds(handler), _TALLY, True)
+        return handler
+
+    return mark
+
+
 def class_handler_args(event: TaskEvent) -> tuple[Any, ...]:
     """The positional arguments a ``Task.event_handler`` callback receives.
 
     As in Luigi: ``(task)`` for START, SUCCESS, DEPENDENCY_MISSING and CANCELLED;
     ``(task, exception)`` for FAILURE, RETRY and TIMEOUT; ``(task, seconds)`` for
-    PROCESSING_TIME.
+    PROCESSING_TIME; ``(task, status)`` for STATUS (asyncflow's own).
     """
     if event.kind is Event.PROCESSING_TIME:
         return (event.task, event.duration)
+    if event.kind is Event.STATUS:
+        return (event.task, event.status)
     if event.kind in (Event.FAILURE, Event.RETRY, Event.TIMEOUT):
         return (event.task, event.error)
     return (event.task,)
@@ -139,9 +181,18 @@ class EventBus:
     def __init__(self, handlers: Iterable[EventHandler]) -> None:
         handlers = tuple(handlers)
         everything = frozenset(Event)
+        wanted = {
+            kind: [h for h in handlers if kind in getattr(h, _KINDS, everything)] for kind in Event
+        }
         self._handlers = {
-            kind: tuple(h for h in handlers if kind in getattr(h, _KINDS, everything))
-            for kind in Event
+            kind: tuple(h for h in found if not getattr(h, _TALLY, False))
+            for kind, found in wanted.items()
+        }
+        # Only the kinds that have tallies: without any, emit() tests an empty dict.
+        self._tallies: dict[Event, tuple[Tally, ...]] = {
+            kind: tallied
+            for kind, found in wanted.items()
+            if (tallied := tuple(cast(Tally, h) for h in found if getattr(h, _TALLY, False)))
         }
         self._spawn: Spawn | None = None
         self._class_cache: dict[type, dict[Event, tuple[Callable[..., object], ...]]] = {}
@@ -176,13 +227,21 @@ class EventBus:
         duration: float | None = None,
         at: float | None = None,
         where: str | None = None,
+        status: TaskStatus | None = None,
     ) -> None:
         """Deliver one event; cheap when nobody listens for its kind.
 
         ``at`` is when it happened (wall-clock seconds; default: now): an emitter
         that has just read the clock passes what it read. ``where``: where the
-        attempt's body ran, when not in this process (a Dask worker).
+        attempt's body ran, when not in this process (a Dask worker). ``status``:
+        the attempt's latest status (STATUS events).
         """
+        if self._tallies and kind in self._tallies:
+            for tally in self._tallies[kind]:
+                try:
+                    tally(task, duration)
+                except Exception:
+                    self.tally_failed(tally, kind, task, run_id, duration)
         handlers = self._handlers[kind]
         try:
             class_handlers = self._class_cache[type(task)][kind]
@@ -190,10 +249,11 @@ class EventBus:
             class_handlers = self._cache_class(type(task))[kind]
         if not handlers and not class_handlers:
             return
+        if at is None:
+            at = _now()
         # tuple.__new__ is what TaskEvent() calls, minus a Python-level frame.
         event = _new_event(
-            TaskEvent,
-            (kind, task, run_id, attempt, error, duration, _now() if at is None else at, where),
+            TaskEvent, (kind, task, run_id, attempt, error, duration, at, where, status)
         )
         for handler in handlers:
             # _call() inlined: this runs for every event of every task.
@@ -208,6 +268,28 @@ class EventBus:
             args = class_handler_args(event)
             for callback in class_handlers:
                 self._call(callback, args, event)
+
+    def heard(self, cls: type) -> frozenset[Event]:
+        """The kinds of event of a task of class ``cls`` that some handler or class
+        handler receives (tallies aside: see :meth:`tallies_of`).
+
+        :meth:`emit` costs a few tenths of a microsecond even when nobody listens:
+        an emitter of an event per task asks once per class, and for a kind not
+        heard calls the kind's tallies itself (or nothing).
+        """
+        by_class = self._class_cache.get(cls) or self._cache_class(cls)
+        return frozenset(kind for kind in Event if self._handlers[kind] or by_class[kind])
+
+    def tallies_of(self, kind: Event) -> tuple[Tally, ...]:
+        """The tallies of ``kind`` (see :func:`tallies`); a caller of them catches
+        what they raise and passes it to :meth:`tally_failed`."""
+        return self._tallies.get(kind, ())
+
+    def tally_failed(
+        self, tally: Tally, kind: Event, task: Task, run_id: str, duration: float | None
+    ) -> None:
+        """Log the exception being handled: ``tally`` raised it (the run goes on)."""
+        _log_failure(tally, TaskEvent(kind, task, run_id, duration=duration))
 
     def _cache_class(self, cls: type) -> dict[Event, tuple[Callable[..., object], ...]]:
         """The class handlers of ``cls`` for every kind (``()`` for none), kept."""

@@ -24,6 +24,7 @@ from ._attempt import BodyRunner, LeaseGuard, LocalBodies, Suspended, call_run, 
 from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from ._status import StatusChannel, reporting
 from .clock import Clock, SystemClock
 from .coordination import Coordinator, Holder, LeaseOutcome, LeaseState, NullCoordinator
 from .errors import AsyncflowError, TaskError, TaskTimeout, UpstreamFailed
@@ -102,6 +103,10 @@ class Executor:
         self._workers = workers
         self._keep_going = keep_going
         self._bus = bus
+        self._heard: dict[type[Task], frozenset[Event]] = {}  # see EventBus.heard
+        self._start_tallies = bus.tallies_of(Event.START)
+        self._success_tallies = bus.tallies_of(Event.SUCCESS)
+        self._time_tallies = bus.tallies_of(Event.PROCESSING_TIME)
         self._log = logger
         self._queue = scheduler
         self._outstanding = 0
@@ -135,6 +140,7 @@ class Executor:
         self._renewal: anyio.Event | None = None  # set when a renewal under way ends
         self._dispatching = False  # the initial ready tasks were queued
         self._worker_count = 0
+        self._status = StatusChannel(bus, run_id)  # what bodies say of themselves
 
     async def run(self) -> None:
         """Run every task that can run; returns when none is left.
@@ -175,6 +181,7 @@ class Executor:
         if self._outstanding == 0:
             return
         error: BaseException | None = None
+        reporting_to = reporting.set(self._status)  # inherited by the workers and their threads
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel_scope = tg.cancel_scope
@@ -186,6 +193,7 @@ class Executor:
         except BaseExceptionGroup as group:
             error = _one_error(group)
         finally:
+            reporting.reset(reporting_to)
             for node in graph.order:
                 if node.status is None:
                     node.status = Status.CANCELLED
@@ -214,9 +222,11 @@ class Executor:
             guard = LeaseGuard(self._may_commit)
             commit_guard.set(guard)  # this worker's context: the bodies it runs
         while True:
-            node = await queue.get()
+            node = queue.get_nowait()
             if node is None:
-                return
+                node = await queue.get()
+                if node is None:
+                    return
             try:
                 outcome = await self._attempt(node, guard)
             finally:
@@ -250,6 +260,12 @@ class Executor:
         _WAIT (suspended on dynamic requirements) or _LOST (the lease went elsewhere)."""
         task = node.task
         run_id = self._run_id
+        # The kinds of event a handler listens to: emit() is called for those only
+        # (three a task, a few percent of a run of no-op tasks); a counter that
+        # wants only the task and duration (a tally) is called directly.
+        heard = self._heard.get(type(task))
+        if heard is None:
+            heard = self._heard[type(task)] = self._bus.heard(type(task))
         if guard is not None:
             if not guard.holds(node.task_id) and not await self._still_mine(node.task_id):
                 return self._lost(node)
@@ -263,7 +279,14 @@ class Executor:
             started = node.attempt_started = time.time()
             if node.started is None:
                 node.started = started
-            self._bus.emit(Event.START, task, run_id, attempt=attempt, at=started)
+            if Event.START in heard:
+                self._bus.emit(Event.START, task, run_id, attempt=attempt, at=started)
+            else:
+                for tally in self._start_tallies:
+                    try:
+                        tally(task, None)
+                    except Exception:
+                        self._bus.tally_failed(tally, Event.START, task, run_id, None)
             if self._log_info:
                 self._log.info("task.start", task_id=node.task_id, attempt=attempt)
         else:  # resuming a body that waited for its dynamic requirements
@@ -274,13 +297,15 @@ class Executor:
         bodies = self._bodies.get(type(task)) or self._bodies_for(type(task))
         token = self._tokens.get(node.task_id)
         writer = WriterIdentity(run_id, node.task_id, attempt, token)
+        release = self._releaser(node) if node.held else None
         try:
             if timeout is None:
-                await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
+                await call_run(node, bodies, self._calls, release, guard, writer)
             else:
                 with anyio.fail_after(timeout) as scope:
-                    await call_run(node, bodies, self._calls, self._releaser(node), guard, writer)
-            await check_outputs(node, self._calls)
+                    await call_run(node, bodies, self._calls, release, guard, writer)
+            if node.outputs is None or node.outputs:  # a task without outputs: nothing to check
+                await check_outputs(node, self._calls)
         except Suspended as suspended:
             node.waiting_on = suspended.requirements
             return _WAIT
@@ -307,28 +332,50 @@ class Executor:
                 "so another process may be running it",
                 task_id=node.task_id,
             )
-            return self._failed_attempt(node, attempt, started, lost)
+            return self._failed_attempt(node, attempt, started, lost, lease_lost=True)
         finished = node.finished = time.time()
         node.status = Status.DONE
         if node.history is not None:  # a first attempt's success is implied by started/finished
             node.record_attempt(attempt, started, finished, None)
         duration = finished - started
         where = node.where
-        self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, at=finished, where=where)
-        self._bus.emit(
-            Event.PROCESSING_TIME,
-            task,
-            run_id,
-            attempt=attempt,
-            duration=duration,
-            at=finished,
-            where=where,
-        )
+        if Event.SUCCESS in heard:
+            self._bus.emit(Event.SUCCESS, task, run_id, attempt=attempt, at=finished, where=where)
+        else:
+            for tally in self._success_tallies:
+                try:
+                    tally(task, None)
+                except Exception:
+                    self._bus.tally_failed(tally, Event.SUCCESS, task, run_id, None)
+        if Event.PROCESSING_TIME in heard:
+            self._bus.emit(
+                Event.PROCESSING_TIME,
+                task,
+                run_id,
+                attempt=attempt,
+                duration=duration,
+                at=finished,
+                where=where,
+            )
+        else:
+            for tally in self._time_tallies:
+                try:
+                    tally(task, duration)
+                except Exception:
+                    self._bus.tally_failed(tally, Event.PROCESSING_TIME, task, run_id, duration)
         if self._log_info:
             self._log.info("task.done", task_id=node.task_id, duration=round(duration, 6))
         return Status.DONE
 
-    def _failed_attempt(self, node: Node, attempt: int, started: float, error: Exception) -> object:
+    def _failed_attempt(
+        self,
+        node: Node,
+        attempt: int,
+        started: float,
+        error: Exception,
+        *,
+        lease_lost: bool = False,
+    ) -> object:
         task = node.task
         finished = time.time()
         duration = finished - started
@@ -346,7 +393,7 @@ class Executor:
                 where=where,
             )
 
-        if self._may_commit is not None and not self._may_commit(node.task_id):
+        if lease_lost or (self._may_commit is not None and not self._may_commit(node.task_id)):
             # Its writes were refused: another process may be running it now.
             emit(Event.RETRY)
             return self._lost(node)

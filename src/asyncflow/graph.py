@@ -24,10 +24,8 @@ from ._usercode import UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
-from .targets import probe_many
-from .targets._probe import is_remote
 from .targets.base import Target
-from .task import Task, _resolve, flatten, resolve_requires, sync_requires
+from .task import Task, _resolve, flatten, map_structure, resolve_requires, sync_requires
 
 __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 
@@ -200,16 +198,98 @@ class Probes:
 
     ``succeeded``: the run journal's answer for tasks without outputs (a task
     with no output is complete once the journal holds a success for it).
-    ``forced``: tasks to run even though complete.
+    ``forced``: tasks to run even though complete. ``succeeded_under``: the
+    journal's successes of the ids under a prefix, None past a limit (see
+    :class:`JournalAnswers`; without it every task is looked up by id).
     """
 
     def __init__(
         self,
         succeeded: Callable[[list[str]], Awaitable[set[str]]] | None = None,
         forced: Callable[[Task], bool] | None = None,
+        succeeded_under: Callable[[str, int], Awaitable[set[str] | None]] | None = None,
     ) -> None:
         self.succeeded = succeeded
         self.forced = forced
+        self.succeeded_under = succeeded_under
+
+    async def done_in_journal(self, task: Task) -> bool:
+        """Whether the journal holds a success of ``task`` (asked now, on its own)."""
+        return self.succeeded is not None and task.task_id in await self.succeeded([task.task_id])
+
+
+class JournalAnswers(Probes):
+    """The probes of one expansion: the journal's answers batched (see :func:`grow`).
+
+    Each question to the journal is a trip to its database thread (about 0.1 ms,
+    far more than the rest of probing a task), so:
+
+    * the questions of probes in flight together go as one query: the first
+      asker waits a turn of the loop for the others, then asks for all;
+    * once a family has been asked about ``SNAPSHOT_AFTER`` times, its successes
+      are read at once (when there are at most ``SNAPSHOT_ROWS`` per question
+      asked so far; else again after four times as many questions) and later
+      questions answered from memory: a chain's tasks are probed one after
+      another, and would otherwise pay one trip each.
+
+    What is read may be stale by the time a task is claimed: the claim takes as
+    complete the tasks that succeeded elsewhere since the run began, as for
+    probes asked one by one. Only expansion batches; the executor's rechecks ask
+    afresh.
+    """
+
+    SNAPSHOT_AFTER = 64
+    SNAPSHOT_ROWS = 32
+
+    def __init__(self, probes: Probes) -> None:
+        super().__init__(probes.succeeded, probes.forced, probes.succeeded_under)
+        self._asked: list[tuple[str, asyncio.Future[bool]]] = []
+        self._asking = False
+        self._snapshots: dict[str, set[str]] = {}  # by family
+        self._questions: dict[str, int] = {}  # by family, until it has a snapshot
+        self._next_try: dict[str, int] = {}
+
+    async def done_in_journal(self, task: Task) -> bool:
+        family = task.task_family
+        snapshot = self._snapshots.get(family)
+        if snapshot is not None:
+            return task.task_id in snapshot
+        asked = self._questions[family] = self._questions.get(family, 0) + 1
+        if asked >= self._next_try.get(family, self.SNAPSHOT_AFTER) and self.succeeded_under:
+            self._next_try[family] = 4 * asked
+            snapshot = await self.succeeded_under(family + "_", asked * self.SNAPSHOT_ROWS)
+            if snapshot is not None:
+                self._snapshots[family] = snapshot
+                return task.task_id in snapshot
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asked.append((task.task_id, waiter))
+        if not self._asking:
+            await self._ask_all()
+        return await waiter
+
+    async def _ask_all(self) -> None:
+        """Ask for every question waiting, again and again until none is left."""
+        assert self.succeeded is not None
+        self._asking = True
+        try:
+            await asyncio.sleep(0)  # the other probes of this turn ask too
+            while self._asked:
+                asked, self._asked = self._asked, []
+                try:
+                    found = await self.succeeded([task_id for task_id, _ in asked])
+                except Exception as exc:
+                    for _, waiter in asked:
+                        if not waiter.done():  # (a waiter cancelled meanwhile is done)
+                            waiter.set_exception(exc)
+                    continue
+                for task_id, waiter in asked:
+                    if not waiter.done():
+                        waiter.set_result(task_id in found)
+        finally:
+            self._asking = False
+            for _, waiter in self._asked:  # cancelled while asking: so are they
+                waiter.cancel()
+            self._asked = []
 
 
 async def grow(
@@ -223,10 +303,13 @@ async def grow(
     """Probe the queued nodes and add what the incomplete ones require, recursively."""
 
     calls = graph.calls
+    if probes is not None and probes.succeeded is not None:
+        probes = JournalAnswers(probes)
 
     async def visit(node: Node) -> None:
         children = await _probe(node, calls, probe, probes)
         added: list[Node] = []
+        copies: dict[int, Task] = {}
         for child in children:
             try:
                 dep, new = graph.add(child)
@@ -235,13 +318,31 @@ async def grow(
                 continue
             if new:
                 added.append(dep)
+            elif dep.task is not child:
+                copies[id(child)] = dep.task
             node.deps.append(dep)
             dep.dependents.append(node)
+        if copies:
+            _keep_graph_tasks(node.task, copies)
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
             await _bulk_probe(added, calls, probe_concurrency)
         queue.extend(added)
 
     await drain(queue, visit, probe_concurrency)
+
+
+def _keep_graph_tasks(task: Task, copies: dict[int, Task]) -> None:
+    """Make ``task``'s resolved requirements (what ``input()`` reads) refer to the
+    graph's own tasks instead of equal copies of them (``copies``: by ``id()`` of
+    the copy). A lattice's tasks each require a task another one required first:
+    kept, each copy would cost about 0.7 KB a task for the whole run."""
+    resolved = task.__dict__.get("_resolved_requires")
+    if type(resolved) is list:
+        task._set_resolved_requires([copies.get(id(item), item) for item in resolved])
+    else:
+        task._set_resolved_requires(
+            map_structure(lambda item: copies.get(id(item), item), resolved)
+        )
 
 
 BULK_PROBE_THRESHOLD = 8
@@ -263,6 +364,8 @@ async def _bulk_probe(nodes: list[Node], calls: UserCode, concurrency: int) -> N
         if n.task._default_complete and not n.task._settles_by_requirements and n.outputs is None
     ]
     found = await calls.map(_output_method, _node_outputs, wanted)
+    from .targets._probe import is_remote  # the S3/GCS parts: not imported with the package
+
     for node, outputs in zip(wanted, found, strict=True):
         if isinstance(outputs, Exception):
             continue  # _probe reports it when the node is visited
@@ -288,6 +391,8 @@ async def outputs_complete(
     Every output is probed in one :func:`~asyncflow.targets.probe_many` call,
     so objects under one bucket prefix cost a listing, not a request each.
     """
+    from .targets._probe import probe_many
+
     found = await probe_many([t for _, outputs in items for t in outputs], concurrency=concurrency)
     return {key: bool(outputs) and all(found[t] for t in outputs) for key, outputs in items}
 
@@ -371,8 +476,13 @@ async def _probe(
                     f"found {type(child).__name__} {child!r}"
                 )
         if len(children) > 1 and len({child._key for child in children}) < len(children):
-            # The same requirement listed twice is one edge (dicts keep the order).
-            children = list(dict.fromkeys(children))
+            # The same requirement listed twice is one edge, and one task in what
+            # input() reads (the first of the equal ones; dicts keep the order).
+            first: dict[Any, Task] = {}
+            for child in children:
+                first.setdefault(child._key, child)
+            children = list(first.values())
+            requirements = map_structure(lambda t: first.get(t._key, t), requirements)
     except Exception as exc:
         if node.status is not Status.ALREADY_COMPLETE:  # a complete task need not expand
             node.fail(TaskDefinitionError(task.task_id, "requires", exc))
@@ -419,9 +529,7 @@ async def is_complete(node: Node, calls: UserCode, probes: Probes | None = None)
             raise TaskDefinitionError(task.task_id, "output", exc) from exc
     try:
         if not outputs:
-            if probes is None or probes.succeeded is None:
-                return False
-            return task.task_id in await probes.succeeded([task.task_id])
+            return probes is not None and await probes.done_in_journal(task)
         return await all_exist(outputs)
     except Exception as exc:
         raise TaskDefinitionError(task.task_id, "complete", exc) from exc

@@ -11,6 +11,9 @@ a second from a coroutine of its own. Where it draws depends on where it is:
 * on a terminal: a live display drawn with ``rich`` (imported only then);
 * anywhere else (CI, pipes, files): a short status line every few seconds.
 
+Beside each running task it names, it shows what the task last said of itself
+(``set_progress_percentage()``, ``set_status_message()``).
+
 It never writes to stdout.
 """
 
@@ -27,7 +30,7 @@ import anyio
 
 from ._log import log
 from ._progress_draw import INTERVALS, Drawer, Mode, Snapshot, Tally, make_drawer
-from .events import Event, TaskEvent, handles
+from .events import Event, TaskEvent, TaskStatus, handles, tallies
 from .result import Status
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress"]
 
 _MAX_NAMES: Final = 4  # running tasks named
+_MAX_SAID: Final = 60  # characters of a running task's status message shown
 _TASK: Final = attrgetter("task")
 _STATUS: Final = attrgetter("status")
 
@@ -78,7 +82,8 @@ class Progress:
 
     def _reset(self) -> None:
         self._families: dict[str, Tally] = {}
-        self._running: dict[str, Task] = {}
+        self._running: dict[int, Task] = {}  # by id(task): no task_id lookup per task
+        self._said: dict[int, TaskStatus] = {}  # what running tasks last said of themselves
         self._blocked: set[str] = set()
         self._graph: Graph | None = None
         self._order: list[Node] = []  # the graph's nodes, in the order they were added
@@ -149,33 +154,40 @@ class Progress:
 
     # events --------------------------------------------------------------------
     # One handler per kind, so that the bus does the dispatching. START and
-    # PROCESSING_TIME come for every task: those two are kept short.
+    # PROCESSING_TIME come for every task: those two are tallies (the bus
+    # builds no event for them), kept short, and keyed by id(task).
 
-    def _handlers(self) -> list[Callable[[TaskEvent], None]]:
+    def _handlers(self) -> list[Callable[..., None]]:
         """The run-level event handlers that feed this display."""
-        return [self._on_start, self._on_success, self._on_other]
+        return [self._on_start, self._on_success, self._on_other, self._on_status]
 
-    @handles(Event.START)
-    def _on_start(self, event: TaskEvent) -> None:
-        task = event.task
-        self._running[task.task_id] = task
+    @tallies(Event.START)
+    def _on_start(self, task: Task, _duration: float | None) -> None:
+        self._running[id(task)] = task
 
-    @handles(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
-    def _on_success(self, event: TaskEvent) -> None:
-        task = event.task
-        self._running.pop(task.task_id, None)
+    @handles(Event.STATUS)
+    def _on_status(self, event: TaskEvent) -> None:
+        key = id(event.task)
+        if event.status is not None and key in self._running:
+            self._said[key] = event.status
+
+    @tallies(Event.PROCESSING_TIME)  # emitted with the duration, after SUCCESS
+    def _on_success(self, task: Task, duration: float | None) -> None:
+        if self._running.pop(id(task), None) is not None and self._said:
+            self._said.pop(id(task), None)
         try:
             tally = self._families[task.task_family]
         except KeyError:  # a yielded task, before the next frame counts the new ones
             tally = self._family(task.task_family)
         tally.done += 1
-        tally.busy += event.duration or 0.0
+        tally.busy += duration or 0.0
 
     @handles(Event.FAILURE, Event.DEPENDENCY_MISSING, Event.CANCELLED, Event.RETRY)
     def _on_other(self, event: TaskEvent) -> None:
         task = event.task
         task_id = task.task_id
-        self._running.pop(task_id, None)
+        self._running.pop(id(task), None)
+        self._said.pop(id(task), None)  # a retry starts afresh
         if event.kind is Event.RETRY:
             return  # waiting again, which the counts already say
         tally = self._families.get(task.task_family) or self._family(task.task_family)
@@ -214,7 +226,8 @@ class Progress:
         while stack:
             parent = stack.pop()
             pid = parent.task_id
-            if parent.status is None and pid not in self._blocked and pid not in self._running:
+            running = id(parent.task) in self._running
+            if parent.status is None and pid not in self._blocked and not running:
                 self._blocked.add(pid)
                 family = parent.task.task_family
                 (self._families.get(family) or self._family(family)).skipped += 1
@@ -229,6 +242,7 @@ class Progress:
             return
         self._count_new()
         self._running.clear()
+        self._said.clear()
         if all(t.done + t.failed == t.total for t in self._families.values()):
             return  # the events told everything: no need to look at every node
         settled: dict[str, Tally] = {}
@@ -274,10 +288,26 @@ class Progress:
         )
 
     def _placed(self, task: Task) -> str:
-        """The task, and where its body runs when not in this process (a Dask worker)."""
+        """The task, where its body runs when not in this process (a Dask worker),
+        and what it last said of itself."""
         node = self._graph.nodes.get(task.task_id) if self._graph is not None else None
         where = node.where if node is not None else None
-        return f"{task!r} on {where}" if where else repr(task)
+        text = f"{task!r} on {where}" if where else repr(task)
+        said = self._said.get(id(task))
+        return text if said is None else f"{text}{_said_text(said)}"
+
+
+def _said_text(said: TaskStatus) -> str:
+    """`` 45% reading rows``: a running task's percentage and message, on one short line."""
+    text = ""
+    if said.percentage is not None:
+        text += f" {int(said.percentage)}%"  # 99.7 is not done yet: never rounded up
+    if said.message:
+        message = " ".join(said.message.split())
+        if len(message) > _MAX_SAID:
+            message = message[: _MAX_SAID - 1] + "…"
+        text += f" {message}"
+    return text
 
 
 def _time_left(

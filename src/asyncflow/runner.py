@@ -8,15 +8,13 @@ import functools
 import os
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from ._attempt import BodyRunner, ExecutorBackend
 from ._log import logger as asyncflow_logger
@@ -36,12 +34,16 @@ from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
 from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
-from .journal import DEFAULT_LEASE_TTL, AnyJournal, RunStatus, is_postgres_url, open_journal
-from .progress import Progress
+from .journal import RunStatus
+from .journal.where import is_postgres_url
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
 from .result import RunResult, Status, TaskResult
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
+
+if TYPE_CHECKING:
+    from .journal import AnyJournal
+    from .progress import Progress
 
 __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 
@@ -157,6 +159,10 @@ async def run(
     started = time.time()
     if metrics is not None:
         handlers = [*handlers, metrics]
+    # Imported here, not with the package: structlog (which imports rich) and the
+    # journal's SQLite parts cost ``import asyncflow`` tens of milliseconds.
+    import structlog.contextvars
+
     with (
         structlog.contextvars.bound_contextvars(run_id=run_id),
         secrets_known(roots),
@@ -169,6 +175,9 @@ async def run(
                         roots, options, run_id, started, keep_going, handlers, forced, None, None
                     )
                 )
+            from .journal.backends import open_journal
+            from .journal.sqlite import DEFAULT_LEASE_TTL
+
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             opening = open_journal(options.journal, lease_ttl=ttl, create_folder=make_folder)
             async with opening as run_journal:
@@ -246,7 +255,11 @@ async def _run(
     """
     logger = asyncflow_logger().bind()
     logger.info("run.start", tasks=len(roots), host=socket.gethostname(), pid=os.getpid())
-    probes = Probes(journal.succeeded if journal is not None else None, _is_forced(forced))
+    probes = (
+        Probes(journal.succeeded, _is_forced(forced), journal.succeeded_under)
+        if journal is not None
+        else Probes(None, _is_forced(forced))
+    )
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
     if forced:
         _check_forced(forced, graph)
@@ -507,6 +520,10 @@ def _could_name(name: str, families: set[str]) -> bool:
 
 
 def _progress(progress: object) -> Progress | None:
+    if progress is False:
+        return None  # without importing the display
+    from .progress import Progress
+
     if isinstance(progress, Progress):
         return progress
     if isinstance(progress, bool):
@@ -533,4 +550,4 @@ def _executor(executor: object, config: Config) -> ExecutorBackend | None:
 
 
 def _new_run_id() -> str:
-    return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"

@@ -33,13 +33,14 @@ import functools
 import hashlib
 import inspect
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 import anyio.from_thread
 
-from . import _redact
+from . import _redact, _status
 from ._redact import MASK
 from .errors import AsyncflowError, ConfigError, ParameterError, TaskDefinitionError
 from .events import Event
@@ -95,6 +96,21 @@ _SCALAR_PARAMS = frozenset(
         EnumParameter,
     }
 )
+
+
+def _values_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function from a task's values to those of ``names``, as a tuple (in C for
+    two or more names: every task built pays for it)."""
+    if len(names) >= 2:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda values: (values[name],)
+    return _no_values
+
+
+def _no_values(values: dict[str, Any]) -> tuple[Any, ...]:
+    return ()
 
 
 class _cached_in_instance:
@@ -286,6 +302,8 @@ class Task:
     _is_external: ClassVar[bool] = False
     _has_hooks: ClassVar[bool] = False
     _scalar_identity: ClassVar[bool] = True
+    # Read through the class (type(self)._key_values): a plain function, not a method.
+    _key_values: ClassVar[Callable[[dict[str, Any]], tuple[Any, ...]]] = _no_values
     _settles_by_requirements: ClassVar[bool] = False
 
     # Both are set in each instance by __init__; see _SetByInit.
@@ -320,6 +338,7 @@ class Task:
                 )
         cls._params = params
         cls._significant = tuple(n for n, p in params.items() if p.significant)
+        cls._key_values = _values_getter(cls._significant)
         cls._summary_names = tuple(n for n in cls._significant if params[n].is_public)[
             :_SUMMARY_PARAMS
         ]
@@ -384,7 +403,8 @@ class Task:
         if self._scalar_identity:
             # Equal values <=> equal canonical JSON for these parameter types, so the
             # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
-            state["_key"] = (type(self), *[values[n] for n in self._significant])
+            cls = type(self)
+            state["_key"] = (cls, *cls._key_values(values))
         else:
             state["task_id"] = task_id = self._make_task_id(values)
             state["_key"] = task_id
@@ -630,6 +650,44 @@ class Task:
             anyio.from_thread.run_sync(release, dict(amounts))
         else:
             release(dict(amounts))
+
+    # status ---------------------------------------------------------------------
+    # Luigi's names. Shown beside the running task by the progress display, kept
+    # with the attempt in the journal (the status pages and the JSON API show
+    # them), and sent to handlers as Event.STATUS.
+
+    def set_status_message(self, message: str | None) -> None:
+        """Say what this task is doing now, from its ``run()`` (None clears it).
+
+        Works from ``async def run()`` and from a sync ``run()`` in its worker
+        thread, and is cheap enough to call for every row: the latest value is
+        what is shown and journaled. A message longer than 2,000 characters is
+        cut. Outside its ``run()`` nothing is recorded.
+        """
+        _status.report(self, message=_status.checked_message(self.task_id, message))
+
+    def set_progress_percentage(self, percentage: float) -> None:
+        """Say how far this task's ``run()`` has got, from 0 to 100.
+
+        As :meth:`set_status_message`: from either kind of ``run()``, latest
+        value kept.
+
+        Raises:
+            TypeError: ``percentage`` is not a number.
+            ValueError: ``percentage`` is not from 0 to 100 (the message names the task).
+        """
+        _status.report(self, percentage=_status.checked_percentage(self.task_id, percentage))
+
+    def set_tracking_url(self, url: str | None) -> None:
+        """Say where to follow this task's ``run()`` (a job's page elsewhere).
+
+        The status pages link to it when it is an ``http(s)`` URL. None clears it.
+
+        Raises:
+            TypeError: ``url`` is not a string.
+            ValueError: ``url`` is longer than 2,000 characters.
+        """
+        _status.report(self, tracking_url=_status.checked_url(self.task_id, url))
 
     # events ---------------------------------------------------------------------
 

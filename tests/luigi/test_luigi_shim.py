@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,8 +16,15 @@ import structlog
 import asyncflow
 import asyncflow.luigi as luigi
 from asyncflow.luigi import configuration
+from asyncflow.luigi.contrib.gcs import GCSClient, GCSTarget
 from asyncflow.luigi.contrib.s3 import S3Client, S3Target
-from targets.servers import MotoServer, create_s3_bucket, unique_bucket
+from targets.servers import (
+    FakeGCSServer,
+    MotoServer,
+    create_gcs_bucket,
+    create_s3_bucket,
+    unique_bucket,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +196,35 @@ def test_status_message_progress_and_tracking_url_are_recorded() -> None:
     assert kinds == ["task.tracking_url", "task.status_message", "task.progress"]
 
 
+def test_status_calls_in_a_build_reach_the_journal(tmp_path: Path) -> None:
+    """In a build, the three calls are the engine's: journaled with the attempt
+    (last values), from a sync run() in its worker thread; a bad percentage names the task."""
+    import sqlite3
+
+    class Reporting(luigi.Task):
+        def run(self):
+            self.set_tracking_url("http://127.0.0.1/job/1")
+            for done in range(0, 101, 25):
+                self.set_status_message(f"{done} of 100")
+                self.set_progress_percentage(done)
+
+    class Overdone(luigi.Task):
+        def run(self):
+            self.set_progress_percentage(101)
+
+    journal = tmp_path / "journal.db"
+    assert luigi.build([Reporting()], local_scheduler=True, journal=str(journal))
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = db.execute(
+            "SELECT family, status_message, progress_percentage, tracking_url FROM attempts"
+        ).fetchall()
+    assert rows == [("Reporting", "100 of 100", 100.0, "http://127.0.0.1/job/1")]
+    outcome = luigi.build([Overdone()], local_scheduler=True, detailed_summary=True)
+    error = outcome.result.error(Overdone())
+    assert isinstance(error, ValueError)
+    assert f"{Overdone().task_id}: progress percentage must be from 0 to 100" in str(error)
+
+
 def test_build_rejects_unknown_settings() -> None:
     """A misspelt build() option is an error naming it, not silently ignored."""
     with pytest.raises(luigi.parameter.UnknownParameterException, match="worker"):
@@ -241,6 +278,74 @@ def test_s3_target_from_sync_code_and_in_a_build(
 
     assert luigi.build([Upper()], local_scheduler=True)
     assert client.get_as_string(f"s3://{bucket}/out.txt") == "FROM A SCRIPT\n"
+
+
+@pytest.fixture(scope="module")
+def fake_gcs() -> Iterator[str]:
+    with FakeGCSServer() as server:
+        yield server.url
+
+
+def test_gcs_target_from_sync_code_and_in_a_build(
+    fake_gcs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCSTarget takes Luigi's arguments and works from a script and in a pipeline."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    bucket = unique_bucket()
+    create_gcs_bucket(fake_gcs, bucket)
+    client = GCSClient()
+    source = GCSTarget(f"gs://{bucket}/in/words.txt", format=luigi.format.UTF8, client=client)
+    assert not source.exists()
+    out = source.open("w")
+    out.write("gamma\nalpha\nbeta\n")
+    out.close()
+    assert source.exists()
+    assert client.exists(f"gs://{bucket}/in/words.txt")
+
+    class Words(luigi.ExternalTask):
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/in/words.txt", client=client)
+
+    class Sort(luigi.Task):
+        def requires(self):
+            return Words()
+
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/out/sorted.txt", client=client)
+
+        def run(self):
+            with self.input().open("r") as src:
+                words = sorted(line.strip() for line in src)
+            with self.output().open("w") as dst:
+                dst.write("\n".join(words) + "\n")
+
+    class Count(luigi.Task):
+        def requires(self):
+            return Sort()
+
+        def output(self):
+            return GCSTarget(f"gs://{bucket}/out/count.txt", client=client)
+
+        def run(self):
+            with self.input().open("r") as src:
+                lines = list(src)
+            with self.output().open("w") as dst:
+                dst.write(f"{len(lines)} {lines[0].strip()}\n")
+
+    assert luigi.build([Count()], local_scheduler=True)
+    with GCSTarget(f"gs://{bucket}/out/sorted.txt", client=client).open("r") as file:
+        assert file.read() == "alpha\nbeta\ngamma\n"
+    with client.download(f"gs://{bucket}/out/count.txt") as file:
+        assert file.read() == b"3 alpha\n"
+    client.remove(f"gs://{bucket}/in/words.txt")
+    assert not source.exists()
+    # Complete now: a second build runs nothing, though the input is gone.
+    outcome = luigi.build([Count()], local_scheduler=True, detailed_summary=True)
+    assert outcome.status is luigi.LuigiStatusCode.SUCCESS
+    assert outcome.result.status(Count()) is asyncflow.Status.ALREADY_COMPLETE
 
 
 def test_journal_setting_turns_the_journal_off() -> None:

@@ -19,6 +19,9 @@ connections, and :meth:`FaultProxy.stall_open_connections` can make those open
 at that moment swallow everything from then on, as connections a peer or
 middlebox dropped without a word look to a client: open, and dead.
 
+It can also hold requests (``hold_filter``) until :meth:`FaultProxy.open_gate`:
+a write that is in flight, neither refused nor done, for as long as a test wants.
+
 Nothing here imports pytest, so the benchmarks can use it too.
 """
 
@@ -85,6 +88,10 @@ class FaultProxy:
         self.fault_statuses: tuple[int, ...] = (500, 503)
         self.latency = 0.0
         self.fault_filter: Callable[[bytes], bool] = lambda request_line: True
+        self.hold_filter: Callable[[bytes], bool] = lambda request_line: False
+        self.held = 0
+        self._held_changed = threading.Condition()
+        self._gate: asyncio.Event | None = None
         self.requests = 0
         self.counts: collections.Counter[str] = collections.Counter()
         self.request_lines: list[bytes] = []
@@ -140,6 +147,17 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(stall)
         return done.result(10)
 
+    def wait_held(self, count: int = 1, timeout: float = 30) -> None:
+        """Wait until ``count`` requests are held at the gate (see ``hold_filter``)."""
+        with self._held_changed:
+            if not self._held_changed.wait_for(lambda: self.held >= count, timeout):
+                raise TimeoutError(f"{self.held} of {count} requests held after {timeout} s")
+
+    def open_gate(self) -> None:
+        """Forward the requests held, and let later ones through."""
+        assert self._loop is not None and self._gate is not None
+        self._loop.call_soon_threadsafe(self._gate.set)
+
     def reset_counts(self) -> None:
         self.requests = 0
         self.counts.clear()
@@ -149,6 +167,7 @@ class FaultProxy:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stopped = asyncio.Event()
+            self._gate = asyncio.Event()
             server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
             self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
             ready.set()
@@ -200,6 +219,11 @@ class FaultProxy:
         self.request_lines.append(request_line)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self._gate is not None and not self._gate.is_set() and self.hold_filter(request_line):
+            with self._held_changed:
+                self.held += 1
+                self._held_changed.notify_all()
+            await self._gate.wait()
         fault = self._pick_fault(request_line)
         if fault == "status":
             status = self._random.choice(self.fault_statuses)

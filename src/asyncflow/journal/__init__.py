@@ -18,14 +18,10 @@ picks the backend from what names the journal: a ``postgresql://`` (or
 
 from __future__ import annotations
 
-import os
-from typing import TypeAlias
+import typing as _typing
 
+from .._lazy import lazy_names as _lazy_names
 from ..coordination import Claim
-from .format import format_run, format_runs
-from .opening import Opening
-from .postgres import PostgresJournal
-from .postgres_store import is_postgres_url, redacted
 from .records import (
     AttemptRecord,
     AttemptStatus,
@@ -36,35 +32,28 @@ from .records import (
     RunStatus,
     TaskSummary,
 )
-from .schema import SCHEMA_VERSION
-from .sqlite import DEFAULT_LEASE_TTL, Journal
+from .where import describe, is_postgres_url
 
-AnyJournal: TypeAlias = Journal | PostgresJournal
-"""A journal of either backend: the same recording, history and coordination."""
+if _typing.TYPE_CHECKING:
+    from .backends import AnyJournal, open_journal
+    from .format import format_run, format_runs
+    from .postgres import PostgresJournal
+    from .schema import SCHEMA_VERSION
+    from .sqlite import DEFAULT_LEASE_TTL, Journal
 
-
-def open_journal(
-    where: str | os.PathLike[str],
-    *,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
-    create_folder: bool = False,
-) -> Opening[Journal] | Opening[PostgresJournal]:
-    """Open the journal ``where`` names: a PostgreSQL URL, else an SQLite file path.
-
-    ``create_folder`` applies to a file path only (see :meth:`Journal.open`).
-
-    Raises:
-        JournalError: the journal cannot be used (see either backend's ``open``).
-    """
-    if is_postgres_url(where):
-        return PostgresJournal.open(os.fspath(where), lease_ttl=lease_ttl)
-    return Journal.open(where, lease_ttl=lease_ttl, create_folder=create_folder)
-
-
-def describe(where: str | os.PathLike[str]) -> str:
-    """How to show ``where`` (a path, or a URL without its password)."""
-    return redacted(os.fspath(where)) if is_postgres_url(where) else os.fspath(where)
-
+# Imported on first use: the backends (aiosqlite, the schema, the history's
+# readers, the PostgreSQL parts) are not needed to import asyncflow, only to
+# open a journal.
+_LAZY = {
+    "AnyJournal": ".backends",
+    "open_journal": ".backends",
+    "PostgresJournal": ".postgres",
+    "DEFAULT_LEASE_TTL": ".sqlite",
+    "Journal": ".sqlite",
+    "SCHEMA_VERSION": ".schema",
+    "format_run": ".format",
+    "format_runs": ".format",
+}
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -87,3 +76,5 @@ __all__ = [
     "is_postgres_url",
     "open_journal",
 ]
+
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)

@@ -25,6 +25,7 @@ from .decode import (
     json_texts,
     member,
     optional_real,
+    optional_text,
     real,
     text,
 )
@@ -143,6 +144,7 @@ async def _decode_all(
 def _run(row: Sequence[Any]) -> None:
     _run_record(row[:8], {}, ())
     real(row[8], "expires")
+    optional_text(row[9], "node")
 
 
 def _attempt(row: Sequence[Any]) -> None:
@@ -182,7 +184,7 @@ _TABLES: Final[tuple[tuple[str, str, Callable[[Sequence[Any]], None]], ...]] = (
     (
         "runs",
         "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested, "
-        "r.expires FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)",
+        "r.expires, r.node FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)",
         _run,
     ),
     (

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .decode import (
+    Undecodable,
     integer,
     json_params,
     json_texts,
@@ -35,6 +36,7 @@ __all__ = [
     "run",
     "runs",
     "succeeded",
+    "succeeded_under",
 ]
 
 _RUNS: Final = (
@@ -43,7 +45,8 @@ _RUNS: Final = (
 )
 _ATTEMPT_COLUMNS: Final = (
     "a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended, "
-    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker"
+    "a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker, "
+    "a.status_message, a.progress_percentage, a.tracking_url"
 )
 _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
@@ -65,22 +68,74 @@ async def succeeded(store: Store, task_ids: Sequence[str]) -> set[str]:
     if not task_ids:
         return set()
     rows = await store.fetch(_SUCCEEDED, [json.dumps(list(task_ids))])
-    for task_id, status in rows:
-        if status != AttemptStatus.SUCCESS:  # none of ours: a damaged success reads as none
+    return _successes(store, rows)
+
+
+async def succeeded_under(store: Store, prefix: str, limit: int) -> set[str] | None:
+    """The ids starting with ``prefix`` that have a successful attempt, or None if
+    there are more than ``limit`` of them (then nothing more is read)."""
+    if not prefix:
+        raise ValueError("succeeded_under() needs a non-empty prefix")
+    # The ids >= prefix and < the prefix with its last character incremented: a
+    # range of each index of successes.
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    rows = await store.fetch(_SUCCEEDED_UNDER, {"low": prefix, "high": end, "limit": limit + 1})
+    if sum(1 for row in rows if row[2]) > limit or sum(1 for row in rows if not row[2]) > limit:
+        return None
+    return _successes(store, rows)
+
+
+def _successes(store: Store, rows: Iterable[Any]) -> set[str]:
+    """The task ids of ``(task_id, status, second)`` rows of successes from both
+    indexes (``second``: from attempts_succeeded). Any status that is none of ours
+    is a damaged row, an error (it must not read as "run it again"); so is an id
+    that one index has and the other has not."""
+    found: set[str] = set()
+    indexed: set[str] = set()  # by attempts_succeeded
+    for task_id, status, second in rows:
+        if second:
+            indexed.add(task_id)
+        elif status == AttemptStatus.SUCCESS:
+            found.add(task_id)
+        else:  # none of ours: a damaged success reads as none
             with store.decoding(f"attempts of task {task_id!r}"):
                 member(AttemptStatus, status, "status")
-    return {str(row[0]) for row in rows}
+    if found != indexed:
+        task_id = min(found ^ indexed)
+        with store.decoding(f"attempts of task {task_id!r}"):
+            raise Undecodable("success", task_id, "in both indexes of successes")
+    return found
 
 
 # Many task ids go in as one JSON array. The array is read first (CROSS JOIN
 # keeps that order) and each id looked up in the index: about a tenth of the
 # cost of ``IN (SELECT value FROM json_each(...))``, which first builds a
 # temporary index of the array. Statuses that are none of ours come too: a
-# damaged success must stop the run, not make it run the task again.
+# damaged success must stop the run, not make it run the task again. Each id
+# is looked up in both indexes that hold successes (only the indexes are read),
+# and the two must agree: a damaged byte in an index entry's task id would
+# otherwise hide a success (the task would run again) without a sign.
 _SUCCEEDED: Final = (
-    "SELECT DISTINCT a.task_id, a.status FROM json_each(?) AS j CROSS JOIN attempts AS a "
+    "SELECT DISTINCT a.task_id, a.status, 0 FROM json_each(:ids) AS j "
+    "CROSS JOIN attempts AS a INDEXED BY attempts_task "
     "ON a.task_id = j.value AND (a.status = 'success' OR a.status NOT IN "
-    f"({', '.join(repr(s.value) for s in AttemptStatus)}))"
+    f"({', '.join(repr(s.value) for s in AttemptStatus)})) "
+    "UNION ALL "
+    "SELECT DISTINCT a.task_id, 'success', 1 FROM json_each(:ids) AS j "
+    "CROSS JOIN attempts AS a INDEXED BY attempts_succeeded "
+    "ON a.task_id = j.value AND a.status = 'success'"
+)
+# The same for a range of task ids (those sharing a prefix), in each index; each
+# part stops one row past the caller's limit.
+_SUCCEEDED_UNDER: Final = (
+    "SELECT * FROM (SELECT DISTINCT a.task_id, a.status, 0 "
+    "FROM attempts AS a INDEXED BY attempts_task "
+    "WHERE a.task_id >= :low AND a.task_id < :high AND (a.status = 'success' OR a.status "
+    f"NOT IN ({', '.join(repr(s.value) for s in AttemptStatus)})) LIMIT :limit) "
+    "UNION ALL "
+    "SELECT * FROM (SELECT DISTINCT a.task_id, 'success', 1 "
+    "FROM attempts AS a INDEXED BY attempts_succeeded "
+    "WHERE a.task_id >= :low AND a.task_id < :high AND a.status = 'success' LIMIT :limit)"
 )
 
 
@@ -186,7 +241,8 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         Undecodable: a value of the row is not what its column holds.
     """
     run_id, task_id, family, params, attempt, status, started, ended, duration = row[:9]
-    error_type, error_message, traceback, host, pid, worker = row[9:]
+    error_type, error_message, traceback, host, pid, worker = row[9:15]
+    message, percentage, tracking_url = row[15:]
     task_id = text(task_id, "task_id")
     return AttemptRecord(
         text(run_id, f"run_id of {task_id}"),
@@ -204,6 +260,9 @@ def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
         optional_text(host, f"host of {task_id}"),
         None if pid is None else integer(pid, f"pid of {task_id}"),
         optional_text(worker, f"worker of {task_id}"),
+        optional_text(message, f"status_message of {task_id}"),
+        optional_real(percentage, f"progress_percentage of {task_id}"),
+        optional_text(tracking_url, f"tracking_url of {task_id}"),
     )
 
 

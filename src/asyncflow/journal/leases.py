@@ -2,8 +2,10 @@
 
 A lease is one row per task id: the holder (run id, host, pid), since when,
 until when, and once let go, how (success, failed, abandoned). A lease is
-free when it was released, when it expired, or at once when its holder ran
-on this host and its process is gone. The same liveness rules decide when a
+free when it was released, when it expired, or at once when its holder's
+process is known to be gone: only a process of this host, booted kernel and
+PID namespace (its run's ``node``, see :class:`Identity`) can be checked, as
+a pid names another process (or none) in another namespace. The same liveness rules decide when a
 run (and the attempts it left ``running``) is stale: ``runs.expires`` is
 renewed together with the leases, by one heartbeat per journal.
 
@@ -29,10 +31,10 @@ from typing import Any, Final
 
 from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
-from .decode import integer, member, real, text
+from .decode import integer, member, optional_text, real, text
 from .store import Store
 
-__all__ = ["Identity", "Leases", "recover_interrupted"]
+__all__ = ["Identity", "Leases", "local_node", "recover_interrupted"]
 
 # Every statement is written out whole, even where that repeats a clause: each can
 # be read (and run in the sqlite3 shell) as it is. Clauses that recur:
@@ -97,6 +99,7 @@ _TAKE_MANY: Final = """
 _LEASE_ROWS: Final = """
     SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since,
            leases.expires, leases.outcome,
+           (SELECT node FROM runs WHERE runs.run_id = leases.run_id),
            (SELECT max(ended) FROM attempts
             WHERE attempts.task_id = leases.task_id
             AND attempts.status = 'success'
@@ -107,7 +110,7 @@ _LEASE_ROWS: Final = """
 """
 # The same, for tasks held through a claim.
 _CLAIMED_ROWS: Final = (
-    "SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, NULL, EXISTS "
+    "SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, NULL, r.node, EXISTS "
     "(SELECT 1 FROM attempts AS a WHERE a.task_id = j.value AND a.status = 'success' "
     "AND a.run_id = c.run_id), r.status != 'running' "
     "FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j "
@@ -270,11 +273,13 @@ _RELEASE_CLAIMED: Final = """
 # its attempt held): those whose task has since been taken with a greater token, by
 # a lease row or by another run's claim, with who took it then.
 _STALE: Final = """
-    SELECT m.key, l.run_id, l.token FROM json_each(:mine) AS m
+    SELECT m.key, l.run_id, l.token,
+           (SELECT c.run_id FROM run_claims AS c, json_each(c.task_ids) AS j
+            WHERE c.run_id != :run_id AND c.token > m.value AND j.value = m.key
+            LIMIT 1) AS claimed_by
+    FROM json_each(:mine) AS m
     LEFT JOIN leases AS l ON l.task_id = m.key AND l.token > m.value
-    WHERE l.task_id IS NOT NULL
-       OR EXISTS (SELECT 1 FROM run_claims AS c, json_each(c.task_ids) AS j
-                  WHERE c.run_id != :run_id AND c.token > m.value AND j.value = m.key)
+    WHERE l.task_id IS NOT NULL OR claimed_by IS NOT NULL
 """
 
 
@@ -310,14 +315,44 @@ class Identity:
 
     host: str
     pid: int
+    node: str | None = None
+    """Where ``pid`` names this process: the kernel's boot id and the PID
+    namespace (see :func:`local_node`); None where that cannot be told."""
 
-    def outlived(self, host: str, pid: int) -> bool:
-        """Whether process ``pid`` of ``host`` is known to be gone.
+    def outlived(self, host: str, pid: int, node: str | None) -> bool:
+        """Whether process ``pid`` of ``host``, in PID namespace ``node``, is known to be gone.
 
-        Only a process of this host can be checked; another host's process is
-        judged by expiry alone. Our own pid is alive by definition.
+        Only a process of this host, boot and PID namespace can be checked:
+        a host name is shared by containers (host networking) and by a
+        process in a namespace of its own (``unshare --pid``), where the same
+        pid names another process or none. Any other holder, and one whose
+        ``node`` is unknown (written by an earlier version), is judged by its
+        expiry alone. Our own pid is alive by definition.
         """
-        return host == self.host and pid != self.pid and not _pid_alive(pid)
+        return (
+            node is not None
+            and node == self.node
+            and host == self.host
+            and pid != self.pid
+            and not _pid_alive(pid)
+        )
+
+
+def local_node() -> str | None:
+    """This process's kernel boot id and PID namespace, e.g. ``'4f2c...:pid:[4026531836]'``.
+
+    Two processes with the same node can check each other's pids. None where
+    ``/proc`` does not tell (not Linux, or no ``/proc``): then no pid is
+    checked, and holders are judged by expiry alone.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip()
+        # The namespace of this process, whichever namespace /proc was mounted in.
+        namespace = os.readlink("/proc/self/ns/pid")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return f"{boot}:{namespace}" if boot else None
 
 
 class Leases:
@@ -521,7 +556,7 @@ class Leases:
             if row is None or row[1] != claimed[1]:
                 rows[str(claimed[0])] = claimed  # the claim took over from that row's run
         for row in rows.values():
-            task_id, run_id, host, pid, since, expires, outcome, succeeded, ended = row
+            task_id, run_id, host, pid, since, expires, outcome, node, succeeded, ended = row
             task_id = str(task_id)
             with self._store.decoding(f"lease of {task_id!r}"):
                 holder = Holder(
@@ -533,13 +568,14 @@ class Leases:
                     real(expires, "expires"),
                 )
                 let_go = None if outcome is None else member(LeaseOutcome, outcome, "outcome")
+                node = optional_text(node, "node")
             if succeeded:
                 states.append((task_id, LeaseOutcome.SUCCESS, None))
             elif let_go is not None:
                 states.append((task_id, let_go, None))
             elif ended or holder.expires <= now:
                 states.append((task_id, LeaseOutcome.ABANDONED, None))
-            elif self._me.outlived(holder.host, holder.pid):
+            elif self._me.outlived(holder.host, holder.pid, node):
                 states.append((task_id, LeaseOutcome.ABANDONED, holder))
             else:
                 states.append(holder)
@@ -580,8 +616,11 @@ class Leases:
             _STALE, {"mine": json.dumps(mine), "run_id": run_id}
         )
         why: dict[str, str] = {}
-        for task_id, holder, token in rows:
-            by = f"run {holder} (token {token})" if holder is not None else "another run's claim"
+        for task_id, holder, token, claimed_by in rows:
+            if holder is not None:
+                by = f"run {holder} (token {token})"
+            else:
+                by = f"run {claimed_by} (a claim of its)"
             why[str(task_id)] = (
                 f"{task_id}: success not journaled: while this attempt ran (lease token "
                 f"{mine[str(task_id)]}), its lease lapsed and was taken over by {by}; "
@@ -714,7 +753,7 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
 
     Their leases still held are released as abandoned. Returns how many runs.
     """
-    running = "SELECT run_id, host, pid, expires FROM runs WHERE status = 'running'"
+    running = "SELECT run_id, host, pid, expires, node FROM runs WHERE status = 'running'"
     orphans = await store.fetch(
         "SELECT 1 FROM attempts WHERE status = 'running' AND run_id NOT IN "
         "(SELECT run_id FROM runs WHERE status = 'running') LIMIT 1"
@@ -749,11 +788,11 @@ async def recover_interrupted(store: Store, me: Identity, now: float) -> int:
 
 
 def _stale(store: Store, row: Sequence[Any], me: Identity, now: float) -> bool:
-    run_id, host, pid, expires = row
+    run_id, host, pid, expires, node = row
     with store.decoding(f"runs row {run_id!r}"):
         if real(expires, "expires") <= now:
             return True
-        return me.outlived(text(host, "host"), integer(pid, "pid"))
+        return me.outlived(text(host, "host"), integer(pid, "pid"), optional_text(node, "node"))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -38,7 +38,7 @@ from .decode import member
 from .history import _attempt_record, _run_record
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
-from .postgres_store import PgStore, is_postgres_url, redacted
+from .postgres_store import PgStore
 from .records import (
     AttemptRecord,
     AttemptStatus,
@@ -48,6 +48,7 @@ from .records import (
     TaskSummary,
 )
 from .rows import Attempts, Recorder, RunRow
+from .where import is_postgres_url, redacted
 
 if TYPE_CHECKING:
     from ..events import TaskEvent
@@ -319,6 +320,22 @@ class PostgresJournal(Coordinator):
                     member(AttemptStatus, status, "status")  # raises: damaged
         return {str(row[0]) for row in rows}
 
+    async def succeeded_under(self, prefix: str, limit: int) -> set[str] | None:
+        """The task ids starting with ``prefix`` with a successful attempt in any run;
+        None if there are more than ``limit`` (see :meth:`Journal.succeeded_under`)."""
+        if not prefix:
+            raise ValueError("succeeded_under() needs a non-empty prefix")
+        await self._before_read()
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = await self._store.fetch(sql.SUCCEEDED_UNDER, prefix, end, limit + 1)
+        if len(rows) > limit:
+            return None
+        for task_id, status in rows:
+            if status != _SUCCESS:
+                with rows_of_store(self._store, f"attempts of task {task_id!r}"):
+                    member(AttemptStatus, status, "status")  # raises: damaged
+        return {str(row[0]) for row in rows}
+
     async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
         """Retries a resumed run has already used (see :meth:`Journal.prior_attempts`)."""
         await self._before_read()
@@ -524,20 +541,27 @@ class PostgresJournal(Coordinator):
         # the task's greatest, checked by the statement that writes them.
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
         args = _write_args(attempts, fence)
-        if not runs and not abandon and not attempts.upserts and self._senders is not None:
+        statuses = _status_args(attempts.statuses)
+        if (
+            not runs
+            and not abandon
+            and not attempts.upserts
+            and statuses is None
+            and self._senders is not None
+        ):
             # New rows alone (the batches while runs go on): they collide with no
             # row in flight, so they go without waiting (one round trip each).
             self._in_flight += 1
             self._senders.start_soon(self._send, args, len(attempts))
             return
         await self._land()  # what follows may change rows still in flight
-        if not runs and not abandon:
+        if not runs and not abandon and statuses is None:
             refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
         else:
             requested = [(row.run_id, row.requested) for row in runs if row.requested]
             for attempt in range(3):
                 try:
-                    refused = await self._transaction(args, runs, requested, abandon)
+                    refused = await self._transaction(args, runs, requested, abandon, statuses)
                     break
                 except JournalError as exc:
                     # The heartbeat locks the run rows and lease rows too: a deadlock
@@ -554,12 +578,16 @@ class PostgresJournal(Coordinator):
         runs: list[RunRow],
         requested: Sequence[tuple[str, str | None]],
         abandon: Sequence[str],
+        statuses: list[list[Any]] | None = None,
     ) -> list[Any]:
-        """Run rows, attempt rows and leases let go, in one transaction."""
+        """Run rows, attempt rows (and what they said) and leases let go, in one
+        transaction."""
         async with self._store.transaction("write the journal") as db:
             refused: list[Any] = (
                 await db.fetch(sql.WRITE_ATTEMPTS, *args) if args[0] or args[14] else []
             )
+            if statuses is not None:
+                await db.execute(sql.SET_STATUS, *statuses)
             for row in runs:
                 await db.execute(sql.UPSERT_RUN, *row.values())
             for run_id, listed in requested:
@@ -630,6 +658,13 @@ class PostgresJournal(Coordinator):
 
 
 _WIDTH: Final = 14  # ATTEMPT_COLUMNS
+
+
+def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
+    """The 4 arrays of SET_STATUS (message, percentage, URL, attempt id), or None."""
+    if not statuses:
+        return None
+    return [list(column) for column in zip(*statuses, strict=True)]
 
 
 def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> list[list[object]]:

@@ -46,7 +46,9 @@ __all__ = [
     "RUN_COUNTS",
     "SCHEMA_LOCK",
     "SCHEMA_VERSION",
+    "SET_STATUS",
     "SUCCEEDED",
+    "SUCCEEDED_UNDER",
     "TASKS_CONTAINING",
     "TASKS_STARTING",
     "TASK_ATTEMPTS",
@@ -131,6 +133,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
         "CREATE INDEX leases_held ON leases (run_id) WHERE outcome IS NULL",
+    ),
+    # 2: what a running attempt last said of itself (set_status_message(),
+    # set_progress_percentage(), set_tracking_url()); NULL when never said.
+    (
+        """
+        ALTER TABLE attempts
+            ADD COLUMN status_message text,
+            ADD COLUMN progress_percentage double precision,
+            ADD COLUMN tracking_url text
+        """,
     ),
 )
 
@@ -225,6 +237,16 @@ WRITE_ATTEMPTS: Final = """
             traceback = excluded.traceback, worker = excluded.worker
     )
     SELECT run_id, task_id, holder, token FROM stale
+"""
+# The latest status of attempts that reported one (rows.Attempts.statuses: message,
+# percentage, URL, attempt id), after the batch's rows are written.
+SET_STATUS: Final = """
+    UPDATE attempts AS a
+    SET status_message = s.message, progress_percentage = s.percentage,
+        tracking_url = s.url
+    FROM unnest($1::text[], $2::float8[], $3::text[], $4::bigint[])
+         AS s (message, percentage, url, id)
+    WHERE a.id = s.id
 """
 # Closing: the leases still held by these runs are let go without an outcome.
 ABANDON_RUNS: Final = """
@@ -390,6 +412,16 @@ SUCCEEDED: Final = """
          OR status NOT IN ('running', 'success', 'failed', 'timeout', 'cancelled',
                            'interrupted', 'missing'))
 """
+# The same for the task ids in [$1, $2) (those sharing a prefix: one range of the
+# byte-ordered index), at most $3 of them.
+SUCCEEDED_UNDER: Final = """
+    SELECT DISTINCT task_id, status FROM attempts
+    WHERE task_id >= $1 AND task_id < $2
+    AND (status = 'success'
+         OR status NOT IN ('running', 'success', 'failed', 'timeout', 'cancelled',
+                           'interrupted', 'missing'))
+    LIMIT $3
+"""
 # Failed attempts in runs interrupted after the task's last success and its last
 # run that ended: what a resumed run has used of the task's retries.
 PRIOR_ATTEMPTS: Final = """
@@ -421,13 +453,15 @@ RUN_COUNTS: Final = """
 """
 RUN_ATTEMPTS: Final = """
     SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
-           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker,
+           a.status_message, a.progress_percentage, a.tracking_url
     FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
     WHERE a.run_id = $1 ORDER BY a.id
 """
 TASK_ATTEMPTS: Final = """
     SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
-           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker,
+           a.status_message, a.progress_percentage, a.tracking_url
     FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
     WHERE a.task_id = $1 ORDER BY coalesce(a.started, a.ended), a.id
 """
@@ -464,7 +498,8 @@ TASKS_CONTAINING: Final = r"""
 """
 ATTEMPTS_BY_ID: Final = """
     SELECT a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
-           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker
+           a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker,
+           a.status_message, a.progress_percentage, a.tracking_url
     FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
     WHERE a.id = ANY($1::bigint[])
 """

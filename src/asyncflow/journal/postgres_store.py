@@ -21,33 +21,13 @@ import anyio.to_thread
 from .._version import __version__
 from ..errors import JournalError
 from . import postgres_sql as sql
+from .where import redacted
 
-__all__ = ["SCHEMES", "PgStore", "is_postgres_url", "redacted"]
+__all__ = ["PgStore"]
 
-SCHEMES: Final = ("postgresql://", "postgres://")
-"""What a journal URL starts with to name a PostgreSQL database."""
 
 _CONNECT_TIMEOUT: Final = 30.0
 _POOL_SIZE: Final = 4  # the writer, the heartbeat, a claim and a watch at once
-
-
-def is_postgres_url(journal: object) -> bool:
-    """Whether ``journal`` (a path or a URL) names a PostgreSQL database."""
-    return isinstance(journal, str) and journal.lower().startswith(SCHEMES)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password (for messages, reprs and pages)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.split("://", 1)[0] + "://<unparsable URL>"
-    if password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _asyncpg() -> Any:

@@ -89,6 +89,12 @@ class AttemptRecord:
     worker: str | None = None
     """Where the body ran when not in the run's process (``host``, ``pid``): a
     Dask worker's address (``"dask"`` if none had taken it yet)."""
+    status_message: str | None = None
+    """What the attempt last said it was doing (``Task.set_status_message()``)."""
+    progress_percentage: float | None = None
+    """How far it last said it had got, from 0 to 100."""
+    tracking_url: str | None = None
+    """Where it last said to follow it (``Task.set_tracking_url()``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,10 @@ the statement fills in; 9 (``status``, ``ended``, ``duration``) for any other
 ending, or a success whose event gave its duration; 12 with an error; 13, the
 error columns maybe empty, for an attempt whose body ran elsewhere (the
 ``worker``: a Dask worker's address). A state change makes a new tuple.
+What a running attempt says of itself (STATUS events: its status message,
+progress percentage, tracking URL) is kept apart, the latest per attempt, and
+written by an UPDATE after the batch's rows (``_SET_STATUS``): a body
+reporting a thousand times a second costs one update per batch.
 Tuples of plain values are soon left alone by the garbage collector, where
 lists or objects kept for every task of a run would be traversed again and
 again. The shapes are also the statements: running,
@@ -36,7 +40,7 @@ from __future__ import annotations
 import sqlite3
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from .._redact import known_secrets, redact
@@ -164,9 +168,12 @@ class Attempts:
     runs: list[RunAttempts]
     upserts: list[Values]
     """Every column: attempts with an error, and attempts an earlier batch wrote."""
+    statuses: list[Values] = field(default_factory=list)
+    """The latest status of attempts that reported one: message, percentage,
+    tracking URL, then the attempt's id (journal schema 7's columns)."""
 
     def __len__(self) -> int:
-        return sum(len(run) for run in self.runs) + len(self.upserts)
+        return sum(len(run) for run in self.runs) + len(self.upserts) + len(self.statuses)
 
     def successes(self) -> dict[str, list[str]]:
         """The task ids of the successful attempts in the batch, by run id."""
@@ -219,6 +226,7 @@ class Recorder:
         self._run_ids: dict[int, str] = {}  # by key
         self._new: dict[int, Values] = {}  # attempts begun since take(), by id
         self._changed: dict[int, Values] = {}  # attempts written before, changed since
+        self._statuses: dict[int, Values] = {}  # latest status per attempt id, since take()
 
     def add_run(self, run_id: str, key: int) -> None:
         """Journal the attempts of ``run_id`` under ``key`` (a new ``run_keys`` row)."""
@@ -241,6 +249,8 @@ class Recorder:
         changed = self._changed
         start = Event.START
         success = Event.SUCCESS
+        reported = Event.STATUS
+        statuses = self._statuses
         ending = _ENDING
         running_row = _RUNNING_ROW
         left_out: list[TaskEvent] = []
@@ -248,7 +258,7 @@ class Recorder:
         run: _Run | None = None
         rows: dict[str, Values] = {}
         for event in events:
-            kind, task, run_id, attempt, error, duration, at, where = event
+            kind, task, run_id, attempt, error, duration, at, where, said = event
             if run_id is not last_run_id:
                 run = runs.get(run_id)
                 last_run_id = run_id
@@ -268,6 +278,11 @@ class Recorder:
                 params = task._params_json()
                 row = (attempt_id, task_id, task.task_family, params, attempt, at)
                 rows[task_id] = new[attempt_id] = row
+                continue
+            if kind is reported:
+                # Of the attempt it names only (a late one of an earlier attempt is stale).
+                if row is not None and row[_ATTEMPT] == attempt and said is not None:
+                    statuses[row[0]] = said  # type: ignore[index]  # (message, percentage, url)
                 continue
             if row is not None and len(row) == running_row:
                 if kind is success and error is None and duration is None:
@@ -311,7 +326,7 @@ class Recorder:
 
     def has_rows(self) -> bool:
         """Whether :meth:`take` has rows to give."""
-        return bool(self._new or self._changed)
+        return bool(self._new or self._changed or self._statuses)
 
     def end_run(self, run_id: str) -> set[str] | None:
         """Mark the run's still-open attempts interrupted and forget the run.
@@ -357,9 +372,11 @@ class Recorder:
                 group.ended += row
             else:
                 upserts.append(_full(row, group.run_id))
+        statuses = [(*status, row_id) for row_id, status in self._statuses.items()]
         self._new = {}
         self._changed = {}
-        return Attempts(list(by_key.values()), upserts)
+        self._statuses = {}
+        return Attempts(list(by_key.values()), upserts, statuses)
 
 
 _FULL_STATUS: Final = 7  # where a full row (ATTEMPT_COLUMNS order) has its status
@@ -545,6 +562,11 @@ _UPSERT: Final = """
         traceback = excluded.traceback, worker = excluded.worker
 """
 
+_SET_STATUS: Final = """
+    UPDATE attempts SET status_message = ?, progress_percentage = ?, tracking_url = ?
+    WHERE id = ?
+"""
+
 NEW_RUN_KEY: Final = "INSERT INTO run_keys (run_id) VALUES (?) RETURNING key"
 """Gives a run its key for this journal's attempts (see :meth:`Recorder.add_run`)."""
 
@@ -558,4 +580,6 @@ def attempt_statements(attempts: Attempts, *, one_trip: bool = False) -> list[St
         found += _INSERT_ENDED.statements(run.run_id, run.ended, one_trip=one_trip)
     if attempts.upserts:
         found.append((_UPSERT, attempts.upserts))
+    if attempts.statuses:  # after the rows they update
+        found.append((_SET_STATUS, attempts.statuses))
     return found

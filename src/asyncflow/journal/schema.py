@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,33 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         7,
+        "attempts: what a running attempt last said of itself (status message, progress, URL)",
+        # Set by the task body (set_status_message(), set_progress_percentage(),
+        # set_tracking_url()); NULL when never said. Written with the attempt's
+        # row batch, latest value only.
+        (
+            "ALTER TABLE attempts ADD COLUMN status_message TEXT",
+            "ALTER TABLE attempts ADD COLUMN progress_percentage REAL",
+            "ALTER TABLE attempts ADD COLUMN tracking_url TEXT",
+        ),
+    ),
+    Migration(
+        8,
+        "runs: the kernel boot and PID namespace of a run's pid; a second index of successes",
+        (
+            # NULL (runs of earlier versions, or where /proc does not tell): the
+            # pid cannot be checked, and the run is judged by its expiry alone.
+            "ALTER TABLE runs ADD COLUMN node TEXT",
+            # The successes of tasks are looked up in both this index and
+            # attempts_task, and the two must agree: a damaged entry in either
+            # (a flipped byte in a task id) would otherwise make a recorded
+            # success vanish without a sign, and the task run again.
+            "CREATE INDEX attempts_succeeded ON attempts (task_id, status) "
+            "WHERE status = 'success'",
+        ),
+    ),
+    Migration(
+        9,
         "fencing tokens: every lease and claim carries one, from one counter that only grows",
         # A take (a claim, or the lease rows of one statement) draws the next
         # token; rows a claim is split into keep the claim's. A success is
@@ -258,32 +286,60 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
-async def sniff(path: Path) -> None:
-    """Refuse, before SQLite touches it, a path that is not a database file.
+_EMPTIED: Final = (
+    "is empty (0 bytes), so not a journal: a journal is never empty, and one emptied "
+    "has lost its record of what succeeded; to start a new journal, delete the file "
+    "(the outputs remain the truth of what is done)"
+)
 
-    An absent or empty file is fine (SQLite creates the database).
+_NOT_FILES: Final = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+async def sniff(path: Path) -> bool:
+    """Refuse, before SQLite touches it, a path that is not a journal file.
+
+    Returns whether a file is there: where none is, a new journal may be made.
+    An empty file is refused: a new journal is made whole at once (see
+    :func:`asyncflow.journal.store.Store.connect`), so a journal of 0 bytes
+    is one that was emptied, not a new one.
 
     Raises:
-        JournalError: the path is a folder, cannot be read, or is not SQLite.
+        JournalError: the path is a folder, a FIFO, a device or any other
+            non-regular file (refused without opening it), is empty, cannot
+            be read, or is not SQLite.
     """
-    problem = await anyio.to_thread.run_sync(_header_problem, path)
+    problem, found = await anyio.to_thread.run_sync(_header_problem, path)
     if problem is not None:
-        raise JournalError(f"{path}: {problem}; {_RECOVER}")
+        recover = "" if problem == _EMPTIED else f"; {_RECOVER}"
+        raise JournalError(f"{path}: {problem}{recover}")
+    return found
 
 
-def _header_problem(path: Path) -> str | None:
+def _header_problem(path: Path) -> tuple[str | None, bool]:
     try:
+        # stat before open: opening a FIFO blocks until a writer comes, a device
+        # may do anything.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+            return f"is {kind}, not a journal file", True
         with open(path, "rb") as file:
             header = file.read(len(_SQLITE_HEADER))
     except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        return "is a folder, not a journal file"
+        return None, False
     except OSError as exc:
-        return f"cannot be read ({os.strerror(exc.errno or 0) or exc})"
-    if header and header != _SQLITE_HEADER:
-        return "is not an asyncflow journal (not an SQLite database)"
-    return None
+        return f"cannot be read ({os.strerror(exc.errno or 0) or exc})", True
+    if not header:
+        return _EMPTIED, True
+    if header != _SQLITE_HEADER:
+        return "is not an asyncflow journal (not an SQLite database)", True
+    return None, True
 
 
 async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30.0) -> None:

@@ -52,7 +52,7 @@ from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
 from ..errors import JournalError
 from ..events import Event, handles
 from . import history
-from .leases import Identity, Leases, recover_interrupted
+from .leases import Identity, Leases, local_node, recover_interrupted
 from .opening import Opening
 from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
 from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
@@ -72,8 +72,8 @@ _FOLD_EVERY: Final = 256
 """Recorded events are folded into attempt rows this many at a time (see record())."""
 
 _UPSERT_RUN: Final = """
-    INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires, node)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (run_id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended,
         expires = max(runs.expires, excluded.expires)
@@ -150,10 +150,13 @@ class Journal(Coordinator):
         events are written only by :meth:`flush` and :meth:`close`, and leases
         are renewed only by :meth:`renew`) and ``await journal.close()``.
 
-        The file is created if absent, in a folder that must exist (unless
-        ``create_folder``). It is put in WAL mode with ``synchronous=NORMAL``;
-        its schema is created or migrated. Attempts left running by a process
-        that is gone are marked ``interrupted``.
+        The file is created if absent (mode 0600: it holds parameters and
+        errors), in a folder that must exist (unless ``create_folder``), whole
+        at once: a file found empty was emptied, and is refused. It is put in
+        WAL mode with ``synchronous=NORMAL``; its schema is created or
+        migrated. If a process died with it open, SQLite's ``quick_check``
+        looks it over first. Attempts left running by a process that is gone
+        are marked ``interrupted``.
 
         Args:
             lease_ttl: seconds a lease (and a run's liveness) lasts without a
@@ -164,13 +167,16 @@ class Journal(Coordinator):
             clock: wall-clock seconds since the epoch; it must agree between
                 the processes sharing the file (tests pass a fake one).
             host, pid: this process's identity in runs and leases (default: the
-                real host name and process id).
+                real host name and process id). Another process sharing the
+                file takes over a lease before it expires only when it shares
+                this host, kernel boot and PID namespace and finds the pid gone.
             create_folder: create the file's folder (and its parents) if missing.
 
         Raises:
-            JournalError: the folder does not exist; the file is not SQLite, is
-                SQLite but not an asyncflow journal, comes from a newer
-                asyncflow, or cannot be created. The file is left as it was.
+            JournalError: the folder does not exist; the path is a FIFO, a
+                device or a folder; the file is empty, is not SQLite, is SQLite
+                but not an asyncflow journal, comes from a newer asyncflow, is
+                damaged, or cannot be created. The file is left as it was.
         """
         if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1 or busy_timeout < 0:
             raise ValueError(
@@ -178,7 +184,9 @@ class Journal(Coordinator):
             )
         where = Path(path)
         identity = Identity(
-            socket.gethostname() if host is None else host, os.getpid() if pid is None else pid
+            socket.gethostname() if host is None else host,
+            os.getpid() if pid is None else pid,
+            local_node(),
         )
 
         async def opener() -> Journal:
@@ -358,6 +366,16 @@ class Journal(Coordinator):
         """
         await self._before_read()
         return await history.succeeded(self._store, list(dict.fromkeys(task_ids)))
+
+    async def succeeded_under(self, prefix: str, limit: int) -> set[str] | None:
+        """The task ids starting with ``prefix`` (e.g. ``"Family_"``) with a successful
+        attempt in any run; None if there are more than ``limit`` of them.
+
+        One query: a run that probes many tasks of one family reads the family's
+        successes at once instead of asking task by task.
+        """
+        await self._before_read()
+        return await history.succeeded_under(self._store, prefix, limit)
 
     async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
         """Retries a resumed run has already used, for those of ``task_ids`` with any.
@@ -571,7 +589,8 @@ class Journal(Coordinator):
                         ending[run_id] = succeeded
                 self._ending.clear()
                 attempts = recorder.take()
-                runs = [row.values() for row in self._dirty_runs.values()]
+                node = self._me.node  # every run begun here is this process's
+                runs = [(*row.values(), node) for row in self._dirty_runs.values()]
                 requested: list[Values] = [
                     (row.run_id, row.requested)
                     for row in self._dirty_runs.values()

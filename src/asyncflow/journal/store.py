@@ -6,22 +6,36 @@ statement is its own transaction, and several statements are grouped with
 an explicit ``BEGIN IMMEDIATE`` (:meth:`Store.transaction`). Writes hold
 :attr:`Store.lock`, so that no statement of one coroutine lands inside
 another's transaction on the shared connection.
+
+A new journal is made whole, then put in place: its schema is written to a
+file of its own (mode 0600: it holds parameters and errors), which is then
+linked to the journal path unless a file is there by then. So a journal file
+is never empty, and one found empty was emptied (see :func:`schema.sniff`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 import anyio
+import anyio.to_thread
 
 from ..errors import JournalError
 from .decode import damaged, is_damage, rows_of
 from .schema import prepare, sniff
+
+_DAMAGE_SIGNS: Final = ("no query solution", "no such index", "Could not decode to UTF-8")
+"""How SQLite (or the sqlite3 module) words an operational error that is damage."""
+
+_SIBLINGS: Final = ("", "-wal", "-shm", "-journal")
+"""What SQLite keeps of a database file at its path plus these."""
 
 __all__ = ["Store", "marks", "sqlite_errors"]
 
@@ -64,13 +78,22 @@ class Store:
                 f"{path}: no folder {str(path.parent)!r} to hold the journal: create it, "
                 "or choose another journal path"
             )
-        await sniff(path)
+        if not await sniff(path):
+            with anyio.CancelScope(shield=True):
+                await _create(path, busy_timeout)
+        # Only while a process has the journal open (or after one died with it
+        # open) is there a write-ahead log beside it: then check the pages.
+        unclean = await anyio.to_thread.run_sync(_has_wal, path)
+        # mode=rw: SQLite never creates the file here (if it went away meanwhile).
+        uri = f"{(await anyio.Path(path).resolve()).as_uri()}?mode=rw"
         with sqlite_errors(path, "open the journal"):
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+            db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
         store = cls(db, path)
         try:
             # Shielded: a half-made schema or a half-open connection helps nobody.
             with anyio.CancelScope(shield=True), sqlite_errors(path, "open the journal"):
+                if unclean:
+                    await _quick_check(db, path)
                 await prepare(db, path, busy_timeout)
         except BaseException:
             await store.close()
@@ -136,10 +159,87 @@ class Store:
 
 @contextlib.contextmanager
 def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
-    """Turn ``sqlite3.Error`` into :class:`JournalError` naming the file."""
+    """Turn ``sqlite3.Error`` into :class:`JournalError` naming the file.
+
+    Text that is not UTF-8 (we write only UTF-8) is damage too, and so is an
+    index our statements name (``INDEXED BY``) that is gone or altered.
+    """
     try:
         yield
     except sqlite3.Error as exc:
-        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        if (
+            isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+        ) or str(exc).startswith(_DAMAGE_SIGNS):
             raise damaged(path, f"cannot {doing}: {exc}") from exc  # "malformed", "not a database"
         raise JournalError(f"{path}: cannot {doing}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise damaged(path, f"cannot {doing}: a stored text is not UTF-8 ({exc})") from exc
+
+
+async def _create(path: Path, busy_timeout: float) -> None:
+    """Make a new journal at ``path`` whole, unless a file is there by then.
+
+    The schema goes into a file of its own first, created with mode 0600
+    (SQLite gives its -wal and -shm files the mode of the database file);
+    that file is then hard-linked to ``path``, which fails if another process
+    put a journal there meanwhile (theirs is then used).
+    """
+    fresh = path.with_name(f".{path.name}.new-{secrets.token_hex(6)}")
+    try:
+        await anyio.to_thread.run_sync(_create_private, fresh)
+        with sqlite_errors(path, "create the journal"):
+            db = await aiosqlite.connect(fresh, isolation_level=None, timeout=busy_timeout)
+            try:
+                await prepare(db, path, busy_timeout)
+            finally:
+                await db.close()
+        await anyio.to_thread.run_sync(_put_in_place, fresh, path)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot create the journal: {exc}") from exc
+    finally:
+        await anyio.to_thread.run_sync(_remove, fresh)
+
+
+def _create_private(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _put_in_place(fresh: Path, path: Path) -> None:
+    try:
+        os.link(fresh, path)
+    except FileExistsError:
+        pass  # another process made the journal meanwhile: use that one
+    except OSError:
+        # No hard links on this file system: copy, never over an existing file.
+        # (Another process opening the journal during the copy may find it short.)
+        try:
+            target = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(target, "wb") as out, open(fresh, "rb") as source:
+            out.write(source.read())
+
+
+def _remove(fresh: Path) -> None:
+    for suffix in _SIBLINGS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{fresh}{suffix}")
+
+
+def _has_wal(path: Path) -> bool:
+    try:
+        return os.stat(f"{path}-wal").st_size > 0
+    except OSError:
+        return False
+
+
+async def _quick_check(db: aiosqlite.Connection, path: Path) -> None:
+    """SQLite's ``quick_check`` (the structure of every page; not row contents).
+
+    Raises:
+        JournalError: the file is damaged (what SQLite found, and the way out).
+    """
+    rows = list(await db.execute_fetchall("PRAGMA quick_check(5)"))
+    found = [str(row[0]) for row in rows]
+    if found != ["ok"]:
+        raise damaged(path, "quick_check (the journal was not closed cleanly): " + "; ".join(found))

@@ -344,18 +344,34 @@ class Task(EngineTask):
 
     # progress -------------------------------------------------------------------------
 
-    def set_status_message(self, message: str) -> None:
-        """Record a status message for this task (logged as ``task.status_message``)."""
+    # The engine's methods (an Event.STATUS of the attempt: the progress display,
+    # the journal and the status pages show it), plus Luigi's attribute and a log record.
+
+    def set_status_message(self, message: str | None) -> None:
+        """Record a status message for this task (also logged as ``task.status_message``)."""
+        super().set_status_message(message)
         self.__dict__["status_message"] = message
         _log.info("task.status_message", task_id=self.task_id, message=message)
 
     def set_progress_percentage(self, percentage: float) -> None:
-        """Record how far this task is (logged as ``task.progress``)."""
+        """Record how far this task is, from 0 to 100 (also logged as ``task.progress``).
+
+        Raises:
+            TypeError: ``percentage`` is not a number.
+            ValueError: ``percentage`` is not from 0 to 100.
+        """
+        super().set_progress_percentage(percentage)
         self.__dict__["progress_percentage"] = percentage
         _log.info("task.progress", task_id=self.task_id, percentage=percentage)
 
-    def set_tracking_url(self, url: str) -> None:
-        """Record where to follow this task (logged as ``task.tracking_url``)."""
+    def set_tracking_url(self, url: str | None) -> None:
+        """Record where to follow this task (also logged as ``task.tracking_url``).
+
+        Raises:
+            TypeError: ``url`` is not a string.
+            ValueError: ``url`` is longer than 2,000 characters.
+        """
+        super().set_tracking_url(url)
         self.__dict__["tracking_url"] = url
         _log.info("task.tracking_url", task_id=self.task_id, url=url)
 

@@ -7,14 +7,33 @@ duckdb, asyncpg and google-cloud-bigquery likewise, so ``import asyncflow``
 never loads them.
 """
 
-from ._probe import probe_many
-from ._remote import RequestCounter, RequestRetry
+import typing as _typing
+
+from .._lazy import lazy_names as _lazy_names
 from .base import Target
-from .gcs import GCSConfig, GCSPrefixTarget, GCSTarget
 from .local import LocalTarget
 from .memory import MemoryStore, MemoryTarget
-from .s3 import S3Config, S3PrefixTarget, S3Target
-from .table import BigQueryTarget, DuckDBTarget, PostgresTarget, TableTarget
+
+if _typing.TYPE_CHECKING:
+    from ._probe import probe_many
+    from ._remote import RequestCounter, RequestRetry
+    from .gcs import GCSConfig, GCSPrefixTarget, GCSTarget
+    from .s3 import S3Config, S3PrefixTarget, S3Target
+    from .table import BigQueryTarget, DuckDBTarget, PostgresTarget, TableTarget
+
+# The S3, GCS and table targets' modules are imported when first used.
+__getattr__, __dir__ = _lazy_names(
+    __name__,
+    {
+        "probe_many": "._probe",
+        **dict.fromkeys(("RequestCounter", "RequestRetry"), "._remote"),
+        **dict.fromkeys(("GCSConfig", "GCSPrefixTarget", "GCSTarget"), ".gcs"),
+        **dict.fromkeys(("S3Config", "S3PrefixTarget", "S3Target"), ".s3"),
+        **dict.fromkeys(
+            ("BigQueryTarget", "DuckDBTarget", "PostgresTarget", "TableTarget"), ".table"
+        ),
+    },
+)
 
 __all__ = [
     "BigQueryTarget",

@@ -21,6 +21,13 @@ configuration. Everything that does not depend on the wire protocol lives here:
   to a commit is lost (the connection drops after the store acted) the retry
   may find the object already there, or the upload gone: the tag tells this
   write's own object (success) from another writer's (an error naming it).
+- Fencing: a write by an attempt holding a journal lease (its writer identity
+  has a token) is conditional. It reads the object's version and tag first,
+  refuses to replace an object written under a greater token (a newer holder
+  of the task), and uploads only if the object is still that version (S3
+  ``If-Match`` / ``If-None-Match: *``, GCS ``ifGenerationMatch``); when it
+  changed meanwhile, it looks again. So a holder that stalled past its lease
+  with its upload in flight can never replace the new holder's object.
 
 Prefix targets are in :mod:`._prefix`, bulk probing in :mod:`._probe`.
 Nothing here imports a cloud library.
@@ -38,7 +45,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Generic, Protocol, TypeVar, cast, final
+from typing import Any, BinaryIO, Final, Generic, Protocol, TypeVar, cast, final
 from urllib.parse import quote, unquote
 
 import anyio
@@ -363,6 +370,14 @@ def describe_writer(metadata: Mapping[str, str]) -> str:
     return text
 
 
+def written_under(metadata: Mapping[str, str]) -> int | None:
+    """The lease token an object's tag names, if any."""
+    value = metadata.get(_TAG + "token")
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
 class WriteUncertain(TargetError):
     """A client's upload got an answer that leaves open whether the object is its own.
 
@@ -446,20 +461,28 @@ class RemoteClient(Protocol):
         *,
         create_only: bool,
         tag: WriteTag,
+        if_version: str | None = None,
     ) -> None:
         """Publish the ``size`` bytes of ``source`` (positioned at 0) as the object, at once,
         with ``tag``'s metadata.
 
-        With ``create_only`` the upload is refused if the object exists.
+        With ``create_only`` the upload is refused if the object exists; with
+        ``if_version``, unless the object is still that version (see
+        :meth:`read_version`).
 
         Raises:
-            WriteUncertain: the object exists (``create_only``), or the upload
-                vanished before completion: perhaps this write's own doing.
+            WriteUncertain: the object exists (``create_only``), is no longer
+                ``if_version``, or the upload vanished before completion:
+                perhaps this write's own doing.
         """
         ...
 
     async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
         """The object's user metadata; None if it does not exist."""
+        ...
+
+    async def read_version(self, bucket: str, key: str) -> tuple[str, dict[str, str]] | None:
+        """The object's version (S3 ETag, GCS generation) and user metadata; None if absent."""
         ...
 
     async def delete(self, bucket: str, key: str) -> None:
@@ -610,22 +633,78 @@ class _RemoteWriter(AtomicWriter, Generic[_ConfigT]):
         self.file.seek(0)
         tag = WriteTag.new()
         async with target._client(self._config) as client:
-            try:
-                await client.upload(
-                    target.bucket,
-                    target.key,
-                    self.file,
-                    size,
-                    create_only=target.create_only,
-                    tag=tag,
-                )
-            except WriteUncertain as error:
-                await settle_uncertain(client, target.bucket, target.key, tag, error)
+            if tag.writer is not None and tag.writer.token is not None:
+                await _fenced_upload(client, target, self.file, size, tag, tag.writer.token)
+            else:
+                try:
+                    await client.upload(
+                        target.bucket,
+                        target.key,
+                        self.file,
+                        size,
+                        create_only=target.create_only,
+                        tag=tag,
+                    )
+                except WriteUncertain as error:
+                    await settle_uncertain(client, target.bucket, target.key, tag, error)
         self.file.close()
 
     async def adiscard(self) -> None:
         # Nothing was published: an upload that had started cleaned up after itself.
         self.file.close()
+
+
+_FENCED_TRIES: Final = 5
+"""Looks at an object a fenced write makes before it gives up (it kept changing)."""
+
+
+async def _fenced_upload(
+    client: RemoteClient,
+    target: RemoteTarget[Any],
+    source: BinaryIO,
+    size: int,
+    tag: WriteTag,
+    token: int,
+) -> None:
+    """Upload ``source`` as ``target`` unless a writer under a greater token got there
+    first, conditionally on the version seen (see the module's docstring)."""
+    bucket, key, url = target.bucket, target.key, target.url
+    for _ in range(_FENCED_TRIES):
+        seen = await client.read_version(bucket, key)
+        if seen is not None:
+            metadata = seen[1]
+            if tag.made(metadata):
+                return  # an earlier try committed it; only its answer was lost
+            newer = written_under(metadata)
+            if newer is not None and newer > token:
+                raise TargetError(
+                    f"{url}: write not committed: the object there was written under "
+                    f"lease token {newer}, newer than this attempt's {token} (another "
+                    f"process took the task over): {describe_writer(metadata)}"
+                )
+            if target.create_only:
+                raise TargetError(
+                    f"{url} already exists: not overwritten (create_only): "
+                    f"{describe_writer(metadata)}"
+                )
+        source.seek(0)
+        try:
+            await client.upload(
+                bucket,
+                key,
+                source,
+                size,
+                create_only=seen is None,
+                tag=tag,
+                if_version=None if seen is None else seen[0],
+            )
+        except WriteUncertain:
+            continue  # it changed since we looked (or it is ours): look again
+        return
+    raise TargetError(
+        f"{url}: write not committed: the object kept changing while this attempt "
+        f"(lease token {token}) tried to replace it"
+    )
 
 
 # --------------------------------------------------------------------------- client scope

@@ -54,7 +54,14 @@ import anyio.to_thread
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["AtomicWriter", "OpenTarget", "Target", "WriterIdentity", "writer_identity"]
+__all__ = [
+    "AtomicWriter",
+    "OpenTarget",
+    "Target",
+    "WriterIdentity",
+    "check_commit",
+    "writer_identity",
+]
 
 _MODES = ("r", "w", "rb", "wb")
 
@@ -314,7 +321,16 @@ writer_identity: contextvars.ContextVar[WriterIdentity | None] = contextvars.Con
 worker thread of a plain ``def run()``); None outside a run."""
 
 
-def _check_commit(target: Target) -> None:
+def check_commit(target: Target) -> None:
+    """Ask the engine's guard (:data:`commit_guard`), if any, before committing to ``target``.
+
+    :class:`OpenTarget` asks it for every write; a backend that commits by
+    another way (a shortcut, or again at the very moment of its commit) asks it
+    too.
+
+    Raises:
+        TargetError: the write must not be committed.
+    """
     guard = commit_guard.get()
     if guard is not None:
         guard(target)
@@ -404,7 +420,7 @@ class OpenTarget(Generic[_F]):
         else:
             try:
                 self._finish_text()
-                _check_commit(self._target)
+                check_commit(self._target)
                 writer.commit()
             except BaseException as error:
                 self._discard(writer, error)
@@ -444,7 +460,7 @@ class OpenTarget(Generic[_F]):
         else:
             try:
                 self._finish_text()
-                _check_commit(self._target)
+                check_commit(self._target)
                 await writer.acommit()
             except BaseException as error:
                 await self._adiscard(writer, error)

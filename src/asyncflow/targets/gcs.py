@@ -440,11 +440,14 @@ class _GCSClient:
         *,
         create_only: bool,
         tag: WriteTag,
+        if_version: str | None = None,
     ) -> None:
         url = _url(bucket, key)
         params = {"name": key}
         if create_only:
             params["ifGenerationMatch"] = "0"
+        elif if_version is not None:
+            params["ifGenerationMatch"] = if_version
         resource: dict[str, object] = {"name": key, "metadata": tag.metadata()}
         try:
             if size <= self._config.part_size:
@@ -458,6 +461,8 @@ class _GCSClient:
                 raise WriteUncertain(
                     f"{url} already exists: not overwritten (create_only)"
                 ) from cause
+            if if_version is not None and isinstance(cause, _StatusError) and cause.status == 412:
+                raise WriteUncertain(f"{url} changed since it was read: not overwritten") from cause
             raise
 
     async def _simple_upload(
@@ -597,18 +602,25 @@ class _GCSClient:
                 reason.add_note(f"cancelling the resumable upload also failed: {error}")
 
     async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
-        async def attempt(session: Any) -> dict[str, str] | None:
+        seen = await self.read_version(bucket, key)
+        return None if seen is None else seen[1]
+
+    async def read_version(self, bucket: str, key: str) -> tuple[str, dict[str, str]] | None:
+        async def attempt(session: Any) -> tuple[str, dict[str, str]] | None:
             response = await self._send(
                 session,
                 "GET",
                 self._object_url(bucket, key),
                 ok=(200, 404),
-                params={"fields": "metadata"},
+                params={"fields": "generation,metadata"},
             )
             if response.status == 404:
                 return None
-            metadata = json.loads(response.body).get("metadata") or {}
-            return {str(name): str(value) for name, value in metadata.items()}
+            found = json.loads(response.body)
+            metadata = found.get("metadata") or {}
+            return str(found.get("generation") or ""), {
+                str(name): str(value) for name, value in metadata.items()
+            }
 
         return await self._call("head", _url(bucket, key), attempt)
 

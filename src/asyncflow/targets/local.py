@@ -32,6 +32,7 @@ import io
 import os
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 if TYPE_CHECKING:
@@ -87,12 +88,35 @@ def _fenced_replace(temp: str, target: Target, path: str, folder: str, guard: Co
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # let go when fd is closed
+        _lock(fd, path, folder)  # let go when fd is closed
         guard(target)
         os.replace(temp, path)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_LOCK_WAIT: Final = 60.0
+"""Seconds a fenced commit waits for its folder's lock (held for a rename, unless the
+writer holding it was stopped right then)."""
+
+
+def _lock(fd: int, path: str, folder: str) -> None:
+    """Take the exclusive lock of the open folder ``fd``, waiting up to ``_LOCK_WAIT``."""
+    deadline = time.monotonic() + _LOCK_WAIT
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"cannot write {path}: its folder {folder} stayed locked by another "
+                    f"writer for {_LOCK_WAIT:g} s (a process stopped while committing?)"
+                ) from None
+            time.sleep(pause)  # in a worker thread: commits run there
+            pause = min(pause * 2, 0.05)
 
 
 def _remove_if_present(path: str) -> None:

@@ -16,7 +16,7 @@ import io
 from typing import BinaryIO, final
 
 from ..errors import TargetNotFoundError
-from .base import AtomicWriter, Target
+from .base import AtomicWriter, Target, check_commit
 
 __all__ = ["MemoryStore", "MemoryTarget", "default_store"]
 
@@ -124,7 +124,13 @@ class MemoryTarget(Target):
         return (await self.read_bytes()).decode("utf-8")
 
     async def write_bytes(self, data: bytes) -> None:
-        """Store ``data`` at once (one dict assignment, atomic)."""
+        """Store ``data`` at once (one dict assignment, atomic).
+
+        Raises:
+            TargetError: the engine refuses the commit (the task's attempt lost
+                its lease, or was abandoned), as for a write through :meth:`open`.
+        """
+        check_commit(self)  # this shortcut skips OpenTarget, which asks otherwise
         self._data[self.key] = bytes(data)
 
     async def write_text(self, text: str) -> None:

@@ -420,10 +420,14 @@ class _S3Client:
         *,
         create_only: bool,
         tag: WriteTag,
+        if_version: str | None = None,
     ) -> None:
         url = _url(bucket, key)
         metadata = tag.metadata()
         condition = {"IfNoneMatch": "*"} if create_only else {}
+        if if_version is not None:
+            # S3 checks it on PutObject and CompleteMultipartUpload (moto on the first only).
+            condition["IfMatch"] = if_version
         try:
             if size <= self._config.part_size:
                 body = source.read()  # still in memory: the spool rolls over only past part_size
@@ -441,6 +445,8 @@ class _S3Client:
                 raise WriteUncertain(
                     f"{url} already exists: not overwritten (create_only)"
                 ) from cause
+            if if_version is not None and _is_precondition_failed(cause):
+                raise WriteUncertain(f"{url} changed since it was read: not overwritten") from cause
             if _response_of(cause)[1] == "NoSuchUpload":
                 raise WriteUncertain(str(error)) from cause
             raise
@@ -594,14 +600,18 @@ class _S3Client:
         return aborted
 
     async def read_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
-        async def attempt(raw: Any) -> dict[str, str] | None:
+        seen = await self.read_version(bucket, key)
+        return None if seen is None else seen[1]
+
+    async def read_version(self, bucket: str, key: str) -> tuple[str, dict[str, str]] | None:
+        async def attempt(raw: Any) -> tuple[str, dict[str, str]] | None:
             try:
                 response = await raw.head_object(Bucket=bucket, Key=key)
             except Exception as error:
                 if _is_not_found(error):
                     return None
                 raise
-            return dict(response.get("Metadata") or {})
+            return str(response.get("ETag") or ""), dict(response.get("Metadata") or {})
 
         return await self._call("head", _url(bucket, key), attempt)
 

@@ -21,7 +21,18 @@ from .._version import __version__
 from ..journal import AttemptStatus, RunStatus
 from ._query import BadQuery, attempt_status, load_runs, number, run_filter, text
 from ._reader import JournalReader
-from ._views import graph, iso, seconds, short_label, task_rows, unrun, when
+from ._views import (
+    graph,
+    iso,
+    linkable,
+    percent,
+    reported,
+    seconds,
+    short_label,
+    task_rows,
+    unrun,
+    when,
+)
 
 __all__ = ["Pages", "Static"]
 
@@ -47,7 +58,9 @@ def _environment() -> jinja2.Environment:
         seconds=seconds,
         count=lambda value: f"{value:,}",
         short=short_label,
+        percent=percent,
     )
+    env.tests.update(reported=reported, linkable=linkable)
     env.globals.update(
         version=__version__,
         run_statuses=list(RunStatus),

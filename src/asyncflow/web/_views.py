@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit
 
 from ..journal import AttemptRecord, AttemptStatus, RunRecord, TaskSummary
 from ..journal.format import _seconds
@@ -23,6 +24,9 @@ __all__ = [
     "attempt_json",
     "graph",
     "iso",
+    "linkable",
+    "percent",
+    "reported",
     "run_json",
     "seconds",
     "short_label",
@@ -48,6 +52,30 @@ def iso(stamp: float | None) -> str:
     if stamp is None:
         return ""
     return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def reported(attempt: AttemptRecord) -> bool:
+    """Whether the attempt said anything of itself (message, percentage, tracking URL)."""
+    return (
+        attempt.status_message is not None
+        or attempt.progress_percentage is not None
+        or attempt.tracking_url is not None
+    )
+
+
+def percent(value: float) -> str:
+    """``45%``: never rounded up (99.7 is not done yet)."""
+    return f"{int(value)}%"
+
+
+def linkable(url: str) -> bool:
+    """Whether a tracking URL may be a link: ``http(s)://host...`` only (not
+    ``javascript:``, ``data:`` or a relative path, which a task could also report)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 # JSON ---------------------------------------------------------------------------
@@ -90,6 +118,9 @@ def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
         "host": attempt.host,
         "pid": attempt.pid,
         "worker": attempt.worker,
+        "status_message": attempt.status_message,
+        "progress_percentage": attempt.progress_percentage,
+        "tracking_url": attempt.tracking_url,
     }
 
 

@@ -34,7 +34,7 @@ import re
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TypeAlias
 
 from ...errors import TargetError, TargetNotFoundError
-from ..base import AtomicWriter, Target, _check_commit
+from ..base import AtomicWriter, Target, check_commit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -235,7 +235,7 @@ class TableTarget(Target):
 
     def _check_commit(self) -> None:
         """Raise when the engine forbids committing now (abandoned attempt, lost lease)."""
-        _check_commit(self)
+        check_commit(self)
 
     def _already_loaded(self) -> TargetError:
         return TargetError(
