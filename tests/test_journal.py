@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import sys
@@ -867,6 +868,36 @@ def test_format_run_golden() -> None:
           ValueError: bad row 7
         """
     )
+
+
+def test_format_run_shows_what_attempts_said() -> None:
+    """format_run() adds a PROGRESS column (percentage, first line of the message, cut
+    short) when an attempt said how it did, and lists tracking URLs under the table."""
+    said = dataclasses.replace(
+        RUN,
+        attempts=(
+            _attempt(
+                1,
+                AttemptStatus.SUCCESS,
+                status_message="loaded 1,000 rows\nof 1,000",
+                progress_percentage=99.9,
+                tracking_url="https://jobs.example.test/1",
+            ),
+            _attempt(2, AttemptStatus.FAILED, status_message="x" * 60),
+            _attempt(3, AttemptStatus.MISSING, attempt=0, started=None, duration=None),
+        ),
+    )
+    assert format_run(said, tz=UTC).split("\n", 8)[8] == textwrap.dedent(
+        f"""\
+        TASK              ATTEMPT  STATUS   STARTED              DURATION  PROGRESS{" " * 34}ERROR
+        Extract_1_c0ffee  1        success  2027-01-15 08:00:01  0.500s    99% loaded 1,000 rows
+        Extract_2_c0ffee  1        failed   2027-01-15 08:00:02  0.500s    {"x" * 39}…
+        Extract_3_c0ffee  -        missing  -                    -
+
+        Tracking URL of Extract_1_c0ffee, attempt 1: https://jobs.example.test/1
+        """
+    )
+    assert "PROGRESS" not in format_run(RUN, tz=UTC)  # nothing said: no column
 
 
 # ------------------------------------------------------------- claims (batches)

@@ -11,6 +11,7 @@ from .records import AttemptRecord, AttemptStatus, RunRecord
 __all__ = ["format_run", "format_runs"]
 
 _ERROR_WIDTH: Final = 72
+_SAID_WIDTH: Final = 40
 _NONE: Final = "-"
 
 
@@ -68,7 +69,19 @@ def format_run(run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = F
         headers.insert(5, "WORKER")
         for row, attempt in zip(rows, run.attempts, strict=True):
             row.insert(5, attempt.worker or _NONE)
+    if any(_said(attempt) for attempt in run.attempts):  # some bodies said how they did
+        at = headers.index("ERROR")
+        headers.insert(at, "PROGRESS")
+        for row, attempt in zip(rows, run.attempts, strict=True):
+            row.insert(at, _said(attempt))
     text = "\n".join(lines) + "\n" + _table(headers, rows)
+    tracked = [attempt for attempt in run.attempts if attempt.tracking_url]
+    if tracked:
+        text += "\n" + "".join(
+            f"Tracking URL of {attempt.task_id}, attempt {attempt.attempt}: "
+            f"{attempt.tracking_url}\n"
+            for attempt in tracked
+        )
     if tracebacks:
         for attempt in run.attempts:
             if attempt.traceback:
@@ -109,6 +122,21 @@ def _seconds(seconds: float | None) -> str:
 def _counts(run: RunRecord) -> str:
     parts = [f"{run.counts[s]} {s.value}" for s in AttemptStatus if run.counts.get(s)]
     return ", ".join(parts) or _NONE
+
+
+def _said(attempt: AttemptRecord) -> str:
+    """What the attempt last said of itself: its percentage and the first line of
+    its message, cut short."""
+    parts = []
+    if attempt.progress_percentage is not None:
+        parts.append(f"{int(attempt.progress_percentage)}%")  # 99.9 is not shown as done
+    message = (attempt.status_message or "").strip()
+    if message:
+        parts.append(message.splitlines()[0])
+    text = " ".join(parts)
+    if len(text) > _SAID_WIDTH:
+        text = text[: _SAID_WIDTH - 1] + "…"
+    return text
 
 
 def _error(attempt: AttemptRecord) -> str:
