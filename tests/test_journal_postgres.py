@@ -257,6 +257,47 @@ async def test_renewal_keeps_a_lease_past_its_ttl(postgres_dsn: str) -> None:
     assert claim.taken == [] and claim.held["task"].run_id == "run-a"
 
 
+async def test_a_renewal_keeps_the_leases_a_claim_took_while_it_waited(
+    postgres_dsn: str,
+) -> None:
+    """A heartbeat whose statement began before a claim committed does not call the
+    claim's new leases lost (it did: a run's next claim then failed with a KeyError,
+    and its tasks were given up)."""
+    async with PostgresJournal.open(postgres_dsn, lease_ttl=30) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ["first"], since=time.time())
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            holding = blocker.transaction()
+            await holding.start()
+            # The renewal's statement takes its snapshot, then waits on this row.
+            await blocker.execute("SELECT 1 FROM leases WHERE task_id = 'first' FOR UPDATE")
+            lost: list[Any] = []
+
+            async def renew() -> None:
+                lost.extend(await journal.renew())
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(renew)
+                    while True:  # until the renewal waits: only the server can tell
+                        if await query(
+                            postgres_dsn,
+                            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query LIKE '%renewed_runs%'",
+                        ):
+                            break
+                        await anyio.sleep(0.01)
+                    claim = await journal.claim("run-a", ["second"], since=time.time())
+                    await holding.rollback()
+        finally:
+            await blocker.close()
+        assert lost == []
+        assert claim.taken == ["second"] and set(claim.tokens) == {"second"}
+        assert journal.commit_check("run-a").may_commit("second")
+        assert (await journal.renew()) == []  # the next heartbeat renews both
+
+
 async def test_outcomes_reach_the_waiters(postgres_dsn: str) -> None:
     """Released as failed, journaled a success, ended: each lease tells waiters how."""
     async with PostgresJournal.open(postgres_dsn) as journal:

@@ -80,6 +80,7 @@ class PgLeases:
         """Take the free leases of ``task_ids`` (see :meth:`Journal.claim`)."""
         ids = sorted(set(task_ids))  # one order for every claimer: no deadlock on inserts
         taken: list[str] = []
+        tokens: dict[str, int] = {}
         abandoned: set[str] = set()
         held: dict[str, Holder] = {}
         wanted = ids
@@ -105,6 +106,7 @@ class PgLeases:
                         if member(LeaseOutcome, previous, "prev_outcome") is LeaseOutcome.ABANDONED:
                             abandoned.add(str(task_id))
             self._hold(run_id, got, sent)
+            tokens.update(got)
             taken.extend(task_id for task_id in wanted if task_id in got)
             rest = [task_id for task_id in wanted if task_id not in got]
             wanted = []
@@ -116,7 +118,9 @@ class PgLeases:
                 else:
                     wanted.append(task_id)  # let go meanwhile, or locked by another claim
         done = await self._succeeded_since(ids, since, run_id) if ids else set()
-        tokens = {task_id: self._held[run_id][task_id] for task_id in taken}
+        # From what the takes returned: a heartbeat meanwhile may have dropped some
+        # from self._held (lost since), which the commit check then answers for.
+        tokens = {task_id: tokens[task_id] for task_id in taken}
         return Claim(taken, held, done, wanted, abandoned, tokens=tokens)
 
     async def states(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
@@ -175,20 +179,35 @@ class PgLeases:
         if not self.live_runs:
             return []
         sent = self._monotonic()
+        # Only the leases held before the statement is sent are judged by it: one a
+        # claim takes while the statement waits (committed after its snapshot) is
+        # not in its rows, and is not lost.
+        before = {
+            (task_id, run_id): token
+            for run_id, held in self._held.items()
+            for task_id, token in held.items()
+        }
         rows = await self._store.write(
             sql.RENEW, sorted(self.live_runs), self.ttl, doing="renew leases"
         )
         kept = {(str(task_id), str(run_id)): int(token) for task_id, run_id, token in rows}
         if any(self._held.values()):
-            self.valid_until = sent + self.ttl
+            taken_meanwhile = any(
+                (task_id, run_id) not in before
+                for run_id, held in self._held.items()
+                for task_id in held
+            )
+            # Those taken meanwhile were not renewed: they last from their own take.
+            renewed = sent + self.ttl
+            self.valid_until = min(self.valid_until, renewed) if taken_meanwhile else renewed
         lost: list[tuple[str, str]] = []
-        for run_id, held in self._held.items():
-            for task_id, token in list(held.items()):
-                if kept.get((task_id, run_id)) == token:
-                    continue
-                del held[task_id]
-                lost.append((task_id, run_id))
-                _log.warning("journal.lease_lost", task_id=task_id, run_id=run_id)
+        for (task_id, run_id), token in before.items():
+            held = self._held.get(run_id)
+            if held is None or held.get(task_id) != token or kept.get((task_id, run_id)) == token:
+                continue  # let go (or taken again) meanwhile, or renewed
+            del held[task_id]
+            lost.append((task_id, run_id))
+            _log.warning("journal.lease_lost", task_id=task_id, run_id=run_id)
         return lost
 
     async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
