@@ -175,8 +175,9 @@ async def _asyncflow(system: str, shape: str, n: int) -> tuple[float, float]:
     folder = tempfile.mkdtemp(prefix="asyncflow-compare-")
     os.chdir(folder)
     try:
-        # A first tiny run imports anyio's backend: a one-off cost, not per task.
-        await asyncflow.run(*_asyncflow_roots("chain", 10, [0]), journal=None)
+        # A first tiny run imports anyio's backend (and, with progress, rich's
+        # modules: about 20 ms): one-off costs, not per task.
+        await asyncflow.run(*_asyncflow_roots("chain", 10, [0]), **{**options, "journal": None})
         ran = [0]
         roots = _asyncflow_roots(shape, n, ran)
         if system == "asyncflow-again":

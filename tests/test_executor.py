@@ -377,6 +377,7 @@ async def test_logs_carry_run_and_task_ids() -> None:
     assert seen["task_id"] == Peek().task_id
     assert seen["run_id"] == result.run_id
     assert "run_id" not in structlog.contextvars.get_contextvars()
+    assert "task_id" not in structlog.contextvars.get_contextvars()
 
 
 async def test_run_installs_no_logging_handlers() -> None:

@@ -338,3 +338,25 @@ async def test_a_task_keeps_the_graphs_own_requirements_not_equal_copies() -> No
                 else outputs
             )
             assert flat == [t.output() for t in leaves]
+
+
+async def test_requires_and_output_set_on_a_class_later_are_used() -> None:
+    """A class that had Task's own requires() and output() when it was made, and
+    was given its own later (as a class decorator does), is expanded and probed
+    with them: expansion skips only Task's own methods, looked up per task."""
+
+    class Later(asyncflow.Task):
+        async def run(self) -> None:
+            await STORE_TARGET.write_bytes(b"x")
+
+    STORE_TARGET = MemoryTarget("later/out", store=STORE)
+    Later.requires = lambda self: Chain(1)  # type: ignore[method-assign,assignment]
+    Later.output = lambda self: STORE_TARGET  # type: ignore[method-assign,assignment]
+    graph = await expand([Later()])
+    assert sorted(node.task_id for node in graph) == sorted(
+        [Later().task_id, Chain(1).task_id, Chain(0).task_id]
+    )
+    result = await asyncflow.run(Later(), journal=None)
+    assert result.ok and STORE.get("later/out") == b"x"
+    again = await expand([Later()])
+    assert [node.status for node in again] == [asyncflow.Status.ALREADY_COMPLETE]

@@ -36,6 +36,12 @@ _YIELD_EVERY = 256
 _K = TypeVar("_K")
 
 
+# Task's own methods, which return None: looked up on the class for each task
+# (not cached per class), since a decorator may set requires() on a class later.
+_NO_OUTPUT = Task.output
+_NO_REQUIREMENTS = Task.requires
+
+
 class Node:
     """One task in a run's graph, with its edges and its state."""
 
@@ -71,7 +77,8 @@ class Node:
         self.dependents: list[Node] = []
         self.status: Status | None = None  # None: still to run
         self.error: BaseException | None = None
-        self.outputs: list[Target] | None = None
+        # None until output() is asked; Task's own output() is known to give none.
+        self.outputs: list[Target] | None = None if type(task).output is not _NO_OUTPUT else []
         self.known: bool | None = None  # completeness found by a bulk probe
         self.pending = 0  # requirements not yet complete
         self.priority = task.priority
@@ -460,6 +467,9 @@ async def _probe(
     if task._is_external:
         if probe:
             node.status = Status.MISSING
+        return []
+    if type(task).requires is _NO_REQUIREMENTS:  # nothing to call or check
+        task._set_resolved_requires(None)
         return []
     try:
         if task._sync_requires:
