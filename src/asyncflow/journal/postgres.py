@@ -606,12 +606,15 @@ class PostgresJournal(Coordinator):
         finally:
             self._in_flight -= 1
             if not self._in_flight:
-                self._landed.set()
+                # Every waiter waits on the event of the moment: set it, and leave a
+                # fresh one for the next batches (a waiter must never replace it, or
+                # another waiting on the old one would wait forever).
+                landed, self._landed = self._landed, anyio.Event()
+                landed.set()
 
     async def _land(self) -> None:
         """Wait for the batches in flight; raise the failure of any."""
         while self._in_flight:
-            self._landed = anyio.Event()
             await self._landed.wait()
         if self._failure is not None:
             raise self._failure
