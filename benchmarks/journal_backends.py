@@ -12,7 +12,8 @@ first; else a throwaway server started here with Debian's binaries, as the
 tests do, durability off). A run with a journal is what a user gets: the
 journal opened and closed by the run, its run row, one claim of every lease,
 attempts written in the background and checked afterwards. Medians of wall
-time and of per-round ratios (a busy machine weighs on the three alike).
+time and of per-round ratios, with their ranges (a busy machine weighs on the three
+alike).
 Target: PostgreSQL at most 2x the run without a journal.
 """
 
@@ -103,8 +104,10 @@ def main() -> None:
     for case in CASES:
         ratios = [t / b for t, b in zip(times[case], base, strict=True)]
         print(
-            f"  {case:<11} {statistics.median(times[case]):7.3f} s   "
-            f"{statistics.median(ratios):5.2f}x the run without a journal"
+            f"  {case:<11} {statistics.median(times[case]):7.3f} s "
+            f"({min(times[case]):.3f}-{max(times[case]):.3f})   "
+            f"{statistics.median(ratios):5.2f}x the run without a journal "
+            f"({min(ratios):.2f}-{max(ratios):.2f})"
         )
     ratio = statistics.median(t / b for t, b in zip(times["postgresql"], base, strict=True))
     verdict = "met" if ratio <= TARGET else "MISSED"

@@ -508,3 +508,40 @@ async def test_the_configured_journal_may_be_a_url(
         [run] = await journal.runs()
         assert run.requested == (T(n=7).task_id,)
     assert not (tmp_path / ".asyncflow").exists()
+
+
+async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -> None:
+    """A batch of new rows goes in the background; two readers that wait for it at
+    once both go on once it lands (neither waits forever for a landing it missed)."""
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-a")
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute("LOCK TABLE attempts IN EXCLUSIVE MODE")
+            journal.record(event(Event.START, 1, "run-a"))
+            journal.record(event(Event.SUCCESS, 1, "run-a"))
+            # The background writer sends the batch, which waits for the table.
+            # (pg_stat_activity keeps the first 1 kB of a statement: its opening.)
+            with anyio.fail_after(10):
+                while not await query(  # noqa: ASYNC110 (polls the database)
+                    postgres_dsn,
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%WITH fence AS%'",
+                ):
+                    await anyio.sleep(0.02)
+            found: list[set[str]] = []
+
+            async def read() -> None:
+                found.append(await journal.succeeded([T(n=1).task_id]))
+
+            with anyio.fail_after(10):  # both readers go on: the group ends
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    tg.start_soon(read)
+                    await anyio.wait_all_tasks_blocked()
+                    await blocking.rollback()  # the batch lands now
+        finally:
+            await blocker.close()
+    assert found == [{T(n=1).task_id}] * 2

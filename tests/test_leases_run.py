@@ -301,15 +301,40 @@ def test_two_processes_started_a_moment_apart_run_each_task_once(
     second probed a task, but before it leased it, tells the second that the task is
     done. (On PostgreSQL every round shares the database: each round's task ids are
     its own.)"""
+    rounds = 40 if journal_where.endswith("journal.db") else 30  # PostgreSQL: slower to open
+    race_rounds(tmp_path, journal_where, processes=2, rounds=rounds, seed=0)
+
+
+def test_three_processes_started_moments_apart_run_each_task_once(
+    tmp_path: Path, journal_where: str
+) -> None:
+    """As above over 30 rounds of three runs, each started 0 to 0.3 s after the one
+    before: every body still runs once per round, and all three runs succeed. Three
+    rounds go on at once (their runs mostly wait): on PostgreSQL, unrelated runs
+    share the database meanwhile, and the first ones open it together."""
+    race_rounds(tmp_path, journal_where, processes=3, rounds=30, seed=1, at_once=3)
+
+
+def race_rounds(
+    tmp_path: Path,
+    journal_where: str,
+    *,
+    processes: int,
+    rounds: int,
+    seed: int,
+    at_once: int = 1,
+) -> None:
+    """Race ``processes`` runs of :class:`Layers` in ``rounds`` rounds, ``at_once`` at
+    a time, and check every round: each body ran once, every run succeeded."""
     journal = "-" if journal_where.endswith("journal.db") else journal_where
-    rounds = 40 if journal == "-" else 30  # on PostgreSQL, 30: slower to open, as busy
+    command = [sys.executable, "-m", FIXTURES, str(tmp_path), str(rounds), str(seed), journal]
     launched = subprocess.run(
-        [sys.executable, "-m", FIXTURES, str(tmp_path), str(rounds), "0", journal],
+        [*command, str(processes), str(at_once)],
         cwd=ROOT,
         env=cli_env(),
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=110,
     )
     assert launched.returncode == 0, launched.stderr
     wrong = []
@@ -317,7 +342,7 @@ def test_two_processes_started_a_moment_apart_run_each_task_once(
         folder = tmp_path / f"round-{index}"
         bodies = ran(folder)
         codes = (folder / "codes.txt").read_text()
-        if bodies != dict.fromkeys(LAYERED, 1) or codes != "0 0":
+        if bodies != dict.fromkeys(LAYERED, 1) or codes != " ".join(["0"] * processes):
             twice = sorted(task for task, count in bodies.items() if count > 1)
             logs = "".join(log.read_text() for log in sorted(folder.glob("log-*.txt")))
             wrong.append(f"round {index}: exit codes {codes}, ran twice {twice}\n{logs[-3000:]}")

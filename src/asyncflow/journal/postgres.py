@@ -606,12 +606,15 @@ class PostgresJournal(Coordinator):
         finally:
             self._in_flight -= 1
             if not self._in_flight:
-                self._landed.set()
+                # Every waiter waits on the event of the moment: set it, and leave a
+                # fresh one for the next batches (a waiter must never replace it, or
+                # another waiting on the old one would wait forever).
+                landed, self._landed = self._landed, anyio.Event()
+                landed.set()
 
     async def _land(self) -> None:
         """Wait for the batches in flight; raise the failure of any."""
         while self._in_flight:
-            self._landed = anyio.Event()
             await self._landed.wait()
         if self._failure is not None:
             raise self._failure
@@ -680,7 +683,8 @@ def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> l
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:
-    """The rows of a batch as one list per column (ATTEMPT_COLUMNS order), for ``unnest``."""
+    """The rows of a batch as one list per column (ATTEMPT_COLUMNS order), for ``unnest``;
+    a column with no value but None is an empty list."""
     cols: list[list[object]] = [[] for _ in range(_WIDTH)]
     (ids, run_ids, task_ids, families, params, numbers, started, statuses, ended, durations) = cols[
         :10
@@ -717,4 +721,7 @@ def _columns(attempts: Attempts) -> list[list[object]]:
     for row in attempts.upserts:
         for column, value in zip(cols, row, strict=True):
             column.append(value)
-    return cols
+    # A column of NULLs alone goes as an empty array: unnest pads the shorter arrays
+    # with NULLs, and the driver's encoding of every element is the client's
+    # greatest cost per row (successes leave four columns empty).
+    return [column if column.count(None) != len(column) else [] for column in cols]

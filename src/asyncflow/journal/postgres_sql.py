@@ -171,7 +171,8 @@ INSERT_REQUESTED: Final = """
 # attempt held): the leases' rows are locked (FOR KEY SHARE, which no take can
 # get past) until it commits, and a success whose task was taken since with a
 # greater token is written as a failed attempt naming the new holder. The
-# refused ones come back.
+# refused ones come back. A column may come shorter than the ids (empty when it
+# holds no value but NULL): unnest pads it with NULLs.
 WRITE_ATTEMPTS: Final = """
     WITH fence AS (
         SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[]) AS f (run_id, task_id, token)

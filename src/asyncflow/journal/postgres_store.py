@@ -108,14 +108,14 @@ class PgStore:
     async def _version(self, db: Any) -> int:
         # pg_tables, not to_regclass(): a catalog read with this statement's snapshot
         # sees a schema another transaction committed while this one waited for the lock.
-        ours = await db.fetchval(
+        # One statement, so one snapshot: a schema another process commits meanwhile
+        # is seen whole or not at all (never its tables without asyncflow_schema).
+        ours, tables = await db.fetchrow(
             "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename = 'asyncflow_schema')"
+            "AND tablename = 'asyncflow_schema'), "
+            "(SELECT count(*) FROM pg_tables WHERE schemaname = current_schema())"
         )
         if not ours:
-            tables = await db.fetchval(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
-            )
             if tables:
                 raise JournalError(
                     f"{self.url}: the database holds {tables} table(s) but is not an "
