@@ -9,18 +9,24 @@ on a file in the test's folder, PostgreSQL on a real server on 127.0.0.1.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import asyncpg
 import duckdb
 import pandas as pd
 import pytest
 
+import asyncflow
 from asyncflow.errors import TargetError
-from asyncflow.targets.base import WriterIdentity, writer_identity
+from asyncflow.targets.base import WriterIdentity, commit_guard, writer_identity
 from asyncflow.targets.table import DuckDBTarget, PostgresTarget, TableTarget
 
 pytestmark = pytest.mark.anyio
@@ -56,15 +62,24 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
 
         return Warehouse(lambda table, day: DuckDBTarget(path, table, day), fetch_duckdb)
     dsn: str = request.getfixturevalue("postgres_dsn")
+    return Warehouse(
+        lambda table, day: PostgresTarget(dsn, table, day), functools.partial(pg_fetch, dsn)
+    )
 
-    async def fetch_postgres(sql: str) -> list[tuple[Any, ...]]:
-        connection = await asyncpg.connect(dsn)
-        try:
-            return [tuple(row) for row in await connection.fetch(sql)]
-        finally:
-            await connection.close()
 
-    return Warehouse(lambda table, day: PostgresTarget(dsn, table, day), fetch_postgres)
+ROW_LOCK_WAITS = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+)
+"""Sessions waiting for another transaction to end (as on a row it locked)."""
+
+
+async def pg_fetch(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [tuple(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
 
 
 @contextmanager
@@ -175,9 +190,6 @@ async def test_a_run_with_a_journal_loads_under_its_lease_token(
     """Driven by the engine: the attempt loads under the token of the lease its run
     holds (from a plain ``def run()`` in its worker thread too); a second run, after
     the partition was removed, loads under a greater token."""
-    import anyio.from_thread
-
-    import asyncflow
 
     class Load(asyncflow.Task):
         day = asyncflow.DateParameter()
@@ -200,3 +212,42 @@ async def test_a_run_with_a_journal_loads_under_its_lease_token(
     ((_, _, newer, newer_run, _, _),) = await warehouse.fence()
     assert newer > token and newer_run == second.run_id
     assert await writers(warehouse.target("loaded", DAY)) == ["second"]
+
+
+async def test_a_stale_postgres_load_in_flight_holds_the_newer_back_then_is_replaced(
+    postgres_dsn: str,
+) -> None:
+    """The holder under token 1 is stalled between its last lease check and its COMMIT
+    (its commit guard waits, in a thread with a loop of its own): the load under token 2
+    waits on the fence row's lock instead of committing in between; once the stalled
+    load commits, the newer one replaces its rows and takes the fence."""
+    target = PostgresTarget(postgres_dsn, "reports", DAY)
+    with writing_as("run-first", 1):  # the tables exist: no DDL lock in the way
+        await target.write_dataframe(rows("first"))
+    stalled, go = threading.Event(), threading.Event()
+
+    def stall(_: object) -> None:
+        stalled.set()
+        go.wait(30)
+
+    async def stale_load() -> None:
+        commit_guard.set(stall)
+        writer_identity.set(WriterIdentity("run-old", "Load_x", 1, 1))
+        await target.write_dataframe(rows("old"), overwrite=True)
+
+    async def newer_load() -> None:
+        with writing_as("run-new", 2):
+            await target.write_dataframe(rows("new"), overwrite=True)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.to_thread.run_sync, anyio.run, stale_load)
+        assert await anyio.to_thread.run_sync(stalled.wait, 30)
+        group.start_soon(newer_load)
+        with anyio.fail_after(30):
+            while await pg_fetch(postgres_dsn, ROW_LOCK_WAITS) == [(0,)]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # polls the server: it has no event to await
+        assert await writers(target) == ["first"]
+        go.set()
+    assert await writers(target) == ["new"]
+    fence = await pg_fetch(postgres_dsn, "SELECT token, run_id FROM asyncflow_fence")
+    assert fence == [(2, "run-new")]

@@ -24,17 +24,22 @@ in a worker thread): :meth:`TableTarget._marker_exists`,
 :meth:`TableTarget._check_commit`: the engine refuses the commit of an attempt
 that was abandoned or that lost its journal lease, as it does for file writes.
 
-Fencing: that last look at the lease is check-then-act; a writer stalled
-between it and its COMMIT would still commit. So the SQL backends also fence
-a load in its own transaction. A load by an attempt holding a journal lease
+Fencing: that last look answers from what the process knows, without asking
+the journal, and it is check-then-act: a writer can pass it and still commit
+after a newer holder took the task over. So the SQL backends also fence a
+load in its own transaction. A load by an attempt holding a journal lease
 (its :data:`~asyncflow.targets.base.writer_identity` has a token) upserts the
 partition's row in a small fence table beside the markers
 (``asyncflow_fence``: table, partition, token, run, task, attempt, time),
 and the upsert only takes when the stored token is not greater than the
 writer's (:func:`fence_upsert`). Otherwise the load is rolled back and fails
 naming the target, the stale token and the newer one: a stale writer never
-replaces the rows a newer holder committed. Loads without a token
-(``journal=None``, or outside a run) neither look at nor touch the fence.
+replaces the rows a newer holder committed. A stale load still in flight
+when the newer one starts holds it back until it ends (PostgreSQL: the fence
+row's lock; DuckDB: one writer at a time); the newer load then replaces its
+rows with ``overwrite=True``, and without it is refused as already loaded,
+as a create-only S3 write is. Loads without a token (``journal=None``, or
+outside a run) neither look at nor touch the fence.
 :meth:`TableTarget.remove` deletes the fence row with the marker, as a
 deleted object takes its token with it on S3; that is also the way out for a
 partition fenced under another journal (tokens of two journals do not compare).
