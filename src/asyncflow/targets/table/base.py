@@ -23,6 +23,26 @@ in a worker thread): :meth:`TableTarget._marker_exists`,
 :meth:`TableTarget._delete`. Before committing a load, a backend calls
 :meth:`TableTarget._check_commit`: the engine refuses the commit of an attempt
 that was abandoned or that lost its journal lease, as it does for file writes.
+
+Fencing: that last look answers from what the process knows, without asking
+the journal, and it is check-then-act: a writer can pass it and still commit
+after a newer holder took the task over. So the SQL backends also fence a
+load in its own transaction. A load by an attempt holding a journal lease
+(its :data:`~asyncflow.targets.base.writer_identity` has a token) upserts the
+partition's row in a small fence table beside the markers
+(``asyncflow_fence``: table, partition, token, run, task, attempt, time),
+and the upsert only takes when the stored token is not greater than the
+writer's (:func:`fence_upsert`). Otherwise the load is rolled back and fails
+naming the target, the stale token and the newer one: a stale writer never
+replaces the rows a newer holder committed. A stale load still in flight
+when the newer one starts holds it back until it ends (PostgreSQL: the fence
+row's lock; DuckDB: one writer at a time); the newer load then replaces its
+rows with ``overwrite=True``, and without it is refused as already loaded,
+as a create-only S3 write is. Loads without a token (``journal=None``, or
+outside a run) neither look at nor touch the fence.
+:meth:`TableTarget.remove` deletes the fence row with the marker, as a
+deleted object takes its token with it on S3; that is also the way out for a
+partition fenced under another journal (tokens of two journals do not compare).
 """
 
 from __future__ import annotations
@@ -34,12 +54,13 @@ import re
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TypeAlias
 
 from ...errors import TargetError, TargetNotFoundError
-from ..base import AtomicWriter, Target, check_commit
+from ..base import AtomicWriter, Target, WriterIdentity, check_commit, writer_identity
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DEFAULT_FENCE_TABLE",
     "DEFAULT_MARKER_TABLE",
     "DEFAULT_PARTITION_COLUMN",
     "Partition",
@@ -50,6 +71,9 @@ __all__ = [
 
 DEFAULT_MARKER_TABLE: Final = "asyncflow_markers"
 """The marker table's name, beside the data (same schema or dataset)."""
+
+DEFAULT_FENCE_TABLE: Final = "asyncflow_fence"
+"""The fence table's name, beside the marker table (same schema)."""
 
 DEFAULT_PARTITION_COLUMN: Final = "partition_key"
 """The text column holding a row's partition key, in partitioned SQL tables."""
@@ -85,6 +109,38 @@ def marker_ddl(marker: str) -> str:
         "row_count BIGINT NOT NULL, loaded_at TIMESTAMPTZ NOT NULL, "
         "PRIMARY KEY (table_name, partition_key))"
     )
+
+
+def fence_ddl(fence: str) -> str:
+    """The fence table of the SQL backends (``fence`` already quoted)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {fence} ("
+        "table_name TEXT NOT NULL, partition_key TEXT NOT NULL, token BIGINT NOT NULL, "
+        "run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt BIGINT NOT NULL, "
+        "fenced_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (table_name, partition_key))"
+    )
+
+
+def fence_upsert(fence: str) -> str:
+    """Take the fence of a partition for a writer, unless a greater token holds it.
+
+    Parameters ``$1``..``$6``: table, partition key, token, run id, task id,
+    attempt. Returns a row when the fence was taken and none when a greater
+    token holds it; in PostgreSQL the upsert also locks the fence row until
+    the transaction ends, so concurrent loads of the partition take turns.
+    Both SQL backends run this one statement.
+    """
+    return (
+        f"INSERT INTO {fence} AS f VALUES ($1, $2, $3, $4, $5, $6, current_timestamp) "
+        "ON CONFLICT (table_name, partition_key) DO UPDATE SET token = excluded.token, "
+        "run_id = excluded.run_id, task_id = excluded.task_id, attempt = excluded.attempt, "
+        "fenced_at = excluded.fenced_at WHERE f.token <= excluded.token RETURNING 1"
+    )
+
+
+def fence_holder(fence: str) -> str:
+    """The token and run that hold a partition's fence (parameters ``$1``, ``$2``)."""
+    return f"SELECT token, run_id FROM {fence} WHERE table_name = $1 AND partition_key = $2"
 
 
 def partition_text(partition: Partition) -> str | None:
@@ -236,6 +292,38 @@ class TableTarget(Target):
     def _check_commit(self) -> None:
         """Raise when the engine forbids committing now (abandoned attempt, lost lease)."""
         check_commit(self)
+
+    @property
+    def fence_table(self) -> str:
+        """The fence table's name: :data:`DEFAULT_FENCE_TABLE` in the marker table's schema."""
+        schema = self.marker_table.rpartition(".")[0]
+        return f"{schema}.{DEFAULT_FENCE_TABLE}" if schema else DEFAULT_FENCE_TABLE
+
+    @staticmethod
+    def _fenced_writer() -> WriterIdentity | None:
+        """The attempt writing, when it holds a lease whose token fences its loads."""
+        writer = writer_identity.get()
+        return writer if writer is not None and writer.token is not None else None
+
+    def _fence_params(self, writer: WriterIdentity) -> list[Any]:
+        """The parameters of :func:`fence_upsert` for this partition and ``writer``."""
+        return [
+            self.table,
+            self.partition_key or "",
+            writer.token,
+            writer.run_id,
+            writer.task_id,
+            writer.attempt,
+        ]
+
+    def _stale_writer(self, writer: WriterIdentity, holder: Any) -> TargetError:
+        """The error of a load refused by the fence; ``holder`` is its (token, run_id) row."""
+        newer, run = (holder[0], holder[1]) if holder else ("?", "?")
+        return TargetError(
+            f"{self!r}: load not committed: {self.description} was loaded under lease "
+            f"token {newer} (run {run}), newer than this attempt's {writer.token} (another "
+            f"process took the task over; the fence is in {self.fence_table!r})"
+        )
 
     def _already_loaded(self) -> TargetError:
         return TargetError(

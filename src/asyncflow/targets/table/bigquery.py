@@ -19,6 +19,21 @@ marker, the target counts as not loaded, and the rerun's ``WRITE_TRUNCATE``
 replaces those rows again (no duplicates) before writing the marker. A
 partition whose marker is there was always fully loaded first.
 
+Fencing holds less here than in the SQL backends. What holds: the engine is
+asked (:meth:`~asyncflow.targets.table.TableTarget._check_commit`) just
+before the load job and again just before the marker, so an attempt that
+finds its lease lost or its attempt abandoned there loads nothing, and the
+journal refuses a stale holder's success whatever happened to the rows. What
+does not: a load job cannot be made conditional on a fence row, and BigQuery
+has no transaction spanning a load job and DML, so loads are not fenced by
+lease token (no ``asyncflow_fence`` table is kept). A writer stalled after its
+last look (a process stopped with its load job about to be sent, or sent but
+not yet run) can still replace the partition's rows after a newer holder
+loaded them; the marker then still counts the partition loaded. Such rows
+come from another attempt of the same task (same parameters). Where that
+matters, keep the journal's lease time-to-live well above a load's duration,
+or load through a table of a SQL backend.
+
 Table labels could hold markers too, but they belong to the table (64 at
 most), not to a partition, so the marker table is used. A probe is one small
 query on it (billed at BigQuery's minimum per query).

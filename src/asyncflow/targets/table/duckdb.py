@@ -11,7 +11,9 @@ processes, use :class:`~asyncflow.targets.table.PostgresTarget`.
 
 The rows of a partition carry its key in a text column (``partition_key`` by
 default); the load deletes the partition's previous rows, inserts the frame
-and upserts the marker in one transaction. ``duckdb`` is imported on first
+and upserts the marker in one transaction; a load under a lease token takes
+the partition's fence first, in that same transaction (see
+:mod:`asyncflow.targets.table.base`). ``duckdb`` is imported on first
 use, in the worker thread (install ``asyncflow[duckdb]``).
 """
 
@@ -27,10 +29,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio.to_thread
 
 from ...errors import TargetError
+from ..base import WriterIdentity
 from .base import (
     DEFAULT_PARTITION_COLUMN,
     Partition,
     TableTarget,
+    fence_ddl,
+    fence_holder,
+    fence_upsert,
     marker_ddl,
     quote_ident,
     quote_name,
@@ -162,11 +168,18 @@ class DuckDBTarget(TableTarget):
                 f"{self!r}: the frame has a column named {self.partition_column!r}, which "
                 "holds the partition key here; rename it or pass another partition_column="
             )
+        writer = self._fenced_writer()
         await self._call(
-            lambda connection: self._load_sync(connection, frame, overwrite), create=True
+            lambda connection: self._load_sync(connection, frame, overwrite, writer), create=True
         )
 
-    def _load_sync(self, connection: Any, frame: pd.DataFrame, overwrite: bool) -> None:
+    def _load_sync(
+        self,
+        connection: Any,
+        frame: pd.DataFrame,
+        overwrite: bool,
+        writer: WriterIdentity | None,
+    ) -> None:
         table, marker = quote_name(self.table), quote_name(self.marker_table)
         partitioned = self.partition_key is not None
         column = quote_ident(self.partition_column)
@@ -174,12 +187,11 @@ class DuckDBTarget(TableTarget):
         params = {"partition": self.partition_key} if partitioned else {}
         connection.register(_FRAME_VIEW, frame)
         with _transaction(connection):
+            if writer is not None:
+                self._take_fence(connection, writer)
             if self._marker_row(connection) and not overwrite:
                 raise self._already_loaded()
-            for name in (self.table, self.marker_table):
-                if "." in name:
-                    schema = quote_name(name.rpartition(".")[0], what="schema")
-                    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            _create_schemas(connection, self.table, self.marker_table)
             connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {table} AS SELECT *{extra} FROM {_FRAME_VIEW} LIMIT 0",
                 params,
@@ -195,6 +207,16 @@ class DuckDBTarget(TableTarget):
                 [*self._marker_key(), len(frame)],
             )
             self._check_commit()
+
+    def _take_fence(self, connection: Any, writer: WriterIdentity) -> None:
+        """Take the partition's fence for ``writer``, or raise naming the newer token."""
+        fence = quote_name(self.fence_table, what="fence table")
+        _create_schemas(connection, self.fence_table)
+        connection.execute(fence_ddl(fence))
+        params = self._fence_params(writer)
+        if not connection.execute(fence_upsert(fence), params).fetchall():
+            holder = connection.execute(fence_holder(fence), params[:2]).fetchone()
+            raise self._stale_writer(writer, holder)
 
     async def _read(self) -> pd.DataFrame | None:
         return await self._call(self._read_sync)
@@ -221,12 +243,13 @@ class DuckDBTarget(TableTarget):
 
     def _delete_sync(self, connection: Any) -> None:
         with _transaction(connection):
-            if self._has_table(connection, self.marker_table):
-                connection.execute(
-                    f"DELETE FROM {quote_name(self.marker_table)} "
-                    "WHERE table_name = ? AND partition_key = ?",
-                    self._marker_key(),
-                )
+            for bookkeeping in (self.marker_table, self.fence_table):
+                if self._has_table(connection, bookkeeping):
+                    connection.execute(
+                        f"DELETE FROM {quote_name(bookkeeping)} "
+                        "WHERE table_name = ? AND partition_key = ?",
+                        self._marker_key(),
+                    )
             if self._has_table(connection, self.table):
                 table = quote_name(self.table)
                 if self.partition_key is None:
@@ -236,6 +259,14 @@ class DuckDBTarget(TableTarget):
                     connection.execute(
                         f"DELETE FROM {table} WHERE {column} = ?", [self.partition_key]
                     )
+
+
+def _create_schemas(connection: Any, *names: str) -> None:
+    """Create the schema of each ``SCHEMA.NAME`` in ``names``, if missing."""
+    for name in names:
+        if "." in name:
+            schema = quote_name(name.rpartition(".")[0], what="schema")
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
 @contextlib.contextmanager

@@ -7,7 +7,12 @@ so two processes loading the same partition at once queue behind each other
 and the second finds the marker (and refuses, unless told to overwrite);
 then it creates the table if needed, deletes the partition's previous rows
 and copies the frame in with ``COPY`` (binary). Readers see the marker and
-the rows together, or neither.
+the rows together, or neither. A load under a lease token takes the
+partition's fence before the marker, in the same transaction (see
+:mod:`asyncflow.targets.table.base`): the upsert locks the fence row, so a
+load stalled before its COMMIT holds back a newer holder's load until it
+commits or rolls back, and the newer one then replaces its rows; once the
+newer holder committed, the stale load is refused.
 
 Columns are typed from the frame when the table is created: booleans,
 integers (``BIGINT``), floats (``DOUBLE PRECISION``), timestamps with and
@@ -24,10 +29,14 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio.to_thread
 
 from ...errors import TargetError
+from ..base import WriterIdentity
 from .base import (
     DEFAULT_PARTITION_COLUMN,
     Partition,
     TableTarget,
+    fence_ddl,
+    fence_holder,
+    fence_upsert,
     marker_ddl,
     quote_ident,
     quote_name,
@@ -207,12 +216,36 @@ class PostgresTarget(TableTarget):
             columns.append(f"{quote_ident(self.partition_column)} TEXT NOT NULL")
             frame = frame.assign(**{self.partition_column: self.partition_key})
         records = await anyio.to_thread.run_sync(_records, frame)
+        writer = self._fenced_writer()
         connection = await self._connect()
         try:
             async with connection.transaction():
+                if writer is not None:
+                    await self._take_fence(connection, writer)
                 await self._load_in(connection, columns, names, records, overwrite)
         finally:
             await connection.close()
+
+    async def _take_fence(self, connection: Any, writer: WriterIdentity) -> None:
+        """Take the partition's fence for ``writer``, or raise naming the newer token."""
+        fence = quote_name(self.fence_table, what="fence table")
+        if await connection.fetchval("SELECT to_regclass($1)", fence) is None:
+            await self._create(connection, self.fence_table, fence_ddl(fence))
+        params = self._fence_params(writer)
+        if await connection.fetchval(fence_upsert(fence), *params) is None:
+            holder = await connection.fetchrow(fence_holder(fence), *params[:2])
+            raise self._stale_writer(writer, holder)
+
+    @staticmethod
+    async def _create(connection: Any, name: str, ddl: str) -> None:
+        """Run ``ddl`` creating ``name`` (and its schema), taking turns with other loads."""
+        # Two transactions creating one table at once: one of them fails on
+        # PostgreSQL's catalog. The first loads of a database take turns.
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+        if "." in name:
+            schema = quote_name(name.rpartition(".")[0], what="schema")
+            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await connection.execute(ddl)
 
     async def _load_in(
         self,
@@ -224,15 +257,10 @@ class PostgresTarget(TableTarget):
     ) -> None:
         marker, table = quote_name(self.marker_table), quote_name(self.table)
         if not await self._tables_exist(connection, marker, table):
-            # Two transactions creating one table at once: one of them fails on
-            # PostgreSQL's catalog. The first loads of a database take turns.
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
-            for name in (self.marker_table, self.table):
-                if "." in name:
-                    schema = quote_name(name.rpartition(".")[0], what="schema")
-                    await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            await connection.execute(marker_ddl(marker))
-            await connection.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
+            await self._create(connection, self.marker_table, marker_ddl(marker))
+            await self._create(
+                connection, self.table, f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
+            )
         # The marker first: its row lock queues a concurrent load of the same partition.
         created = await connection.fetchval(
             f"INSERT INTO {marker} VALUES ($1, $2, $3, now()) "
@@ -290,12 +318,14 @@ class PostgresTarget(TableTarget):
         connection = await self._connect()
         try:
             async with connection.transaction():
-                marker = quote_name(self.marker_table)
-                if await connection.fetchval("SELECT to_regclass($1)", marker) is not None:
-                    await connection.execute(
-                        f"DELETE FROM {marker} WHERE table_name = $1 AND partition_key = $2",
-                        *self._marker_key(),
-                    )
+                for name in (self.marker_table, self.fence_table):
+                    bookkeeping = quote_name(name)
+                    if await connection.fetchval("SELECT to_regclass($1)", bookkeeping):
+                        await connection.execute(
+                            f"DELETE FROM {bookkeeping} "
+                            "WHERE table_name = $1 AND partition_key = $2",
+                            *self._marker_key(),
+                        )
                 table = quote_name(self.table)
                 if await connection.fetchval("SELECT to_regclass($1)", table) is not None:
                     if self.partition_key is None:
