@@ -32,6 +32,7 @@ from typing import Any, Final
 from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from .decode import integer, member, optional_text, real, text
+from .fencing import RunCheck, tokens_to_fence
 from .store import Store
 
 __all__ = ["Identity", "Leases", "local_node", "recover_interrupted"]
@@ -372,7 +373,7 @@ class Leases:
         # the lease is lost: the journal's check of a success needs it).
         self.tokens: dict[str, dict[str, int]] = {}
         # Run id -> task id -> the token of a success accepted and not yet
-        # journaled (see _RunCheck.accept and fence()).
+        # journaled (see RunCheck.accept and fence()).
         self.accepted: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()  # run ids whose leases and run rows we renew
         self._rivals: dict[str, _Rivals] = {}  # run id -> noted when it began
@@ -523,8 +524,11 @@ class Leases:
 
     def commit_check(self, run_id: str) -> CommitCheck:
         """The commit guard of one run (see :meth:`Journal.commit_check`)."""
-        return _RunCheck(
-            self, self._held.setdefault(run_id, {}), self.accepted.setdefault(run_id, {})
+        return RunCheck(
+            self,
+            self._held.setdefault(run_id, {}),
+            self.accepted.setdefault(run_id, {}),
+            self._clock,
         )
 
     def _hold(
@@ -590,21 +594,7 @@ class Leases:
         them. The successes of tasks the run took no lease on through this
         journal (events recorded directly) are not fenced.
         """
-        found: dict[str, dict[str, int]] = {}
-        for run_id, task_ids in successes.items():
-            accepted = self.accepted.get(run_id) or {}
-            taken = self.tokens.get(run_id) or {}
-            if not accepted and not taken:
-                continue
-            pop, get = accepted.pop, taken.get
-            mine = {
-                task_id: token
-                for task_id in task_ids
-                if (token := pop(task_id, None) or get(task_id))
-            }
-            if mine:
-                found[run_id] = mine
-        return found
+        return tokens_to_fence(successes, self.accepted, self.tokens)
 
     async def stale(self, run_id: str, mine: Mapping[str, int]) -> dict[str, str]:
         """Those of ``run_id``'s successes (task id -> token) taken over since, with why.
@@ -725,27 +715,6 @@ class Leases:
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checker()s too
-
-
-class _RunCheck(CommitCheck):
-    """The commit guard of one run: its leases, as far as the last renewal knows."""
-
-    __slots__ = ("_accepted", "_clock", "_held", "_leases")
-
-    def __init__(self, leases: Leases, held: dict[str, int], accepted: dict[str, int]) -> None:
-        self._leases = leases
-        self._held = held  # the run's entry in Leases._held: emptied when the run ends
-        self._accepted = accepted  # the run's entry in Leases.accepted
-        self._clock = leases._clock
-
-    def may_commit(self, task_id: str) -> bool:
-        return task_id in self._held and self._clock() < self._leases.valid_until
-
-    def accept(self, task_id: str, token: int) -> bool:
-        if task_id in self._held and self._clock() < self._leases.valid_until:
-            self._accepted[task_id] = token  # fenced when journaled: see fence()
-            return True
-        return False
 
 
 async def recover_interrupted(store: Store, me: Identity, now: float) -> int:

@@ -27,6 +27,7 @@ from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from . import postgres_sql as sql
 from .decode import integer, member, real, rows_of, text
+from .fencing import RunCheck, tokens_to_fence
 from .postgres_store import PgStore
 
 __all__ = ["PgLeases", "recover_expired"]
@@ -66,7 +67,7 @@ class PgLeases:
         self._held: dict[str, dict[str, int]] = {}  # run id -> task id -> token
         # Run id -> task id -> the token of its latest take (kept when the lease
         # is lost: fencing the success needs it), and of a success accepted and
-        # not yet journaled (see _RunCheck.accept and to_fence()).
+        # not yet journaled (see RunCheck.accept and to_fence()).
         self.tokens: dict[str, dict[str, int]] = {}
         self.accepted: dict[str, dict[str, int]] = {}
         self.live_runs: set[str] = set()
@@ -224,26 +225,18 @@ class PgLeases:
         return bool(rows)
 
     def commit_check(self, run_id: str) -> CommitCheck:
-        return _RunCheck(
-            self, self._held.setdefault(run_id, {}), self.accepted.setdefault(run_id, {})
+        return RunCheck(
+            self,
+            self._held.setdefault(run_id, {}),
+            self.accepted.setdefault(run_id, {}),
+            self._monotonic,
         )
 
     def to_fence(self, successes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
         """The tokens of the ``successes`` (run id -> task ids) about to be journaled:
         the one the commit check accepted (then forgotten), else the one the run
         took the lease with. Tasks the run leased no lease on are not fenced."""
-        found: dict[str, dict[str, int]] = {}
-        for run_id, task_ids in successes.items():
-            accepted = self.accepted.get(run_id) or {}
-            taken = self.tokens.get(run_id) or {}
-            mine = {
-                task_id: token
-                for task_id in task_ids
-                if (token := accepted.pop(task_id, None) or taken.get(task_id))
-            }
-            if mine:
-                found[run_id] = mine
-        return found
+        return tokens_to_fence(successes, self.accepted, self.tokens)
 
     def forget_run(self, run_id: str) -> None:
         """The run ended: stop renewing its leases (the caller let go of them)."""
@@ -253,27 +246,6 @@ class PgLeases:
         held = self._held.pop(run_id, None)
         if held is not None:
             held.clear()  # for its checks too
-
-
-class _RunCheck(CommitCheck):
-    """The commit guard of one run: its leases, as far as the last renewal knows."""
-
-    __slots__ = ("_accepted", "_held", "_leases", "_monotonic")
-
-    def __init__(self, leases: PgLeases, held: dict[str, int], accepted: dict[str, int]) -> None:
-        self._leases = leases
-        self._held = held
-        self._accepted = accepted  # the run's entry in PgLeases.accepted
-        self._monotonic = leases._monotonic
-
-    def may_commit(self, task_id: str) -> bool:
-        return task_id in self._held and self._monotonic() < self._leases.valid_until
-
-    def accept(self, task_id: str, token: int) -> bool:
-        if self.may_commit(task_id):
-            self._accepted[task_id] = token  # fenced when journaled: see to_fence()
-            return True
-        return False
 
 
 def rows_of_store(store: PgStore, row: str) -> Any:
