@@ -66,6 +66,46 @@ def dependencies(shape: str, n: int) -> list[tuple[int, ...]]:
     return deps
 
 
+def shape_tasks(shape: str, n: int, base: type[Any]) -> list[Any]:
+    """The asyncflow tasks to request for ``shape`` with ``n`` tasks in all, of
+    classes derived from ``base`` (an ``asyncflow.Task`` giving the body, and the
+    output if any)."""
+    import asyncflow
+
+    class ChainNode(base):
+        i = asyncflow.IntParameter()
+
+        def requires(self) -> Any:
+            return ChainNode(i=self.i - 1) if self.i > 0 else None
+
+    class WideLeaf(base):
+        i = asyncflow.IntParameter()
+
+    class WideRoot(base):
+        n = asyncflow.IntParameter()
+
+        def requires(self) -> Any:
+            return [WideLeaf(i=i) for i in range(self.n - 1)]
+
+    class LatticeNode(base):
+        k = asyncflow.IntParameter()
+        j = asyncflow.IntParameter()
+        width = asyncflow.IntParameter()
+
+        def requires(self) -> Any:
+            if self.k == 0:
+                return None
+            js = sorted({self.j, (self.j + 1) % self.width})
+            return [LatticeNode(k=self.k - 1, j=j, width=self.width) for j in js]
+
+    if shape == "chain":
+        return [ChainNode(i=n - 1)]
+    if shape == "wide":
+        return [WideRoot(n=n)]
+    width = lattice_width(n)
+    return [LatticeNode(k=LAYERS - 1, j=j, width=width) for j in range(width)]
+
+
 # --------------------------------------------------------------------------- child: floor
 
 
@@ -134,38 +174,7 @@ def _asyncflow_sinks(shape: str, n: int, tally: _Tally, body: str) -> list[Any]:
             else:
                 await self.output().write_bytes(b"")
 
-    class ChainNode(_NoOp):
-        i = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            return ChainNode(i=self.i - 1) if self.i > 0 else None
-
-    class WideLeaf(_NoOp):
-        i = asyncflow.IntParameter()
-
-    class WideRoot(_NoOp):
-        n = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            return [WideLeaf(i=i) for i in range(self.n - 1)]
-
-    class LatticeNode(_NoOp):
-        k = asyncflow.IntParameter()
-        j = asyncflow.IntParameter()
-        width = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            if self.k == 0:
-                return None
-            js = sorted({self.j, (self.j + 1) % self.width})
-            return [LatticeNode(k=self.k - 1, j=j, width=self.width) for j in js]
-
-    if shape == "chain":
-        return [ChainNode(i=n - 1)]
-    if shape == "wide":
-        return [WideRoot(n=n)]
-    width = lattice_width(n)
-    return [LatticeNode(k=LAYERS - 1, j=j, width=width) for j in range(width)]
+    return shape_tasks(shape, n, _NoOp)
 
 
 async def _asyncflow_case(shape: str, n: int, body: str) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dag import LAYERS, SHAPES, dependencies, environment, lattice_width
+from bench_dag import LAYERS, SHAPES, dependencies, environment, lattice_width, shape_tasks
 
 SCRIPT = Path(__file__).resolve()
 REFERENCE = "floor"
@@ -114,38 +114,7 @@ def _asyncflow_roots(shape: str, n: int, ran: list[int]) -> list[Any]:
         async def run(self) -> None:
             ran[0] += 1
 
-    class ChainNode(_NoOp):
-        i = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            return ChainNode(i=self.i - 1) if self.i > 0 else None
-
-    class WideLeaf(_NoOp):
-        i = asyncflow.IntParameter()
-
-    class WideRoot(_NoOp):
-        n = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            return [WideLeaf(i=i) for i in range(self.n - 1)]
-
-    class LatticeNode(_NoOp):
-        k = asyncflow.IntParameter()
-        j = asyncflow.IntParameter()
-        width = asyncflow.IntParameter()
-
-        def requires(self) -> Any:
-            if self.k == 0:
-                return None
-            js = sorted({self.j, (self.j + 1) % self.width})
-            return [LatticeNode(k=self.k - 1, j=j, width=self.width) for j in js]
-
-    if shape == "chain":
-        return [ChainNode(i=n - 1)]
-    if shape == "wide":
-        return [WideRoot(n=n)]
-    width = lattice_width(n)
-    return [LatticeNode(k=LAYERS - 1, j=j, width=width) for j in range(width)]
+    return shape_tasks(shape, n, _NoOp)
 
 
 class _Sink:
