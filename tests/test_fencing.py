@@ -131,6 +131,30 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
 
 
+async def test_a_claim_taken_after_its_run_began_lasts_as_long_as_its_holder_believes(
+    tmp_path: Path,
+) -> None:
+    """A run claims its tasks some time after it began (expanding its graph, probing
+    outputs). Until the claim's time-to-live has passed, no other run takes the tasks
+    over while the holder's commit check still accepts them: the run's liveness, which
+    the claim's tasks share, is pushed on by the claim itself. (The run row kept the
+    expiry of its start, so another process took the tasks over while the first still
+    took its leases for valid: both reported the task done.)"""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    task_id = T(n=1).task_id
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        clock.now += TTL / 2  # expanding the graph
+        await mine.claim("run-a", [task_id], since=T0)
+        clock.now += TTL * 0.75  # stalled: past the run's start + ttl, not the claim's
+        await other.begin_run("run-b")
+        taken = await other.claim("run-b", [task_id], since=T0)
+        still_mine = mine.commit_check("run-a").may_commit(task_id)
+    assert not (still_mine and taken.taken), "both runs hold the task"
+    assert still_mine and taken.taken == []
+
+
 async def test_a_success_under_the_current_token_is_journaled(tmp_path: Path) -> None:
     """No takeover: the success is journaled, and an expired lease nobody took
     over still holds the greatest token, so a late success is journaled too."""

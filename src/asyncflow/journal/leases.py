@@ -427,6 +427,9 @@ class Leases:
                     [(claim_id,)] = await db.execute_fetchall(
                         _NEW_CLAIM, [run_id, now, self.ttl, params["ids"], token]
                     )
+                    # The claim's tasks expire with their run: it must last as
+                    # long as this holder takes them to (see _hold()).
+                    await db.execute(_RENEW_RUNS, [params["expires"], json.dumps([run_id])])
                 else:
                     rows = await db.execute_fetchall(_TAKE_MANY, {**params, "token": token})
             if alone:
