@@ -17,6 +17,8 @@ __all__ = ["INTERVALS", "Drawer", "Mode", "Snapshot", "Tally", "make_drawer"]
 Mode = Literal["auto", "live", "lines", "html"]
 INTERVALS: Final = {"live": 0.25, "lines": 5.0, "html": 0.5}
 _MAX_FAMILIES: Final = 12  # rows of the per-family table
+_BAR: Final = 30  # cells of the live display's bar
+_BAR_CELL: Final = "━"
 
 
 @dataclass(slots=True)
@@ -224,44 +226,37 @@ def _live_drawer(out: TextIO, interval: float) -> Drawer:
 
 
 def _rich(s: Snapshot) -> Any:
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
+    # One Text laid out here, not rich Tables and a ProgressBar: measuring a
+    # table's columns took about 3 ms a frame, most of what the display cost a
+    # short run (its last frame is drawn however short the run).
     from rich.text import Text
 
     o = s.overall
     timing = f"{duration_text(s.elapsed)} elapsed"
     if s.left is not None and not s.finished:
         timing += f" · ~{duration_text(s.left)} left"
-    head = Table.grid(padding=(0, 1))
-    head.add_row(
-        Text("asyncflow", style="bold"),
-        ProgressBar(total=max(o.total, 1), completed=o.settled, width=30),
-        Text(f"{o.settled}/{o.total}"),
-        Text(timing, style="dim"),
-    )
-    families = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
-    families.add_column("family")
-    for column in _COLUMNS:
-        families.add_column(column, justify="right")
-    for name, t in [("all", o), *s.families[:_MAX_FAMILIES]]:
-        families.add_row(
-            Text(name, style="bold" if name == "all" else ""),
-            *[_count_rich(getattr(t, column), column) for column in _COLUMNS],
-        )
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append("asyncflow ", style="bold")
+    filled = round(_BAR * o.settled / o.total) if o.total else 0
+    text.append(_BAR_CELL * filled, style=COLOURS["failed" if o.failed else "done"])
+    text.append(_BAR_CELL * (_BAR - filled), style="grey23")
+    text.append(f" {o.settled}/{o.total} ")
+    text.append(timing, style="dim")
+    rows = [("all", o), *s.families[:_MAX_FAMILIES]]
+    counts = [[str(getattr(t, column)) for column in _COLUMNS] for _, t in rows]
+    name_width = max(len("family"), *(len(name) for name, _ in rows))
+    widths = [max(len(c), *(len(row[i]) for row in counts)) for i, c in enumerate(_COLUMNS)]
+    text.append("\n" + "family".ljust(name_width), style="bold")
+    for column, width in zip(_COLUMNS, widths, strict=True):
+        text.append(" " + column.rjust(width), style="bold")
+    for (name, _), row in zip(rows, counts, strict=True):
+        text.append("\n" + name.ljust(name_width), style="bold" if name == "all" else "")
+        for column, count, width in zip(_COLUMNS, row, widths, strict=True):
+            text.append(" " + count.rjust(width), style=COLOURS[column] if count != "0" else "dim")
     more = len(s.families) - _MAX_FAMILIES
     if more > 0:
-        families.add_row(Text(f"... {more} more families", style="dim"))
-    parts: list[Any] = [head, families]
+        text.append(f"\n... {more} more families", style="dim")
     if s.running:
         extra = f" and {o.running - len(s.running)} more" if o.running > len(s.running) else ""
-        parts.append(
-            Text(f"running: {', '.join(s.running)}{extra}", no_wrap=True, overflow="ellipsis")
-        )
-    return Group(*parts)
-
-
-def _count_rich(count: int, column: str) -> Any:
-    from rich.text import Text
-
-    return Text(str(count), style=COLOURS[column] if count else "dim")
+        text.append(f"\nrunning: {', '.join(s.running)}{extra}")
+    return text
