@@ -7,6 +7,7 @@ timing: the import-time figures live in ``benchmarks/``.
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -115,3 +116,18 @@ def test_a_run_without_a_journal_opens_no_journal_backend() -> None:
     loaded = _imported_after(code)
     assert "asyncflow.journal.sqlite" not in loaded and "aiosqlite" not in loaded
     assert "structlog" in loaded  # a run takes its logger: structlog loads now, not before
+
+
+def test_a_run_on_a_journal_file_loads_no_postgresql_part(tmp_path: pathlib.Path) -> None:
+    """run() on the default journal file opens it with the SQLite backend alone: the
+    PostgreSQL backend (and asyncpg) load only when a URL names the journal."""
+    code = (
+        "import asyncio, asyncflow\n"
+        "class T(asyncflow.Task):\n"
+        "    async def run(self): pass\n"
+        f"assert asyncio.run(asyncflow.run(T(), journal={str(tmp_path / 'j.db')!r})).ok\n"
+        "postgres = [m for m in sys.modules if 'postgres' in m or m.startswith('asyncpg')]\n"
+        "assert not postgres, postgres\n"
+    )
+    loaded = _imported_after(code)
+    assert "asyncflow.journal.sqlite" in loaded  # the journal was opened
