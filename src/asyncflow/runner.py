@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 
 from ._attempt import BodyRunner, ExecutorBackend
+from ._gc import fewer_full_collections
 from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -167,6 +168,7 @@ async def run(
         structlog.contextvars.bound_contextvars(run_id=run_id),
         secrets_known(roots),
         _told(metrics, run_id) as told,
+        fewer_full_collections(),
     ):
         async with client_scope():
             if options.journal is None:

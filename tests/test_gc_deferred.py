@@ -1,0 +1,91 @@
+"""While a run goes on, full garbage collections are deferred; the application's
+collector settings are given back when the last run ends (see asyncflow._gc)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+import asyncflow
+from asyncflow._gc import DEFERRED
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def thresholds() -> Iterator[tuple[int, ...]]:
+    """Each test starts from CPython's defaults and leaves the collector as it found it."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        yield gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)
+
+
+class Seen(asyncflow.Task):
+    """Notes the collector's thresholds from inside its body."""
+
+    n = asyncflow.IntParameter(default=0)
+    seen: list[tuple[int, ...]] = []
+
+    async def run(self) -> None:
+        Seen.seen.append(gc.get_threshold())
+
+
+async def test_a_run_defers_full_collections_and_gives_the_settings_back() -> None:
+    Seen.seen = []
+    result = await asyncflow.run(Seen(), journal=None)
+    assert result.ok
+    assert Seen.seen == [(700, 10, DEFERRED)]
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_settings_come_back_when_the_last_of_overlapping_runs_ends() -> None:
+    """Two runs at once: the first to end leaves the deferral to the other."""
+    Seen.seen = []
+    during: list[tuple[int, ...]] = []
+    started, release = anyio.Event(), anyio.Event()
+
+    class Held(asyncflow.Task):
+        async def run(self) -> None:
+            started.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: asyncflow.run(Held(), journal=None))
+        await started.wait()  # Held's run goes on
+        assert (await asyncflow.run(Seen(n=1), journal=None)).ok
+        during.append(gc.get_threshold())
+        release.set()
+    assert Seen.seen == [(700, 10, DEFERRED)]
+    assert during == [(700, 10, DEFERRED)]  # the first run still went on
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_the_applications_own_settings_are_kept() -> None:
+    """A higher third threshold of its own is left alone; thresholds it changes while
+    a run goes on are not overwritten when the run ends; a disabled collector stays so."""
+    gc.set_threshold(700, 10, 500)
+    Seen.seen = []
+    assert (await asyncflow.run(Seen(), journal=None)).ok
+    assert Seen.seen == [(700, 10, 500)] and gc.get_threshold() == (700, 10, 500)
+
+    gc.set_threshold(700, 10, 10)
+
+    class Changes(asyncflow.Task):
+        async def run(self) -> None:
+            gc.set_threshold(1000, 20, 30)
+
+    assert (await asyncflow.run(Changes(), journal=None)).ok
+    assert gc.get_threshold() == (1000, 20, 30)
+
+    gc.disable()
+    try:
+        assert (await asyncflow.run(Seen(n=2), journal=None)).ok
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
