@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 import asyncflow
-from asyncflow._gc import DEFERRED
+from asyncflow._gc import DEFERRED, NODES_PER_STEP, defer_for, fewer_full_collections
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +89,23 @@ async def test_the_applications_own_settings_are_kept() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_larger_graph_defers_them_further_while_the_settings_are_ours() -> None:
+    """One more younger collection before a full one per NODES_PER_STEP nodes of the
+    graph, past DEFERRED; never outside a run, nor over the application's own change."""
+    defer_for(10**6)
+    assert gc.get_threshold() == (700, 10, 10)  # no run goes on
+    with fewer_full_collections():
+        defer_for(DEFERRED * NODES_PER_STEP // 2)  # a smaller graph: no change
+        assert gc.get_threshold() == (700, 10, DEFERRED)
+        defer_for(5 * DEFERRED * NODES_PER_STEP)
+        assert gc.get_threshold() == (700, 10, 5 * DEFERRED)
+        gc.set_threshold(700, 10, 50)  # the application's own
+        defer_for(10 * DEFERRED * NODES_PER_STEP)
+        assert gc.get_threshold() == (700, 10, 50)
+    assert gc.get_threshold() == (700, 10, 50)
+    gc.set_threshold(700, 10, 10)
+    with fewer_full_collections():
+        defer_for(5 * DEFERRED * NODES_PER_STEP)
+    assert gc.get_threshold() == (700, 10, 10)

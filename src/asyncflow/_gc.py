@@ -10,8 +10,10 @@ when it ends, so walking them again and again finds nothing.
 
 While any run goes on in the process, the third threshold (how many younger
 collections before a full one is considered) is raised to at least
-:data:`DEFERRED`; the young generations are collected as before, and full
-collections still happen, ten times more rarely. The application's setting
+:data:`DEFERRED`, and to one per :data:`NODES_PER_STEP` nodes of the largest
+graph (a full collection walks the whole graph: so they cost a run the same
+share of its time whatever its size); the young generations are collected as
+before, and full collections still happen, more rarely. The application's setting
 is given back when the last run ends, unless it changed the thresholds itself
 meanwhile. A collector the application disabled stays disabled; a higher third
 threshold of its own is kept.
@@ -25,10 +27,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-__all__ = ["DEFERRED", "fewer_full_collections"]
+__all__ = ["DEFERRED", "NODES_PER_STEP", "defer_for", "fewer_full_collections"]
 
 DEFERRED: Final = 100
 """The third threshold while runs go on (CPython's default is 10)."""
+
+NODES_PER_STEP: Final = 1000
+"""A run of more nodes than ``DEFERRED`` times this defers full collections further."""
 
 _lock = threading.Lock()  # runs may go on in several threads, each with its own loop
 _runs = 0  # runs going on in this process
@@ -56,3 +61,15 @@ def fewer_full_collections() -> Iterator[None]:
                 if gc.get_threshold() == _ours:  # else the application set its own: keep it
                     gc.set_threshold(*_saved)
                 _saved = _ours = None
+
+
+def defer_for(nodes: int) -> None:
+    """A run's graph has ``nodes`` nodes: defer full collections in proportion, while
+    the thresholds are still the ones set here (see the module's docstring)."""
+    global _ours
+    wanted = nodes // NODES_PER_STEP
+    with _lock:
+        if _ours is None or wanted <= _ours[2] or gc.get_threshold() != _ours:
+            return
+        _ours = (_ours[0], _ours[1], wanted)
+        gc.set_threshold(*_ours)
