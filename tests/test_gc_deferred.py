@@ -11,6 +11,7 @@ import pytest
 
 import asyncflow
 from asyncflow._gc import DEFERRED, NODES_PER_STEP, defer_for, fewer_full_collections
+from asyncflow.graph import expand
 
 pytestmark = pytest.mark.anyio
 
@@ -108,4 +109,25 @@ def test_a_larger_graph_defers_them_further_while_the_settings_are_ours() -> Non
     gc.set_threshold(700, 10, 10)
     with fewer_full_collections():
         defer_for(5 * DEFERRED * NODES_PER_STEP)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+class Leaf(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+
+class Wide(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+    def requires(self) -> list[Leaf]:
+        return [Leaf(i=i) for i in range(self.n)]
+
+
+async def test_a_graph_growing_large_defers_them_while_it_is_expanded() -> None:
+    """Most of a large graph's full collections would come while it is built: expand()
+    defers them further as it grows (every 50,000 nodes)."""
+    with fewer_full_collections():
+        graph = await expand([Wide(n=150_000)], probe=False)
+        assert len(graph) == 150_001
+        assert gc.get_threshold() == (700, 10, 150)
     assert gc.get_threshold() == (700, 10, 10)

@@ -16,10 +16,11 @@ import asyncio
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 
+from ._gc import defer_for
 from ._usercode import UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
@@ -33,6 +34,7 @@ DEFAULT_PROBE_CONCURRENCY = 64
 """How many completeness probes (``complete()`` calls) may be in flight at once."""
 
 _YIELD_EVERY = 256
+_DEFER_EVERY: Final = 50_000  # nodes added between two calls of defer_for()
 _K = TypeVar("_K")
 
 
@@ -312,8 +314,11 @@ async def grow(
     calls = graph.calls
     if probes is not None and probes.succeeded is not None:
         probes = JournalAnswers(probes)
+    nodes = graph.nodes
+    next_deferral = len(nodes) + _DEFER_EVERY
 
     async def visit(node: Node) -> None:
+        nonlocal next_deferral
         children = await _probe(node, calls, probe, probes)
         added: list[Node] = []
         copies: dict[int, Task] = {}
@@ -334,6 +339,9 @@ async def grow(
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
             await _bulk_probe(added, calls, probe_concurrency)
         queue.extend(added)
+        if len(nodes) >= next_deferral:  # a large graph: fewer full collections meanwhile
+            next_deferral = len(nodes) + _DEFER_EVERY
+            defer_for(len(nodes))
 
     await drain(queue, visit, probe_concurrency)
 
