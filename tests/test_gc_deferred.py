@@ -70,10 +70,10 @@ async def test_settings_come_back_when_the_last_of_overlapping_runs_ends() -> No
 async def test_the_applications_own_settings_are_kept() -> None:
     """A higher third threshold of its own is left alone; thresholds it changes while
     a run goes on are not overwritten when the run ends; a disabled collector stays so."""
-    gc.set_threshold(700, 10, 500)
+    gc.set_threshold(700, 10, 5 * DEFERRED)
     Seen.seen = []
     assert (await asyncflow.run(Seen(), journal=None)).ok
-    assert Seen.seen == [(700, 10, 500)] and gc.get_threshold() == (700, 10, 500)
+    assert Seen.seen == [(700, 10, 5 * DEFERRED)] and gc.get_threshold() == (700, 10, 5 * DEFERRED)
 
     gc.set_threshold(700, 10, 10)
 
@@ -129,5 +129,6 @@ async def test_a_graph_growing_large_defers_them_while_it_is_expanded() -> None:
     with fewer_full_collections():
         graph = await expand([Wide(n=150_000)], probe=False)
         assert len(graph) == 150_001
-        assert gc.get_threshold() == (700, 10, 150)
+        assert gc.get_threshold() == (700, 10, 150_000 // NODES_PER_STEP)
+        assert 150_000 // NODES_PER_STEP > DEFERRED
     assert gc.get_threshold() == (700, 10, 10)
