@@ -88,13 +88,13 @@ class PostgresJournal(Coordinator):
         self._flush_events = flush_events
         self._clock = clock
         self._leases = PgLeases(store, host, pid, lease_ttl)
-        self._lock = anyio.Lock()  # one batch made at a time
-        # Batches of new attempt rows alone are sent without waiting for the ones
-        # before (see _commit): the database writes one while the run goes on and
-        # the next is made. Anything else waits for those in flight to land.
-        self._senders: anyio.abc.TaskGroup | None = None
-        self._in_flight = 0
-        self._landed = anyio.Event()
+        # One batch made and written at a time, on one connection: while it is
+        # written the run goes on and the next batch grows. Batches sent side by
+        # side on several connections cost the database more (a backend each,
+        # contention on the same index pages) and the client more (a round trip
+        # and a statement each), and on a machine of few cores that is time taken
+        # from the run itself.
+        self._lock = anyio.Lock()
         self._wake = anyio.Event()
         self._buffer: list[TaskEvent] = []
         self._recorder = Recorder()
@@ -185,12 +185,8 @@ class PostgresJournal(Coordinator):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_loop)
             tg.start_soon(self._heartbeat_loop)
-            self._senders = tg
-            try:
-                task_status.started()
-                await anyio.sleep_forever()
-            finally:
-                self._senders = None
+            task_status.started()
+            await anyio.sleep_forever()
 
     async def close(self) -> None:
         """Write what is pending, let go of this journal's leases, close the connections.
@@ -252,7 +248,6 @@ class PostgresJournal(Coordinator):
         """
         self._check_usable()
         await self._write_pending()
-        await self._land()
 
     def statistics(self) -> JournalStatistics:
         """A snapshot of the write path (pending events, batches, rows)."""
@@ -511,6 +506,8 @@ class PostgresJournal(Coordinator):
         if events:
             self._keyless += recorder.apply(events)
         async with self._lock:
+            if self._failure is not None:
+                raise self._failure  # the batch written meanwhile failed: nothing after it
             with anyio.CancelScope(shield=True):
                 begun = [
                     run_id
@@ -540,28 +537,15 @@ class PostgresJournal(Coordinator):
         # Successes under a lease are fenced: journaled only while their token is
         # the task's greatest, checked by the statement that writes them.
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
-        args = _write_args(attempts, fence)
+        write = _write_args(attempts, fence)
         statuses = _status_args(attempts.statuses)
-        if (
-            not runs
-            and not abandon
-            and not attempts.upserts
-            and statuses is None
-            and self._senders is not None
-        ):
-            # New rows alone (the batches while runs go on): they collide with no
-            # row in flight, so they go without waiting (one round trip each).
-            self._in_flight += 1
-            self._senders.start_soon(self._send, args, len(attempts))
-            return
-        await self._land()  # what follows may change rows still in flight
         if not runs and not abandon and statuses is None:
-            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
+            refused = await self._store.write(*write, doing="write the journal") if write else []
         else:
             requested = [(row.run_id, row.requested) for row in runs if row.requested]
             for attempt in range(3):
                 try:
-                    refused = await self._transaction(args, runs, requested, abandon, statuses)
+                    refused = await self._transaction(write, runs, requested, abandon, statuses)
                     break
                 except JournalError as exc:
                     # The heartbeat locks the run rows and lease rows too: a deadlock
@@ -574,7 +558,7 @@ class PostgresJournal(Coordinator):
 
     async def _transaction(
         self,
-        args: list[list[object]],
+        write: tuple[Any, ...],
         runs: list[RunRow],
         requested: Sequence[tuple[str, str | None]],
         abandon: Sequence[str],
@@ -583,9 +567,7 @@ class PostgresJournal(Coordinator):
         """Run rows, attempt rows (and what they said) and leases let go, in one
         transaction."""
         async with self._store.transaction("write the journal") as db:
-            refused: list[Any] = (
-                await db.fetch(sql.WRITE_ATTEMPTS, *args) if args[0] or args[14] else []
-            )
+            refused: list[Any] = await db.fetch(*write) if write else []
             if statuses is not None:
                 await db.execute(sql.SET_STATUS, *statuses)
             for row in runs:
@@ -596,29 +578,6 @@ class PostgresJournal(Coordinator):
                 await db.execute(sql.ABANDON_RUNS, list(abandon))
         return refused
 
-    async def _send(self, args: list[list[object]], rows: int) -> None:
-        """Write a batch of new attempt rows (in the background: see :meth:`_commit`)."""
-        try:
-            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
-            self._written(refused, rows)
-        except JournalError as exc:
-            self._fail(exc)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                # Every waiter waits on the event of the moment: set it, and leave a
-                # fresh one for the next batches (a waiter must never replace it, or
-                # another waiting on the old one would wait forever).
-                landed, self._landed = self._landed, anyio.Event()
-                landed.set()
-
-    async def _land(self) -> None:
-        """Wait for the batches in flight; raise the failure of any."""
-        while self._in_flight:
-            await self._landed.wait()
-        if self._failure is not None:
-            raise self._failure
-
     def _written(self, refused: Sequence[Any], rows: int) -> None:
         for run_id, task_id, holder, token in refused:
             by = f"run {holder} (token {token})"
@@ -627,16 +586,9 @@ class PostgresJournal(Coordinator):
         self._rows_written += rows
 
     async def _before_read(self) -> None:
+        """Write what is pending, and wait for a batch being written: a read sees both."""
         self._check_usable()
-        await self._land()
-        if (
-            self._buffer
-            or self._dirty_runs
-            or self._ending
-            or self._keyless
-            or self._recorder.has_rows()
-        ):
-            await self._write_pending()
+        await self._write_pending()
 
     def _cannot_journal(self, exc: Exception) -> JournalError:
         error = JournalError(f"{self.url}: cannot journal events: {exc!r}")
@@ -670,16 +622,19 @@ def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
     return [list(column) for column in zip(*statuses, strict=True)]
 
 
-def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
-    """The 31 arrays of WRITE_ATTEMPTS: new rows, changed rows, the successes to fence."""
-    changed = _columns(Attempts([], attempts.upserts))
+def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> tuple[Any, ...]:
+    """The statement writing a batch's attempt rows and its arguments, or () for none:
+    WRITE_NEW for new rows alone (the 14 columns, the successes to fence), else
+    WRITE_ATTEMPTS (new rows, changed rows, the successes to fence)."""
     new = _columns(Attempts(attempts.runs, []))
     fenced: list[list[object]] = [[], [], []]
     for run_id, tokens in fence.items():
         fenced[0] += [run_id] * len(tokens)
         fenced[1] += tokens.keys()
         fenced[2] += tokens.values()
-    return [*new, *changed, *fenced]
+    if not attempts.upserts:
+        return (sql.WRITE_NEW, *new, *fenced) if new[0] else ()
+    return (sql.WRITE_ATTEMPTS, *new, *_columns(Attempts([], attempts.upserts)), *fenced)
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:

@@ -54,6 +54,7 @@ __all__ = [
     "TASK_ATTEMPTS",
     "UPSERT_RUN",
     "WRITE_ATTEMPTS",
+    "WRITE_NEW",
 ]
 
 SCHEMA_LOCK: Final = 0x6166_6A6F_7572_6E6C  # "afjournl": the advisory lock around migrations
@@ -172,15 +173,19 @@ INSERT_REQUESTED: Final = """
 # get past) until it commits, and a success whose task was taken since with a
 # greater token is written as a failed attempt naming the new holder. The
 # refused ones come back. A column may come shorter than the ids (empty when it
-# holds no value but NULL): unnest pads it with NULLs.
+# holds no value but NULL): unnest pads it with NULLs. The leases are looked up
+# one by one in task id order (a nested loop over the primary key, whatever the
+# planner thinks of the table's size): a join or ``= ANY`` may be planned as a
+# scan of every lease ever taken, for each batch.
 WRITE_ATTEMPTS: Final = """
     WITH fence AS (
         SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[]) AS f (run_id, task_id, token)
     ),
     locked AS (
-        SELECT l.task_id, l.run_id, l.token FROM leases AS l
-        WHERE l.task_id = ANY($30::text[])
-        ORDER BY l.task_id FOR KEY SHARE
+        SELECT l.task_id, l.run_id, l.token
+        FROM (SELECT DISTINCT task_id FROM fence ORDER BY task_id) AS f,
+        LATERAL (SELECT task_id, run_id, token FROM leases WHERE leases.task_id = f.task_id
+                 FOR KEY SHARE) AS l
     ),
     stale AS (
         SELECT f.run_id, f.task_id, f.token AS held, locked.run_id AS holder, locked.token,
@@ -236,6 +241,45 @@ WRITE_ATTEMPTS: Final = """
             status = excluded.status, ended = excluded.ended, duration = excluded.duration,
             error_type = excluded.error_type, error_message = excluded.error_message,
             traceback = excluded.traceback, worker = excluded.worker
+    )
+    SELECT run_id, task_id, holder, token FROM stale
+"""
+# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on):
+# one plain insert ($1..$14), the successes fenced as there ($15..$17), without
+# the union, the second pass and the sorts that changed rows need.
+WRITE_NEW: Final = """
+    WITH fence AS (
+        SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[]) AS f (run_id, task_id, token)
+    ),
+    locked AS (
+        SELECT l.task_id, l.run_id, l.token
+        FROM (SELECT DISTINCT task_id FROM fence ORDER BY task_id) AS f,
+        LATERAL (SELECT task_id, run_id, token FROM leases WHERE leases.task_id = f.task_id
+                 FOR KEY SHARE) AS l
+    ),
+    stale AS (
+        SELECT f.run_id, f.task_id, f.token AS held, locked.run_id AS holder, locked.token,
+               format('%s: success not journaled: while this attempt ran (lease token %s), '
+                      'its lease lapsed and was taken over by run %s (token %s); '
+                      'that holder''s outcome stands',
+                      f.task_id, f.token, locked.run_id, locked.token) AS why
+        FROM fence AS f JOIN locked ON locked.task_id = f.task_id AND locked.token > f.token
+    ),
+    inserted AS (
+        INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                              ended, duration, error_type, error_message, traceback, worker)
+        SELECT a.id, a.run_id, a.task_id, a.family, a.params, a.attempt, a.started,
+               CASE WHEN s.why IS NULL THEN a.status ELSE 'failed' END,
+               a.ended, a.duration,
+               CASE WHEN s.why IS NULL THEN a.error_type ELSE 'asyncflow.LeaseLost' END,
+               coalesce(s.why, a.error_message), coalesce(s.why, a.traceback), a.worker
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                    $6::integer[], $7::float8[], $8::text[], $9::float8[], $10::float8[],
+                    $11::text[], $12::text[], $13::text[], $14::text[])
+             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
+                   duration, error_type, error_message, traceback, worker)
+        LEFT JOIN stale AS s
+        ON s.run_id = a.run_id AND s.task_id = a.task_id AND a.status = 'success'
     )
     SELECT run_id, task_id, holder, token FROM stale
 """
