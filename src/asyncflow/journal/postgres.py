@@ -335,8 +335,8 @@ class PostgresJournal(Coordinator):
         """Retries a resumed run has already used (see :meth:`Journal.prior_attempts`)."""
         await self._before_read()
         ids = list(dict.fromkeys(task_ids))
-        if not ids:
-            return {}
+        if not ids or not (await self._store.fetch(sql.ANY_INTERRUPTED))[0][0]:
+            return {}  # (without a run interrupted, no task has used a retry yet)
         rows = await self._store.fetch(sql.PRIOR_ATTEMPTS, ids)
         return {str(task_id): int(count) for task_id, count in rows}
 

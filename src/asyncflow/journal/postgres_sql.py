@@ -20,6 +20,7 @@ from typing import Final
 
 __all__ = [
     "ABANDON_RUNS",
+    "ANY_INTERRUPTED",
     "ANY_RIVAL",
     "ATTEMPTS_BY_ID",
     "CLAIM",
@@ -362,16 +363,23 @@ CLAIM: Final = """
 """
 # The common case first: tasks never leased, taken with a plain insert (a third of
 # CLAIM's cost). A task another claim inserts meanwhile makes it fail whole
-# (unique_violation): the caller then takes the lot with CLAIM.
+# (unique_violation): the caller then takes the lot with CLAIM. One row comes
+# back, not one per lease: the token (NULL: none taken, none drawn), and the task
+# ids taken unless all were.
 CLAIM_NEW: Final = """
     WITH next AS (
         SELECT nextval('lease_tokens') AS token
+    ),
+    fresh AS (
+        INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
+        SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
+        FROM unnest($1::text[]) AS w (task_id), next
+        WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
+        RETURNING task_id, token
     )
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
-    SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
-    FROM unnest($1::text[]) AS w (task_id), next
-    WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
-    RETURNING task_id, token, NULL::text AS prev
+    SELECT (SELECT token FROM fresh LIMIT 1),
+           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::text[]) THEN NULL
+                ELSE ARRAY(SELECT task_id FROM fresh) END
 """
 # How each lease stands, judged by the database: its holder, how it was let go,
 # whether the holder's run journaled a success or ended, whether it expired.
@@ -467,6 +475,9 @@ SUCCEEDED_UNDER: Final = """
                            'interrupted', 'missing'))
     LIMIT $3
 """
+# Whether PRIOR_ATTEMPTS can find anything: a tiny statement that spares it (and
+# its array of every task id claimed) while no run was ever interrupted.
+ANY_INTERRUPTED: Final = "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'interrupted')"
 # Failed attempts in runs interrupted after the task's last success and its last
 # run that ended: what a resumed run has used of the task's retries.
 PRIOR_ATTEMPTS: Final = """
