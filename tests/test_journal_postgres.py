@@ -528,7 +528,7 @@ async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -
                 while not await query(  # noqa: ASYNC110 (polls the database)
                     postgres_dsn,
                     "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%WITH fence AS%'",
+                    "AND query LIKE '%WITH rows AS%'",
                 ):
                     await anyio.sleep(0.02)
             found: list[set[str]] = []

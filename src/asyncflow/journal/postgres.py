@@ -624,16 +624,25 @@ def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
 
 def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> tuple[Any, ...]:
     """The statement writing a batch's attempt rows and its arguments, or () for none:
-    WRITE_NEW for new rows alone (the 14 columns, the successes to fence), else
-    WRITE_ATTEMPTS (new rows, changed rows, the successes to fence)."""
+    WRITE_NEW for new rows alone (the 14 columns, the token of each success to
+    fence), else WRITE_ATTEMPTS (new rows, changed rows, the successes to fence)."""
     new = _columns(Attempts(attempts.runs, []))
-    fenced: list[list[object]] = [[], [], []]
-    for run_id, tokens in fence.items():
-        fenced[0] += [run_id] * len(tokens)
-        fenced[1] += tokens.keys()
-        fenced[2] += tokens.values()
     if not attempts.upserts:
-        return (sql.WRITE_NEW, *new, *fenced) if new[0] else ()
+        if not new[0]:
+            return ()
+        tokens: list[int | None] = []
+        if fence:
+            none: Mapping[str, int] = {}
+            tokens = [
+                fence.get(str(run_id), none).get(str(task_id)) if status == _SUCCESS else None
+                for run_id, task_id, status in zip(new[1], new[2], new[7], strict=True)
+            ]
+        return (sql.WRITE_NEW, *new, tokens)
+    fenced: list[list[object]] = [[], [], []]
+    for run_id, held in fence.items():
+        fenced[0] += [run_id] * len(held)
+        fenced[1] += held.keys()
+        fenced[2] += held.values()
     return (sql.WRITE_ATTEMPTS, *new, *_columns(Attempts([], attempts.upserts)), *fenced)
 
 

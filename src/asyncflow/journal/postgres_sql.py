@@ -245,42 +245,42 @@ WRITE_ATTEMPTS: Final = """
     )
     SELECT run_id, task_id, holder, token FROM stale
 """
-# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on):
-# one plain insert ($1..$14), the successes fenced as there ($15..$17), without
-# the union, the second pass and the sorts that changed rows need.
+# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on): one
+# plain insert, without the union, the second pass and the sorts that changed rows
+# need. The columns ($1..$14) and the token each success held under its lease
+# ($15, aligned with the rows; NULL where nothing is fenced); fenced as there.
 WRITE_NEW: Final = """
-    WITH fence AS (
-        SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[]) AS f (run_id, task_id, token)
+    WITH rows AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::integer[], $7::float8[], $8::text[], $9::float8[],
+                             $10::float8[], $11::text[], $12::text[], $13::text[], $14::text[],
+                             $15::bigint[])
+             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
+                   duration, error_type, error_message, traceback, worker, token)
     ),
     locked AS (
         SELECT l.task_id, l.run_id, l.token
-        FROM (SELECT DISTINCT task_id FROM fence ORDER BY task_id) AS f,
+        FROM (SELECT DISTINCT task_id FROM rows WHERE token IS NOT NULL ORDER BY task_id) AS f,
         LATERAL (SELECT task_id, run_id, token FROM leases WHERE leases.task_id = f.task_id
                  FOR KEY SHARE) AS l
     ),
     stale AS (
-        SELECT f.run_id, f.task_id, f.token AS held, locked.run_id AS holder, locked.token,
+        SELECT r.id, r.run_id, r.task_id, locked.run_id AS holder, locked.token,
                format('%s: success not journaled: while this attempt ran (lease token %s), '
                       'its lease lapsed and was taken over by run %s (token %s); '
                       'that holder''s outcome stands',
-                      f.task_id, f.token, locked.run_id, locked.token) AS why
-        FROM fence AS f JOIN locked ON locked.task_id = f.task_id AND locked.token > f.token
+                      r.task_id, r.token, locked.run_id, locked.token) AS why
+        FROM rows AS r JOIN locked ON locked.task_id = r.task_id AND locked.token > r.token
     ),
     inserted AS (
         INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
                               ended, duration, error_type, error_message, traceback, worker)
-        SELECT a.id, a.run_id, a.task_id, a.family, a.params, a.attempt, a.started,
-               CASE WHEN s.why IS NULL THEN a.status ELSE 'failed' END,
-               a.ended, a.duration,
-               CASE WHEN s.why IS NULL THEN a.error_type ELSE 'asyncflow.LeaseLost' END,
-               coalesce(s.why, a.error_message), coalesce(s.why, a.traceback), a.worker
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                    $6::integer[], $7::float8[], $8::text[], $9::float8[], $10::float8[],
-                    $11::text[], $12::text[], $13::text[], $14::text[])
-             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
-                   duration, error_type, error_message, traceback, worker)
-        LEFT JOIN stale AS s
-        ON s.run_id = a.run_id AND s.task_id = a.task_id AND a.status = 'success'
+        SELECT r.id, r.run_id, r.task_id, r.family, r.params, r.attempt, r.started,
+               CASE WHEN s.why IS NULL THEN r.status ELSE 'failed' END,
+               r.ended, r.duration,
+               CASE WHEN s.why IS NULL THEN r.error_type ELSE 'asyncflow.LeaseLost' END,
+               coalesce(s.why, r.error_message), coalesce(s.why, r.traceback), r.worker
+        FROM rows AS r LEFT JOIN stale AS s ON s.id = r.id
     )
     SELECT run_id, task_id, holder, token FROM stale
 """
