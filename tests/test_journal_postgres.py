@@ -9,6 +9,7 @@ database per test.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from asyncflow.journal import (
     PostgresJournal,
     RunStatus,
     open_journal,
+    postgres_sql,
 )
 from asyncflow.journal.postgres_sql import SCHEMA_VERSION
 from asyncflow.web import create_app
@@ -476,6 +478,84 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(postgres_ds
     )
     assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
+
+
+async def test_a_success_taken_over_within_its_batch_is_not_journaled(postgres_dsn: str) -> None:
+    """Start and success of the stalled holder reach the database in one batch of new
+    rows (one insert), after a takeover: refused all the same, named as failed."""
+    task_id = T(n=1).task_id
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        claim = await mine.claim("run-a", [task_id, T(n=2).task_id], since=time.time())
+        assert mine.commit_check("run-a").accept(task_id, claim.tokens[task_id])
+        await stall(mine, "run-a", other)
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", [task_id], since=time.time())).taken == [task_id]
+        for n in (1, 2):  # woken up: both ran meanwhile; the lease of 2 was not taken
+            mine.record(event(Event.START, n, "run-a"))
+            mine.record(event(Event.SUCCESS, n, "run-a"))
+        await mine.flush()
+    rows = await query(
+        postgres_dsn, "SELECT task_id, status, error_type FROM attempts ORDER BY task_id"
+    )
+    assert rows == [
+        (task_id, "failed", "asyncflow.LeaseLost"),
+        (T(n=2).task_id, "success", None),
+    ]
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, its init plans and CTEs included."""
+    nodes = [plan]
+    for child in plan.get("Plans", ()):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+async def test_a_batch_fences_its_successes_by_key_not_by_scanning_every_lease(
+    postgres_dsn: str,
+) -> None:
+    """The leases a batch locks to fence its successes are looked up by their key: the
+    leases table holds every task ever leased, and a scan of it per batch grows with it."""
+    ids = [T(n=n).task_id for n in range(20_000)]
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ids, since=time.time())
+    fenced = ids[5_000:5_512]
+    count = len(fenced)
+    columns: list[list[object]] = [
+        [(7 << 32) + i for i in range(count)],
+        ["run-a"] * count,
+        fenced,
+        ["T"] * count,
+        ["{}"] * count,
+        [1] * count,
+        [1.0] * count,
+        ["success"] * count,
+        [2.0] * count,
+        [1.0] * count,
+        *([] for _ in range(4)),
+    ]
+    tokens = [int(row[0]) for row in await query(postgres_dsn, "SELECT max(token) FROM leases")]
+    fence = [["run-a"] * count, fenced, tokens * count]
+    statements = [  # (a batch of new rows alone is written by WRITE_NEW)
+        ("WRITE_ATTEMPTS", [*columns, *([] for _ in range(14)), *fence]),
+        ("WRITE_NEW", [*columns, tokens * count]),
+    ]
+    db = await asyncpg.connect(postgres_dsn)
+    try:
+        await db.execute("ANALYZE leases")
+        for name, args in statements:
+            statement = getattr(postgres_sql, name)
+            [(plan,)] = await db.fetch(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+            nodes = _plan_nodes(json.loads(plan)[0]["Plan"])
+            scans = [n["Node Type"] for n in nodes if n.get("Relation Name") == "leases"]
+            assert scans and "Seq Scan" not in scans, (name, scans)
+    finally:
+        await db.close()
 
 
 async def test_a_success_under_the_current_token_is_journaled(postgres_dsn: str) -> None:
