@@ -482,28 +482,39 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(postgres_ds
 
 async def test_a_success_taken_over_within_its_batch_is_not_journaled(postgres_dsn: str) -> None:
     """Start and success of the stalled holder reach the database in one batch of new
-    rows (one insert), after a takeover: refused all the same, named as failed."""
-    task_id = T(n=1).task_id
+    rows (one insert), after a takeover: refused all the same, named as failed, with
+    or without the duration its event gave; its other tasks' rows as they were."""
+    ids = [T(n=n).task_id for n in range(1, 5)]
     async with (
         PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
         PostgresJournal.open(postgres_dsn) as other,
     ):
         await mine.begin_run("run-a")
-        claim = await mine.claim("run-a", [task_id, T(n=2).task_id], since=time.time())
-        assert mine.commit_check("run-a").accept(task_id, claim.tokens[task_id])
+        claim = await mine.claim("run-a", ids, since=time.time())
+        for task_id in ids[:3]:
+            assert mine.commit_check("run-a").accept(task_id, claim.tokens[task_id])
         await stall(mine, "run-a", other)
         await other.begin_run("run-b")
-        assert (await other.claim("run-b", [task_id], since=time.time())).taken == [task_id]
-        for n in (1, 2):  # woken up: both ran meanwhile; the lease of 2 was not taken
+        taken = await other.claim("run-b", [ids[0], ids[2]], since=time.time())
+        assert taken.taken == [ids[0], ids[2]]
+        for n in range(1, 5):  # woken up: all ran meanwhile
             mine.record(event(Event.START, n, "run-a"))
-            mine.record(event(Event.SUCCESS, n, "run-a"))
+        mine.record(event(Event.SUCCESS, 1, "run-a"))
+        mine.record(event(Event.SUCCESS, 2, "run-a"))
+        mine.record(event(Event.SUCCESS, 3, "run-a", duration=0.5))
+        mine.record(event(Event.CANCELLED, 4, "run-a"))
         await mine.flush()
     rows = await query(
-        postgres_dsn, "SELECT task_id, status, error_type FROM attempts ORDER BY task_id"
+        postgres_dsn,
+        "SELECT task_id, status, error_type, duration IS NOT NULL, traceback LIKE $1 "
+        "FROM attempts ORDER BY task_id",
+        "%taken over by run run-b%",
     )
     assert rows == [
-        (task_id, "failed", "asyncflow.LeaseLost"),
-        (T(n=2).task_id, "success", None),
+        (ids[0], "failed", "asyncflow.LeaseLost", True, True),
+        (ids[1], "success", None, True, None),
+        (ids[2], "failed", "asyncflow.LeaseLost", True, True),
+        (ids[3], "cancelled", None, True, None),
     ]
 
 
@@ -543,7 +554,12 @@ async def test_a_batch_fences_its_successes_by_key_not_by_scanning_every_lease(
     fence = [["run-a"] * count, fenced, tokens * count]
     statements = [  # (a batch of new rows alone is written by WRITE_NEW)
         ("WRITE_ATTEMPTS", [*columns, *([] for _ in range(14)), *fence]),
-        ("WRITE_NEW", [*columns, tokens * count]),
+        (  # successes by their own columns (id, task, family, params, attempt, times)
+            "WRITE_NEW",
+            [*columns[0:1], *columns[2:7], columns[8], tokens * count]
+            + [[] for _ in range(16)]  # no running attempt, no other ending
+            + [[7], ["run-a"]],
+        ),
     ]
     db = await asyncpg.connect(postgres_dsn)
     try:
@@ -608,7 +624,7 @@ async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -
                 while not await query(  # noqa: ASYNC110 (polls the database)
                     postgres_dsn,
                     "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%WITH rows AS%'",
+                    "AND query LIKE '%INSERT INTO attempts%'",
                 ):
                     await anyio.sleep(0.02)
             found: list[set[str]] = []

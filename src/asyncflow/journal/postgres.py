@@ -47,7 +47,8 @@ from .records import (
     RunStatus,
     TaskSummary,
 )
-from .rows import Attempts, Recorder, RunRow
+from .rows import Attempts, Recorder, RunAttempts, RunRow
+from .schema import KEY_SHIFT
 from .where import is_postgres_url, redacted
 
 if TYPE_CHECKING:
@@ -579,9 +580,8 @@ class PostgresJournal(Coordinator):
         return refused
 
     def _written(self, refused: Sequence[Any], rows: int) -> None:
-        for run_id, task_id, holder, token in refused:
-            by = f"run {holder} (token {token})"
-            _log.warning("journal.success_fenced", task_id=task_id, run_id=run_id, by=by)
+        for run_id, task_id, why in refused:
+            _log.warning("journal.success_fenced", task_id=task_id, run_id=run_id, why=why)
         self._batches += 1
         self._rows_written += rows
 
@@ -624,26 +624,60 @@ def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
 
 def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> tuple[Any, ...]:
     """The statement writing a batch's attempt rows and its arguments, or () for none:
-    WRITE_NEW for new rows alone (the 14 columns, the token of each success to
-    fence), else WRITE_ATTEMPTS (new rows, changed rows, the successes to fence)."""
-    new = _columns(Attempts(attempts.runs, []))
+    WRITE_NEW for new rows alone, else WRITE_ATTEMPTS (new rows, changed rows, the
+    successes to fence)."""
     if not attempts.upserts:
-        if not new[0]:
-            return ()
-        tokens: list[int | None] = []
-        if fence:
-            none: Mapping[str, int] = {}
-            tokens = [
-                fence.get(str(run_id), none).get(str(task_id)) if status == _SUCCESS else None
-                for run_id, task_id, status in zip(new[1], new[2], new[7], strict=True)
-            ]
-        return (sql.WRITE_NEW, *new, tokens)
+        return _new_args(attempts.runs, fence)
     fenced: list[list[object]] = [[], [], []]
     for run_id, held in fence.items():
         fenced[0] += [run_id] * len(held)
         fenced[1] += held.keys()
         fenced[2] += held.values()
+    new = _columns(Attempts(attempts.runs, []))
     return (sql.WRITE_ATTEMPTS, *new, *_columns(Attempts([], attempts.upserts)), *fenced)
+
+
+def _new_args(
+    runs: Sequence[RunAttempts], fence: Mapping[str, Mapping[str, int]]
+) -> tuple[Any, ...]:
+    """WRITE_NEW and its 26 arrays (rows by shape, one column each, the token of every
+    success to fence; the run key and run id of each run), or () for no row."""
+    cols: list[list[Any]] = [[] for _ in range(24)]
+    keys: list[int] = []
+    run_ids: list[str] = []
+    for run in runs:
+        held = fence.get(run.run_id)
+        for values, width, first, token in (
+            (run.succeeded, 7, 0, 7),
+            (run.running, 6, 8, None),
+            (run.ended, 9, 14, 23),
+        ):
+            if not values:
+                continue
+            ids = values[0::width]
+            if not keys or keys[-1] != ids[0] >> KEY_SHIFT:  # type: ignore[operator]
+                keys.append(ids[0] >> KEY_SHIFT)  # type: ignore[operator]
+                run_ids.append(run.run_id)
+            cols[first] += ids
+            for offset in range(1, width):
+                cols[first + offset] += values[offset::width]
+            if token is not None:
+                task_ids = values[1::width]
+                if held is None:
+                    cols[token] += [None] * len(task_ids)
+                elif width == 7:
+                    cols[token] += [held.get(task_id) for task_id in task_ids]  # type: ignore[call-overload]
+                else:
+                    statuses = values[6::width]
+                    cols[token] += [
+                        held.get(task_id) if status == _SUCCESS else None  # type: ignore[call-overload]
+                        for task_id, status in zip(task_ids, statuses, strict=True)
+                    ]
+    if not (cols[0] or cols[8] or cols[14]):
+        return ()
+    # A column of NULLs alone goes as an empty array (see _columns).
+    cols = [column if column.count(None) != len(column) else [] for column in cols]
+    return (sql.WRITE_NEW, *cols, keys, run_ids)
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:

@@ -243,46 +243,66 @@ WRITE_ATTEMPTS: Final = """
             error_type = excluded.error_type, error_message = excluded.error_message,
             traceback = excluded.traceback, worker = excluded.worker
     )
-    SELECT run_id, task_id, holder, token FROM stale
+    SELECT run_id, task_id, why FROM stale
 """
-# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on): one
-# plain insert, without the union, the second pass and the sorts that changed rows
-# need. The columns ($1..$14) and the token each success held under its lease
-# ($15, aligned with the rows; NULL where nothing is fenced); fenced as there.
+# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on), in one
+# pass: no union of changed rows, no common table expression read thrice. The rows
+# come by shape (rows.RunAttempts), each with only the columns it has: successes
+# ($1..$8: id, task id, family, params, attempt, started, ended, token; the status
+# and the duration are the statement's), running attempts ($9..$14), other endings
+# ($15..$24, with a token for a success that gave its duration). Run ids come once
+# per run ($25, $26: the run key of the attempt ids, the run id). The leases of the
+# successes with a token are locked (FOR KEY SHARE) in task id order, as RENEW locks
+# them, and checked as in WRITE_ATTEMPTS; the refused ones come back.
 WRITE_NEW: Final = """
-    WITH rows AS (
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::integer[], $7::float8[], $8::text[], $9::float8[],
-                             $10::float8[], $11::text[], $12::text[], $13::text[], $14::text[],
-                             $15::bigint[])
-             AS a (id, run_id, task_id, family, params, attempt, started, status, ended,
-                   duration, error_type, error_message, traceback, worker, token)
-    ),
-    locked AS (
-        SELECT l.task_id, l.run_id, l.token
-        FROM (SELECT DISTINCT task_id FROM rows WHERE token IS NOT NULL ORDER BY task_id) AS f,
-        LATERAL (SELECT task_id, run_id, token FROM leases WHERE leases.task_id = f.task_id
-                 FOR KEY SHARE) AS l
-    ),
-    stale AS (
-        SELECT r.id, r.run_id, r.task_id, locked.run_id AS holder, locked.token,
-               format('%s: success not journaled: while this attempt ran (lease token %s), '
-                      'its lease lapsed and was taken over by run %s (token %s); '
-                      'that holder''s outcome stands',
-                      r.task_id, r.token, locked.run_id, locked.token) AS why
-        FROM rows AS r JOIN locked ON locked.task_id = r.task_id AND locked.token > r.token
-    ),
-    inserted AS (
+    WITH inserted AS (
         INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
                               ended, duration, error_type, error_message, traceback, worker)
-        SELECT r.id, r.run_id, r.task_id, r.family, r.params, r.attempt, r.started,
-               CASE WHEN s.why IS NULL THEN r.status ELSE 'failed' END,
-               r.ended, r.duration,
-               CASE WHEN s.why IS NULL THEN r.error_type ELSE 'asyncflow.LeaseLost' END,
-               coalesce(s.why, r.error_message), coalesce(s.why, r.traceback), r.worker
-        FROM rows AS r LEFT JOIN stale AS s ON s.id = r.id
+        SELECT a.id, a.run_id, a.task_id, a.family, a.params, a.attempt, a.started,
+               CASE WHEN w.why IS NULL THEN a.status ELSE 'failed' END, a.ended, a.duration,
+               CASE WHEN w.why IS NULL THEN NULL ELSE 'asyncflow.LeaseLost' END,
+               w.why, w.why, NULL
+        FROM (
+            SELECT b.*, k.run_id FROM (
+                SELECT s.id, s.task_id, s.family, s.params, s.attempt, s.started,
+                       'success' AS status, s.ended, greatest(s.ended - s.started, 0) AS duration,
+                       s.token
+                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::integer[],
+                            $6::float8[], $7::float8[], $8::bigint[])
+                     AS s (id, task_id, family, params, attempt, started, ended, token)
+                UNION ALL
+                SELECT r.id, r.task_id, r.family, r.params, r.attempt, r.started,
+                       'running', NULL, NULL, NULL
+                FROM unnest($9::bigint[], $10::text[], $11::text[], $12::text[], $13::integer[],
+                            $14::float8[])
+                     AS r (id, task_id, family, params, attempt, started)
+                UNION ALL
+                SELECT * FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[],
+                                     $19::integer[], $20::float8[], $21::text[], $22::float8[],
+                                     $23::float8[], $24::bigint[])
+                     AS e (id, task_id, family, params, attempt, started, status, ended,
+                           duration, token)
+            ) AS b
+            LEFT JOIN unnest($25::bigint[], $26::text[]) AS k (key, run_id)
+            ON k.key = b.id >> 32
+            ORDER BY b.task_id
+        ) AS a
+        LEFT JOIN LATERAL (
+            SELECT leases.run_id, leases.token FROM leases
+            WHERE leases.task_id = a.task_id AND a.token IS NOT NULL
+            FOR KEY SHARE
+        ) AS l ON true
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN l.token > a.token THEN
+                       format('%s: success not journaled: while this attempt ran (lease token '
+                              '%s), its lease lapsed and was taken over by run %s (token %s); '
+                              'that holder''s outcome stands',
+                              a.task_id, a.token, l.run_id, l.token)
+                   END AS why
+        ) AS w
+        RETURNING run_id, task_id, error_type, error_message
     )
-    SELECT run_id, task_id, holder, token FROM stale
+    SELECT run_id, task_id, error_message FROM inserted WHERE error_type IS NOT NULL
 """
 # The latest status of attempts that reported one (rows.Attempts.statuses: message,
 # percentage, URL, attempt id), after the batch's rows are written.
