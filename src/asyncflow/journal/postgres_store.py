@@ -100,10 +100,11 @@ class PgStore:
                 return
             await db.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             version = await self._version(db)  # another process may have migrated it meanwhile
-            for step in sql.MIGRATIONS[version:]:
-                for statement in step:
-                    await db.execute(statement)
-            await db.execute("UPDATE asyncflow_schema SET version = $1", sql.SCHEMA_VERSION)
+            # Every statement of every step due, and the new version, in one round trip
+            # (a script without parameters is sent as one simple query).
+            steps = [statement for step in sql.MIGRATIONS[version:] for statement in step]
+            steps.append(f"UPDATE asyncflow_schema SET version = {int(sql.SCHEMA_VERSION)}")
+            await db.execute(";\n".join(steps))
 
     async def _version(self, db: Any) -> int:
         # pg_tables, not to_regclass(): a catalog read with this statement's snapshot
