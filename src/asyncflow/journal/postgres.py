@@ -9,10 +9,17 @@ It is the SQLite :class:`~asyncflow.journal.Journal`'s twin behind the same
 :class:`~asyncflow.coordination.Coordinator` interface and the same history
 API. Recorded events become attempt rows exactly as there
 (:class:`~asyncflow.journal.rows.Recorder`); a batch of them is one
-statement with one array per column, so one round trip. Leases are rows
-locked while taken and judged by the database's clock
-(:mod:`asyncflow.journal.postgres_leases`). Every statement is in
-:mod:`asyncflow.journal.postgres_sql`.
+statement with one array per column, so one round trip, and one batch is
+written at a time while the run goes on. Leases are rows locked while taken
+and judged by the database's clock (:mod:`asyncflow.journal.postgres_leases`).
+Every statement is in :mod:`asyncflow.journal.postgres_sql`.
+
+Commits keep the server's ``synchronous_commit`` (on unless its operator
+turns it off). Off for the journal's own transactions, a batch would not wait
+for its WAL flush; a killed client would lose nothing more (what it committed
+stays committed), but a crash of the server could take back leases taken and
+successes journaled after the client acted on them, and another process would
+run those tasks again. One batch at a time, the wait costs the run little.
 """
 
 from __future__ import annotations
