@@ -654,6 +654,8 @@ def _new_args(
     run_ids: list[str] = []
     for run in runs:
         held = fence.get(run.run_id)
+        # Each shape: its flat values, their width (rows.py), where its columns start
+        # among WRITE_NEW's arrays, and which array holds its tokens (if it fences).
         for values, width, first, token in (
             (run.succeeded, 7, 0, 7),
             (run.running, 6, 8, None),
