@@ -121,6 +121,29 @@ async def test_a_database_of_another_application_is_refused_and_left_alone(
     assert tables == [("users",)]
 
 
+async def test_an_older_schema_is_migrated_in_place(postgres_dsn: str) -> None:
+    """A database of schema version 1 gets the later steps and the current version,
+    its rows kept."""
+    db = await asyncpg.connect(postgres_dsn)
+    try:
+        for statement in postgres_sql.MIGRATIONS[0]:
+            await db.execute(statement)
+        await db.execute("UPDATE asyncflow_schema SET version = 1")
+        await db.execute("INSERT INTO run_keys (run_id) VALUES ('run-old')")
+    finally:
+        await db.close()
+    async with PostgresJournal.open(postgres_dsn):
+        pass
+    assert await query(postgres_dsn, "SELECT version FROM asyncflow_schema") == [(SCHEMA_VERSION,)]
+    assert await query(postgres_dsn, "SELECT run_id FROM run_keys") == [("run-old",)]
+    columns = await query(
+        postgres_dsn,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'attempts' "
+        "AND column_name = 'tracking_url'",
+    )
+    assert columns == [("tracking_url",)]
+
+
 async def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
     """A database migrated by a newer asyncflow names both versions."""
     async with PostgresJournal.open(postgres_dsn):
@@ -604,6 +627,33 @@ async def test_the_configured_journal_may_be_a_url(
         [run] = await journal.runs()
         assert run.requested == (T(n=7).task_id,)
     assert not (tmp_path / ".asyncflow").exists()
+
+
+async def test_batches_are_written_one_at_a_time(postgres_dsn: str) -> None:
+    """While a batch is being written, what is recorded meanwhile waits and goes as
+    the next batch, whole: one connection writing, not a batch (and a connection)
+    per wake of the writer."""
+    tasks = range(1, 6)
+    async with PostgresJournal.open(postgres_dsn, flush_events=1, flush_interval=60) as journal:
+        await journal.begin_run("run-a")
+        before = journal.statistics().batches
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute("LOCK TABLE attempts IN EXCLUSIVE MODE")
+            for n in tasks:  # every event wakes the writer (flush_events=1)
+                journal.record(event(Event.START, n, "run-a"))
+                journal.record(event(Event.SUCCESS, n, "run-a"))
+                await anyio.wait_all_tasks_blocked()  # the writer took them, or waits
+            await blocking.rollback()
+        finally:
+            await blocker.close()
+        await journal.flush()
+        assert journal.statistics().batches - before == 2  # the first, then the rest
+        assert await journal.succeeded(T(n=n).task_id for n in tasks) == {
+            T(n=n).task_id for n in tasks
+        }
 
 
 async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -> None:
