@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from tests.fixtures.stall_trials import local_trial, quiet_trial, violations
 
 import asyncflow
@@ -124,8 +125,12 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(
         other.record(event(Event.SUCCESS, 1, "run-b", clock.now))
         await other.flush()
         mine.record(event(Event.SUCCESS, 1, "run-a", clock.now))  # woken up
-        await mine.flush()
+        with structlog.testing.capture_logs() as logs:
+            await mine.flush()
     assert claims == [(int(interrupted),)]
+    fenced = [log for log in logs if log["event"] == "journal.success_fenced"]
+    assert [(log["task_id"], log["run_id"]) for log in fenced] == [(task_id, "run-a")]
+    assert fenced[0]["by"].startswith("run run-b (")  # the holder, as on either backend
     rows = query(path, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id")
     assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]

@@ -9,6 +9,7 @@ database per test.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import anyio
 import asyncpg
 import httpx
 import pytest
+import structlog.testing
 from tests.fixtures import ROOT, cli, cli_env
 from tests.fixtures.postgres import PostgresServer
 
@@ -32,6 +34,7 @@ from asyncflow.journal import (
     PostgresJournal,
     RunStatus,
     open_journal,
+    postgres_sql,
 )
 from asyncflow.journal.postgres_sql import SCHEMA_VERSION
 from asyncflow.web import create_app
@@ -117,6 +120,29 @@ async def test_a_database_of_another_application_is_refused_and_left_alone(
         postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
     )
     assert tables == [("users",)]
+
+
+async def test_an_older_schema_is_migrated_in_place(postgres_dsn: str) -> None:
+    """A database of schema version 1 gets the later steps and the current version,
+    its rows kept."""
+    db = await asyncpg.connect(postgres_dsn)
+    try:
+        for statement in postgres_sql.MIGRATIONS[0]:
+            await db.execute(statement)
+        await db.execute("UPDATE asyncflow_schema SET version = 1")
+        await db.execute("INSERT INTO run_keys (run_id) VALUES ('run-old')")
+    finally:
+        await db.close()
+    async with PostgresJournal.open(postgres_dsn):
+        pass
+    assert await query(postgres_dsn, "SELECT version FROM asyncflow_schema") == [(SCHEMA_VERSION,)]
+    assert await query(postgres_dsn, "SELECT run_id FROM run_keys") == [("run-old",)]
+    columns = await query(
+        postgres_dsn,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'attempts' "
+        "AND column_name = 'tracking_url'",
+    )
+    assert columns == [("tracking_url",)]
 
 
 async def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
@@ -470,12 +496,110 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(postgres_ds
         other.record(event(Event.SUCCESS, 1, "run-b"))
         await other.flush()
         mine.record(event(Event.SUCCESS, 1, "run-a"))  # woken up
-        await mine.flush()
+        with structlog.testing.capture_logs() as logs:
+            await mine.flush()
     rows = await query(
         postgres_dsn, "SELECT run_id, status, error_message FROM attempts ORDER BY run_id"
     )
     assert [row[:2] for row in rows] == [("run-a", "failed"), ("run-b", "success")]
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
+    fenced = [log for log in logs if log["event"] == "journal.success_fenced"]
+    assert [(log["task_id"], log["run_id"]) for log in fenced] == [(task_id, "run-a")]
+    assert fenced[0]["by"].startswith("run run-b (")  # the holder, as on either backend
+
+
+async def test_a_success_taken_over_within_its_batch_is_not_journaled(postgres_dsn: str) -> None:
+    """Start and success of the stalled holder reach the database in one batch of new
+    rows (one insert), after a takeover: refused all the same, named as failed, with
+    or without the duration its event gave; its other tasks' rows as they were."""
+    ids = [T(n=n).task_id for n in range(1, 5)]
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        claim = await mine.claim("run-a", ids, since=time.time())
+        for task_id in ids[:3]:
+            assert mine.commit_check("run-a").accept(task_id, claim.tokens[task_id])
+        await stall(mine, "run-a", other)
+        await other.begin_run("run-b")
+        taken = await other.claim("run-b", [ids[0], ids[2]], since=time.time())
+        assert taken.taken == [ids[0], ids[2]]
+        for n in range(1, 5):  # woken up: all ran meanwhile
+            mine.record(event(Event.START, n, "run-a"))
+        mine.record(event(Event.SUCCESS, 1, "run-a"))
+        mine.record(event(Event.SUCCESS, 2, "run-a"))
+        mine.record(event(Event.SUCCESS, 3, "run-a", duration=0.5))
+        mine.record(event(Event.CANCELLED, 4, "run-a"))
+        await mine.flush()
+    rows = await query(
+        postgres_dsn,
+        "SELECT task_id, status, error_type, duration IS NOT NULL, traceback LIKE $1 "
+        "FROM attempts ORDER BY task_id",
+        "%taken over by run run-b%",
+    )
+    assert rows == [
+        (ids[0], "failed", "asyncflow.LeaseLost", True, True),
+        (ids[1], "success", None, True, None),
+        (ids[2], "failed", "asyncflow.LeaseLost", True, True),
+        (ids[3], "cancelled", None, True, None),
+    ]
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, its init plans and CTEs included."""
+    nodes = [plan]
+    for child in plan.get("Plans", ()):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+async def test_a_batch_fences_its_successes_by_key_not_by_scanning_every_lease(
+    postgres_dsn: str,
+) -> None:
+    """The leases a batch locks to fence its successes are looked up by their key: the
+    leases table holds every task ever leased, and a scan of it per batch grows with it."""
+    ids = [T(n=n).task_id for n in range(20_000)]
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ids, since=time.time())
+    fenced = ids[5_000:5_512]
+    count = len(fenced)
+    columns: list[list[object]] = [
+        [(7 << 32) + i for i in range(count)],
+        ["run-a"] * count,
+        fenced,
+        ["T"] * count,
+        ["{}"] * count,
+        [1] * count,
+        [1.0] * count,
+        ["success"] * count,
+        [2.0] * count,
+        [1.0] * count,
+        *([] for _ in range(4)),
+    ]
+    tokens = [int(row[0]) for row in await query(postgres_dsn, "SELECT max(token) FROM leases")]
+    fence = [["run-a"] * count, fenced, tokens * count]
+    statements = [  # (a batch of new rows alone is written by WRITE_NEW)
+        ("WRITE_ATTEMPTS", [*columns, *([] for _ in range(14)), *fence]),
+        (  # successes by their own columns (id, task, family, params, attempt, times)
+            "WRITE_NEW",
+            [*columns[0:1], *columns[2:7], columns[8], tokens * count]
+            + [[] for _ in range(16)]  # no running attempt, no other ending
+            + [[7], ["run-a"]],
+        ),
+    ]
+    db = await asyncpg.connect(postgres_dsn)
+    try:
+        await db.execute("ANALYZE leases")
+        for name, args in statements:
+            statement = getattr(postgres_sql, name)
+            [(plan,)] = await db.fetch(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+            nodes = _plan_nodes(json.loads(plan)[0]["Plan"])
+            scans = [n["Node Type"] for n in nodes if n.get("Relation Name") == "leases"]
+            assert scans and "Seq Scan" not in scans, (name, scans)
+    finally:
+        await db.close()
 
 
 async def test_a_success_under_the_current_token_is_journaled(postgres_dsn: str) -> None:
@@ -510,6 +634,33 @@ async def test_the_configured_journal_may_be_a_url(
     assert not (tmp_path / ".asyncflow").exists()
 
 
+async def test_batches_are_written_one_at_a_time(postgres_dsn: str) -> None:
+    """While a batch is being written, what is recorded meanwhile waits and goes as
+    the next batch, whole: one connection writing, not a batch (and a connection)
+    per wake of the writer."""
+    tasks = range(1, 6)
+    async with PostgresJournal.open(postgres_dsn, flush_events=1, flush_interval=60) as journal:
+        await journal.begin_run("run-a")
+        before = journal.statistics().batches
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute("LOCK TABLE attempts IN EXCLUSIVE MODE")
+            for n in tasks:  # every event wakes the writer (flush_events=1)
+                journal.record(event(Event.START, n, "run-a"))
+                journal.record(event(Event.SUCCESS, n, "run-a"))
+                await anyio.wait_all_tasks_blocked()  # the writer took them, or waits
+            await blocking.rollback()
+        finally:
+            await blocker.close()
+        await journal.flush()
+        assert journal.statistics().batches - before == 2  # the first, then the rest
+        assert await journal.succeeded(T(n=n).task_id for n in tasks) == {
+            T(n=n).task_id for n in tasks
+        }
+
+
 async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -> None:
     """A batch of new rows goes in the background; two readers that wait for it at
     once both go on once it lands (neither waits forever for a landing it missed)."""
@@ -528,7 +679,7 @@ async def test_every_waiter_sees_the_batches_in_flight_land(postgres_dsn: str) -
                 while not await query(  # noqa: ASYNC110 (polls the database)
                     postgres_dsn,
                     "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%WITH fence AS%'",
+                    "AND query LIKE '%INSERT INTO attempts%'",
                 ):
                     await anyio.sleep(0.02)
             found: list[set[str]] = []

@@ -9,10 +9,17 @@ It is the SQLite :class:`~asyncflow.journal.Journal`'s twin behind the same
 :class:`~asyncflow.coordination.Coordinator` interface and the same history
 API. Recorded events become attempt rows exactly as there
 (:class:`~asyncflow.journal.rows.Recorder`); a batch of them is one
-statement with one array per column, so one round trip. Leases are rows
-locked while taken and judged by the database's clock
-(:mod:`asyncflow.journal.postgres_leases`). Every statement is in
-:mod:`asyncflow.journal.postgres_sql`.
+statement with one array per column, so one round trip, and one batch is
+written at a time while the run goes on. Leases are rows locked while taken
+and judged by the database's clock (:mod:`asyncflow.journal.postgres_leases`).
+Every statement is in :mod:`asyncflow.journal.postgres_sql`.
+
+Commits keep the server's ``synchronous_commit`` (on unless its operator
+turns it off). Off for the journal's own transactions, a batch would not wait
+for its WAL flush; a killed client would lose nothing more (what it committed
+stays committed), but a crash of the server could take back leases taken and
+successes journaled after the client acted on them, and another process would
+run those tasks again. One batch at a time, the wait costs the run little.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,13 +55,16 @@ from .records import (
     RunStatus,
     TaskSummary,
 )
-from .rows import Attempts, Recorder, RunRow
+from .rows import Attempts, Recorder, RunAttempts, RunRow
+from .schema import KEY_SHIFT
 from .where import is_postgres_url, redacted
 
 if TYPE_CHECKING:
     from ..events import TaskEvent
 
 __all__ = ["PostgresJournal"]
+
+_TAKEN_BY: Final = re.compile(r"taken over by (run .+? \(token \d+\))")
 
 _PROCESSING_TIME: Final = Event.PROCESSING_TIME
 _FOLD_EVERY: Final = 256
@@ -88,13 +99,13 @@ class PostgresJournal(Coordinator):
         self._flush_events = flush_events
         self._clock = clock
         self._leases = PgLeases(store, host, pid, lease_ttl)
-        self._lock = anyio.Lock()  # one batch made at a time
-        # Batches of new attempt rows alone are sent without waiting for the ones
-        # before (see _commit): the database writes one while the run goes on and
-        # the next is made. Anything else waits for those in flight to land.
-        self._senders: anyio.abc.TaskGroup | None = None
-        self._in_flight = 0
-        self._landed = anyio.Event()
+        # One batch made and written at a time, on one connection: while it is
+        # written the run goes on and the next batch grows. Batches sent side by
+        # side on several connections cost the database more (a backend each,
+        # contention on the same index pages) and the client more (a round trip
+        # and a statement each), and on a machine of few cores that is time taken
+        # from the run itself.
+        self._lock = anyio.Lock()
         self._wake = anyio.Event()
         self._buffer: list[TaskEvent] = []
         self._recorder = Recorder()
@@ -185,12 +196,8 @@ class PostgresJournal(Coordinator):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_loop)
             tg.start_soon(self._heartbeat_loop)
-            self._senders = tg
-            try:
-                task_status.started()
-                await anyio.sleep_forever()
-            finally:
-                self._senders = None
+            task_status.started()
+            await anyio.sleep_forever()
 
     async def close(self) -> None:
         """Write what is pending, let go of this journal's leases, close the connections.
@@ -252,7 +259,6 @@ class PostgresJournal(Coordinator):
         """
         self._check_usable()
         await self._write_pending()
-        await self._land()
 
     def statistics(self) -> JournalStatistics:
         """A snapshot of the write path (pending events, batches, rows)."""
@@ -340,8 +346,8 @@ class PostgresJournal(Coordinator):
         """Retries a resumed run has already used (see :meth:`Journal.prior_attempts`)."""
         await self._before_read()
         ids = list(dict.fromkeys(task_ids))
-        if not ids:
-            return {}
+        if not ids or not (await self._store.fetch(sql.ANY_INTERRUPTED))[0][0]:
+            return {}  # (without a run interrupted, no task has used a retry yet)
         rows = await self._store.fetch(sql.PRIOR_ATTEMPTS, ids)
         return {str(task_id): int(count) for task_id, count in rows}
 
@@ -511,6 +517,8 @@ class PostgresJournal(Coordinator):
         if events:
             self._keyless += recorder.apply(events)
         async with self._lock:
+            if self._failure is not None:
+                raise self._failure  # the batch written meanwhile failed: nothing after it
             with anyio.CancelScope(shield=True):
                 begun = [
                     run_id
@@ -540,28 +548,15 @@ class PostgresJournal(Coordinator):
         # Successes under a lease are fenced: journaled only while their token is
         # the task's greatest, checked by the statement that writes them.
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
-        args = _write_args(attempts, fence)
+        write = _write_args(attempts, fence)
         statuses = _status_args(attempts.statuses)
-        if (
-            not runs
-            and not abandon
-            and not attempts.upserts
-            and statuses is None
-            and self._senders is not None
-        ):
-            # New rows alone (the batches while runs go on): they collide with no
-            # row in flight, so they go without waiting (one round trip each).
-            self._in_flight += 1
-            self._senders.start_soon(self._send, args, len(attempts))
-            return
-        await self._land()  # what follows may change rows still in flight
         if not runs and not abandon and statuses is None:
-            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
+            refused = await self._store.write(*write, doing="write the journal") if write else []
         else:
             requested = [(row.run_id, row.requested) for row in runs if row.requested]
             for attempt in range(3):
                 try:
-                    refused = await self._transaction(args, runs, requested, abandon, statuses)
+                    refused = await self._transaction(write, runs, requested, abandon, statuses)
                     break
                 except JournalError as exc:
                     # The heartbeat locks the run rows and lease rows too: a deadlock
@@ -574,7 +569,7 @@ class PostgresJournal(Coordinator):
 
     async def _transaction(
         self,
-        args: list[list[object]],
+        write: tuple[Any, ...],
         runs: list[RunRow],
         requested: Sequence[tuple[str, str | None]],
         abandon: Sequence[str],
@@ -583,9 +578,7 @@ class PostgresJournal(Coordinator):
         """Run rows, attempt rows (and what they said) and leases let go, in one
         transaction."""
         async with self._store.transaction("write the journal") as db:
-            refused: list[Any] = (
-                await db.fetch(sql.WRITE_ATTEMPTS, *args) if args[0] or args[14] else []
-            )
+            refused: list[Any] = await db.fetch(*write) if write else []
             if statuses is not None:
                 await db.execute(sql.SET_STATUS, *statuses)
             for row in runs:
@@ -596,47 +589,20 @@ class PostgresJournal(Coordinator):
                 await db.execute(sql.ABANDON_RUNS, list(abandon))
         return refused
 
-    async def _send(self, args: list[list[object]], rows: int) -> None:
-        """Write a batch of new attempt rows (in the background: see :meth:`_commit`)."""
-        try:
-            refused = await self._store.write(sql.WRITE_ATTEMPTS, *args, doing="write the journal")
-            self._written(refused, rows)
-        except JournalError as exc:
-            self._fail(exc)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                # Every waiter waits on the event of the moment: set it, and leave a
-                # fresh one for the next batches (a waiter must never replace it, or
-                # another waiting on the old one would wait forever).
-                landed, self._landed = self._landed, anyio.Event()
-                landed.set()
-
-    async def _land(self) -> None:
-        """Wait for the batches in flight; raise the failure of any."""
-        while self._in_flight:
-            await self._landed.wait()
-        if self._failure is not None:
-            raise self._failure
-
     def _written(self, refused: Sequence[Any], rows: int) -> None:
-        for run_id, task_id, holder, token in refused:
-            by = f"run {holder} (token {token})"
+        for run_id, task_id, why in refused:
+            # The statement wrote the whole message; the log names the holder
+            # alone, as the SQLite journal's does.
+            taken = _TAKEN_BY.search(why)
+            by = taken.group(1) if taken else why
             _log.warning("journal.success_fenced", task_id=task_id, run_id=run_id, by=by)
         self._batches += 1
         self._rows_written += rows
 
     async def _before_read(self) -> None:
+        """Write what is pending, and wait for a batch being written: a read sees both."""
         self._check_usable()
-        await self._land()
-        if (
-            self._buffer
-            or self._dirty_runs
-            or self._ending
-            or self._keyless
-            or self._recorder.has_rows()
-        ):
-            await self._write_pending()
+        await self._write_pending()
 
     def _cannot_journal(self, exc: Exception) -> JournalError:
         error = JournalError(f"{self.url}: cannot journal events: {exc!r}")
@@ -670,16 +636,64 @@ def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
     return [list(column) for column in zip(*statuses, strict=True)]
 
 
-def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> list[list[object]]:
-    """The 31 arrays of WRITE_ATTEMPTS: new rows, changed rows, the successes to fence."""
-    changed = _columns(Attempts([], attempts.upserts))
-    new = _columns(Attempts(attempts.runs, []))
+def _write_args(attempts: Attempts, fence: Mapping[str, Mapping[str, int]]) -> tuple[Any, ...]:
+    """The statement writing a batch's attempt rows and its arguments, or () for none:
+    WRITE_NEW for new rows alone, else WRITE_ATTEMPTS (new rows, changed rows, the
+    successes to fence)."""
+    if not attempts.upserts:
+        return _new_args(attempts.runs, fence)
     fenced: list[list[object]] = [[], [], []]
-    for run_id, tokens in fence.items():
-        fenced[0] += [run_id] * len(tokens)
-        fenced[1] += tokens.keys()
-        fenced[2] += tokens.values()
-    return [*new, *changed, *fenced]
+    for run_id, held in fence.items():
+        fenced[0] += [run_id] * len(held)
+        fenced[1] += held.keys()
+        fenced[2] += held.values()
+    new = _columns(Attempts(attempts.runs, []))
+    return (sql.WRITE_ATTEMPTS, *new, *_columns(Attempts([], attempts.upserts)), *fenced)
+
+
+def _new_args(
+    runs: Sequence[RunAttempts], fence: Mapping[str, Mapping[str, int]]
+) -> tuple[Any, ...]:
+    """WRITE_NEW and its 26 arrays (rows by shape, one column each, the token of every
+    success to fence; the run key and run id of each run), or () for no row."""
+    cols: list[list[Any]] = [[] for _ in range(24)]
+    keys: list[int] = []
+    run_ids: list[str] = []
+    for run in runs:
+        held = fence.get(run.run_id)
+        # Each shape: its flat values, their width (rows.py), where its columns start
+        # among WRITE_NEW's arrays, and which array holds its tokens (if it fences).
+        for values, width, first, token in (
+            (run.succeeded, 7, 0, 7),
+            (run.running, 6, 8, None),
+            (run.ended, 9, 14, 23),
+        ):
+            if not values:
+                continue
+            ids = values[0::width]
+            if not keys or keys[-1] != ids[0] >> KEY_SHIFT:  # type: ignore[operator]
+                keys.append(ids[0] >> KEY_SHIFT)  # type: ignore[operator]
+                run_ids.append(run.run_id)
+            cols[first] += ids
+            for offset in range(1, width):
+                cols[first + offset] += values[offset::width]
+            if token is not None:
+                task_ids = values[1::width]
+                if held is None:
+                    cols[token] += [None] * len(task_ids)
+                elif width == 7:
+                    cols[token] += [held.get(task_id) for task_id in task_ids]  # type: ignore[call-overload]
+                else:
+                    statuses = values[6::width]
+                    cols[token] += [
+                        held.get(task_id) if status == _SUCCESS else None  # type: ignore[call-overload]
+                        for task_id, status in zip(task_ids, statuses, strict=True)
+                    ]
+    if not (cols[0] or cols[8] or cols[14]):
+        return ()
+    # A column of NULLs alone goes as an empty array (see _columns).
+    cols = [column if column.count(None) != len(column) else [] for column in cols]
+    return (sql.WRITE_NEW, *cols, keys, run_ids)
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:

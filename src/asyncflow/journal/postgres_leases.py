@@ -90,16 +90,22 @@ class PgLeases:
                 break
             sent = self._monotonic()
             args = (wanted, run_id, self._host, self._pid, self.ttl)
+            got: dict[str, int] = {}
             rows = None
             if not taken and not held:  # the first try: most tasks were never leased
-                rows = await self._store.try_write(sql.CLAIM_NEW, *args, doing="take leases")
-                if rows is not None and len(rows) < len(wanted):
-                    new = {str(row[0]) for row in rows}
-                    rest = [task_id for task_id in wanted if task_id not in new]
-                    rows += await self._store.write(sql.CLAIM, rest, *args[1:], doing="take leases")
+                fresh = await self._store.try_write(sql.CLAIM_NEW, *args, doing="take leases")
+                if fresh is not None:
+                    [(token, inserted)] = fresh
+                    if token is not None:
+                        got = dict.fromkeys(wanted if inserted is None else inserted, int(token))
+                    rest = [task_id for task_id in wanted if task_id not in got]
+                    rows = (
+                        await self._store.write(sql.CLAIM, rest, *args[1:], doing="take leases")
+                        if rest
+                        else []
+                    )
             if rows is None:
                 rows = await self._store.write(sql.CLAIM, *args, doing="take leases")
-            got: dict[str, int] = {}
             for task_id, token, previous in rows:
                 got[str(task_id)] = int(token)
                 if previous is not None:
@@ -108,8 +114,12 @@ class PgLeases:
                             abandoned.add(str(task_id))
             self._hold(run_id, got, sent)
             tokens.update(got)
-            taken.extend(task_id for task_id in wanted if task_id in got)
-            rest = [task_id for task_id in wanted if task_id not in got]
+            if len(got) == len(wanted):
+                taken += wanted
+                rest = []
+            else:
+                taken.extend(task_id for task_id in wanted if task_id in got)
+                rest = [task_id for task_id in wanted if task_id not in got]
             wanted = []
             if not rest:
                 break

@@ -20,6 +20,7 @@ from typing import Final
 
 __all__ = [
     "ABANDON_RUNS",
+    "ANY_INTERRUPTED",
     "ANY_RIVAL",
     "ATTEMPTS_BY_ID",
     "CLAIM",
@@ -54,6 +55,7 @@ __all__ = [
     "TASK_ATTEMPTS",
     "UPSERT_RUN",
     "WRITE_ATTEMPTS",
+    "WRITE_NEW",
 ]
 
 SCHEMA_LOCK: Final = 0x6166_6A6F_7572_6E6C  # "afjournl": the advisory lock around migrations
@@ -172,15 +174,19 @@ INSERT_REQUESTED: Final = """
 # get past) until it commits, and a success whose task was taken since with a
 # greater token is written as a failed attempt naming the new holder. The
 # refused ones come back. A column may come shorter than the ids (empty when it
-# holds no value but NULL): unnest pads it with NULLs.
+# holds no value but NULL): unnest pads it with NULLs. The leases are looked up
+# one by one in task id order (a nested loop over the primary key, whatever the
+# planner thinks of the table's size): a join or ``= ANY`` may be planned as a
+# scan of every lease ever taken, for each batch.
 WRITE_ATTEMPTS: Final = """
     WITH fence AS (
         SELECT * FROM unnest($29::text[], $30::text[], $31::bigint[]) AS f (run_id, task_id, token)
     ),
     locked AS (
-        SELECT l.task_id, l.run_id, l.token FROM leases AS l
-        WHERE l.task_id = ANY($30::text[])
-        ORDER BY l.task_id FOR KEY SHARE
+        SELECT l.task_id, l.run_id, l.token
+        FROM (SELECT DISTINCT task_id FROM fence ORDER BY task_id) AS f,
+        LATERAL (SELECT task_id, run_id, token FROM leases WHERE leases.task_id = f.task_id
+                 FOR KEY SHARE) AS l
     ),
     stale AS (
         SELECT f.run_id, f.task_id, f.token AS held, locked.run_id AS holder, locked.token,
@@ -237,7 +243,66 @@ WRITE_ATTEMPTS: Final = """
             error_type = excluded.error_type, error_message = excluded.error_message,
             traceback = excluded.traceback, worker = excluded.worker
     )
-    SELECT run_id, task_id, holder, token FROM stale
+    SELECT run_id, task_id, why FROM stale
+"""
+# WRITE_ATTEMPTS for a batch of new rows alone (the batches while runs go on), in one
+# pass: no union of changed rows, no common table expression read thrice. The rows
+# come by shape (rows.RunAttempts), each with only the columns it has: successes
+# ($1..$8: id, task id, family, params, attempt, started, ended, token; the status
+# and the duration are the statement's), running attempts ($9..$14), other endings
+# ($15..$24, with a token for a success that gave its duration). Run ids come once
+# per run ($25, $26: the run key of the attempt ids, the run id). The leases of the
+# successes with a token are locked (FOR KEY SHARE) in task id order, as RENEW locks
+# them, and checked as in WRITE_ATTEMPTS; the refused ones come back.
+WRITE_NEW: Final = """
+    WITH inserted AS (
+        INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
+                              ended, duration, error_type, error_message, traceback, worker)
+        SELECT a.id, a.run_id, a.task_id, a.family, a.params, a.attempt, a.started,
+               CASE WHEN w.why IS NULL THEN a.status ELSE 'failed' END, a.ended, a.duration,
+               CASE WHEN w.why IS NULL THEN NULL ELSE 'asyncflow.LeaseLost' END,
+               w.why, w.why, NULL
+        FROM (
+            SELECT b.*, k.run_id FROM (
+                SELECT s.id, s.task_id, s.family, s.params, s.attempt, s.started,
+                       'success' AS status, s.ended, greatest(s.ended - s.started, 0) AS duration,
+                       s.token
+                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::integer[],
+                            $6::float8[], $7::float8[], $8::bigint[])
+                     AS s (id, task_id, family, params, attempt, started, ended, token)
+                UNION ALL
+                SELECT r.id, r.task_id, r.family, r.params, r.attempt, r.started,
+                       'running', NULL, NULL, NULL
+                FROM unnest($9::bigint[], $10::text[], $11::text[], $12::text[], $13::integer[],
+                            $14::float8[])
+                     AS r (id, task_id, family, params, attempt, started)
+                UNION ALL
+                SELECT * FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[],
+                                     $19::integer[], $20::float8[], $21::text[], $22::float8[],
+                                     $23::float8[], $24::bigint[])
+                     AS e (id, task_id, family, params, attempt, started, status, ended,
+                           duration, token)
+            ) AS b
+            LEFT JOIN unnest($25::bigint[], $26::text[]) AS k (key, run_id)
+            ON k.key = b.id >> 32
+            ORDER BY b.task_id
+        ) AS a
+        LEFT JOIN LATERAL (
+            SELECT leases.run_id, leases.token FROM leases
+            WHERE leases.task_id = a.task_id AND a.token IS NOT NULL
+            FOR KEY SHARE
+        ) AS l ON true
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN l.token > a.token THEN
+                       format('%s: success not journaled: while this attempt ran (lease token '
+                              '%s), its lease lapsed and was taken over by run %s (token %s); '
+                              'that holder''s outcome stands',
+                              a.task_id, a.token, l.run_id, l.token)
+                   END AS why
+        ) AS w
+        RETURNING run_id, task_id, error_type, error_message
+    )
+    SELECT run_id, task_id, error_message FROM inserted WHERE error_type IS NOT NULL
 """
 # The latest status of attempts that reported one (rows.Attempts.statuses: message,
 # percentage, URL, attempt id), after the batch's rows are written.
@@ -318,16 +383,23 @@ CLAIM: Final = """
 """
 # The common case first: tasks never leased, taken with a plain insert (a third of
 # CLAIM's cost). A task another claim inserts meanwhile makes it fail whole
-# (unique_violation): the caller then takes the lot with CLAIM.
+# (unique_violation): the caller then takes the lot with CLAIM. One row comes
+# back, not one per lease: the token (NULL: none taken, none drawn), and the task
+# ids taken unless all were.
 CLAIM_NEW: Final = """
     WITH next AS (
         SELECT nextval('lease_tokens') AS token
+    ),
+    fresh AS (
+        INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
+        SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
+        FROM unnest($1::text[]) AS w (task_id), next
+        WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
+        RETURNING task_id, token
     )
-    INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
-    SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
-    FROM unnest($1::text[]) AS w (task_id), next
-    WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
-    RETURNING task_id, token, NULL::text AS prev
+    SELECT (SELECT token FROM fresh LIMIT 1),
+           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::text[]) THEN NULL
+                ELSE ARRAY(SELECT task_id FROM fresh) END
 """
 # How each lease stands, judged by the database: its holder, how it was let go,
 # whether the holder's run journaled a success or ended, whether it expired.
@@ -423,6 +495,9 @@ SUCCEEDED_UNDER: Final = """
                            'interrupted', 'missing'))
     LIMIT $3
 """
+# Whether PRIOR_ATTEMPTS can find anything: a tiny statement that spares it (and
+# its array of every task id claimed) while no run was ever interrupted.
+ANY_INTERRUPTED: Final = "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'interrupted')"
 # Failed attempts in runs interrupted after the task's last success and its last
 # run that ended: what a resumed run has used of the task's retries.
 PRIOR_ATTEMPTS: Final = """

@@ -73,7 +73,7 @@ class PgStore:
         errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=_POOL_SIZE, timeout=_CONNECT_TIMEOUT
+                url, min_size=1, max_size=_POOL_SIZE, timeout=_CONNECT_TIMEOUT, reset=_keep
             )
         except errors as exc:
             # asyncpg's messages may quote the DSN: keep only the kind and a redacted text.
@@ -100,10 +100,11 @@ class PgStore:
                 return
             await db.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
             version = await self._version(db)  # another process may have migrated it meanwhile
-            for step in sql.MIGRATIONS[version:]:
-                for statement in step:
-                    await db.execute(statement)
-            await db.execute("UPDATE asyncflow_schema SET version = $1", sql.SCHEMA_VERSION)
+            # Every statement of every step due, and the new version, in one round trip
+            # (a script without parameters is sent as one simple query).
+            steps = [statement for step in sql.MIGRATIONS[version:] for statement in step]
+            steps.append(f"UPDATE asyncflow_schema SET version = {int(sql.SCHEMA_VERSION)}")
+            await db.execute(";\n".join(steps))
 
     async def _version(self, db: Any) -> int:
         # pg_tables, not to_regclass(): a catalog read with this statement's snapshot
@@ -185,6 +186,14 @@ class PgStore:
             error = JournalError(f"{self.url}: cannot {doing}: {_message(exc, None)}")
             error.__cause__ = exc
             raise error from exc
+
+
+async def _keep(connection: Any) -> None:
+    """What a connection going back to the pool needs besides asyncpg's rollback of an
+    open transaction: nothing. The journal leaves no session state behind (no
+    session advisory locks, cursors, LISTEN or SET; its advisory lock is the
+    transaction's), so the default reset statement would be a round trip per
+    statement for nothing."""
 
 
 def _message(exc: BaseException, url: str | None) -> str:
