@@ -29,7 +29,7 @@ from .decode import (
     real,
     text,
 )
-from .history import _ATTEMPT_COLUMNS, _attempt_record, _run_record
+from .history import _ATTEMPT_COLUMNS, attempt_record, run_record
 from .records import LeaseOutcome
 from .schema import SCHEMA_VERSION, check_identity, identity, sniff
 
@@ -142,14 +142,14 @@ async def _decode_all(
 
 
 def _run(row: Sequence[Any]) -> None:
-    _run_record(row[:8], {}, ())
+    run_record(row[:8], {}, ())
     real(row[8], "expires")
     optional_text(row[9], "node")
 
 
 def _attempt(row: Sequence[Any]) -> None:
     integer(row[0], "id")
-    _attempt_record(row[1:])
+    attempt_record(row[1:])
 
 
 def _lease(row: Sequence[Any]) -> None:

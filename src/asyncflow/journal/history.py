@@ -28,12 +28,14 @@ from .schema import KEY_SHIFT
 from .store import Store
 
 __all__ = [
+    "attempt_record",
     "attempts",
     "count_runs",
     "find_runs",
     "find_tasks",
     "prior_attempts",
     "run",
+    "run_record",
     "runs",
     "succeeded",
     "succeeded_under",
@@ -180,7 +182,7 @@ async def _counted(store: Store, rows: Sequence[Sequence[Any]]) -> list[RunRecor
             with store.decoding(f"attempts of run {run_id!r}"):
                 counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
     with store.decoding("runs"):
-        return [_run_record(row, counts[str(row[0])], ()) for row in rows]
+        return [run_record(row, counts[str(row[0])], ()) for row in rows]
 
 
 async def run(store: Store, run_id: str) -> RunRecord | None:
@@ -193,12 +195,12 @@ async def run(store: Store, run_id: str) -> RunRecord | None:
         [run_id],
     )
     with store.decoding(f"attempts of run {run_id!r}"):
-        attempts = tuple(_attempt_record(row) for row in found)
+        attempts = tuple(attempt_record(row) for row in found)
     counts: dict[AttemptStatus, int] = {}
     for attempt in attempts:
         counts[attempt.status] = counts.get(attempt.status, 0) + 1
     with store.decoding(f"runs row {run_id!r}"):
-        return _run_record(rows[0], counts, attempts)
+        return run_record(rows[0], counts, attempts)
 
 
 async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
@@ -207,10 +209,10 @@ async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
         [task_id],
     )
     with store.decoding(f"attempts of task {task_id!r}"):
-        return [_attempt_record(row) for row in rows]
+        return [attempt_record(row) for row in rows]
 
 
-def _run_record(
+def run_record(
     row: Sequence[Any], counts: dict[AttemptStatus, int], attempts: tuple[AttemptRecord, ...]
 ) -> RunRecord:
     """A run record from a row of ``_RUNS``.
@@ -234,7 +236,7 @@ def _run_record(
     )
 
 
-def _attempt_record(row: Sequence[Any]) -> AttemptRecord:
+def attempt_record(row: Sequence[Any]) -> AttemptRecord:
     """An attempt record from a row of ``_ATTEMPT_COLUMNS``.
 
     Raises:
@@ -357,7 +359,7 @@ async def find_tasks(store: Store, needle: str, limit: int) -> list[TaskSummary]
         return []
     latest = await store.fetch(_ATTEMPTS_BY_ID, [json.dumps([int(row[2]) for row in found])])
     with store.decoding(f"attempts of tasks found for {needle!r}"):
-        by_id = {str(row[1]): _attempt_record(row) for row in latest}
+        by_id = {str(row[1]): attempt_record(row) for row in latest}
     return [
         TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
         for task_id, count, _ in found

@@ -25,60 +25,58 @@ run those tasks again. One batch at a time, the wait costs the run little.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._log import log as _log
 from .._version import __version__
-from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from ..errors import JournalError
-from ..events import Event, handles
 from . import postgres_sql as sql
 from .decode import member
-from .history import _attempt_record, _run_record
+from .history import attempt_record, run_record
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
 from .postgres_store import PgStore
+from .recording import RecordingJournal
 from .records import (
     AttemptRecord,
     AttemptStatus,
-    JournalStatistics,
     RunRecord,
     RunStatus,
     TaskSummary,
 )
-from .rows import Attempts, Recorder, RunAttempts, RunRow
+from .rows import Attempts, RunAttempts, RunRow
 from .schema import KEY_SHIFT
 from .where import is_postgres_url, redacted
 
 if TYPE_CHECKING:
-    from ..events import TaskEvent
+    pass
 
 __all__ = ["PostgresJournal"]
 
 _TAKEN_BY: Final = re.compile(r"taken over by (run .+? \(token \d+\))")
 
-_PROCESSING_TIME: Final = Event.PROCESSING_TIME
-_FOLD_EVERY: Final = 256
 _SUCCESS: Final = AttemptStatus.SUCCESS.value
 _RUNNING: Final = AttemptStatus.RUNNING.value
 
 
 @final
-class PostgresJournal(Coordinator):
+class PostgresJournal(RecordingJournal):
     """A run journal in a PostgreSQL database. Build it with :meth:`PostgresJournal.open`.
 
     The same surface as :class:`~asyncflow.journal.Journal` (recording,
     history, coordination); processes on any host may share one database.
     """
+
+    _leases: PgLeases
 
     def __init__(
         self,
@@ -91,13 +89,15 @@ class PostgresJournal(Coordinator):
         flush_events: int,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(
+            lease_ttl=lease_ttl,
+            flush_interval=flush_interval,
+            flush_events=flush_events,
+            clock=clock,
+        )
         self._store = store
         self._host = host
         self._pid = pid
-        self._ttl = lease_ttl
-        self._flush_interval = flush_interval
-        self._flush_events = flush_events
-        self._clock = clock
         self._leases = PgLeases(store, host, pid, lease_ttl)
         # One batch made and written at a time, on one connection: while it is
         # written the run goes on and the next batch grows. Batches sent side by
@@ -106,19 +106,6 @@ class PostgresJournal(Coordinator):
         # and a statement each), and on a machine of few cores that is time taken
         # from the run itself.
         self._lock = anyio.Lock()
-        self._wake = anyio.Event()
-        self._buffer: list[TaskEvent] = []
-        self._recorder = Recorder()
-        self._keyless: list[TaskEvent] = []
-        self._recorded = 0
-        self._runs: dict[str, RunRow] = {}
-        self._dirty_runs: dict[str, RunRow] = {}
-        self._ending: list[str] = []
-        self._batches = 0
-        self._rows_written = 0
-        self._failure: JournalError | None = None
-        self._closed = False
-        self._refusing = False
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self.url}>"
@@ -199,117 +186,28 @@ class PostgresJournal(Coordinator):
             task_status.started()
             await anyio.sleep_forever()
 
-    async def close(self) -> None:
-        """Write what is pending, let go of this journal's leases, close the connections.
+    async def _close_store(self) -> None:
+        await self._store.close()
 
-        Raises:
-            JournalError: a write failed (now or in the background writer).
-        """
-        if self._closed:
-            return
-        self._closed = self._refusing = True
-        with anyio.CancelScope(shield=True):
-            try:
-                if self._failure is None:
-                    for run_id, row in self._runs.items():
-                        row.status = RunStatus.INTERRUPTED
-                        self._dirty_runs[run_id] = row
-                        self._ending.append(run_id)
-                    self._runs.clear()
-                    await self._write_pending(abandon=sorted(self._leases.live_runs))
-            except JournalError as exc:
-                self._failure = self._failure or exc
-            finally:
-                await self._store.close()
-        if self._failure is not None:
-            raise self._failure
+    @property
+    def _named(self) -> str:
+        return self.url
 
-    # recording ----------------------------------------------------------------
+    def _log_fields(self) -> dict[str, Any]:
+        return {"url": self.url}
 
-    @handles(*(kind for kind in Event if kind is not Event.PROCESSING_TIME))
-    def record(self, event: TaskEvent) -> None:
-        """Journal ``event`` (sync and cheap: it appends to a buffer; see :meth:`Journal.record`).
-
-        Raises:
-            JournalError: the journal is closed, or its writer failed.
-        """
-        if self._refusing:
-            self._refuse()
-        if event.kind is _PROCESSING_TIME:
-            return
-        buffer = self._buffer
-        buffer.append(event)
-        self._recorded = count = self._recorded + 1
-        if count == 1 or count == self._flush_events:
-            self._wake.set()
-        if len(buffer) == _FOLD_EVERY:
-            self._buffer = []  # folded into plain rows now, the events die young
-            try:
-                self._keyless += self._recorder.apply(buffer)
-            except Exception as exc:
-                error = self._cannot_journal(exc)
-                self._fail(error)
-                raise error from exc
-
-    async def flush(self) -> None:
-        """Write every event recorded so far.
-
-        Raises:
-            JournalError: the write failed, now or earlier in the background.
-        """
-        self._check_usable()
-        await self._write_pending()
-
-    def statistics(self) -> JournalStatistics:
-        """A snapshot of the write path (pending events, batches, rows)."""
-        return JournalStatistics(self._recorded, self._batches, self._rows_written)
-
-    async def begin_run(
-        self, run_id: str, task_ids: Iterable[str] = (), *, started: float | None = None
-    ) -> None:
-        """Record the start of run ``run_id`` requesting ``task_ids``; written at once.
-
-        Raises:
-            JournalError: the run id is already in use here, or the write failed.
-        """
-        self._check_usable()
-        if run_id in self._runs:
-            raise JournalError(f"{self.url}: run {run_id!r} was already begun")
-        now = self._clock()
-        row = RunRow(
+    def _new_run_row(self, run_id: str, started: float, requested: str) -> RunRow:
+        return RunRow(
             run_id,
             RunStatus.RUNNING,
-            now if started is None else started,
+            started,
             None,
             self._host,
             self._pid,
             __version__,
             self._ttl,  # the statement adds it to the database's now()
-            json.dumps(list(task_ids), ensure_ascii=False),
+            requested,
         )
-        self._runs[run_id] = self._dirty_runs[run_id] = row
-        self._leases.live_runs.add(run_id)
-        await self._write_pending()
-        await self._leases.begin(run_id)
-
-    async def end_run(self, run_id: str, status: RunStatus) -> None:
-        """Record the end of run ``run_id``; its leases still held are let go with it.
-
-        Raises:
-            JournalError: the run was not begun with this journal, or the write failed.
-        """
-        self._check_usable()
-        if status is RunStatus.RUNNING:
-            raise ValueError("end_run() needs a final status, not RUNNING")
-        row = self._runs.pop(run_id, None)
-        if row is None:
-            raise JournalError(f"{self.url}: run {run_id!r} was not begun with this journal")
-        row.status = status
-        row.ended = self._clock()
-        self._dirty_runs[run_id] = row
-        self._ending.append(run_id)
-        await self._write_pending()
-        self._leases.forget_run(run_id)
 
     # resuming -----------------------------------------------------------------
 
@@ -402,19 +300,19 @@ class PostgresJournal(Coordinator):
             return None
         found = await self._store.fetch(sql.RUN_ATTEMPTS, run_id)
         with rows_of_store(self._store, f"attempts of run {run_id!r}"):
-            attempts = tuple(_attempt_record(tuple(row)) for row in found)
+            attempts = tuple(attempt_record(tuple(row)) for row in found)
         counts: dict[AttemptStatus, int] = {}
         for attempt in attempts:
             counts[attempt.status] = counts.get(attempt.status, 0) + 1
         with rows_of_store(self._store, f"runs row {run_id!r}"):
-            return _run_record(tuple(rows[0]), counts, attempts)
+            return run_record(tuple(rows[0]), counts, attempts)
 
     async def attempts(self, task_id: str) -> list[AttemptRecord]:
         """Every attempt of ``task_id`` in every run, oldest first."""
         await self._before_read()
         rows = await self._store.fetch(sql.TASK_ATTEMPTS, task_id)
         with rows_of_store(self._store, f"attempts of task {task_id!r}"):
-            return [_attempt_record(tuple(row)) for row in rows]
+            return [attempt_record(tuple(row)) for row in rows]
 
     async def find_runs(
         self,
@@ -465,7 +363,7 @@ class PostgresJournal(Coordinator):
             return []
         latest = await self._store.fetch(sql.ATTEMPTS_BY_ID, [int(row[2]) for row in found])
         with rows_of_store(self._store, f"attempts of tasks found for {text!r}"):
-            by_id = {str(row[1]): _attempt_record(tuple(row)) for row in latest}
+            by_id = {str(row[1]): attempt_record(tuple(row)) for row in latest}
         return [
             TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
             for task_id, count, _ in found
@@ -478,38 +376,11 @@ class PostgresJournal(Coordinator):
                 with rows_of_store(self._store, f"attempts of run {run_id!r}"):
                     counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
         with rows_of_store(self._store, "runs"):
-            return [_run_record(tuple(row), counts[str(row[0])], ()) for row in rows]
+            return [run_record(tuple(row), counts[str(row[0])], ()) for row in rows]
 
     # internals ----------------------------------------------------------------
 
-    async def _write_loop(self) -> None:
-        while not self._refusing:
-            if not self._recorded:
-                self._wake = anyio.Event()
-                await self._wake.wait()
-            if self._recorded < self._flush_events:
-                self._wake = anyio.Event()
-                with anyio.move_on_after(self._flush_interval):
-                    await self._wake.wait()
-            if self._refusing:
-                return
-            try:
-                await self._write_pending()
-            except JournalError as exc:
-                self._fail(exc)
-            except Exception as exc:
-                self._fail(self._cannot_journal(exc))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self._leases.heartbeat_interval())
-            if self._leases.live_runs and not self._refusing:
-                try:
-                    await self._leases.renew()
-                except JournalError as exc:
-                    _log.warning("journal.heartbeat_failed", url=self.url, error=str(exc))
-
-    async def _write_pending(self, abandon: Sequence[str] = ()) -> None:
+    async def _write_pending(self, abandon: Collection[str] = ()) -> None:
         """Turn pending events and run changes into one statement, or one transaction."""
         events, self._buffer = self._buffer, []
         self._recorded = 0
@@ -520,21 +391,7 @@ class PostgresJournal(Coordinator):
             if self._failure is not None:
                 raise self._failure  # the batch written meanwhile failed: nothing after it
             with anyio.CancelScope(shield=True):
-                begun = [
-                    run_id
-                    for run_id, row in self._dirty_runs.items()
-                    if row.status is RunStatus.RUNNING and not recorder.knows(run_id)
-                ]
-                for run_id in dict.fromkeys([*begun, *(e.run_id for e in self._keyless)]):
-                    if not recorder.knows(run_id):
-                        [(key,)] = await self._store.write(
-                            sql.NEW_RUN_KEY, run_id, doing="write the journal"
-                        )
-                        recorder.add_run(run_id, int(key))
-                    waited = [e for e in self._keyless if e.run_id == run_id]
-                    if waited:
-                        self._keyless = [e for e in self._keyless if e.run_id != run_id]
-                        recorder.apply(waited)
+                await self._key_runs()
                 for run_id in self._ending:
                     recorder.end_run(run_id)
                 self._ending.clear()
@@ -542,7 +399,11 @@ class PostgresJournal(Coordinator):
                 runs = list(self._dirty_runs.values())
                 self._dirty_runs.clear()
                 if attempts or runs or abandon:
-                    await self._commit(attempts, runs, abandon)
+                    await self._commit(attempts, runs, list(abandon))
+
+    async def _new_run_key(self, run_id: str) -> int:
+        [(key,)] = await self._store.write(sql.NEW_RUN_KEY, run_id, doing="write the journal")
+        return int(key)
 
     async def _commit(self, attempts: Attempts, runs: list[RunRow], abandon: Sequence[str]) -> None:
         # Successes under a lease are fenced: journaled only while their token is
@@ -603,27 +464,6 @@ class PostgresJournal(Coordinator):
         """Write what is pending, and wait for a batch being written: a read sees both."""
         self._check_usable()
         await self._write_pending()
-
-    def _cannot_journal(self, exc: Exception) -> JournalError:
-        error = JournalError(f"{self.url}: cannot journal events: {exc!r}")
-        error.__cause__ = exc
-        return error
-
-    def _check_usable(self) -> None:
-        if self._refusing:
-            self._refuse()
-
-    def _refuse(self) -> NoReturn:
-        if self._failure is not None:
-            raise self._failure
-        raise JournalError(f"{self.url}: the journal is closed")
-
-    def _fail(self, exc: JournalError) -> None:
-        self._failure = exc
-        self._refusing = True
-        self._buffer = []
-        self._recorded = 0
-        _log.error("journal.write_failed", url=self.url, error=str(exc))
 
 
 _WIDTH: Final = 14  # ATTEMPT_COLUMNS

@@ -41,35 +41,29 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 from anyio.abc import TaskStatus
 
-from .._log import log as _log
 from .._version import __version__
-from ..coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
+from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from ..errors import JournalError
-from ..events import Event, handles
 from . import history
 from .leases import Identity, Leases, local_node, recover_interrupted
 from .opening import Opening
-from .records import AttemptRecord, JournalStatistics, RunRecord, RunStatus, TaskSummary
-from .rows import NEW_RUN_KEY, Attempts, Recorder, RunRow, Values, attempt_statements
+from .recording import RecordingJournal
+from .records import AttemptRecord, RunRecord, RunStatus, TaskSummary
+from .rows import NEW_RUN_KEY, Attempts, RunRow, Values, attempt_statements
 from .store import Store, sqlite_errors
 
 if TYPE_CHECKING:
-    from ..events import TaskEvent
+    pass
 
 __all__ = ["DEFAULT_LEASE_TTL", "Journal"]
 
 DEFAULT_LEASE_TTL: Final = 30.0
 """Seconds a lease (and a run's liveness) lasts without a heartbeat."""
-
-_PROCESSING_TIME: Final = Event.PROCESSING_TIME
-
-_FOLD_EVERY: Final = 256
-"""Recorded events are folded into attempt rows this many at a time (see record())."""
 
 _UPSERT_RUN: Final = """
     INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires, node)
@@ -83,7 +77,7 @@ _INSERT_REQUESTED: Final = "INSERT OR IGNORE INTO run_requests (run_id, requeste
 
 
 @final
-class Journal(Coordinator):
+class Journal(RecordingJournal):
     """A run journal on one SQLite file. Build it with :meth:`Journal.open`.
 
     It records a run's events (:meth:`record`, an event handler), answers
@@ -93,6 +87,8 @@ class Journal(Coordinator):
     One instance belongs to one event loop and is used from that loop's
     thread. Several processes (and several instances) may share one file.
     """
+
+    _leases: Leases
 
     def __init__(
         self,
@@ -104,26 +100,15 @@ class Journal(Coordinator):
         flush_events: int,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(
+            lease_ttl=lease_ttl,
+            flush_interval=flush_interval,
+            flush_events=flush_events,
+            clock=clock,
+        )
         self._store = store
         self._me = identity
-        self._ttl = lease_ttl
-        self._flush_interval = flush_interval
-        self._flush_events = flush_events
-        self._clock = clock
         self._leases = Leases(store, identity, clock, lease_ttl)
-        self._wake = anyio.Event()
-        self._buffer: list[TaskEvent] = []
-        self._recorder = Recorder()
-        self._keyless: list[TaskEvent] = []  # events of runs without a key yet
-        self._recorded = 0  # events since the writer last took them
-        self._runs: dict[str, RunRow] = {}  # begun here, not ended
-        self._dirty_runs: dict[str, RunRow] = {}
-        self._ending: list[str] = []
-        self._batches = 0
-        self._rows_written = 0
-        self._failure: JournalError | None = None
-        self._closed = False
-        self._refusing = False  # closed or failed: one test on the hot path
 
     # opening and closing ------------------------------------------------------
 
@@ -219,143 +204,37 @@ class Journal(Coordinator):
             tg.start_soon(self._heartbeat_loop)
             task_status.started()
 
-    async def close(self) -> None:
-        """Write what is pending, let go of this journal's leases, close the file.
+    async def _close_store(self) -> None:
+        await self._store.close()
 
-        Runs begun here and not ended are marked ``interrupted``; leases still
-        held are released as ``abandoned``. Closing twice is harmless. A journal
-        a read found damaged is closed without writing anything.
-
-        Raises:
-            JournalError: a write failed (now or in the background writer).
-        """
-        if self._closed:
-            return
-        self._take_damage()
-        self._closed = self._refusing = True
-        with anyio.CancelScope(shield=True):
-            try:
-                if self._failure is None:
-                    for run_id, row in self._runs.items():
-                        row.status = RunStatus.INTERRUPTED
-                        self._dirty_runs[run_id] = row
-                        self._ending.append(run_id)
-                    self._runs.clear()
-                    await self._write_pending(abandon=sorted(self._leases.live_runs))
-            except JournalError as exc:
-                self._failure = self._failure or exc
-            finally:
-                await self._store.close()
-        if self._failure is not None and self._failure is not self._store.damage:
-            raise self._failure  # (damage was raised by the read that found it)
+    def _damage(self) -> JournalError | None:
+        return self._store.damage
 
     @property
     def path(self) -> Path:
         """The journal file."""
         return self._store.path
 
-    # recording ----------------------------------------------------------------
+    @property
+    def _named(self) -> str:
+        return str(self._store.path)
 
-    @handles(*(kind for kind in Event if kind is not Event.PROCESSING_TIME))
-    def record(self, event: TaskEvent) -> None:
-        """Journal ``event``. Sync and cheap: it appends to a buffer, and every
-        256 events folds them into the rows the background writer takes.
+    def _log_fields(self) -> dict[str, Any]:
+        return {"path": str(self._store.path)}
 
-        Usable directly as a run handler (``run(..., handlers=[journal.record])``).
-        PROCESSING_TIME events are ignored: an attempt's duration comes from
-        its ending event (its ``duration``, else the time since its START).
-        Begin the run first (:meth:`begin_run`): the heartbeat keeps only
-        begun runs alive, and another process opening the journal marks the
-        running attempts of any other run ``interrupted``.
-
-        Raises:
-            JournalError: the journal is closed, or its writer failed.
-        """
-        if self._refusing:
-            self._refuse()
-        if event.kind is _PROCESSING_TIME:
-            return
-        buffer = self._buffer
-        buffer.append(event)
-        self._recorded = count = self._recorded + 1
-        if count == 1 or count == self._flush_events:
-            self._wake.set()  # the first event starts the writer's clock; a full batch ends it
-        if len(buffer) == _FOLD_EVERY:
-            # Events left waiting for the writer (thousands while a run goes fast)
-            # outlive the collector's young generations, and enough of them make
-            # it run a full collection, whose time grows with the whole heap (33 ms
-            # in a 10,000-task run). Folded into rows now, they die young; the rows
-            # hold only plain values, which the collector soon stops tracking.
-            self._buffer = []
-            try:
-                self._keyless += self._recorder.apply(buffer)
-            except Exception as exc:  # as the writer would: the journal stops, loudly
-                error = self._cannot_journal(exc)
-                self._fail(error)
-                raise error from exc
-
-    async def flush(self) -> None:
-        """Write every event recorded so far, in one transaction.
-
-        Raises:
-            JournalError: the write failed, now or earlier in the background.
-        """
-        self._check_usable()
-        await self._write_pending()
-
-    def statistics(self) -> JournalStatistics:
-        """A snapshot of the write path (pending events, batches, rows)."""
-        return JournalStatistics(self._recorded, self._batches, self._rows_written)
-
-    async def begin_run(
-        self, run_id: str, task_ids: Iterable[str] = (), *, started: float | None = None
-    ) -> None:
-        """Record the start of run ``run_id`` requesting ``task_ids``; written at once.
-
-        Raises:
-            JournalError: the run id is already in use here, or the write failed.
-        """
-        self._check_usable()
-        if run_id in self._runs:
-            raise JournalError(f"{self.path}: run {run_id!r} was already begun")
-        now = self._clock()
-        row = RunRow(
+    def _new_run_row(self, run_id: str, started: float, requested: str) -> RunRow:
+        me = self._me
+        return RunRow(
             run_id,
             RunStatus.RUNNING,
-            now if started is None else started,
+            started,
             None,
-            self._me.host,
-            self._me.pid,
+            me.host,
+            me.pid,
             __version__,
-            now + self._ttl,
-            json.dumps(list(task_ids), ensure_ascii=False),
+            self._clock() + self._ttl,
+            requested,
         )
-        self._runs[run_id] = self._dirty_runs[run_id] = row
-        self._leases.live_runs.add(run_id)
-        await self._write_pending()
-        await self._leases.begin(run_id)
-
-    async def end_run(self, run_id: str, status: RunStatus) -> None:
-        """Record the end of run ``run_id``; written at once with its pending events.
-
-        Attempts of the run still open are marked ``interrupted``, and the
-        leases it still holds are released as ``abandoned``.
-
-        Raises:
-            JournalError: the run was not begun with this journal, or the write failed.
-        """
-        self._check_usable()
-        if status is RunStatus.RUNNING:
-            raise ValueError("end_run() needs a final status, not RUNNING")
-        row = self._runs.pop(run_id, None)
-        if row is None:
-            raise JournalError(f"{self.path}: run {run_id!r} was not begun with this journal")
-        row.status = status
-        row.ended = self._clock()
-        self._dirty_runs[run_id] = row
-        self._ending.append(run_id)
-        await self._write_pending()  # the run's end lets go of its leases
-        self._leases.forget_run(run_id)
 
     # resuming -----------------------------------------------------------------
 
@@ -524,34 +403,6 @@ class Journal(Coordinator):
 
     # internals ----------------------------------------------------------------
 
-    async def _write_loop(self) -> None:
-        while not self._refusing:
-            if not self._recorded:
-                self._wake = anyio.Event()
-                await self._wake.wait()  # set by record() at the first event
-            if self._recorded < self._flush_events:
-                self._wake = anyio.Event()
-                with anyio.move_on_after(self._flush_interval):
-                    await self._wake.wait()  # set by record() when the buffer fills up
-            if self._refusing:
-                return
-            try:
-                await self._write_pending()
-            except JournalError as exc:
-                self._fail(exc)
-            except Exception as exc:
-                self._fail(self._cannot_journal(exc))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self._leases.heartbeat_interval())
-            if self._leases.live_runs and not self._refusing:
-                try:
-                    await self._leases.renew()
-                except JournalError as exc:
-                    # Leases may lapse; commit_check() tells a task before it commits.
-                    _log.warning("journal.heartbeat_failed", path=str(self.path), error=str(exc))
-
     async def _write_pending(self, abandon: Collection[str] = ()) -> None:
         """Turn pending events and run changes into one transaction."""
         events, self._buffer = self._buffer, []
@@ -566,21 +417,7 @@ class Journal(Coordinator):
         async with self._store.lock:
             # Shielded: the batch has left the buffer, so it is written whole.
             with anyio.CancelScope(shield=True):
-                # A run's key is best taken as it begins, before its events come
-                # in numbers.
-                begun = [
-                    run_id
-                    for run_id, row in self._dirty_runs.items()
-                    if row.status is RunStatus.RUNNING and not recorder.knows(run_id)
-                ]
-                for run_id in dict.fromkeys([*begun, *(e.run_id for e in self._keyless)]):
-                    if not recorder.knows(run_id):
-                        recorder.add_run(run_id, await self._new_run_key(run_id))
-                    # At once, before any later event of the run can be applied.
-                    waited = [e for e in self._keyless if e.run_id == run_id]
-                    if waited:
-                        self._keyless = [e for e in self._keyless if e.run_id != run_id]
-                        recorder.apply(waited)
+                await self._key_runs()
                 # What runs that ended and hold claims have finished (see Leases.end_claims).
                 ending: dict[str, set[str] | None] = {}
                 for run_id in self._ending:
@@ -681,32 +518,3 @@ class Journal(Coordinator):
             or self._recorder.has_rows()
         ):
             await self._write_pending()
-
-    def _cannot_journal(self, exc: Exception) -> JournalError:
-        error = JournalError(f"{self.path}: cannot journal events: {exc!r}")
-        error.__cause__ = exc
-        return error
-
-    def _check_usable(self) -> None:
-        self._take_damage()
-        if self._refusing:
-            self._refuse()
-
-    def _take_damage(self) -> None:
-        if self._store.damage is not None and self._failure is None:
-            # A read found the file damaged, and raised to its caller: nothing more
-            # is read from the file or written to it.
-            self._fail(self._store.damage, logged=False)
-
-    def _refuse(self) -> NoReturn:
-        if self._failure is not None:
-            raise self._failure
-        raise JournalError(f"{self.path}: the journal is closed")
-
-    def _fail(self, exc: JournalError, *, logged: bool = True) -> None:
-        self._failure = exc
-        self._refusing = True
-        self._buffer = []
-        self._recorded = 0
-        if logged:
-            _log.error("journal.write_failed", path=str(self.path), error=str(exc))
