@@ -5,11 +5,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from tests.fixtures.executing import execute
 
 import asyncflow
 from asyncflow import Status
-from asyncflow._log import logger as asyncflow_logger
-from asyncflow._scheduler import Scheduler
 from asyncflow.coordination import (
     Claim,
     CommitCheck,
@@ -18,10 +17,6 @@ from asyncflow.coordination import (
     LeaseOutcome,
     NullCoordinator,
 )
-from asyncflow.events import EventBus
-from asyncflow.executor import Executor
-from asyncflow.graph import expand
-from asyncflow.resources import ResourcePool
 from asyncflow.targets import MemoryStore, MemoryTarget
 
 pytestmark = pytest.mark.anyio
@@ -78,23 +73,6 @@ class Step(asyncflow.Task):
             f.write("done")
 
 
-async def _execute(root: asyncflow.Task, coordinator: Coordinator | None) -> dict[str, Status]:
-    graph = await expand([root])
-    executor = Executor(
-        graph,
-        run_id="here",
-        workers=2,
-        keep_going=True,
-        bus=EventBus([]),
-        logger=asyncflow_logger().bind(),
-        scheduler=Scheduler(ResourcePool({}), {}, {}),
-        coordinator=coordinator,
-        lease_poll=0.001,
-    )
-    await executor.run()
-    return {node.task.name: node.status for node in graph.nodes.values()}  # type: ignore[attr-defined]
-
-
 @pytest.fixture(autouse=True)
 def _fresh() -> None:
     STORE.clear()
@@ -108,7 +86,7 @@ async def test_the_null_coordinator_gives_every_lease_at_once() -> None:
     assert (claim.taken, claim.held, claim.done, claim.unsettled) == (["a", "b"], {}, set(), [])
     assert null.commit_check("run") is None
     assert await null.watch(["a"]) == {"a": LeaseOutcome.ABANDONED}
-    statuses = await _execute(Step("top", needs=["a", "b"]), NullCoordinator())
+    statuses = await execute([Step("top", needs=["a", "b"])], NullCoordinator())
     assert statuses == {"top": Status.DONE, "a": Status.DONE, "b": Status.DONE}
     assert sorted(Step.ran) == ["a", "b", "top"]
 
@@ -173,7 +151,7 @@ async def test_a_coordinator_of_our_own_drives_the_executor() -> None:
     """Another implementation of the interface decides what runs here, and the outcomes."""
     done, broken, lost = (Step(name).task_id for name in ("done", "broken", "lost"))
     coordinator = _OtherRun({done: LeaseOutcome.SUCCESS, broken: LeaseOutcome.FAILED}, {lost})
-    statuses = await _execute(Step("top", needs=["mine", "done", "broken", "lost"]), coordinator)
+    statuses = await execute([Step("top", needs=["mine", "done", "broken", "lost"])], coordinator)
     assert statuses == {
         "top": Status.UPSTREAM_FAILED,
         "mine": Status.DONE,

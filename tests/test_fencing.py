@@ -22,18 +22,14 @@ from typing import Any
 
 import pytest
 import structlog.testing
+from tests.fixtures.executing import execute
 from tests.fixtures.stall_trials import local_trial, quiet_trial, violations
 
 import asyncflow
 from asyncflow import Status
-from asyncflow._log import logger as asyncflow_logger
-from asyncflow._scheduler import Scheduler
 from asyncflow.coordination import Claim, CommitCheck, Coordinator, Holder, LeaseOutcome
-from asyncflow.events import Event, EventBus, TaskEvent
-from asyncflow.executor import Executor
-from asyncflow.graph import expand
+from asyncflow.events import Event, TaskEvent
 from asyncflow.journal import DEFAULT_LEASE_TTL, Journal
-from asyncflow.resources import ResourcePool
 from asyncflow.targets import MemoryStore, MemoryTarget
 from asyncflow.targets.base import commit_guard, writer_identity
 
@@ -249,23 +245,6 @@ class _LapsingCheck(CommitCheck):
         return False
 
 
-async def _execute(tasks: list[asyncflow.Task], coordinator: Coordinator) -> dict[str, Status]:
-    graph = await expand(tasks)
-    executor = Executor(
-        graph,
-        run_id="here",
-        workers=2,
-        keep_going=True,
-        bus=EventBus([]),
-        logger=asyncflow_logger().bind(),
-        scheduler=Scheduler(ResourcePool({}), {}, {}),
-        coordinator=coordinator,
-        lease_poll=0.001,
-    )
-    await executor.run()
-    return {node.task.name: node.status for node in graph.nodes.values()}  # type: ignore[attr-defined]
-
-
 async def test_attempts_write_under_their_lease_token_and_lapsed_ones_report_nothing() -> None:
     """Bodies see their lease's token; a task whose lease lapsed while its body ran is
     not reported done (its write refused, or with no output its success), and takes
@@ -280,7 +259,7 @@ async def test_attempts_write_under_their_lease_token_and_lapsed_ones_report_not
     ]
     lose = {Body("lost").task_id, Body("quiet-lost", quiet=True).task_id}
     coordinator = _Lapsing(lose)
-    statuses = await _execute(list(tasks), coordinator)
+    statuses = await execute(tasks, coordinator)
     assert statuses == {
         "kept": Status.DONE,
         "lost": Status.ALREADY_COMPLETE,
