@@ -24,6 +24,7 @@ import httpx
 import pytest
 from distributed import Client, LocalCluster
 from tests.fixtures import Child, cli, wait_until
+from tests.fixtures.dask_cluster import local_cluster
 from tests.fixtures.dask_tasks import (
     AsyncPid,
     Broken,
@@ -64,20 +65,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    """Two worker processes (one thread each), for the whole module.
-
-    Sync on purpose: an async module fixture would hold the anyio test runner.
-    """
-    with LocalCluster(
-        processes=True,
-        n_workers=2,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        # No dashboard; the scheduler's HTTP server (health, metrics) on a free port,
-        # not 8787, which another cluster on the machine may hold (a warning).
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as local:
+    """Two worker processes (one thread each), for the whole module."""
+    with local_cluster(2) as local:
         yield local
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from distributed import LocalCluster
+from tests.fixtures.dask_cluster import local_cluster
 from tests.fixtures.dask_tasks import Identified
 
 import asyncflow
@@ -20,14 +21,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     """One worker process, for the module (sync: see tests/test_dask.py)."""
-    with LocalCluster(
-        processes=True,
-        n_workers=1,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as local:
+    with local_cluster(1) as local:
         yield local
 
 
