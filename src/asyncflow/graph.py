@@ -344,6 +344,7 @@ async def grow(
             defer_for(len(nodes))
 
     await drain(queue, visit, probe_concurrency)
+    defer_for(len(nodes))  # as large as it has grown
 
 
 def _keep_graph_tasks(task: Task, copies: dict[int, Task]) -> None:

@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 
 from ._attempt import BodyRunner, ExecutorBackend
-from ._gc import defer_for, fewer_full_collections
+from ._gc import fewer_full_collections
 from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -263,7 +263,6 @@ async def _run(
         else Probes(None, _is_forced(forced))
     )
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
-    defer_for(len(graph))
     if forced:
         _check_forced(forced, graph)
     scheduler = _scheduler(graph, options, logger)
