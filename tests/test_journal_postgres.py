@@ -86,6 +86,12 @@ async def test_open_creates_the_schema_with_its_version(postgres_dsn: str) -> No
     }
     assert tables == {"asyncflow_schema", "runs", "run_requests", "run_keys", "attempts", "leases"}
     assert await query(postgres_dsn, "SELECT version FROM asyncflow_schema") == [(SCHEMA_VERSION,)]
+    # The requested lists are compressed with lz4 (Debian's server has it).
+    assert await query(
+        postgres_dsn,
+        "SELECT attcompression::text FROM pg_attribute "
+        "WHERE attrelid = 'run_requests'::regclass AND attname = 'requested'",
+    ) == [("l",)]
 
 
 async def test_journals_opened_at_once_on_a_new_database_share_one_schema(
@@ -240,9 +246,10 @@ async def test_lease_expiry_is_judged_by_the_database_clock(postgres_dsn: str) -
         assert (await other.claim("run-b", ["task"], since=time.time())).taken == []
 
 
-async def test_an_expired_lease_is_taken_over_with_the_next_token(postgres_dsn: str) -> None:
+async def test_an_expired_lease_is_taken_over_with_a_greater_token(postgres_dsn: str) -> None:
     """No renewal for a ttl: another run takes the lease (abandoned), the token goes up,
-    and the old holder learns it lost the lease, may not commit, and cannot release it."""
+    and the old holder learns it lost the lease, may not commit, and cannot release it.
+    (Tokens come from a sequence: one a failed statement drew is skipped.)"""
     async with (
         PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
         PostgresJournal.open(postgres_dsn) as other,
@@ -262,7 +269,8 @@ async def test_an_expired_lease_is_taken_over_with_the_next_token(postgres_dsn: 
         assert not await mine.release("task", "run-a", LeaseOutcome.FAILED)
         assert other.commit_check("run-b").may_commit("task")
         [(second, holder)] = await query(postgres_dsn, "SELECT token, run_id FROM leases")
-    assert (second, holder) == (first + 1, "run-b")
+    assert holder == "run-b"
+    assert first < second <= first + 2  # (the first try of the take drew one, and failed)
 
 
 async def test_renewal_keeps_a_lease_past_its_ttl(postgres_dsn: str) -> None:
@@ -600,6 +608,58 @@ async def test_a_batch_fences_its_successes_by_key_not_by_scanning_every_lease(
             assert scans and "Seq Scan" not in scans, (name, scans)
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("history", [0, 20_000])
+async def test_leases_and_successes_are_looked_up_by_key_whatever_the_statistics_say(
+    postgres_dsn: str, history: int
+) -> None:
+    """The statements of a claim, of a probe and of a takeover look each task up by its
+    key, on the journal's own connections: planned as scans of the leases or attempts
+    table, they cost a scan of every task ever run per claim, or per task when the
+    statistics were gathered while the tables were small (a claim of 40,000 new
+    tasks took 15 s)."""
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-old")
+        db = await asyncpg.connect(postgres_dsn)
+        try:
+            await db.execute(
+                "INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token) "
+                "SELECT 'Old_' || g, 'run-old', 'h', 1, now(), now(), 30, g "
+                "FROM generate_series(1, $1::integer) AS g",
+                history,
+            )
+            await db.execute(
+                "INSERT INTO attempts (id, run_id, task_id, family, params, attempt, status) "
+                "SELECT g, 'run-old', 'Old_' || g, 'Old', '{}', 1, 'success' "
+                "FROM generate_series(1, $1::integer) AS g",
+                history,
+            )
+            await db.execute("ANALYZE")
+        finally:
+            await db.close()
+        wanted = [f"Old_{n}" for n in range(1, 5_001)] + [f"New_{n}" for n in range(5_000)]
+        run = ["run-new", "host", 1, 30.0]
+        statements = {
+            "CLAIM_NEW": [wanted, *run],
+            "CLAIM": [wanted, *run],
+            "LEASE_STATES": [wanted],
+            "DONE_SINCE": [wanted, "run-new", 0.0, 0, ["run-old"]],
+            "SUCCEEDED": [wanted],
+            "PRIOR_ATTEMPTS": [wanted],
+        }
+        async with journal._store.pool.acquire() as db:  # its settings, not a fresh session's
+            for name, args in statements.items():
+                statement = getattr(postgres_sql, name)
+                [(plan,)] = await db.fetch(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+                nodes = _plan_nodes(json.loads(plan)[0]["Plan"])
+                scans = {
+                    (n["Node Type"], n["Relation Name"])
+                    for n in nodes
+                    if n.get("Relation Name") in ("leases", "attempts")
+                }
+                assert scans, name
+                assert not {scan for scan in scans if scan[0] == "Seq Scan"}, (name, scans)
 
 
 async def test_a_success_under_the_current_token_is_journaled(postgres_dsn: str) -> None:

@@ -91,19 +91,13 @@ class PgLeases:
             sent = self._monotonic()
             args = (wanted, run_id, self._host, self._pid, self.ttl)
             got: dict[str, int] = {}
-            rows = None
+            rows: list[Any] | None = None
             if not taken and not held:  # the first try: most tasks were never leased
                 fresh = await self._store.try_write(sql.CLAIM_NEW, *args, doing="take leases")
-                if fresh is not None:
-                    [(token, inserted)] = fresh
-                    if token is not None:
-                        got = dict.fromkeys(wanted if inserted is None else inserted, int(token))
-                    rest = [task_id for task_id in wanted if task_id not in got]
-                    rows = (
-                        await self._store.write(sql.CLAIM, rest, *args[1:], doing="take leases")
-                        if rest
-                        else []
-                    )
+                if fresh is not None:  # (else one was leased before: CLAIM takes the lot)
+                    [(token,)] = fresh
+                    got = dict.fromkeys(wanted, int(token))
+                    rows = []
             if rows is None:
                 rows = await self._store.write(sql.CLAIM, *args, doing="take leases")
             for task_id, token, previous in rows:

@@ -146,6 +146,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             ADD COLUMN tracking_url text
         """,
     ),
+    # 3: a run's requested list (tens of kilobytes of JSON for a large run) compressed
+    # with lz4, five times cheaper to write than the default; servers without lz4
+    # (built without it, or before PostgreSQL 14) keep the default.
+    (
+        """
+        DO $$ BEGIN
+            EXECUTE 'ALTER TABLE run_requests ALTER COLUMN requested SET COMPRESSION lz4';
+        EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;
+        END $$
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -324,6 +335,13 @@ ABANDON_RUNS: Final = """
 # A lease is free when it was let go (outcome), when it expired (by the
 # database's clock), when its holder's run journaled a success for the task or
 # ended: liveness is expiry alone, whichever host the holder ran on.
+#
+# The leases and attempts tables hold every task ever run, so the statements here
+# look each task up by its key, in a subquery the planner keeps as written (a
+# LATERAL one with LIMIT or FOR UPDATE; OFFSET 0 in an EXISTS): written as joins,
+# or as EXISTS it may turn into one, they are planned as scans of every lease or
+# attempt (once the tables have statistics), whose cost grows with the journal's
+# history, or, on tables analyzed while empty, once per row.
 
 # Take the free leases of many tasks in one statement (one transaction, one
 # round trip). Rows another transaction has locked are skipped, not waited for:
@@ -350,20 +368,23 @@ CLAIM: Final = """
                     WHEN l.outcome IS NOT NULL THEN l.outcome
                     WHEN EXISTS (SELECT 1 FROM attempts AS a
                                  WHERE a.task_id = l.task_id AND a.status = 'success'
-                                 AND a.run_id = l.run_id)
+                                 AND a.run_id = l.run_id OFFSET 0)
                     THEN 'success'
                     ELSE 'abandoned' END AS prev
-        FROM leases AS l JOIN wanted USING (task_id)
-        WHERE l.outcome IS NOT NULL
-           OR l.expires <= now()
-           OR l.run_id = $2
-           OR EXISTS (SELECT 1 FROM attempts AS a
-                      WHERE a.task_id = l.task_id AND a.status = 'success'
-                      AND a.run_id = l.run_id)
-           OR EXISTS (SELECT 1 FROM runs AS r
-                      WHERE r.run_id = l.run_id AND r.status != 'running')
-        ORDER BY l.task_id
-        FOR UPDATE OF l SKIP LOCKED
+        FROM (SELECT task_id FROM wanted ORDER BY task_id) AS w,
+        LATERAL (
+            SELECT * FROM leases AS l
+            WHERE l.task_id = w.task_id
+            AND (l.outcome IS NOT NULL
+                 OR l.expires <= now()
+                 OR l.run_id = $2
+                 OR EXISTS (SELECT 1 FROM attempts AS a
+                            WHERE a.task_id = l.task_id AND a.status = 'success'
+                            AND a.run_id = l.run_id OFFSET 0)
+                 OR EXISTS (SELECT 1 FROM runs AS r
+                            WHERE r.run_id = l.run_id AND r.status != 'running' OFFSET 0))
+            FOR UPDATE SKIP LOCKED
+        ) AS l
     ),
     taken AS (
         UPDATE leases AS l SET
@@ -382,10 +403,11 @@ CLAIM: Final = """
     SELECT task_id, token, prev FROM taken
 """
 # The common case first: tasks never leased, taken with a plain insert (a third of
-# CLAIM's cost). A task another claim inserts meanwhile makes it fail whole
-# (unique_violation): the caller then takes the lot with CLAIM. One row comes
-# back, not one per lease: the token (NULL: none taken, none drawn), and the task
-# ids taken unless all were.
+# CLAIM's cost), which looks nothing up: a task leased before, or by another claim
+# meanwhile, makes it fail whole (unique_violation), and the caller then takes the
+# lot with CLAIM. (A lookup of each id first is planned, once the leases table has
+# statistics, as a scan of every lease ever taken: per claim when it is large, per
+# row when it was empty.) One row comes back: the fencing token of every lease taken.
 CLAIM_NEW: Final = """
     WITH next AS (
         SELECT nextval('lease_tokens') AS token
@@ -394,26 +416,25 @@ CLAIM_NEW: Final = """
         INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token)
         SELECT w.task_id, $2, $3, $4, now(), now() + make_interval(secs => $5), $5, next.token
         FROM unnest($1::text[]) AS w (task_id), next
-        WHERE NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.task_id = w.task_id)
-        RETURNING task_id, token
     )
-    SELECT (SELECT token FROM fresh LIMIT 1),
-           CASE WHEN (SELECT count(*) FROM fresh) = cardinality($1::text[]) THEN NULL
-                ELSE ARRAY(SELECT task_id FROM fresh) END
+    SELECT token FROM next
 """
 # How each lease stands, judged by the database: its holder, how it was let go,
-# whether the holder's run journaled a success or ended, whether it expired.
+# whether the holder's run journaled a success or ended, whether it expired. Each
+# lease is looked up by its key (LIMIT 1: a subquery the planner keeps as it is,
+# not a join it may plan as a scan of every lease ever taken).
 LEASE_STATES: Final = """
     SELECT l.task_id, l.run_id, l.host, l.pid,
            extract(epoch FROM l.since)::float8, extract(epoch FROM l.expires)::float8,
            l.outcome,
            EXISTS (SELECT 1 FROM attempts AS a
                    WHERE a.task_id = l.task_id AND a.status = 'success'
-                   AND a.run_id = l.run_id),
+                   AND a.run_id = l.run_id OFFSET 0),
            EXISTS (SELECT 1 FROM runs AS r
-                   WHERE r.run_id = l.run_id AND r.status != 'running'),
+                   WHERE r.run_id = l.run_id AND r.status != 'running' OFFSET 0),
            l.expires <= now()
-    FROM leases AS l WHERE l.task_id = ANY($1::text[])
+    FROM unnest($1::text[]) AS w (task_id),
+    LATERAL (SELECT * FROM leases WHERE leases.task_id = w.task_id LIMIT 1) AS l
 """
 # The heartbeat: the runs and the leases of this journal's runs pushed on, in one
 # statement. The leases still held come back, with their tokens. Rows are locked
@@ -452,12 +473,15 @@ ANY_RIVAL: Final = """
     AND (status = 'running' OR ended >= $2 OR seq > $3 OR run_id = ANY($4::text[]))
     LIMIT 1
 """
+# Each task is looked up by its key, as in LEASE_STATES.
 DONE_SINCE: Final = """
-    SELECT DISTINCT a.task_id FROM attempts AS a
-    WHERE a.task_id = ANY($1::text[]) AND a.status = 'success' AND a.run_id != $2
-    AND (a.ended >= $3
-         OR a.run_id IN (SELECT run_id FROM runs
-                         WHERE run_id != $2 AND (seq > $4 OR run_id = ANY($5::text[]))))
+    SELECT w.task_id FROM unnest($1::text[]) AS w (task_id),
+    LATERAL (SELECT 1 FROM attempts AS a
+             WHERE a.task_id = w.task_id AND a.status = 'success' AND a.run_id != $2
+             AND (a.ended >= $3
+                  OR a.run_id IN (SELECT run_id FROM runs
+                                  WHERE run_id != $2 AND (seq > $4 OR run_id = ANY($5::text[]))))
+             LIMIT 1) AS a
 """
 # Runs whose liveness expired (by the database's clock) are interrupted, with
 # their running attempts (and those of runs that ended); their leases let go.
@@ -478,12 +502,15 @@ RECOVER_LEASES: Final = """
 
 # --------------------------------------------------------------------- reading
 
+# Each task is looked up by its key (attempts_task), as in LEASE_STATES: the probe
+# of every run, whatever the number of attempts journaled before.
 SUCCEEDED: Final = """
-    SELECT DISTINCT task_id, status FROM attempts
-    WHERE task_id = ANY($1::text[])
-    AND (status = 'success'
-         OR status NOT IN ('running', 'success', 'failed', 'timeout', 'cancelled',
-                           'interrupted', 'missing'))
+    SELECT w.task_id, a.status FROM unnest($1::text[]) AS w (task_id),
+    LATERAL (SELECT DISTINCT status FROM attempts
+             WHERE attempts.task_id = w.task_id
+             AND (status = 'success'
+                  OR status NOT IN ('running', 'success', 'failed', 'timeout', 'cancelled',
+                                    'interrupted', 'missing'))) AS a
 """
 # The same for the task ids in [$1, $2) (those sharing a prefix: one range of the
 # byte-ordered index), at most $3 of them.
