@@ -281,7 +281,7 @@ async def test_renewal_keeps_a_lease_past_its_ttl(postgres_dsn: str) -> None:
     ):
         await mine.begin_run("run-a")
         await mine.claim("run-a", ["task"], since=time.time())
-        [(expires,)] = await query(postgres_dsn, "SELECT expires FROM leases")
+        [(expires,)] = await query(postgres_dsn, "SELECT expires FROM runs")
         # Until the database's clock is past the first expiry: only polling can tell.
         await query(postgres_dsn, "SELECT pg_sleep($1)", TTL * 1.5)
         assert (await query(postgres_dsn, "SELECT now() > $1::timestamptz", expires))[0][0]
@@ -304,12 +304,16 @@ async def test_a_renewal_keeps_the_leases_a_claim_took_while_it_waited(
         try:
             holding = blocker.transaction()
             await holding.start()
-            # The renewal's statement takes its snapshot, then waits on this row.
-            await blocker.execute("SELECT 1 FROM leases WHERE task_id = 'first' FOR UPDATE")
+            # As a take judging the run would: the renewal waits on the run's row.
+            await blocker.execute("SELECT 1 FROM runs WHERE run_id = 'run-a' FOR SHARE")
             lost: list[Any] = []
+            claims: list[Any] = []
 
             async def renew() -> None:
                 lost.extend(await journal.renew())
+
+            async def claim() -> None:
+                claims.append(await journal.claim("run-a", ["second"], since=time.time()))
 
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as tg:
@@ -318,18 +322,84 @@ async def test_a_renewal_keeps_the_leases_a_claim_took_while_it_waited(
                         if await query(
                             postgres_dsn,
                             "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE '%renewed_runs%'",
+                            "AND query LIKE '%clock_timestamp%'",
                         ):
                             break
                         await anyio.sleep(0.01)
-                    claim = await journal.claim("run-a", ["second"], since=time.time())
+                    tg.start_soon(claim)
+                    await anyio.sleep(0.2)  # (the claim sent meanwhile, waiting or not)
                     await holding.rollback()
         finally:
             await blocker.close()
         assert lost == []
-        assert claim.taken == ["second"] and set(claim.tokens) == {"second"}
+        [taken] = claims
+        assert taken.taken == ["second"] and set(taken.tokens) == {"second"}
         assert journal.commit_check("run-a").may_commit("second")
+        assert journal.commit_check("run-a").may_commit("first")
         assert (await journal.renew()) == []  # the next heartbeat renews both
+
+
+async def test_a_heartbeat_pushes_runs_on_and_rewrites_no_lease(postgres_dsn: str) -> None:
+    """A lease lives as long as its run: the heartbeat writes one row per run, whatever
+    the number of leases it holds (it rewrote every lease: 0.9 s for 100,000, every
+    third of the ttl)."""
+    ids = [T(n=n).task_id for n in range(2_000)]
+    async with PostgresJournal.open(postgres_dsn) as journal:
+        await journal.begin_run("run-a")
+        await journal.claim("run-a", ids, since=time.time())
+        versions = "SELECT task_id, ctid::text, xmin::text FROM leases ORDER BY task_id"
+        before = await query(postgres_dsn, versions)
+        [(expires,)] = await query(postgres_dsn, "SELECT expires FROM runs")
+        assert await journal.renew() == []
+        assert await query(postgres_dsn, versions) == before  # no lease row rewritten
+        [(renewed,)] = await query(postgres_dsn, "SELECT expires FROM runs")
+        assert renewed > expires
+        assert journal.commit_check("run-a").may_commit(ids[0])
+
+
+async def test_a_claim_pushes_its_run_on(postgres_dsn: str) -> None:
+    """A claim taken a while after its run began lasts a ttl from the claim, as its
+    holder believes, not from the run's beginning."""
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        mine._leases.live_runs.discard("run-a")  # no heartbeat: the claim alone counts
+        await query(postgres_dsn, "SELECT pg_sleep($1)", TTL * 0.7)
+        assert (await mine.claim("run-a", ["task"], since=time.time())).taken == ["task"]
+        # Past the expiry the run's beginning set, within the one the claim set.
+        await query(postgres_dsn, "SELECT pg_sleep($1)", TTL * 0.5)
+        await other.begin_run("run-b")
+        taken = await other.claim("run-b", ["task"], since=time.time())
+        assert taken.taken == [] and taken.held["task"].run_id == "run-a"
+
+
+async def test_a_heartbeat_after_a_lapse_learns_which_leases_were_taken(
+    postgres_dsn: str,
+) -> None:
+    """A run whose liveness lapsed, one of its leases taken meanwhile: its next heartbeat
+    reports that one lost and keeps the other, which it may still commit."""
+    async with (
+        PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as mine,
+        PostgresJournal.open(postgres_dsn) as other,
+    ):
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", ["kept", "taken"], since=time.time())
+        mine._leases.live_runs.discard("run-a")  # stalled
+        assert await until_let_go(other, "taken") is LeaseOutcome.ABANDONED
+        await other.begin_run("run-b")
+        db = await asyncpg.connect(postgres_dsn)
+        try:  # a take of the one lease (the run is not marked interrupted)
+            rows = await db.fetch(postgres_sql.CLAIM, ["taken"], "run-b", "h", 1, 30.0)
+        finally:
+            await db.close()
+        assert [row[0] for row in rows] == ["taken"]
+        mine._leases.live_runs.add("run-a")  # it wakes up
+        assert await mine.renew() == [("taken", "run-a")]
+        check = mine.commit_check("run-a")
+        assert check.may_commit("kept") and not check.may_commit("taken")
+        assert await mine.renew() == []
 
 
 async def test_outcomes_reach_the_waiters(postgres_dsn: str) -> None:
@@ -624,8 +694,8 @@ async def test_leases_and_successes_are_looked_up_by_key_whatever_the_statistics
         db = await asyncpg.connect(postgres_dsn)
         try:
             await db.execute(
-                "INSERT INTO leases (task_id, run_id, host, pid, since, expires, ttl, token) "
-                "SELECT 'Old_' || g, 'run-old', 'h', 1, now(), now(), 30, g "
+                "INSERT INTO leases (task_id, run_id, host, pid, since, token) "
+                "SELECT 'Old_' || g, 'run-old', 'h', 1, now(), g "
                 "FROM generate_series(1, $1::integer) AS g",
                 history,
             )

@@ -381,7 +381,11 @@ class PostgresJournal(RecordingJournal):
     # internals ----------------------------------------------------------------
 
     async def _write_pending(self, abandon: Collection[str] = ()) -> None:
-        """Turn pending events and run changes into one statement, or one transaction."""
+        """Turn pending events and run changes into one statement, or one transaction.
+
+        The leases of runs to ``abandon`` need no write: those runs are ended or
+        marked interrupted in the same transaction, and a run that is over holds
+        no lease."""
         events, self._buffer = self._buffer, []
         self._recorded = 0
         recorder = self._recorder
@@ -398,26 +402,26 @@ class PostgresJournal(RecordingJournal):
                 attempts = recorder.take()
                 runs = list(self._dirty_runs.values())
                 self._dirty_runs.clear()
-                if attempts or runs or abandon:
-                    await self._commit(attempts, runs, list(abandon))
+                if attempts or runs:
+                    await self._commit(attempts, runs)
 
     async def _new_run_key(self, run_id: str) -> int:
         [(key,)] = await self._store.write(sql.NEW_RUN_KEY, run_id, doing="write the journal")
         return int(key)
 
-    async def _commit(self, attempts: Attempts, runs: list[RunRow], abandon: Sequence[str]) -> None:
+    async def _commit(self, attempts: Attempts, runs: list[RunRow]) -> None:
         # Successes under a lease are fenced: journaled only while their token is
         # the task's greatest, checked by the statement that writes them.
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
         write = _write_args(attempts, fence)
         statuses = _status_args(attempts.statuses)
-        if not runs and not abandon and statuses is None:
+        if not runs and statuses is None:
             refused = await self._store.write(*write, doing="write the journal") if write else []
         else:
             requested = [(row.run_id, row.requested) for row in runs if row.requested]
             for attempt in range(3):
                 try:
-                    refused = await self._transaction(write, runs, requested, abandon, statuses)
+                    refused = await self._transaction(write, runs, requested, statuses)
                     break
                 except JournalError as exc:
                     # The heartbeat locks the run rows and lease rows too: a deadlock
@@ -433,11 +437,9 @@ class PostgresJournal(RecordingJournal):
         write: tuple[Any, ...],
         runs: list[RunRow],
         requested: Sequence[tuple[str, str | None]],
-        abandon: Sequence[str],
         statuses: list[list[Any]] | None = None,
     ) -> list[Any]:
-        """Run rows, attempt rows (and what they said) and leases let go, in one
-        transaction."""
+        """Run rows and attempt rows (and what they said), in one transaction."""
         async with self._store.transaction("write the journal") as db:
             refused: list[Any] = await db.fetch(*write) if write else []
             if statuses is not None:
@@ -446,8 +448,6 @@ class PostgresJournal(RecordingJournal):
                 await db.execute(sql.UPSERT_RUN, *row.values())
             for run_id, listed in requested:
                 await db.execute(sql.INSERT_REQUESTED, run_id, listed)
-            if abandon:
-                await db.execute(sql.ABANDON_RUNS, list(abandon))
         return refused
 
     def _written(self, refused: Sequence[Any], rows: int) -> None:

@@ -1,19 +1,23 @@
 """Leases in PostgreSQL: which run may run a task now, across processes on any host.
 
-One row per task id (``leases``): the holder, since when and until when (the
-database's clock), how it was let go, and a fencing token that every take by
-another run bumps. A claim takes every free lease of a batch in one statement
+One row per task id (``leases``): the holder, since when, how it was let go,
+and a fencing token that every take by another run bumps. A lease lives as
+long as its holder's run: until the run ends, or its liveness (``runs.expires``,
+the database's clock) lapses. One heartbeat statement per journal pushes its
+runs on, one row each, whatever the number of leases they hold. A claim takes
+every free lease of a batch in one statement
 (:data:`~asyncflow.journal.postgres_sql.CLAIM`), locking the rows it takes
 (``FOR UPDATE ... SKIP LOCKED``), so two processes never both take one lease;
 rows another transaction holds locked are read as held and claimed again.
 Liveness is expiry alone: a holder on another host cannot be seen to die, so
-a killed holder's tasks wait for its leases to expire.
+a killed holder's tasks wait for its run to expire.
 
 This process cannot read the database's clock, so it judges its own leases
-by its monotonic clock, conservatively: a renewal sent at ``t`` keeps every
-lease it found held at least until ``t + ttl`` (the database set them to
-*its* ``now() + ttl``, later than ``t`` in real time). Past that, without a
-newer renewal, :meth:`commit_check` says no.
+by its monotonic clock, conservatively: a renewal (or a claim) sent at ``t``
+keeps every lease it found held at least until ``t + ttl`` (the database set
+the run's expiry to *its* ``now() + ttl``, later than ``t`` in real time). Past
+that, without a newer renewal, :meth:`commit_check` says no. A renewal that
+finds its run had lapsed asks which leases the run still holds.
 """
 
 from __future__ import annotations
@@ -180,39 +184,38 @@ class PgLeases:
         return {str(row[0]) for row in rows}
 
     async def renew(self) -> list[tuple[str, str]]:
-        """Push on this journal's runs and leases; the ``(task_id, run_id)`` found lost."""
+        """Push on this journal's runs (their leases live as long); the ``(task_id,
+        run_id)`` found lost."""
         if not self.live_runs:
             return []
         sent = self._monotonic()
-        # Only the leases held before the statement is sent are judged by it: one a
-        # claim takes while the statement waits (committed after its snapshot) is
-        # not in its rows, and is not lost.
-        before = {
-            (task_id, run_id): token
-            for run_id, held in self._held.items()
-            for task_id, token in held.items()
-        }
+        # Only the leases held before the statement is sent are judged: one a claim
+        # takes meanwhile was taken under the run's liveness that claim pushed on.
+        before = {run_id: dict(held) for run_id, held in self._held.items() if held}
         rows = await self._store.write(
             sql.RENEW, sorted(self.live_runs), self.ttl, doing="renew leases"
         )
-        kept = {(str(task_id), str(run_id)): int(token) for task_id, run_id, token in rows}
-        if any(self._held.values()):
-            taken_meanwhile = any(
-                (task_id, run_id) not in before
-                for run_id, held in self._held.items()
-                for task_id in held
-            )
-            # Those taken meanwhile were not renewed: they last from their own take.
-            renewed = sent + self.ttl
-            self.valid_until = min(self.valid_until, renewed) if taken_meanwhile else renewed
+        lapsed = {str(run_id): bool(late) for run_id, late in rows}
         lost: list[tuple[str, str]] = []
-        for (task_id, run_id), token in before.items():
-            held = self._held.get(run_id)
-            if held is None or held.get(task_id) != token or kept.get((task_id, run_id)) == token:
-                continue  # let go (or taken again) meanwhile, or renewed
-            del held[task_id]
-            lost.append((task_id, run_id))
-            _log.warning("journal.lease_lost", task_id=task_id, run_id=run_id)
+        for run_id, held_then in before.items():
+            if run_id not in lapsed:  # over (found interrupted by another process)
+                kept: dict[str, int] = {}
+            elif lapsed[run_id]:  # another run may have taken some while it had lapsed
+                still = await self._store.fetch(sql.HELD, sorted(held_then), run_id)
+                kept = {str(task_id): int(token) for task_id, token in still}
+            else:
+                continue
+            held = self._held.get(run_id, {})
+            for task_id, token in held_then.items():
+                if kept.get(task_id) == token or held.get(task_id) != token:
+                    continue  # kept, or let go (or taken again) meanwhile
+                del held[task_id]
+                lost.append((task_id, run_id))
+                _log.warning("journal.lease_lost", task_id=task_id, run_id=run_id)
+        if any(self._held.values()):
+            # Every run still holding leases was renewed: they last at least a ttl
+            # from the renewal's sending (the database pushed them to its now() + ttl).
+            self.valid_until = sent + self.ttl
         return lost
 
     async def release(self, task_id: str, run_id: str, outcome: LeaseOutcome) -> bool:
@@ -260,13 +263,12 @@ def rows_of_store(store: PgStore, row: str) -> Any:
 async def recover_expired(store: PgStore) -> int:
     """Mark runs whose liveness expired interrupted, with their running attempts.
 
-    Their leases still held are let go as abandoned. Returns how many runs.
+    Their leases are free from then on (a run that is over holds none). Returns
+    how many runs.
     """
     async with store.transaction("recover interrupted runs") as db:
         stale = [str(row[0]) for row in await db.fetch(sql.RECOVER_RUNS)]
         await db.execute(sql.RECOVER_ATTEMPTS)
-        if stale:
-            await db.execute(sql.RECOVER_LEASES, stale)
     if stale:
         _log.info("journal.interrupted_runs", url=store.url, runs=len(stale))
     return len(stale)
