@@ -36,7 +36,9 @@ from asyncflow.journal import (
     open_journal,
     postgres_sql,
 )
+from asyncflow.journal.postgres import _JOINED
 from asyncflow.journal.postgres_sql import SCHEMA_VERSION
+from asyncflow.journal.postgres_store import joined
 from asyncflow.web import create_app
 
 pytestmark = pytest.mark.anyio
@@ -391,7 +393,8 @@ async def test_a_heartbeat_after_a_lapse_learns_which_leases_were_taken(
         await other.begin_run("run-b")
         db = await asyncpg.connect(postgres_dsn)
         try:  # a take of the one lease (the run is not marked interrupted)
-            rows = await db.fetch(postgres_sql.CLAIM, ["taken"], "run-b", "h", 1, 30.0)
+            [ids], separator = joined([["taken"]])
+            rows = await db.fetch(postgres_sql.CLAIM, ids, "run-b", "h", 1, 30.0, separator)
         finally:
             await db.close()
         assert [row[0] for row in rows] == ["taken"]
@@ -488,6 +491,33 @@ async def test_history_reads_back_what_was_recorded(postgres_dsn: str) -> None:
     assert counts == {RunStatus.SUCCESS: 2, RunStatus.FAILED: 1}
     assert [s.task_id for s in found] == sorted(T(n=n).task_id for n in range(3))
     assert succeeded == {T(n=0).task_id, T(n=2).task_id}
+
+
+def test_texts_joined_for_the_server_split_back_exactly() -> None:
+    """The texts sent as one string (string_to_array(text, separator), first element
+    dropped) come back as they were: empty ones, and ones holding the separator
+    (another is picked)."""
+    columns = [["a", "", "b\x1ec"], [], ["x\x1fy", "\x1f", ""], [""]]
+    texts, separator = joined(columns)
+    assert separator != "\x1f" and "\x1f" in separator
+    assert [text.split(separator)[1:] if text else [] for text in texts] == columns
+    texts, separator = joined([["plain", "ids"]])
+    assert (texts, separator) == (["\x1fplain\x1fids"], "\x1f")
+
+
+async def test_a_family_holding_the_separator_is_journaled_as_it_is(postgres_dsn: str) -> None:
+    """Task ids and families with control characters (the separator among them) go
+    through claims and batches unchanged."""
+    odd = type("Odd\x1fFamily\x1e", (asyncflow.Task,), {"n": asyncflow.IntParameter()})
+    tasks = [odd(n=n) for n in range(3)]
+    result = await asyncflow.run(tasks, journal=postgres_dsn)
+    assert result.ok
+    async with open_journal(postgres_dsn) as journal:
+        assert await journal.succeeded(t.task_id for t in tasks) == {t.task_id for t in tasks}
+        [attempt] = await journal.attempts(tasks[1].task_id)
+    assert (attempt.task_id, attempt.family) == (tasks[1].task_id, "Odd\x1fFamily\x1e")
+    again = await asyncflow.run(tasks, journal=postgres_dsn)
+    assert {again.status(t) for t in tasks} == {asyncflow.Status.ALREADY_COMPLETE}
 
 
 async def test_a_run_and_the_cli_on_a_url(postgres_dsn: str, tmp_path: Path) -> None:
@@ -658,14 +688,16 @@ async def test_a_batch_fences_its_successes_by_key_not_by_scanning_every_lease(
     ]
     tokens = [int(row[0]) for row in await query(postgres_dsn, "SELECT max(token) FROM leases")]
     fence = [["run-a"] * count, fenced, tokens * count]
+    # Successes by their own columns (id, task, family, params, attempt, times), no
+    # running attempt, no other ending; the text columns joined (WRITE_NEW's $27).
+    new: list[Any] = [*columns[0:1], *columns[2:7], columns[8], tokens * count]
+    new += [[] for _ in range(16)] + [[7], ["run-a"]]
+    texts, separator = joined([new[index] for index in _JOINED])
+    for index, text in zip(_JOINED, texts, strict=True):
+        new[index] = text
     statements = [  # (a batch of new rows alone is written by WRITE_NEW)
         ("WRITE_ATTEMPTS", [*columns, *([] for _ in range(14)), *fence]),
-        (  # successes by their own columns (id, task, family, params, attempt, times)
-            "WRITE_NEW",
-            [*columns[0:1], *columns[2:7], columns[8], tokens * count]
-            + [[] for _ in range(16)]  # no running attempt, no other ending
-            + [[7], ["run-a"]],
-        ),
+        ("WRITE_NEW", [*new, separator]),
     ]
     db = await asyncpg.connect(postgres_dsn)
     try:
@@ -710,9 +742,10 @@ async def test_leases_and_successes_are_looked_up_by_key_whatever_the_statistics
             await db.close()
         wanted = [f"Old_{n}" for n in range(1, 5_001)] + [f"New_{n}" for n in range(5_000)]
         run = ["run-new", "host", 1, 30.0]
+        listed, separator = joined([wanted])
         statements = {
-            "CLAIM_NEW": [wanted, *run],
-            "CLAIM": [wanted, *run],
+            "CLAIM_NEW": [*listed, *run, separator],
+            "CLAIM": [*listed, *run, separator],
             "LEASE_STATES": [wanted],
             "DONE_SINCE": [wanted, "run-new", 0.0, 0, ["run-old"]],
             "SUCCEEDED": [wanted],

@@ -44,7 +44,7 @@ from .decode import member
 from .history import attempt_record, run_record
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
-from .postgres_store import PgStore
+from .postgres_store import PgStore, joined
 from .recording import RecordingJournal
 from .records import (
     AttemptRecord,
@@ -532,8 +532,16 @@ def _new_args(
     if not (cols[0] or cols[8] or cols[14]):
         return ()
     # A column of NULLs alone goes as an empty array (see _columns).
-    cols = [column if column.count(None) != len(column) else [] for column in cols]
-    return (sql.WRITE_NEW, *cols, keys, run_ids)
+    args: list[Any] = [column if column.count(None) != len(column) else [] for column in cols]
+    texts, separator = joined([cols[index] for index in _JOINED])
+    for index, text in zip(_JOINED, texts, strict=True):
+        args[index] = text
+    return (sql.WRITE_NEW, *args, keys, run_ids, separator)
+
+
+_JOINED: Final = (1, 2, 3, 9, 10, 11, 15, 16, 17, 20)
+"""WRITE_NEW's text columns that hold no NULL (task ids, families, parameters,
+statuses), sent as one string each (see postgres_store.joined)."""
 
 
 def _columns(attempts: Attempts) -> list[list[object]]:

@@ -32,7 +32,7 @@ from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from . import postgres_sql as sql
 from .decode import integer, member, real, rows_of, text
 from .fencing import RunCheck, tokens_to_fence
-from .postgres_store import PgStore
+from .postgres_store import PgStore, joined
 
 __all__ = ["PgLeases", "recover_expired"]
 
@@ -93,7 +93,8 @@ class PgLeases:
             if not wanted:
                 break
             sent = self._monotonic()
-            args = (wanted, run_id, self._host, self._pid, self.ttl)
+            [listed], separator = joined([wanted])
+            args = (listed, run_id, self._host, self._pid, self.ttl, separator)
             got: dict[str, int] = {}
             rows: list[Any] | None = None
             if not taken and not held:  # the first try: most tasks were never leased

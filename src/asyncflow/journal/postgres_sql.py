@@ -10,8 +10,9 @@ clock in epoch seconds, as in SQLite. Times of leases and of run liveness
 (``timestamptz``, set with ``now()``): processes on different hosts judge
 expiry by one clock, never by their own.
 
-Statements take their many ids as one array parameter (``$1::text[]``), and
-attempt rows as one array per column (``unnest``): one round trip per batch.
+Statements take their many ids as one array parameter (``$1::text[]``), or
+the largest as one string split by the server, and attempt rows as one array
+(or string) per column (``unnest``): one round trip per batch.
 """
 
 from __future__ import annotations
@@ -266,9 +267,12 @@ WRITE_ATTEMPTS: Final = """
 # ($1..$8: id, task id, family, params, attempt, started, ended, token; the status
 # and the duration are the statement's), running attempts ($9..$14), other endings
 # ($15..$24, with a token for a success that gave its duration). Run ids come once
-# per run ($25, $26: the run key of the attempt ids, the run id). The leases of the
-# successes with a token are locked (FOR KEY SHARE) in task id order, as RENEW locks
-# them, and checked as in WRITE_ATTEMPTS; the refused ones come back.
+# per run ($25, $26: the run key of the attempt ids, the run id). Text columns that
+# hold no NULL come as one string each, every value after the separator $27
+# (postgres_store.joined(): the driver encodes a text array value by value, six
+# times slower). The leases of the successes with a token are locked (FOR KEY
+# SHARE) in task id order, and checked as in WRITE_ATTEMPTS; the refused ones
+# come back.
 WRITE_NEW: Final = """
     WITH inserted AS (
         INSERT INTO attempts (id, run_id, task_id, family, params, attempt, started, status,
@@ -282,19 +286,29 @@ WRITE_NEW: Final = """
                 SELECT s.id, s.task_id, s.family, s.params, s.attempt, s.started,
                        'success' AS status, s.ended, greatest(s.ended - s.started, 0) AS duration,
                        s.token
-                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::integer[],
-                            $6::float8[], $7::float8[], $8::bigint[])
+                FROM unnest($1::bigint[],
+                            (string_to_array($2, $27))[2:],
+                            (string_to_array($3, $27))[2:],
+                            (string_to_array($4, $27))[2:],
+                            $5::integer[], $6::float8[], $7::float8[], $8::bigint[])
                      AS s (id, task_id, family, params, attempt, started, ended, token)
                 UNION ALL
                 SELECT r.id, r.task_id, r.family, r.params, r.attempt, r.started,
                        'running', NULL, NULL, NULL
-                FROM unnest($9::bigint[], $10::text[], $11::text[], $12::text[], $13::integer[],
-                            $14::float8[])
+                FROM unnest($9::bigint[],
+                            (string_to_array($10, $27))[2:],
+                            (string_to_array($11, $27))[2:],
+                            (string_to_array($12, $27))[2:],
+                            $13::integer[], $14::float8[])
                      AS r (id, task_id, family, params, attempt, started)
                 UNION ALL
-                SELECT * FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[],
-                                     $19::integer[], $20::float8[], $21::text[], $22::float8[],
-                                     $23::float8[], $24::bigint[])
+                SELECT * FROM unnest($15::bigint[],
+                                     (string_to_array($16, $27))[2:],
+                                     (string_to_array($17, $27))[2:],
+                                     (string_to_array($18, $27))[2:],
+                                     $19::integer[], $20::float8[],
+                                     (string_to_array($21, $27))[2:],
+                                     $22::float8[], $23::float8[], $24::bigint[])
                      AS e (id, task_id, family, params, attempt, started, status, ended,
                            duration, token)
             ) AS b
@@ -347,13 +361,14 @@ SET_STATUS: Final = """
 # with the journal's history, or, on tables analyzed while empty, once per row.
 
 # Take the free leases of many tasks in one statement (one transaction, one
-# round trip), and push the taking run's liveness on. Rows another transaction
+# round trip), and push the taking run's liveness on. The task ids come as one
+# string, each after the separator $6 (as in WRITE_NEW). Rows another transaction
 # has locked are skipped, not waited for: the caller reads them as held, or
 # claims them again. The take draws one fencing token for every lease it takes;
 # the live holder re-taking its own keeps its token.
 CLAIM: Final = """
     WITH wanted AS (
-        SELECT DISTINCT task_id FROM unnest($1::text[]) AS w (task_id)
+        SELECT DISTINCT task_id FROM unnest((string_to_array($1, $6))[2:]) AS w (task_id)
     ),
     next AS (
         SELECT nextval('lease_tokens') AS token
@@ -428,7 +443,7 @@ CLAIM_NEW: Final = """
     fresh AS (
         INSERT INTO leases (task_id, run_id, host, pid, since, token)
         SELECT w.task_id, $2, $3, $4, now(), next.token
-        FROM unnest($1::text[]) AS w (task_id), next
+        FROM unnest((string_to_array($1, $6))[2:]) AS w (task_id), next
     )
     SELECT token FROM next
 """

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import secrets
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final
 
 import anyio
@@ -23,7 +24,7 @@ from ..errors import JournalError
 from . import postgres_sql as sql
 from .where import redacted
 
-__all__ = ["PgStore"]
+__all__ = ["PgStore", "joined"]
 
 
 _CONNECT_TIMEOUT: Final = 30.0
@@ -209,6 +210,29 @@ async def _keep(connection: Any) -> None:
     session advisory locks, cursors, LISTEN or SET; its advisory lock is the
     transaction's), so the default reset statement would be a round trip per
     statement for nothing."""
+
+
+_SEPARATOR: Final = "\x1f"  # (ASCII's unit separator: no task id, family or JSON text holds it)
+
+
+def joined(columns: Sequence[Sequence[str]]) -> tuple[list[str], str]:
+    """Lists of texts as one string each, for ``(string_to_array($n, separator))[2:]``,
+    and the separator.
+
+    The driver encodes a ``text[]`` parameter value by value: 10,000 task ids cost
+    3.8 ms a statement, as one string 0.6 ms. Each text follows the separator (an
+    empty text survives the split; an empty list is ``''``). The separator is a
+    control character no value holds, else a random string none holds.
+    """
+    separator = _SEPARATOR
+    while True:
+        texts = [separator + separator.join(column) if column else "" for column in columns]
+        if all(
+            text.count(separator) == len(column)
+            for text, column in zip(texts, columns, strict=True)
+        ):
+            return texts, separator
+        separator = f"\x1f{secrets.token_hex(8)}\x1e"
 
 
 def _message(exc: BaseException, url: str | None) -> str:
