@@ -209,6 +209,16 @@ class PostgresJournal(RecordingJournal):
             requested,
         )
 
+    async def _write_begun(self, row: RunRow) -> None:
+        # One statement (BEGIN_RUN): the run's row, its requested list, its key, and
+        # the runs whose successes it will not have probed.
+        [(key, going_on, last)] = await self._store.write(
+            sql.BEGIN_RUN, *row.values(), row.requested, doing="begin the run"
+        )
+        row.requested = None
+        self._recorder.add_run(row.run_id, int(key))
+        self._leases.note_rivals(row.run_id, going_on, last)
+
     # resuming -----------------------------------------------------------------
 
     async def succeeded(self, task_ids: Iterable[str]) -> set[str]:

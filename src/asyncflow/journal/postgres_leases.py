@@ -170,9 +170,9 @@ class PgLeases:
         self.tokens.setdefault(run_id, {}).update(tokens)
         self.live_runs.add(run_id)
 
-    async def begin(self, run_id: str) -> None:
-        """Note the runs that may commit successes ``run_id`` will not have probed."""
-        [(going_on, last)] = await self._store.fetch(sql.RIVALS, run_id)
+    def note_rivals(self, run_id: str, going_on: Sequence[str], last: int) -> None:
+        """Note the runs that may commit successes ``run_id`` will not have probed
+        (as :data:`~asyncflow.journal.postgres_sql.BEGIN_RUN` tells them)."""
         self._rivals[run_id] = _Rivals(list(going_on), int(last))
 
     async def _succeeded_since(self, task_ids: list[str], since: float, run_id: str) -> set[str]:

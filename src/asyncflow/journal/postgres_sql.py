@@ -23,6 +23,7 @@ __all__ = [
     "ANY_INTERRUPTED",
     "ANY_RIVAL",
     "ATTEMPTS_BY_ID",
+    "BEGIN_RUN",
     "CLAIM",
     "CLAIM_NEW",
     "COUNT_RUNS",
@@ -40,7 +41,6 @@ __all__ = [
     "RECOVER_RUNS",
     "RELEASE",
     "RENEW",
-    "RIVALS",
     "RUN",
     "RUNS",
     "RUN_ATTEMPTS",
@@ -176,6 +176,29 @@ UPSERT_RUN: Final = """
     ON CONFLICT (run_id) DO UPDATE SET
         status = excluded.status, ended = excluded.ended,
         expires = greatest(runs.expires, excluded.expires)
+"""
+# A run begun, in one round trip: its row, its requested list, its key, and its
+# rivals (ANY_RIVAL): the runs going on, and the greatest seq before it (any run
+# begun after that may be a rival; the run itself is no rival of its own).
+BEGIN_RUN: Final = """
+    WITH run AS (
+        INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+        ON CONFLICT (run_id) DO UPDATE SET
+            status = excluded.status, ended = excluded.ended,
+            expires = greatest(runs.expires, excluded.expires)
+    ),
+    requested AS (
+        INSERT INTO run_requests (run_id, requested) VALUES ($1, $9)
+        ON CONFLICT (run_id) DO NOTHING
+    ),
+    key AS (
+        INSERT INTO run_keys (run_id) VALUES ($1) RETURNING key
+    )
+    SELECT (SELECT key FROM key),
+           coalesce((SELECT array_agg(run_id) FROM runs
+                     WHERE status = 'running' AND run_id != $1), '{}'),
+           coalesce((SELECT max(seq) FROM runs), 0)
 """
 # A run id begun again keeps the list it was first begun with.
 INSERT_REQUESTED: Final = """
@@ -499,12 +522,7 @@ RELEASE: Final = """
     RETURNING 1
 """
 # Successes another run may have committed after the caller probed: rival runs
-# are those going on when the run began ($4) or begun after it (seq > $5).
-RIVALS: Final = """
-    SELECT coalesce((SELECT array_agg(run_id) FROM runs
-                     WHERE status = 'running' AND run_id != $1), '{}'),
-           coalesce((SELECT max(seq) FROM runs), 0)
-"""
+# are those going on when the run began ($4) or begun after it (seq > $3).
 ANY_RIVAL: Final = """
     SELECT 1 FROM runs WHERE run_id != $1
     AND (status = 'running' OR ended >= $2 OR seq > $3 OR run_id = ANY($4::text[]))

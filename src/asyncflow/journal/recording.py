@@ -39,8 +39,6 @@ class _RunLeases(Protocol):
 
     live_runs: set[str]
 
-    async def begin(self, run_id: str) -> None: ...
-
     def forget_run(self, run_id: str) -> None: ...
 
     def heartbeat_interval(self) -> float: ...
@@ -98,6 +96,10 @@ class RecordingJournal(Coordinator):
     async def _write_pending(self, abandon: Collection[str] = ()) -> None:
         """Write the pending events and run changes (``abandon``: runs whose leases
         still held are let go)."""
+
+    @abstractmethod
+    async def _write_begun(self, row: RunRow) -> None:
+        """Write the row of a run begun now, and take its key."""
 
     @abstractmethod
     async def _new_run_key(self, run_id: str) -> int:
@@ -209,10 +211,9 @@ class RecordingJournal(Coordinator):
             raise JournalError(f"{self._named}: run {run_id!r} was already begun")
         requested = json.dumps(list(task_ids), ensure_ascii=False)
         row = self._new_run_row(run_id, self._clock() if started is None else started, requested)
-        self._runs[run_id] = self._dirty_runs[run_id] = row
+        self._runs[run_id] = row
         self._leases.live_runs.add(run_id)
-        await self._write_pending()
-        await self._leases.begin(run_id)
+        await self._write_begun(row)
 
     async def end_run(self, run_id: str, status: RunStatus) -> None:
         """Record the end of run ``run_id``; written at once with its pending events.

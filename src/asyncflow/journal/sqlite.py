@@ -439,6 +439,11 @@ class Journal(RecordingJournal):
                 if attempts or runs or abandon:
                     await self._commit(attempts, runs, requested, abandon, ending)
 
+    async def _write_begun(self, row: RunRow) -> None:
+        self._dirty_runs[row.run_id] = row  # written with what is pending, keyed there
+        await self._write_pending()
+        await self._leases.begin(row.run_id)
+
     async def _new_run_key(self, run_id: str) -> int:
         """A key for this journal's attempts of ``run_id``, committed at once."""
         with sqlite_errors(self.path, "write the journal"):
