@@ -405,6 +405,33 @@ async def test_a_heartbeat_after_a_lapse_learns_which_leases_were_taken(
         assert await mine.renew() == []
 
 
+async def test_opening_marks_runs_whose_liveness_lapsed_interrupted(postgres_dsn: str) -> None:
+    """A run whose heartbeat stopped is found interrupted by the next journal opened,
+    with its running attempts; a run going on is left alone."""
+    async with PostgresJournal.open(postgres_dsn, lease_ttl=TTL) as stalled:
+        await stalled.begin_run("run-a")
+        stalled.record(event(Event.START, 1, "run-a"))
+        await stalled.flush()
+        stalled._leases.live_runs.discard("run-a")  # no heartbeat from here on
+        async with PostgresJournal.open(postgres_dsn) as alive:
+            await alive.begin_run("run-b")
+            alive.record(event(Event.START, 2, "run-b"))
+            await alive.flush()
+            await query(postgres_dsn, "SELECT pg_sleep($1)", TTL * 1.5)
+            async with PostgresJournal.open(postgres_dsn):
+                pass
+            rows = await query(
+                postgres_dsn,
+                "SELECT r.run_id, r.status, a.status FROM runs AS r "
+                "JOIN attempts AS a USING (run_id) ORDER BY r.run_id",
+            )
+            assert rows == [
+                ("run-a", "interrupted", "interrupted"),
+                ("run-b", "running", "running"),
+            ]
+            await alive.end_run("run-b", RunStatus.SUCCESS)
+
+
 async def test_outcomes_reach_the_waiters(postgres_dsn: str) -> None:
     """Released as failed, journaled a success, ended: each lease tells waiters how."""
     async with PostgresJournal.open(postgres_dsn) as journal:

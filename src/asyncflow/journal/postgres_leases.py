@@ -267,9 +267,9 @@ async def recover_expired(store: PgStore) -> int:
     Their leases are free from then on (a run that is over holds none). Returns
     how many runs.
     """
-    async with store.transaction("recover interrupted runs") as db:
-        stale = [str(row[0]) for row in await db.fetch(sql.RECOVER_RUNS)]
-        await db.execute(sql.RECOVER_ATTEMPTS)
+    stale = [
+        str(row[0]) for row in await store.write(sql.RECOVER, doing="recover interrupted runs")
+    ]
     if stale:
         _log.info("journal.interrupted_runs", url=store.url, runs=len(stale))
     return len(stale)

@@ -37,8 +37,7 @@ __all__ = [
     "MIGRATIONS",
     "NEW_RUN_KEY",
     "PRIOR_ATTEMPTS",
-    "RECOVER_ATTEMPTS",
-    "RECOVER_RUNS",
+    "RECOVER",
     "RELEASE",
     "RENEW",
     "RUN",
@@ -539,17 +538,22 @@ DONE_SINCE: Final = """
              LIMIT 1) AS a
 """
 # Runs whose liveness expired (by the database's clock) are interrupted, with
-# their running attempts (and those of runs that ended); their leases are free
-# from then on (the run is over).
-RECOVER_RUNS: Final = """
-    UPDATE runs SET status = 'interrupted'
-    WHERE status = 'running' AND expires <= now()
-    RETURNING run_id
-"""
-RECOVER_ATTEMPTS: Final = """
-    UPDATE attempts SET status = 'interrupted'
-    WHERE status = 'running'
-    AND run_id NOT IN (SELECT run_id FROM runs WHERE status = 'running')
+# their running attempts (and those of runs that ended), in one statement (its
+# subqueries see the runs as they were before it: those it interrupts are named
+# apart); their leases are free from then on (the run is over).
+RECOVER: Final = """
+    WITH stale AS (
+        UPDATE runs SET status = 'interrupted'
+        WHERE status = 'running' AND expires <= now()
+        RETURNING run_id
+    ),
+    left_running AS (
+        UPDATE attempts SET status = 'interrupted'
+        WHERE status = 'running'
+        AND (run_id NOT IN (SELECT run_id FROM runs WHERE status = 'running')
+             OR run_id IN (SELECT run_id FROM stale))
+    )
+    SELECT run_id FROM stale
 """
 
 # --------------------------------------------------------------------- reading

@@ -68,6 +68,7 @@ class PgStore:
             asyncpg.exceptions.SerializationError,
         )
         self._conflicts = (*self._retryable, asyncpg.exceptions.UniqueViolationError)
+        self._undefined_table: type[BaseException] = asyncpg.exceptions.UndefinedTableError
 
     @classmethod
     async def connect(cls, url: str) -> PgStore:
@@ -110,6 +111,18 @@ class PgStore:
 
     async def _prepare(self) -> None:
         """Check that the database is ours (or empty), then migrate it, under a lock."""
+        # The common case first, in one statement: a journal of this version (its
+        # tables and its version row were committed together).
+        try:
+            [(version,)] = await self.fetch(
+                "SELECT max(version) FROM asyncflow_schema", doing="open the journal"
+            )
+        except JournalError as exc:
+            if not isinstance(exc.__cause__, self._undefined_table):
+                raise  # (a new database has no such table: made below)
+        else:
+            if version == sql.SCHEMA_VERSION:
+                return
         async with self.transaction("open the journal") as db:
             version = await self._version(db)
             if version == sql.SCHEMA_VERSION:
