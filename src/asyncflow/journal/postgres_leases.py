@@ -99,10 +99,20 @@ class PgLeases:
             rows: list[Any] | None = None
             if not taken and not held:  # the first try: most tasks were never leased
                 fresh = await self._store.try_write(sql.CLAIM_NEW, *args, doing="take leases")
-                if fresh is not None:  # (else one was leased before: CLAIM takes the lot)
+                if fresh is not None:
                     [(token,)] = fresh
                     got = dict.fromkeys(wanted, int(token))
                     rows = []
+                else:  # some were leased before: the others are inserted, those taken by CLAIM
+                    [(token, inserted)] = await self._store.write(
+                        sql.CLAIM_SOME, *args, doing="take leases"
+                    )
+                    got = dict.fromkeys(inserted, int(token))
+                    rest = [task_id for task_id in wanted if task_id not in got]
+                    [listed], separator = joined([rest])
+                    rows = await self._store.write(
+                        sql.CLAIM, listed, *args[1:5], separator, doing="take leases"
+                    )
             if rows is None:
                 rows = await self._store.write(sql.CLAIM, *args, doing="take leases")
             for task_id, token, previous in rows:

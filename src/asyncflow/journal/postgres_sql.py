@@ -26,6 +26,7 @@ __all__ = [
     "BEGIN_RUN",
     "CLAIM",
     "CLAIM_NEW",
+    "CLAIM_SOME",
     "COUNT_RUNS",
     "COUNT_RUNS_OF_FAMILY",
     "DONE_SINCE",
@@ -450,10 +451,10 @@ CLAIM: Final = """
 # The common case first: tasks never leased, taken with a plain insert (a third of
 # CLAIM's cost), which looks nothing up: a task leased before, or by another claim
 # meanwhile, makes it fail whole (unique_violation), and the caller then takes the
-# lot with CLAIM. (A lookup of each id first is planned, once the leases table has
-# statistics, as a scan of every lease ever taken: per claim when it is large, per
-# row when it was empty.) The taking run's liveness is pushed on, as by CLAIM. One
-# row comes back: the fencing token of every lease taken.
+# lot with CLAIM_SOME and CLAIM. (A lookup of each id first is planned, once the
+# leases table has statistics, as a scan of every lease ever taken: per claim when
+# it is large, per row when it was empty.) The taking run's liveness is pushed on,
+# as by CLAIM. One row comes back: the fencing token of every lease taken.
 CLAIM_NEW: Final = """
     WITH next AS (
         SELECT nextval('lease_tokens') AS token
@@ -468,6 +469,26 @@ CLAIM_NEW: Final = """
         FROM unnest((string_to_array($1, $6))[2:]) AS w (task_id), next
     )
     SELECT token FROM next
+"""
+# When CLAIM_NEW failed: the tasks never leased inserted, the others skipped (an
+# insert that meets a key looks nothing else up, whatever the statistics say),
+# and the ids inserted come back with their token; CLAIM takes the others.
+CLAIM_SOME: Final = """
+    WITH next AS (
+        SELECT nextval('lease_tokens') AS token
+    ),
+    alive AS (
+        UPDATE runs SET expires = greatest(expires, now() + make_interval(secs => $5))
+        WHERE run_id = $2 AND status = 'running'
+    ),
+    fresh AS (
+        INSERT INTO leases (task_id, run_id, host, pid, since, token)
+        SELECT w.task_id, $2, $3, $4, now(), next.token
+        FROM unnest((string_to_array($1, $6))[2:]) AS w (task_id), next
+        ON CONFLICT (task_id) DO NOTHING
+        RETURNING task_id
+    )
+    SELECT (SELECT token FROM next), ARRAY(SELECT task_id FROM fresh)
 """
 # How each lease stands, judged by the database: its holder (and until when its
 # run lives), how it was let go, whether the holder's run journaled a success or
