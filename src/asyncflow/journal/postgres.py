@@ -366,8 +366,12 @@ class PostgresJournal(RecordingJournal):
         found = list(await self._store.fetch(sql.TASKS_STARTING, text, limit))
         if len(found) < limit:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            found += await self._store.fetch(
-                sql.TASKS_CONTAINING, f"%{escaped}%", text, limit - len(found)
+            found += await self._store.search(
+                sql.TASKS_CONTAINING,
+                f"%{escaped}%",
+                text,
+                limit - len(found),
+                doing="read the journal",
             )
         if not found:
             return []
