@@ -21,15 +21,16 @@ pause, in a large graph, lasts longer than any quick method.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
 
-__all__ = ["SLOW_CALL", "UserCode"]
+__all__ = ["LATER", "SLOW_CALL", "Later", "UserCode"]
 
 _T = TypeVar("_T")
 
@@ -41,6 +42,16 @@ _TRIAL_PATIENCE = 0.02
 
 _TRIAL = 8
 """Quick calls in worker threads before a method is called on the loop."""
+
+
+class Later(enum.Enum):
+    """The type of :data:`LATER`."""
+
+    LATER = enum.auto()
+
+
+LATER: Final = Later.LATER
+"""What :meth:`UserCode.now` returns for a call it did not make: it must be awaited."""
 
 
 class _Method:
@@ -86,6 +97,20 @@ class UserCode:
         side by side (each in its own worker thread)."""
         state = self._methods.get(method)
         return state is not None and state.slow
+
+    def now(self, method: object, fn: Callable[[Any], _T], arg: Any) -> _T | Literal[Later.LATER]:
+        """``fn(arg)`` made here and now, as :meth:`call` would, when ``method``'s calls
+        are made on the loop; else :data:`LATER`, and nothing was called.
+
+        Raises:
+            Exception: whatever ``fn`` raises.
+        """
+        state = self._methods.get(method)
+        if state is None or not state.inline:
+            return LATER
+        if state.pinned:
+            return fn(arg)
+        return self._here(state, fn, arg)
 
     async def call(self, method: object, fn: Callable[[Any], _T], arg: Any) -> _T:
         """``fn(arg)``, which runs the user's ``method`` (a function: the key for its cost).
