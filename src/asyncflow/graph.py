@@ -142,6 +142,10 @@ class Graph:
         node = self._by_key.get(task._key)
         if node is not None:
             return node, False
+        return self.add_unseen(task)
+
+    def add_unseen(self, task: Task) -> tuple[Node, bool]:
+        """:meth:`add` for a task whose key the graph does not hold (yet)."""
         node = self.nodes.get(task.task_id)
         if node is not None:
             if type(node.task) is not type(task):
@@ -362,7 +366,7 @@ async def grow(
                 continue
             if dep is None:
                 try:
-                    dep, new = graph.add(child)
+                    dep, new = graph.add_unseen(child)
                 except GraphError as exc:
                     node.fail(exc)
                     continue
