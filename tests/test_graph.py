@@ -14,8 +14,8 @@ import pytest
 import asyncflow
 from asyncflow import Status
 from asyncflow.graph import Graph, expand
-from asyncflow.task import flatten
 from asyncflow.targets import MemoryStore, MemoryTarget
+from asyncflow.task import flatten
 
 pytestmark = pytest.mark.anyio
 
