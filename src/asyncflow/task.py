@@ -404,10 +404,8 @@ class Task:
         if self._scalar_identity:
             # Equal values <=> equal canonical JSON for these parameter types, so the
             # id (JSON + SHA-256) can wait until asked: a graph dedupes on the values.
-            # The class by its id: a tuple of numbers and strings the collector stops
-            # tracking (the class outlives the key: every task keeps its class).
             cls = type(self)
-            state["_key"] = (id(cls), *cls._key_values(values))
+            state["_key"] = (cls, *cls._key_values(values))
         else:
             state["task_id"] = task_id = self._make_task_id(values)
             state["_key"] = task_id
