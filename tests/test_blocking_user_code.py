@@ -298,3 +298,37 @@ async def test_the_engines_quick_defaults_stay_on_the_loop_after_a_pause() -> No
         await calls.call(asyncflow.Task.requires, quick, task)
     assert threads == [loop_thread] * 12
     assert not calls.slow(asyncflow.Task.output) and not calls.slow(asyncflow.Task.requires)
+
+
+async def test_pauses_of_the_machine_keep_a_quick_method_in_threads_for_a_bounded_trial() -> None:
+    """A pause of the machine during a quick method's call on the loop looks like a
+    slow call and sends the method to worker threads for a trial twice as long as
+    the last; pause after pause, the trial stops growing at a cap, so the method is
+    back on the loop after a few hundred calls, not after thousands."""
+    from asyncflow._usercode import UserCode
+
+    calls = UserCode(8)
+    loop_thread = threading.get_ident()
+    pauses = 0
+    where: list[bool] = []  # on the loop, per call
+
+    def quick_method() -> None: ...
+
+    def call(_: object) -> None:
+        nonlocal pauses
+        on_loop = threading.get_ident() == loop_thread
+        where.append(on_loop)
+        if on_loop and pauses < 7:
+            pauses += 1
+            time.sleep(0.006)  # caught in a pause: longer than SLOW_CALL
+
+    while pauses < 7:
+        await calls.call(quick_method, call, None)
+    after = len(where)
+    for _ in range(600):
+        await calls.call(quick_method, call, None)
+        if where[-1]:
+            break
+    # Uncapped, seven pauses made a trial of 8 x 2**7 = 1,024 calls in threads.
+    assert where[-1], f"still in threads after {len(where) - after} calls"
+    assert len(where) - after <= 300

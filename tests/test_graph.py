@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import collections
+import gc
+import inspect
+import sys
+import types
+from typing import Any
+
 import anyio
 import anyio.lowlevel
 import pytest
 
 import asyncflow
-from asyncflow.graph import expand
+from asyncflow import Status
+from asyncflow.graph import Graph, expand
 from asyncflow.targets import MemoryStore, MemoryTarget
+from asyncflow.task import flatten
 
 pytestmark = pytest.mark.anyio
 
@@ -360,3 +369,127 @@ async def test_requires_and_output_set_on_a_class_later_are_used() -> None:
     assert result.ok and STORE.get("later/out") == b"x"
     again = await expand([Later()])
     assert [node.status for node in again] == [asyncflow.Status.ALREADY_COMPLETE]
+
+
+# Expansion's fast path: a task whose requires() is a plain def already found quick,
+# and whose completeness needs no probe, is visited without a coroutine.
+
+
+def _needs(task: Any, cls: type[Any]) -> Any:
+    """What node (k, j) of a small lattice requires, in every shape requires() may take."""
+    k, j = task.k, task.j
+    if k == 0:
+        return Outside(j) if j % 4 == 0 else None
+    below = [cls(k - 1, j), cls(k - 1, (j + 1) % 7)]
+    if j == 1:
+        raise RuntimeError(f"cannot list ({k}, {j})")
+    if j == 2 and k == 2:
+        return [below[0], "not a task"]
+    if j == 3:
+        return [below[0], below[0], None, below[1]]  # listed twice, and a None
+    if j == 4:
+        return {"a": below[0], "b": [below[1], None, (below[0],)]}  # nested
+    if j == 5:
+        return (task for task in below)  # a generator
+    return below
+
+
+class Outside(asyncflow.ExternalTask):
+    j = asyncflow.IntParameter()
+
+
+class PlainNode(asyncflow.Task):
+    k = asyncflow.IntParameter()
+    j = asyncflow.IntParameter()
+
+    def requires(self) -> Any:
+        return _needs(self, PlainNode)
+
+
+class AwaitedNode(asyncflow.Task):
+    k = asyncflow.IntParameter()
+    j = asyncflow.IntParameter()
+
+    async def requires(self) -> Any:
+        needs = _needs(self, AwaitedNode)
+        return list(needs) if inspect.isgenerator(needs) else needs
+
+
+def _described(graph: Graph) -> dict[tuple[int, ...], tuple[object, ...]]:
+    """Each node by its parameters: its status, error, requirements and what input() holds."""
+    nodes = {id(node.task): node for node in graph}
+    described: dict[tuple[int, ...], tuple[object, ...]] = {}
+    for node in graph:
+        task = node.task
+        resolved = task.__dict__.get("_resolved_requires")
+        kept = flatten(resolved) if node.status is None else []
+        assert all(id(t) in nodes for t in kept), task  # the graph's own tasks
+        error = node.error
+        described[tuple(task.param_kwargs.values())] = (
+            node.status,
+            node.pending,
+            type(error).__name__ if error is not None else None,
+            str(error).split(": ", 1)[-1] if error is not None else None,
+            sorted(tuple(dep.task.param_kwargs.values()) for dep in node.deps),
+            len(node.dependents),
+            [tuple(t.param_kwargs.values()) for t in kept],
+        )
+    return described
+
+
+async def test_the_fast_path_and_the_general_path_build_the_same_graph() -> None:
+    """Plain requires() (visited without a coroutine once found quick) and async
+    requires() (always the general path) give the same nodes, edges, failures
+    and resolved requirements, each of them the graph's own task."""
+    roots = range(7)
+    plain = await expand([PlainNode(6, j) for j in roots])
+    awaited = await expand([AwaitedNode(6, j) for j in roots])
+    assert len(plain) > 30
+    assert _described(plain) == _described(awaited)
+    assert {n.status for n in plain} >= {None, Status.FAILED, Status.MISSING}
+
+
+class Flat(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+    def requires(self) -> list[Flat]:
+        return [Flat(self.i - 1), Flat(self.i - 2)] if self.i > 1 else []
+
+
+async def test_a_plain_task_is_expanded_without_a_coroutine_of_its_own() -> None:
+    """Once its requires() has proved quick, expanding a task with no output starts
+    no coroutine for it: a node's few coroutine frames cost more than the rest of
+    its expansion."""
+    started: dict[int, str] = {}  # coroutine frames (a resumed one is called again)
+
+    def profile(frame: types.FrameType, event: str, arg: object) -> None:
+        code = frame.f_code
+        if (
+            event == "call"
+            and code.co_flags & inspect.CO_COROUTINE
+            and code.co_name != "worker"  # the pool's own, resumed between tasks
+            and "asyncflow" in code.co_filename
+        ):
+            started[id(frame)] = code.co_name
+
+    sys.setprofile(profile)
+    try:
+        graph = await expand([Flat(3_000)])
+    finally:
+        sys.setprofile(None)
+    assert len(graph) == 3_001
+    # A few tasks go the general way: those whose requires() was on trial in threads.
+    assert len(started) < len(graph) / 2, collections.Counter(started.values())
+
+
+async def test_a_graph_holds_few_objects_the_collector_tracks_per_task() -> None:
+    """The collector walks every tracked object in its full collections: a node,
+    its task, the task's attributes and key, two edge lists and the task's
+    requirements, and no more (a task without outputs shares one empty tuple)."""
+    gc.collect()
+    before = len(gc.get_objects())
+    graph = await expand([Flat(2_000)])
+    gc.collect()
+    per_task = (len(gc.get_objects()) - before) / len(graph)
+    # node, task, its __dict__, key, deps, dependents and the list requires() gave
+    assert per_task < 7.5, per_task

@@ -12,24 +12,30 @@ calls go to worker threads, one at a time until one is slow, then side by
 side, at most as many at once as completeness probes. Once it has returned
 quickly :data:`_TRIAL` times in a row, it is called on the loop, timed. A call
 on the loop that takes longer than :data:`SLOW_CALL` sends the method back to
-worker threads, for a trial twice as long as the last one: a method that is
-slow now and then blocks the loop for one call, then seldom again. A call
-during which a full garbage collection ran proves nothing either way: such a
-pause, in a large graph, lasts longer than any quick method.
+worker threads, for a trial twice as long as the last one (at most
+:data:`_MAX_TRIAL` calls): a method that is slow now and then blocks the loop
+for one call, then seldom again. A call during which a full garbage collection
+ran proves nothing either way: such a pause, in a large graph, lasts longer
+than any quick method. A pause of the machine caught in a quick method's call
+(the process descheduled, its container throttled: up to ~100 ms) cannot be
+told from a slow call: hence the cap, else each pause doubled the trial for
+good, and on a busy machine a large graph's requires() ended up called in
+threads for most of its tasks (a run of 1,000,000 tasks three times as long).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
 
-__all__ = ["SLOW_CALL", "UserCode"]
+__all__ = ["LATER", "SLOW_CALL", "Later", "UserCode"]
 
 _T = TypeVar("_T")
 
@@ -41,6 +47,20 @@ _TRIAL_PATIENCE = 0.02
 
 _TRIAL = 8
 """Quick calls in worker threads before a method is called on the loop."""
+
+_MAX_TRIAL = 256
+"""The longest trial: a call in a worker thread costs 50-100 µs, a pause of the
+machine caught in a quick method's call at most this many of them."""
+
+
+class Later(enum.Enum):
+    """The type of :data:`LATER`."""
+
+    LATER = enum.auto()
+
+
+LATER: Final = Later.LATER
+"""What :meth:`UserCode.now` returns for a call it did not make: it must be awaited."""
 
 
 class _Method:
@@ -61,7 +81,7 @@ class _Method:
         if self.slow:
             if self.inline:  # it blocked the loop: back to threads, for a longer trial
                 self.inline = False
-                self.trial *= 2
+                self.trial = min(2 * self.trial, _MAX_TRIAL)
             self.quick = 0
         elif not self.inline:
             self.quick += 1
@@ -86,6 +106,20 @@ class UserCode:
         side by side (each in its own worker thread)."""
         state = self._methods.get(method)
         return state is not None and state.slow
+
+    def now(self, method: object, fn: Callable[[Any], _T], arg: Any) -> _T | Literal[Later.LATER]:
+        """``fn(arg)`` made here and now, as :meth:`call` would, when ``method``'s calls
+        are made on the loop; else :data:`LATER`, and nothing was called.
+
+        Raises:
+            Exception: whatever ``fn`` raises.
+        """
+        state = self._methods.get(method)
+        if state is None or not state.inline:
+            return LATER
+        if state.pinned:
+            return fn(arg)
+        return self._here(state, fn, arg)
 
     async def call(self, method: object, fn: Callable[[Any], _T], arg: Any) -> _T:
         """``fn(arg)``, which runs the user's ``method`` (a function: the key for its cost).

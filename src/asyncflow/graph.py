@@ -21,12 +21,19 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ._gc import defer_for
-from ._usercode import UserCode
+from ._usercode import LATER, Later, UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
 from .result import Attempt, Status
 from .targets.base import Target
-from .task import Task, _resolve, flatten, map_structure, resolve_requires, sync_requires
+from .task import (
+    Task,
+    _is_resolved,
+    _resolve,
+    flatten,
+    map_structure,
+    sync_requires,
+)
 
 __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 
@@ -80,7 +87,7 @@ class Node:
         self.status: Status | None = None  # None: still to run
         self.error: BaseException | None = None
         # None until output() is asked; Task's own output() is known to give none.
-        self.outputs: list[Target] | None = None if type(task).output is not _NO_OUTPUT else []
+        self.outputs: Sequence[Target] | None = None if type(task).output is not _NO_OUTPUT else ()
         self.known: bool | None = None  # completeness found by a bulk probe
         self.pending = 0  # requirements not yet complete
         self.priority = task.priority
@@ -135,6 +142,10 @@ class Graph:
         node = self._by_key.get(task._key)
         if node is not None:
             return node, False
+        return self.add_unseen(task)
+
+    def add_unseen(self, task: Task) -> tuple[Node, bool]:
+        """:meth:`add` for a task whose key the graph does not hold (yet)."""
         node = self.nodes.get(task.task_id)
         if node is not None:
             if type(node.task) is not type(task):
@@ -226,6 +237,11 @@ class Probes:
         """Whether the journal holds a success of ``task`` (asked now, on its own)."""
         return self.succeeded is not None and task.task_id in await self.succeeded([task.task_id])
 
+    def answer_now(self, task: Task) -> bool | None:
+        """What :meth:`done_in_journal` would answer, when known without asking
+        (without a journal: no); None: ask it."""
+        return False if self.succeeded is None else None
+
 
 class JournalAnswers(Probes):
     """The probes of one expansion: the journal's answers batched (see :func:`grow`).
@@ -257,6 +273,10 @@ class JournalAnswers(Probes):
         self._snapshots: dict[str, set[str]] = {}  # by family
         self._questions: dict[str, int] = {}  # by family, until it has a snapshot
         self._next_try: dict[str, int] = {}
+
+    def answer_now(self, task: Task) -> bool | None:
+        snapshot = self._snapshots.get(task.task_family)
+        return None if snapshot is None else task.task_id in snapshot
 
     async def done_in_journal(self, task: Task) -> bool:
         family = task.task_family
@@ -315,29 +335,65 @@ async def grow(
     if probes is not None and probes.succeeded is not None:
         probes = JournalAnswers(probes)
     nodes = graph.nodes
+    by_key = graph._by_key
     next_deferral = len(nodes) + _DEFER_EVERY
 
-    async def visit(node: Node) -> None:
-        nonlocal next_deferral
-        children = await _probe(node, calls, probe, probes)
+    def visit(node: Node) -> Awaitable[None] | None:
+        # Most tasks (plain requires(), no output or one known at once) are visited
+        # without a coroutine: a node's few coroutine frames cost more than the
+        # rest of its expansion. _probe_now hands over to _probe when it must wait.
+        children = _probe_now(node, calls, probe, probes)
+        if isinstance(children, list):
+            return adopt(node, children)
+        return visit_later(node, children)
+
+    async def visit_later(node: Node, children: Awaitable[list[Task]]) -> None:
+        rest = adopt(node, await children)
+        if rest is not None:
+            await rest
+
+    def adopt(node: Node, children: list[Task]) -> Awaitable[None] | None:
+        """Link ``node`` to its requirements' nodes and queue the new ones; what is
+        left to await, if anything."""
         added: list[Node] = []
         copies: dict[int, Task] = {}
+        deps = node.deps
         for child in children:
             try:
-                dep, new = graph.add(child)
-            except GraphError as exc:
-                node.fail(exc)
+                dep = by_key.get(child._key)  # most requirements are in the graph already
+            except TaskDefinitionError as exc:  # a task that skipped Task.__init__
+                node.fail(TaskDefinitionError(node.task_id, "requires", exc))
                 continue
-            if new:
-                added.append(dep)
-            elif dep.task is not child:
+            if dep is None:
+                try:
+                    dep, new = graph.add_unseen(child)
+                except GraphError as exc:
+                    node.fail(exc)
+                    continue
+                if new:
+                    added.append(dep)
+            if dep.task is not child:
                 copies[id(child)] = dep.task
-            node.deps.append(dep)
-            dep.dependents.append(node)
+            dependents = dep.dependents
+            if dependents and dependents[-1] is node:
+                # The same requirement listed twice is one edge (and one task in what
+                # input() reads): only this loop links ``node`` to its requirements.
+                continue
+            deps.append(dep)
+            dependents.append(node)
         if copies:
             _keep_graph_tasks(node.task, copies)
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
-            await _bulk_probe(added, calls, probe_concurrency)
+            return probe_in_bulk(added)
+        enqueue(added)
+        return None
+
+    async def probe_in_bulk(added: list[Node]) -> None:
+        await _bulk_probe(added, calls, probe_concurrency)
+        enqueue(added)
+
+    def enqueue(added: list[Node]) -> None:
+        nonlocal next_deferral
         queue.extend(added)
         if len(nodes) >= next_deferral:  # a large graph: fewer full collections meanwhile
             next_deferral = len(nodes) + _DEFER_EVERY
@@ -473,20 +529,84 @@ async def _probe(
             if forced is None:
                 return []
             # With force=, look below complete tasks too: a forced task may be there.
-    if task._is_external:
-        if probe:
-            node.status = Status.MISSING
+    return await _requirements(node, calls, probe)
+
+
+def _probe_now(
+    node: Node, calls: UserCode, probe: bool, probes: Probes | None
+) -> list[Task] | Awaitable[list[Task]]:
+    """What :func:`_probe` finds, found here and now when nothing needs awaiting:
+    completeness known at once (no outputs, or outputs known by a bulk probe, and
+    the journal's answer in memory), a plain ``requires()`` called on the loop.
+    Otherwise the awaitable that goes on from here (nothing done so far is undone
+    or done twice by it)."""
+    task = node.task
+    if probes is not None and probes.forced is not None:
+        return _probe(node, calls, probe, probes)
+    if probe and not task._settles_by_requirements:
+        done = _complete_now(node, calls, probes)
+        if done is LATER:
+            return _probe(node, calls, probe, probes)
+        if done is None:
+            return []
+        if done:
+            node.status = Status.ALREADY_COMPLETE
+            return []
+    if _without_requires(node, probe):
         return []
-    if type(task).requires is _NO_REQUIREMENTS:  # nothing to call or check
-        task._set_resolved_requires(None)
+    if not task._sync_requires:
+        return _requirements(node, calls, probe)
+    try:
+        requirements = calls.now(type(task).requires, sync_requires, task)
+    except Exception as exc:
+        return _requires_failed(node, exc)
+    if requirements is LATER:  # still on trial in worker threads
+        return _requirements(node, calls, probe)
+    if not _is_resolved(requirements):  # a plain def returning an awaitable
+        return _requirements_resolved(node, requirements)
+    return _requirements_found(node, requirements)
+
+
+async def _requirements(node: Node, calls: UserCode, probe: bool) -> list[Task]:
+    """Call ``requires()`` and return the tasks it gives (failing the node if it raises)."""
+    task = node.task
+    if _without_requires(node, probe):
         return []
     try:
         if task._sync_requires:
-            requirements = await _resolve(
-                await calls.call(type(task).requires, sync_requires, task)
-            )
+            requirements = await calls.call(type(task).requires, sync_requires, task)
         else:
-            requirements = await resolve_requires(task)
+            requirements = task.requires()
+    except Exception as exc:
+        return _requires_failed(node, exc)
+    return await _requirements_resolved(node, requirements)
+
+
+async def _requirements_resolved(node: Node, requirements: Any) -> list[Task]:
+    try:
+        requirements = await _resolve(requirements)
+    except Exception as exc:
+        return _requires_failed(node, exc)
+    return _requirements_found(node, requirements)
+
+
+def _without_requires(node: Node, probe: bool) -> bool:
+    """Whether the task has no ``requires()`` to call: external, or Task's own."""
+    task = node.task
+    if task._is_external:
+        if probe:
+            node.status = Status.MISSING
+        return True
+    if type(task).requires is _NO_REQUIREMENTS:  # nothing to call or check
+        task._set_resolved_requires(None)
+        return True
+    return False
+
+
+def _requirements_found(node: Node, requirements: Any) -> list[Task]:
+    """The tasks of what ``requires()`` returned, kept as the task's resolved
+    requirements (a requirement listed twice: see ``grow``)."""
+    try:
         children = flatten(requirements)
         for child in children:
             if not isinstance(child, Task):
@@ -494,20 +614,16 @@ async def _probe(
                     f"requires() must return tasks (or a list/tuple/dict of tasks), "
                     f"found {type(child).__name__} {child!r}"
                 )
-        if len(children) > 1 and len({child._key for child in children}) < len(children):
-            # The same requirement listed twice is one edge, and one task in what
-            # input() reads (the first of the equal ones; dicts keep the order).
-            first: dict[Any, Task] = {}
-            for child in children:
-                first.setdefault(child._key, child)
-            children = list(first.values())
-            requirements = map_structure(lambda t: first.get(t._key, t), requirements)
     except Exception as exc:
-        if node.status is not Status.ALREADY_COMPLETE:  # a complete task need not expand
-            node.fail(TaskDefinitionError(task.task_id, "requires", exc))
-        return []
-    task._set_resolved_requires(requirements)
+        return _requires_failed(node, exc)
+    node.task._set_resolved_requires(requirements)
     return children
+
+
+def _requires_failed(node: Node, exc: Exception) -> list[Task]:
+    if node.status is not Status.ALREADY_COMPLETE:  # a complete task need not expand
+        node.fail(TaskDefinitionError(node.task_id, "requires", exc))
+    return []
 
 
 async def _is_complete(node: Node, calls: UserCode, probes: Probes | None = None) -> bool | None:
@@ -517,6 +633,35 @@ async def _is_complete(node: Node, calls: UserCode, probes: Probes | None = None
     except TaskDefinitionError as exc:
         node.fail(exc)
         return None
+
+
+def _complete_now(node: Node, calls: UserCode, probes: Probes | None) -> bool | Later | None:
+    """:func:`_is_complete`'s answer when nothing needs awaiting: Task's own
+    ``complete()``, and outputs that are none (the journal's answer in memory),
+    or known by a bulk probe. Otherwise :data:`LATER` (``output()``'s answer, if
+    it was called, is kept on the node)."""
+    task = node.task
+    cls = type(task)
+    if not cls._default_complete:
+        return LATER
+    if node.known is not None:
+        return node.known
+    outputs = node.outputs
+    if outputs is None:
+        try:
+            found = calls.now(cls.output, _outputs, task)
+        except Exception as exc:
+            node.fail(TaskDefinitionError(task.task_id, "output", exc))
+            return None
+        if found is LATER:
+            return LATER
+        outputs = node.outputs = found
+    if outputs:
+        return LATER  # exists() is a coroutine
+    if probes is None:
+        return False
+    done = probes.answer_now(task)
+    return LATER if done is None else done
 
 
 async def is_complete(node: Node, calls: UserCode, probes: Probes | None = None) -> bool:
@@ -554,7 +699,7 @@ async def is_complete(node: Node, calls: UserCode, probes: Probes | None = None)
         raise TaskDefinitionError(task.task_id, "complete", exc) from exc
 
 
-async def outputs_of(node: Node, calls: UserCode) -> list[Target]:
+async def outputs_of(node: Node, calls: UserCode) -> Sequence[Target]:
     """The task's outputs, flattened: from ``output()`` once, then kept on the node.
 
     Raises:
@@ -661,7 +806,10 @@ def _settle(graph: Graph) -> None:
                     ready.append(parent)
     if len(order) < len(todo):
         raise CycleError(_find_cycle([n for n in todo if left[n.seq] > 0], left))
-    # A task's priority lifts what it requires (dependents come later in `order`).
+    # A task's priority lifts what it requires (dependents come later in `order`);
+    # with one priority for all, nothing moves.
+    if len({node.priority for node in graph.order}) < 2:
+        return
     for node in reversed(order):
         priority = node.priority
         for dep in node.deps:
@@ -683,12 +831,13 @@ def _find_cycle(stuck: list[Node], left: list[int]) -> list[str]:
 
 
 async def drain(
-    queue: deque[Any], process: Callable[[Any], Awaitable[None]], concurrency: int
+    queue: deque[Any], process: Callable[[Any], Awaitable[None] | None], concurrency: int
 ) -> None:
     """Run ``process`` over a queue that processing may refill, ``concurrency`` at a time.
 
-    Returns when the queue is empty and nothing is in flight. ``process`` must
-    not raise ``Exception`` (catch and record instead).
+    ``process`` does what it can at once and returns what is left to await, if
+    anything. Returns when the queue is empty and nothing is in flight.
+    ``process`` must not raise ``Exception`` (catch and record instead).
     """
     if not queue:
         return
@@ -711,17 +860,20 @@ async def drain(
                 item = queue.popleft()
                 busy += 1
                 try:
-                    await process(item)
+                    rest = process(item)
+                    if rest is not None:
+                        await rest
                 finally:
                     busy -= 1
                 handled += 1
                 if handled % _YIELD_EVERY == 0:
                     # Probes of in-memory targets never suspend: let the loop breathe.
                     await asyncio.sleep(0)
-                if queue:
-                    wake(len(queue))
-                elif busy == 0:
-                    wake(len(idle))
+                if idle:
+                    if queue:
+                        wake(len(queue))
+                    elif busy == 0:
+                        wake(len(idle))
                 continue
             if busy == 0:
                 return

@@ -35,6 +35,7 @@ import inspect
 import json
 import operator
 import re
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
@@ -742,11 +743,20 @@ _UNRESOLVED = object()
 _ABSENT = object()
 
 
-async def _resolve(requirements: Any) -> Any:
+def _is_resolved(requirements: Any) -> bool:
+    """Whether what ``requires()`` returned needs no resolving (see :func:`_resolve`)."""
     kind = type(requirements)
-    if requirements is None or kind is list or kind is tuple or kind is dict:
-        return requirements
-    if isinstance(requirements, Task):
+    return (
+        requirements is None
+        or kind is list
+        or kind is tuple
+        or kind is dict
+        or isinstance(requirements, Task)
+    )
+
+
+async def _resolve(requirements: Any) -> Any:
+    if _is_resolved(requirements):
         return requirements
     if inspect.isawaitable(requirements):
         requirements = await requirements
@@ -791,7 +801,7 @@ def sync_requires(task: Task) -> Any:
     """Call a plain ``def requires()`` and run it to the end if it is a generator
     (in a worker thread: both are user code that may block)."""
     requirements = task.requires()
-    if inspect.isgenerator(requirements):
+    if type(requirements) is types.GeneratorType:  # (inspect.isgenerator(), without a call)
         requirements = list(requirements)
     return requirements
 
@@ -848,10 +858,10 @@ def flatten(struct: Any) -> list[Any]:
         for item in struct:
             if item is None:
                 continue
-            if _is_container(item):
-                out.extend(flatten(item))
-            else:
+            if type(item) in _LEAF_TYPES or not _is_container(item):  # (most items: no call)
                 out.append(item)
+            else:
+                out.extend(flatten(item))
         return out
     if _is_container(struct):
         return flatten(list(struct.values()) if isinstance(struct, Mapping) else list(struct))
