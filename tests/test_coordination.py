@@ -91,6 +91,31 @@ async def test_the_null_coordinator_gives_every_lease_at_once() -> None:
     assert sorted(Step.ran) == ["a", "b", "top"]
 
 
+class _Counting(NullCoordinator):
+    """Every lease at once, as without a journal, keeping what each claim asked for."""
+
+    def __init__(self) -> None:
+        self.claims: list[list[str]] = []
+
+    async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+        self.claims.append(list(task_ids))
+        return await super().claim(run_id, task_ids, since=since)
+
+
+async def test_a_graph_of_a_chunk_or_fewer_is_leased_in_one_claim() -> None:
+    """Tasks ready or not, one claim before any runs: a claim taken in the background
+    while tasks run waits for the busy loop at every trip to the journal, and the
+    last task of a wide graph waited for its lease (5-9% of a 10,000-task run)."""
+    counting = _Counting()
+    leaves = [f"leaf-{n}" for n in range(50)]
+    statuses = await execute([Step("top", needs=leaves)], counting)
+    assert set(statuses.values()) == {Status.DONE}
+    [claimed] = counting.claims
+    assert sorted(claimed) == sorted(
+        Step(name, needs=leaves if name == "top" else []).task_id for name in ["top", *leaves]
+    )
+
+
 class _OtherRun(Coordinator):
     """Leases in memory, some of them held by another run that ends them as told.
 

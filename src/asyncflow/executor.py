@@ -176,9 +176,16 @@ class Executor:
             # Listed before the first claim: what it finds done elsewhere makes
             # some of these ready, and they must be leased all the same.
             waiting = [n for n in reversed(to_run) if n.pending]
-            await self._claim(ready[:_CLAIM_CHUNK])
-            later = ready[_CLAIM_CHUNK:] + waiting
-            later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
+            if len(to_run) <= _CLAIM_CHUNK:
+                # All in one claim: one taken in the background while tasks run
+                # waits for the busy loop at each of its trips to the journal (a
+                # wide graph's last task waited for its lease in a 10,000-task run).
+                await self._claim(ready + waiting)
+                later = []
+            else:
+                await self._claim(ready[:_CLAIM_CHUNK])
+                later = ready[_CLAIM_CHUNK:] + waiting
+                later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
             for node in later:
                 node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first
         self._dispatching = True
