@@ -8,6 +8,7 @@ import pytest
 from tests.fixtures.executing import execute
 
 import asyncflow
+import asyncflow.executor as executor_module
 from asyncflow import Status
 from asyncflow.coordination import (
     Claim,
@@ -114,6 +115,41 @@ async def test_a_graph_of_a_chunk_or_fewer_is_leased_in_one_claim() -> None:
     assert sorted(claimed) == sorted(
         Step(name, needs=leaves if name == "top" else []).task_id for name in ["top", *leaves]
     )
+
+
+class Link(asyncflow.Task):
+    """Link ``n`` of a chain: after link ``n - 1``."""
+
+    n = asyncflow.IntParameter()
+
+    @property
+    def name(self) -> str:  # what execute() reports statuses by
+        return f"link-{self.n}"
+
+    def requires(self) -> Link | None:
+        return Link(n=self.n - 1) if self.n else None
+
+    def output(self) -> MemoryTarget:
+        return MemoryTarget(self.name, store=STORE)
+
+    async def run(self) -> None:
+        Step.ran.append(self.name)
+        async with self.output().open("w") as f:
+            f.write("done")
+
+
+async def test_a_larger_graph_is_leased_a_chunk_first_the_soonest_ready_in_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first claim is a whole chunk: the task that can start, then those that
+    start soonest (a chain's next links), the rest in chunks in the background."""
+    monkeypatch.setattr(executor_module, "_CLAIM_CHUNK", 4)
+    counting = _Counting()
+    statuses = await execute([Link(n=9)], counting)
+    assert statuses == {f"link-{n}": Status.DONE for n in range(10)}
+    assert Step.ran == [f"link-{n}" for n in range(10)]
+    ids = [Link(n=n).task_id for n in range(10)]
+    assert counting.claims == [ids[0:4], ids[4:8], ids[8:10]]
 
 
 class _OtherRun(Coordinator):

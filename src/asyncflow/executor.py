@@ -170,22 +170,19 @@ class Executor:
             return
         later: list[Node] = []
         if to_run:
-            # Lease what can start now; the rest is leased in the background,
-            # ahead of need, while the first tasks run.
+            # Lease a whole chunk now, what can start and then what starts soonest
+            # (a graph of a chunk or fewer in one claim); the rest is leased in the
+            # background, ahead of need, while the first tasks run. (A claim taken
+            # while tasks run waits for the busy loop at each of its trips to the
+            # journal: a chain's second task waited for its lease.)
             ready = [n for n in to_run if n.pending == 0]
             # Listed before the first claim: what it finds done elsewhere makes
             # some of these ready, and they must be leased all the same.
             waiting = [n for n in reversed(to_run) if n.pending]
-            if len(to_run) <= _CLAIM_CHUNK:
-                # All in one claim: one taken in the background while tasks run
-                # waits for the busy loop at each of its trips to the journal (a
-                # wide graph's last task waited for its lease in a 10,000-task run).
-                await self._claim(ready + waiting)
-                later = []
-            else:
-                await self._claim(ready[:_CLAIM_CHUNK])
-                later = ready[_CLAIM_CHUNK:] + waiting
-                later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
+            order = ready + waiting
+            await self._claim(order[:_CLAIM_CHUNK])
+            later = order[_CLAIM_CHUNK:]
+            later = [n for n in later if n.status is None and n.claim == _UNCLAIMED]
             for node in later:
                 node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first
         self._dispatching = True
