@@ -253,6 +253,9 @@ class PostgresJournal(RecordingJournal):
     async def prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
         """Retries a resumed run has already used (see :meth:`Journal.prior_attempts`)."""
         await self._before_read()
+        return await self._prior_attempts(task_ids)
+
+    async def _prior_attempts(self, task_ids: Iterable[str]) -> dict[str, int]:
         ids = list(dict.fromkeys(task_ids))
         if not ids or not (await self._store.fetch(sql.ANY_INTERRUPTED))[0][0]:
             return {}  # (without a run interrupted, no task has used a retry yet)
@@ -273,7 +276,9 @@ class PostgresJournal(RecordingJournal):
             # A holder let go without an outcome: if its run died, its failures
             # count against the retries (once the run is marked interrupted).
             await recover_expired(self._store)
-        used = await self.prior_attempts(claim.taken) if claim.taken else {}
+        # (Without prior_attempts()'s writing of what is pending first: the retries
+        # used come from interrupted runs, none of them this journal's runs going on.)
+        used = await self._prior_attempts(claim.taken) if claim.taken else {}
         return dataclasses.replace(claim, used=used)
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:

@@ -290,7 +290,11 @@ class Journal(RecordingJournal):
         """
         self._check_usable()
         claim = await self._leases.claim(task_ids, run_id, since)
-        return dataclasses.replace(claim, used=await self.prior_attempts(claim.taken))
+        # The retries used come from runs that were interrupted, none of them this
+        # journal's runs going on: what they recorded need not be written first (as
+        # prior_attempts() would, holding up every claim taken while tasks run).
+        used = await history.prior_attempts(self._store, claim.taken)
+        return dataclasses.replace(claim, used=used)
 
     async def watch(self, task_ids: Sequence[str]) -> dict[str, Holder | LeaseOutcome]:
         """For each task id, its lease's live :class:`Holder` or how it was let go.
