@@ -30,7 +30,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -56,9 +56,6 @@ from .records import (
 from .rows import Attempts, RunAttempts, RunRow
 from .schema import KEY_SHIFT
 from .where import is_postgres_url, redacted
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["PostgresJournal"]
 

@@ -109,10 +109,12 @@ class PgLeases:
                     )
                     got = dict.fromkeys(inserted, int(token))
                     rest = [task_id for task_id in wanted if task_id not in got]
-                    [listed], separator = joined([rest])
-                    rows = await self._store.write(
-                        sql.CLAIM, listed, *args[1:5], separator, doing="take leases"
-                    )
+                    rows = []
+                    if rest:  # (none when the row in the way was rolled back meanwhile)
+                        [listed], separator = joined([rest])
+                        rows = await self._store.write(
+                            sql.CLAIM, listed, *args[1:5], separator, doing="take leases"
+                        )
             if rows is None:
                 rows = await self._store.write(sql.CLAIM, *args, doing="take leases")
             for task_id, token, previous in rows:
