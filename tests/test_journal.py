@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import sqlite3
@@ -344,6 +345,42 @@ async def test_writes_are_batched_into_few_transactions(tmp_path: Path) -> None:
     assert stats.pending_events == 0
     assert 1 <= stats.batches <= 11
     assert stats.rows_written == 5_000  # START and SUCCESS of a task coalesce into one row
+
+
+async def test_journal_calls_go_on_while_the_event_loop_is_busy(tmp_path: Path) -> None:
+    """Reads and writes finish within tens of a busy loop's iterations, not thousands.
+
+    aiosqlite's thread needs the GIL for each call; a loop running coroutines
+    flat out lets go of it only for instants, and the thread waited seconds
+    for each call (ten reads: 16 s) until the journal gave it turns.
+    """
+    iterations = 0
+    done = False
+
+    async def short() -> None:
+        sum(range(50))
+
+    async def busy() -> None:  # like a run's tasks going by in their thousands
+        nonlocal iterations
+        while not done and iterations < 5_000:
+            await asyncio.gather(*(short() for _ in range(200)))
+            iterations += 1
+
+    async with Journal.open(tmp_path / "journal.db") as journal:
+        await journal.begin_run("run-1", [T(n=0).task_id])
+        async with anyio.create_task_group() as group:
+            group.start_soon(busy)
+            await anyio.sleep(0.05)  # the loop is busy now
+            before = iterations
+            for n in range(10):
+                journal.record(event(Event.START, n))
+                journal.record(event(Event.SUCCESS, n))
+                await journal.flush()  # a write, its own transaction
+                assert len(await journal.runs()) == 1  # a read
+            spent = iterations - before
+            done = True
+    assert iterations < 5_000, "the busy loop ran out before the journal's calls were done"
+    assert spent < 1_000, f"20 journal calls took {spent} iterations of the busy loop"
 
 
 async def test_background_writer_writes_without_flush(tmp_path: Path) -> None:
