@@ -1,7 +1,8 @@
 """The journal's connection: opening it, one lock for writes, SQLite errors as JournalError.
 
 Every call goes through aiosqlite's thread, so none blocks the event loop,
-and takes turns at the GIL with a busy loop (:class:`Database`). The connection is in autocommit mode (``isolation_level=None``): a lone
+and takes turns at the GIL with a busy loop (:class:`Database`). The
+connection is in autocommit mode (``isolation_level=None``): a lone
 statement is its own transaction, and several statements are grouped with
 an explicit ``BEGIN IMMEDIATE`` (:meth:`Store.transaction`). Writes hold
 :attr:`Store.lock`, so that no statement of one coroutine lands inside
