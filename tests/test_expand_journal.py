@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import asyncflow
-from asyncflow.graph import Probes, expand
+from asyncflow.graph import JournalAnswers, Probes, expand
 from asyncflow.journal import Journal, open_journal
 
 pytestmark = pytest.mark.anyio
@@ -56,6 +56,8 @@ class Fan(asyncflow.Task):
 class Counted:
     """The journal's two lookups, counted (the journal itself answers)."""
 
+    SNAPSHOT_ROWS = JournalAnswers.SNAPSHOT_ROWS
+
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.by_id: list[int] = []  # ids per succeeded() question
@@ -91,6 +93,19 @@ async def test_a_long_chain_reads_its_familys_successes_at_once(tmp_path: Path) 
     RAN.clear()  # and the run runs the missing half, once each
     assert (await asyncflow.run(Step(i=299), journal=path)).ok
     assert sorted(RAN) == sorted(Step(i=i).task_id for i in range(150, 300))
+
+
+async def test_a_family_new_to_the_journal_is_asked_about_once(tmp_path: Path) -> None:
+    """A 300-step chain on a journal without any of its successes is probed with
+    one question (its family's successes: none), not one per step."""
+    path = tmp_path / "journal.db"
+    assert (await asyncflow.run(Stepper(i=0), journal=path)).ok  # another family's success
+    async with Journal.open(path) as journal:
+        counted = Counted(journal)
+        graph = await expand([Step(i=299)], probes=counted.probes())
+    assert len(graph) == 300 and all(node.status is None for node in graph)  # all to run
+    assert counted.under == [("Step_", Counted.SNAPSHOT_ROWS)]
+    assert counted.by_id == []
 
 
 async def test_probes_in_flight_together_ask_in_one_question(tmp_path: Path) -> None:

@@ -251,11 +251,13 @@ class JournalAnswers(Probes):
 
     * the questions of probes in flight together go as one query: the first
       asker waits a turn of the loop for the others, then asks for all;
-    * once a family has been asked about ``SNAPSHOT_AFTER`` times, its successes
-      are read at once (when there are at most ``SNAPSHOT_ROWS`` per question
-      asked so far; else again after four times as many questions) and later
-      questions answered from memory: a chain's tasks are probed one after
-      another, and would otherwise pay one trip each.
+    * at a family's first question, its successes are read at once if there
+      are at most ``SNAPSHOT_ROWS`` (a family new to the journal: a first run,
+      a new date), else after ``SNAPSHOT_AFTER`` questions if there are at
+      most ``SNAPSHOT_ROWS`` per question asked so far (else again after four
+      times as many questions), and later questions answered from memory: a
+      chain's tasks are probed one after another, and would otherwise pay one
+      trip each.
 
     What is read may be stale by the time a task is claimed: the claim takes as
     complete the tasks that succeeded elsewhere since the run began, as for
@@ -284,8 +286,8 @@ class JournalAnswers(Probes):
         if snapshot is not None:
             return task.task_id in snapshot
         asked = self._questions[family] = self._questions.get(family, 0) + 1
-        if asked >= self._next_try.get(family, self.SNAPSHOT_AFTER) and self.succeeded_under:
-            self._next_try[family] = 4 * asked
+        if asked >= self._next_try.get(family, 1) and self.succeeded_under:
+            self._next_try[family] = max(4 * asked, self.SNAPSHOT_AFTER)
             snapshot = await self.succeeded_under(family + "_", asked * self.SNAPSHOT_ROWS)
             if snapshot is not None:
                 self._snapshots[family] = snapshot
