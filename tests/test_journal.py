@@ -1105,22 +1105,23 @@ async def test_a_second_run_turns_the_claim_into_leases_it_must_wait_for(tmp_pat
 
 
 async def test_ending_a_run_abandons_what_its_claim_did_not_finish(tmp_path: Path) -> None:
-    """Tasks a claim held that the run did not finish are let go as abandoned (the
-    next holder cleans up after them); its successes are not."""
+    """Tasks a claim held that the run did not finish (begun and not ended, or
+    never begun) are let go as abandoned (the next holder cleans up after them);
+    its successes are not."""
     path = tmp_path / "journal.db"
-    done, undone = T(n=1).task_id, T(n=2).task_id
+    done, undone, unbegun = T(n=1).task_id, T(n=2).task_id, T(n=3).task_id
     async with Journal.open(path) as journal:
         await journal.begin_run("run-1")
-        await journal.claim("run-1", [done, undone], since=T0)
+        await journal.claim("run-1", [done, undone, unbegun], since=T0)
         journal.record(event(Event.START, 1, "run-1"))
         journal.record(event(Event.SUCCESS, 1, "run-1"))
         journal.record(event(Event.START, 2, "run-1"))
         await journal.end_run("run-1", RunStatus.CANCELLED)
         assert query(path, "SELECT count(*) FROM run_claims") == [(0,)]
         await journal.begin_run("run-2")
-        again = await journal.claim("run-2", [done, undone], since=T0)
-    assert again.taken == [done, undone]
-    assert again.abandoned == {undone}
+        again = await journal.claim("run-2", [done, undone, unbegun], since=T0)
+    assert again.taken == [done, undone, unbegun]
+    assert again.abandoned == {undone, unbegun}
 
 
 async def test_a_claim_of_a_run_found_interrupted_is_abandoned(tmp_path: Path) -> None:

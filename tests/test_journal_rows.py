@@ -164,8 +164,20 @@ def test_every_row_shape_lands_with_its_run_id(tmp_path: Path) -> None:
         ("run-b", Part(n=2).task_id, "running", T0, None, None),
         ("run-b", Part(n=4).task_id, "cancelled", T0, T0 + 3, 2.0),
     ]
-    assert recorder.end_run("run-a") == {Part(n=1).task_id, Part(n=3).task_id}
-    assert recorder.end_run("run-b") == set()
+    ended = recorder.end_run("run-a")
+    assert ended is not None
+    assert set(ended.journaled) == {Part(n=1).task_id, Part(n=3).task_id}  # (their rows)
+    assert ended.failing == set()  # both succeeded
+    ended = recorder.end_run("run-b")
+    assert ended is not None
+    # The running attempt is interrupted by the run's end; the cancelled one failed.
+    assert ended.failing == {Part(n=2).task_id, Part(n=4).task_id}
+    asked = [Part(n=n).task_id for n in range(6)]
+    assert list(ended.never_journaled(asked)) == [asked[0], asked[1], asked[3], asked[5]]
+    for sql, executions in _journal_rows.attempt_statements(recorder.take()):
+        db.executemany(sql, executions)
+    [(status,)] = db.execute("SELECT status FROM attempts WHERE task_id = ?", [asked[2]])
+    assert status == "interrupted"
 
 
 async def test_recorded_events_become_rows_without_keeping_their_tasks(tmp_path: Path) -> None:

@@ -27,13 +27,17 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from itertools import compress
+from typing import TYPE_CHECKING, Any, Final
 
 from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from .decode import integer, member, optional_text, real, text
 from .fencing import RunCheck, tokens_to_fence
 from .store import Store
+
+if TYPE_CHECKING:
+    from .rows import EndedRun
 
 __all__ = ["Identity", "Leases", "local_node", "recover_interrupted"]
 
@@ -482,21 +486,24 @@ class Leases:
         """Whether ``run_id`` holds tasks through claims (as far as this journal knows)."""
         return any(self._held.get(run_id, {}).values())
 
-    async def end_claims(self, run_id: str, succeeded: set[str] | None) -> None:
+    async def end_claims(self, run_id: str, ended: EndedRun | None) -> None:
         """Let go of the claims of a run that ends (inside the caller's transaction).
 
-        Its claimed tasks not in ``succeeded`` become lease rows released as
-        abandoned; without ``succeeded``, those the run journaled no success for.
+        Its claimed tasks without a success in ``ended`` become lease rows
+        released as abandoned; without ``ended``, those the run journaled no
+        success for.
         """
         if not self.claiming(run_id):
             return
         held = self._held[run_id]
         db = self._store.db
         now = self._clock()
-        if succeeded is None:
+        if ended is None:
             await db.execute(_ABANDON_CLAIMED_UNSUCCESSFUL, {"run_id": run_id, "now": now})
         else:
-            unfinished = [task_id for task_id in held.keys() - succeeded if held[task_id]]
+            claimed = compress(held.keys(), held.values())  # claim ids; 0: not a claim's
+            unfinished = list(ended.never_journaled(claimed))
+            unfinished += [task_id for task_id in ended.failing if held.get(task_id)]
             if unfinished:
                 await db.execute(
                     _ABANDON_CLAIMED,

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import sqlite3
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, filterfalse
 from typing import TYPE_CHECKING, Final
 
 from .._redact import known_secrets, redact
@@ -57,6 +58,7 @@ __all__ = [
     "NEW_RUN_KEY",
     "ROWS_PER_STATEMENT",
     "Attempts",
+    "EndedRun",
     "Recorder",
     "RunAttempts",
     "RunRow",
@@ -208,6 +210,22 @@ class Attempts:
         self.upserts += [_fenced(_full(row, run_id), why[str(row[1])]) for row in refused]
 
 
+@dataclass(frozen=True, slots=True)
+class EndedRun:
+    """The tasks of a run that ended, as journaled here: a task has a success
+    when it is in ``journaled`` and not in ``failing``."""
+
+    journaled: Mapping[str, Values]
+    """The tasks with an attempt journaled (their latest rows)."""
+    failing: set[str]
+    """Those whose latest attempt did not succeed (it failed, or was interrupted)."""
+
+    def never_journaled(self, task_ids: Iterable[str]) -> Iterator[str]:
+        """Those of ``task_ids`` without any attempt journaled (filtered in C:
+        they may be a million)."""
+        return filterfalse(self.journaled.__contains__, task_ids)
+
+
 class _Run:
     """The attempts of one run journaled here: the latest row of each task."""
 
@@ -328,23 +346,28 @@ class Recorder:
         """Whether :meth:`take` has rows to give."""
         return bool(self._new or self._changed or self._statuses)
 
-    def end_run(self, run_id: str) -> set[str] | None:
+    def end_run(self, run_id: str) -> EndedRun | None:
         """Mark the run's still-open attempts interrupted and forget the run.
 
-        Returns the task ids of the run with a journaled success, found in the
-        same pass; None when the attempts of ``run_id`` were not journaled here.
+        Returns what became of its tasks (see :class:`EndedRun`); None when the
+        attempts of ``run_id`` were not journaled here.
         """
         run = self._runs.pop(run_id, None)
         if run is None:
             return None
-        succeeded: set[str] = set()
-        for task_id, row in run.rows.items():
-            size = len(row)
-            if size == _RUNNING_ROW:
+        rows = run.rows
+        failing: set[str] = set()
+        # A run of a million tasks holds a million rows, nearly all plain
+        # successes (_SUCCESS_ROW values): those are stepped over in C (a loop
+        # here took 0.36 s, with the run waiting for it), the others looked at.
+        others = compress(rows.values(), map(_SUCCESS_ROW.__ne__, map(len, rows.values())))
+        for row in others:
+            if len(row) == _RUNNING_ROW:
                 _put(self._new, self._changed, (*row, _INTERRUPTED, None, None))
-            elif size == _SUCCESS_ROW or row[_STATUS] == _SUCCESS:
-                succeeded.add(task_id)
-        return succeeded
+            elif row[_STATUS] == _SUCCESS:
+                continue
+            failing.add(row[1])  # type: ignore[arg-type]
+        return EndedRun(rows, failing)
 
     def take(self) -> Attempts:
         """The rows to write for what was applied since the last call."""

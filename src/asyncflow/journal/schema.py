@@ -358,6 +358,10 @@ async def prepare(db: aiosqlite.Connection, path: Path, busy_timeout: float = 30
         # e.g. a file system without shared memory; still correct, only slower readers.
         log.warning("journal.no_wal", path=str(path), journal_mode=mode[0])
     await db.execute("PRAGMA synchronous=NORMAL")
+    # Some builds (Debian's) zero every page a delete frees: dropping the claims
+    # of a 1,000,000-task run (31 rows of 1.3 MB of task ids) wrote 40 MB of
+    # zeros, 0.23 s at the run's end. FAST zeroes what it can without more I/O.
+    await db.execute("PRAGMA secure_delete = FAST")
     # Copy the WAL into the file every 400 pages (SQLite: 1,000), during commits
     # in the database thread while runs go on, rather than all at once when the
     # journal closes, as a run ends. Not much more often: a checkpoint at a

@@ -54,7 +54,7 @@ from .leases import Identity, Leases, local_node, recover_interrupted
 from .opening import Opening
 from .recording import RecordingJournal
 from .records import AttemptRecord, RunRecord, RunStatus, TaskSummary
-from .rows import NEW_RUN_KEY, Attempts, RunRow, Values, attempt_statements
+from .rows import NEW_RUN_KEY, Attempts, EndedRun, RunRow, Values, attempt_statements
 from .store import Store, sqlite_errors
 
 if TYPE_CHECKING:
@@ -423,11 +423,11 @@ class Journal(RecordingJournal):
             with anyio.CancelScope(shield=True):
                 await self._key_runs()
                 # What runs that ended and hold claims have finished (see Leases.end_claims).
-                ending: dict[str, set[str] | None] = {}
+                ending: dict[str, EndedRun | None] = {}
                 for run_id in self._ending:
-                    succeeded = recorder.end_run(run_id)
+                    ended = recorder.end_run(run_id)
                     if self._leases.claiming(run_id):
-                        ending[run_id] = succeeded
+                        ending[run_id] = ended
                 self._ending.clear()
                 attempts = recorder.take()
                 node = self._me.node  # every run begun here is this process's
@@ -460,7 +460,7 @@ class Journal(RecordingJournal):
         runs: list[Values],
         requested: list[Values],
         abandon: Collection[str],
-        ending: Mapping[str, set[str] | None],
+        ending: Mapping[str, EndedRun | None],
     ) -> None:
         db = self._store.db
         # Successes accepted under a lease are fenced: journaled only while their
@@ -488,8 +488,8 @@ class Journal(RecordingJournal):
                             )
                 for sql, many in statements:
                     await db.executemany(sql, many)
-                for run_id, succeeded in ending.items():
-                    await self._leases.end_claims(run_id, succeeded)
+                for run_id, ended in ending.items():
+                    await self._leases.end_claims(run_id, ended)
                 if abandon:
                     await db.execute(
                         "UPDATE leases SET outcome = 'abandoned', released = ? WHERE outcome "
@@ -505,7 +505,7 @@ class Journal(RecordingJournal):
         runs: list[Values],
         requested: list[Values],
         abandon: Collection[str],
-        ending: Mapping[str, set[str] | None],
+        ending: Mapping[str, EndedRun | None],
     ) -> list[tuple[str, Any]]:
         # The writer's batches while runs go on: as few trips as can be (see _Inserts).
         statements: list[tuple[str, Any]] = list(
