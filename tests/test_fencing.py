@@ -132,6 +132,37 @@ async def test_a_success_whose_lease_was_taken_over_is_not_journaled(
     assert "taken over by run run-b" in rows[0][2] and task_id in rows[0][2]
 
 
+async def test_a_takeover_is_found_though_the_old_holder_drew_a_token_since(
+    tmp_path: Path,
+) -> None:
+    """A run whose lease was taken over, and which then took another task (drawing
+    the latest token itself), still has its late success refused: its batch is
+    checked task by task unless no other run drew a token since its own."""
+    clock = FakeTime()
+    path = tmp_path / "journal.db"
+    taken_over, later = T(n=1).task_id, T(n=2).task_id
+    async with Journal.open(path, clock=clock) as mine, Journal.open(path, clock=clock) as other:
+        await mine.begin_run("run-a")
+        await mine.claim("run-a", [taken_over], since=T0)
+        mine.record(event(Event.START, 1, "run-a"))
+        await mine.flush()
+        clock.now += TTL + 1  # run-a stalls past its lease
+        await other.begin_run("run-b")
+        assert (await other.claim("run-b", [taken_over], since=T0)).taken == [taken_over]
+        assert (await mine.claim("run-a", [later], since=T0)).taken == [later]  # woken up
+        mine.record(event(Event.SUCCESS, 1, "run-a", clock.now))
+        mine.record(event(Event.START, 2, "run-a", clock.now))
+        mine.record(event(Event.SUCCESS, 2, "run-a", clock.now))
+        with structlog.testing.capture_logs() as logs:
+            await mine.flush()
+    fenced = [
+        (log["task_id"], log["run_id"]) for log in logs if log["event"] == "journal.success_fenced"
+    ]
+    assert fenced == [(taken_over, "run-a")]
+    rows = query(path, "SELECT task_id, status FROM attempts WHERE run_id = 'run-a'")
+    assert sorted(rows) == sorted([(taken_over, "failed"), (later, "success")])
+
+
 async def test_a_claim_taken_after_its_run_began_lasts_as_long_as_its_holder_believes(
     tmp_path: Path,
 ) -> None:
