@@ -1,7 +1,7 @@
 """The journal's connection: opening it, one lock for writes, SQLite errors as JournalError.
 
 Every call goes through aiosqlite's thread, so none blocks the event loop,
-and takes turns at the GIL with a busy loop (:class:`Database`). The
+and takes turns at the GIL with a busy loop (:class:`_Turns`). The
 connection is in autocommit mode (``isolation_level=None``): a lone
 statement is its own transaction, and several statements are grouped with
 an explicit ``BEGIN IMMEDIATE`` (:meth:`Store.transaction`). Writes hold
@@ -22,9 +22,9 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import aiosqlite
 import anyio
@@ -42,8 +42,6 @@ _SIBLINGS: Final = ("", "-wal", "-shm", "-journal")
 
 __all__ = ["Database", "Store", "marks", "sqlite_errors"]
 
-T = TypeVar("T")
-
 
 def marks(count: int) -> str:
     """``?,?,...``: ``count`` SQL parameter marks."""
@@ -51,67 +49,83 @@ def marks(count: int) -> str:
 
 
 _TURN: Final = 0.001
-"""Seconds between the database thread's turns while a call is out (0.1 to 2 ms
-measured alike on a 100,000-task run)."""
+"""Seconds between the waiting threads' turns (0.1 to 2 ms measured alike on a
+100,000-task run)."""
 
 
-class Database:
-    """The journal's aiosqlite connection, whose calls take turns at the GIL.
+class _Turns:
+    """Turns at the GIL for the threads the journal waits for, while the loop is busy.
 
     aiosqlite runs each call in its own thread, which needs the GIL to start
-    the call, again after each ``sqlite3_step`` and to hand the result back.
-    A busy event loop (a run's tasks going by the thousand) lets go of the GIL
+    the call, again after each ``sqlite3_step`` and to hand the result back
+    (and so does every ``anyio.to_thread`` call opening a journal makes). A
+    busy event loop (a run's tasks going by the thousand) lets go of the GIL
     only for an instant between iterations (``epoll_wait(0)``) and takes it
     back before the waiting thread has woken up; and each such release starts
     that thread's wait for the interpreter's switch interval (5 ms, after
     which it would ask for the GIL outright) over again. So the thread got a
     turn by luck: a claim of 32,768 tasks took 350 ms instead of 25, a commit
     of as many rows 500 ms instead of 180, ten one-row reads beside a loop
-    running coroutines flat out 16 s. While a call is out, the loop now
-    sleeps for zero seconds every ``_TURN`` seconds, long enough for the
-    waiting thread to take the GIL; an idle loop waits in ``epoll_wait``
-    without it and loses nothing to the ticks.
+    running coroutines flat out 16 s, and opening a new journal beside
+    another run waited for that run to end. While the journal waits for a
+    thread, the loop now sleeps for zero seconds every ``_TURN`` seconds, long
+    enough for the waiting thread to take the GIL; an idle loop waits in
+    ``epoll_wait`` without it and loses nothing to the ticks.
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-        self._out = 0  # calls awaited now
-        self._turns: asyncio.TimerHandle | None = None
+    def __init__(self) -> None:
+        self._waiting = 0  # blocks waiting for threads now
+        self._ticking: asyncio.TimerHandle | None = None
 
-    async def execute(self, sql: str, params: Any = None) -> None:
-        await self._call(self._db.execute(sql, params))
-
-    async def executemany(self, sql: str, params: Iterable[Any]) -> None:
-        await self._call(self._db.executemany(sql, params))
-
-    async def execute_fetchall(self, sql: str, params: Any = None) -> Iterable[sqlite3.Row]:
-        return await self._call(self._db.execute_fetchall(sql, params))
-
-    async def close(self) -> None:
-        await self._call(self._db.close())
-
-    async def _call(self, call: Awaitable[T]) -> T:
-        self._out += 1
-        if self._turns is None:
-            self._turns = asyncio.get_running_loop().call_later(_TURN, self._turn)
+    @contextlib.contextmanager
+    def given(self) -> Iterator[None]:
+        """Give waiting threads their turns for the duration of the block."""
+        self._waiting += 1
+        if self._ticking is None:
+            self._ticking = asyncio.get_running_loop().call_later(_TURN, self._turn)
         try:
-            return await call
+            yield
         finally:
-            self._out -= 1
+            self._waiting -= 1
 
     def _turn(self) -> None:
-        if not self._out:
-            self._turns = None
+        if not self._waiting:
+            self._ticking = None
             return
         time.sleep(0)  # lets go of the GIL: the waiting thread takes it
-        self._turns = asyncio.get_running_loop().call_later(_TURN, self._turn)
+        self._ticking = asyncio.get_running_loop().call_later(_TURN, self._turn)
+
+
+class Database:
+    """The journal's aiosqlite connection, whose calls give its thread turns at
+    the GIL (see :class:`_Turns`)."""
+
+    def __init__(self, db: aiosqlite.Connection, turns: _Turns) -> None:
+        self._db = db
+        self._turns = turns
+
+    async def execute(self, sql: str, params: Any = None) -> None:
+        with self._turns.given():
+            await self._db.execute(sql, params)
+
+    async def executemany(self, sql: str, params: Iterable[Any]) -> None:
+        with self._turns.given():
+            await self._db.executemany(sql, params)
+
+    async def execute_fetchall(self, sql: str, params: Any = None) -> Iterable[sqlite3.Row]:
+        with self._turns.given():
+            return await self._db.execute_fetchall(sql, params)
+
+    async def close(self) -> None:
+        with self._turns.given():
+            await self._db.close()
 
 
 class Store:
     """An open journal database."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self.db = Database(db)
+    def __init__(self, db: aiosqlite.Connection, path: Path, turns: _Turns) -> None:
+        self.db = Database(db, turns)
         self.path = path
         self.lock = anyio.Lock()
         self.damage: JournalError | None = None
@@ -128,6 +142,14 @@ class Store:
             JournalError: the folder is missing, the file is not ours, is newer,
                 or cannot be opened.
         """
+        turns = _Turns()
+        with turns.given():  # every step waits for a thread: the loop may be busy
+            return await cls._connect(path, busy_timeout, create_folder, turns)
+
+    @classmethod
+    async def _connect(
+        cls, path: Path, busy_timeout: float, create_folder: bool, turns: _Turns
+    ) -> Store:
         folder = anyio.Path(path.parent)
         if create_folder:
             try:
@@ -150,7 +172,7 @@ class Store:
         uri = f"{(await anyio.Path(path).resolve()).as_uri()}?mode=rw"
         with sqlite_errors(path, "open the journal"):
             db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
-        store = cls(db, path)
+        store = cls(db, path, turns)
         try:
             # Shielded: a half-made schema or a half-open connection helps nobody.
             with anyio.CancelScope(shield=True), sqlite_errors(path, "open the journal"):
