@@ -493,3 +493,83 @@ async def test_a_graph_holds_few_objects_the_collector_tracks_per_task() -> None
     per_task = (len(gc.get_objects()) - before) / len(graph)
     # node, task, its __dict__, key, deps, dependents and the list requires() gave
     assert per_task < 7.5, per_task
+
+
+class _CountedText(asyncflow.Parameter):
+    """A text parameter that counts how often a task id is made from it."""
+
+    made = 0
+
+    def serialize(self, value: Any) -> str:
+        _CountedText.made += 1
+        return str(value)
+
+
+class _Leaf(asyncflow.Task):
+    name = _CountedText()
+
+
+class _Fan(asyncflow.Task):
+    group = asyncflow.IntParameter()
+    size = asyncflow.IntParameter()
+
+    # async: a plain def requires() starts on trial in worker threads, whose calls
+    # do not take turns of the loop.
+    async def requires(self) -> list[_Leaf]:
+        return [_Leaf(f"{self.group}-{i}") for i in range(self.size)]
+
+
+class _Fans(asyncflow.WrapperTask):
+    groups = asyncflow.IntParameter()
+    size = asyncflow.IntParameter()
+
+    async def requires(self) -> list[_Fan]:
+        return [_Fan(g, self.size) for g in range(self.groups)]
+
+
+async def _expand_beside(root: asyncflow.Task) -> tuple[int, int]:
+    """Expand ``root`` while another coroutine takes turns of the event loop: how
+    many turns it had, and the most task ids made between two of them."""
+    _CountedText.made = 0
+    done = False
+    turns = most = 0
+
+    async def watch() -> None:
+        nonlocal most, turns
+        seen = _CountedText.made
+        while not done:
+            await anyio.lowlevel.checkpoint()
+            turns += 1
+            most = max(most, _CountedText.made - seen)
+            seen = _CountedText.made
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.lowlevel.checkpoint()
+        graph = await expand([root])
+        done = True
+    assert _CountedText.made == len([n for n in graph if isinstance(n.task, _Leaf)])
+    return turns, most
+
+
+async def test_expansion_gives_the_rest_of_the_process_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tasks expanding at once (all 64 probe workers busy) share one turn of the
+    event loop between them: with no time to spare, one task is expanded per turn,
+    where 64 workers once went on for 256 tasks each."""
+    monkeypatch.setattr(asyncflow.graph, "_TURN_SECONDS", 0.0)
+    _, most = await _expand_beside(_Fans(64, 400))
+    assert _CountedText.made == 64 * 400
+    assert most == 400, most  # one _Fan's requirements
+
+
+async def test_a_task_requiring_thousands_is_linked_in_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One task requiring 20,000 others does not hold the loop while they join the
+    graph (with turns shared by the expansion's workers out of the way)."""
+    monkeypatch.setattr(asyncflow.graph, "_TURN_SECONDS", 1e9)
+    turns, _ = await _expand_beside(_Fan(0, 20_000))
+    assert _CountedText.made == 20_000
+    assert turns >= 20_000 // asyncflow.graph._TURN, turns

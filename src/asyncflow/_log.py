@@ -20,7 +20,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any, Final
 
-__all__ = ["LOGGER_NAME", "log", "logger"]
+__all__ = ["LOGGER_NAME", "enabled", "log", "logger"]
 
 LOGGER_NAME: Final = "asyncflow"
 
@@ -44,6 +44,17 @@ def logger() -> Any:
     if structlog.is_configured():
         return structlog.get_logger(LOGGER_NAME)
     return _stdlib()
+
+
+def enabled(logger: Any, level: int) -> bool:
+    """Whether ``logger`` would emit at ``level`` (so hot paths can skip building records)."""
+    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(level))
+    except Exception:
+        return True
 
 
 class _Deferred:

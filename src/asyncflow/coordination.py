@@ -29,7 +29,7 @@ import abc
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import final
+from typing import ClassVar, final
 
 __all__ = [
     "Claim",
@@ -46,7 +46,8 @@ class LeaseState(enum.Enum):
     """Where one task of a run stands with its lease (the executor's ``Node.claim``)."""
 
     UNCLAIMED = enum.auto()
-    """Not asked for (yet), or settled."""
+    """Not asked for (yet), or settled; the run's to run when leases are not
+    :attr:`~Coordinator.shared`."""
     MINE = enum.auto()
     """This run holds the lease."""
     MINE_LEFTOVERS = enum.auto()
@@ -144,6 +145,10 @@ class Coordinator(abc.ABC):
 
     __slots__ = ()
 
+    shared: ClassVar[bool] = True
+    """Whether other runs may hold leases: when not, every lease is the run's at
+    once, and the run claims none up front (a claim would hand over every task)."""
+
     @abc.abstractmethod
     async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
         """Take the leases of ``task_ids`` for ``run_id``, or learn who holds them.
@@ -196,6 +201,8 @@ class NullCoordinator(Coordinator):
     """No journal: every lease is the run's at once, nothing is held elsewhere."""
 
     __slots__ = ()
+
+    shared = False
 
     async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
         return Claim(list(task_ids), {}, set(), [])

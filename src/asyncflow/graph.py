@@ -40,7 +40,11 @@ __all__ = ["DEFAULT_PROBE_CONCURRENCY", "Graph", "Node", "Probes", "expand"]
 DEFAULT_PROBE_CONCURRENCY = 64
 """How many completeness probes (``complete()`` calls) may be in flight at once."""
 
-_YIELD_EVERY = 256
+_TURN: Final = 1024  # requirements of one task linked between two turns of the loop
+_TURN_SECONDS = 0.01
+"""How long drain()'s workers together keep the event loop from the rest of the
+process, at most and give or take one item, while their items do not suspend."""
+_SETTLE_TURN: Final = 16_384  # tasks settled between two turns of the loop (~5 ms)
 _DEFER_EVERY: Final = 50_000  # nodes added between two calls of defer_for()
 _K = TypeVar("_K")
 
@@ -183,7 +187,9 @@ async def expand(
     """
     graph = Graph(user_code(probe_concurrency))
     queue: deque[Node] = deque()
-    for task in tasks:
+    for index, task in enumerate(tasks, 1):
+        if not index % _TURN:  # tens of thousands requested: the rest of the process goes on
+            await asyncio.sleep(0)
         node, new = graph.add(task)
         if new:
             queue.append(node)
@@ -194,7 +200,7 @@ async def expand(
     await grow(graph, queue, probe_concurrency, probe=probe, probes=probes)
     if probes is not None and probes.forced is not None:
         _rerun_forced(graph, probes.forced)
-    _settle(graph)
+    await _settle(graph)
     return graph
 
 
@@ -357,8 +363,25 @@ async def grow(
     def adopt(node: Node, children: list[Task]) -> Awaitable[None] | None:
         """Link ``node`` to its requirements' nodes and queue the new ones; what is
         left to await, if anything."""
+        if len(children) > _TURN:
+            return adopt_in_turns(node, children)
         added: list[Node] = []
         copies: dict[int, Task] = {}
+        link(node, children, added, copies)
+        return linked(node, added, copies)
+
+    async def adopt_in_turns(node: Node, children: list[Task]) -> None:
+        # One task requiring 100,000 others: the rest of the process gets turns too.
+        added: list[Node] = []
+        copies: dict[int, Task] = {}
+        for start in range(0, len(children), _TURN):
+            link(node, children[start : start + _TURN], added, copies)
+            await asyncio.sleep(0)
+        rest = linked(node, added, copies)
+        if rest is not None:
+            await rest
+
+    def link(node: Node, children: list[Task], added: list[Node], copies: dict[int, Task]) -> None:
         deps = node.deps
         for child in children:
             try:
@@ -383,6 +406,8 @@ async def grow(
                 continue
             deps.append(dep)
             dependents.append(node)
+
+    def linked(node: Node, added: list[Node], copies: dict[int, Task]) -> Awaitable[None] | None:
         if copies:
             _keep_graph_tasks(node.task, copies)
         if probe and len(added) >= BULK_PROBE_THRESHOLD:
@@ -772,17 +797,20 @@ async def missing_targets(targets: Sequence[Target]) -> list[Target]:
     return missing
 
 
-def _settle(graph: Graph) -> None:
+async def _settle(graph: Graph) -> None:
     """Count pending requirements, settle wrappers, and reject cycles.
 
     A topological pass (Kahn) over the tasks still to run: a wrapper whose
     requirements were all complete is complete itself; whatever the pass
-    cannot reach lies on or behind a cycle.
+    cannot reach lies on or behind a cycle. Every :data:`_SETTLE_TURN` tasks
+    of each of its two loops, the rest of the process has a turn.
     """
     todo = [n for n in graph.nodes.values() if n.status is None]
     left = [0] * len(graph.nodes)  # Kahn's own countdown, by node.seq
     ready: deque[Node] = deque()
-    for node in todo:
+    for index, node in enumerate(todo, 1):
+        if not index % _SETTLE_TURN:
+            await asyncio.sleep(0)
         count = 0
         for dep in node.deps:
             if dep.status is None:
@@ -794,6 +822,8 @@ def _settle(graph: Graph) -> None:
     while ready:
         node = ready.popleft()
         order.append(node)
+        if not len(order) % _SETTLE_TURN:
+            await asyncio.sleep(0)
         settled = node.task._settles_by_requirements and all(
             d.status is Status.ALREADY_COMPLETE for d in node.deps
         )
@@ -846,6 +876,16 @@ async def drain(
     loop = asyncio.get_running_loop()
     idle: list[asyncio.Future[None]] = []
     busy = 0
+    # Items that never suspend (plain requires(), in-memory probes) would let the
+    # workers run one after the other within a single turn of the event loop, each
+    # for as long as the queue lasts: the turn is shared, and ends for all of them.
+    turn_ends = loop.time() + _TURN_SECONDS
+    turn_over = False
+
+    def next_turn() -> None:
+        nonlocal turn_ends, turn_over
+        turn_ends = loop.time() + _TURN_SECONDS
+        turn_over = False
 
     def wake(count: int) -> None:
         while count > 0 and idle:
@@ -855,9 +895,11 @@ async def drain(
                 count -= 1
 
     async def worker() -> None:
-        nonlocal busy
-        handled = 0
+        nonlocal busy, turn_over
         while True:
+            if turn_over:
+                await asyncio.sleep(0)
+                continue
             if queue:
                 item = queue.popleft()
                 busy += 1
@@ -867,15 +909,15 @@ async def drain(
                         await rest
                 finally:
                     busy -= 1
-                handled += 1
-                if handled % _YIELD_EVERY == 0:
-                    # Probes of in-memory targets never suspend: let the loop breathe.
-                    await asyncio.sleep(0)
                 if idle:
                     if queue:
                         wake(len(queue))
                     elif busy == 0:
                         wake(len(idle))
+                if loop.time() >= turn_ends and not turn_over:
+                    turn_over = True
+                    loop.call_soon(next_turn)  # before this worker's own next step
+                    await asyncio.sleep(0)
                 continue
             if busy == 0:
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ import anyio.to_thread
 
 from ._attempt import BodyRunner, ExecutorBackend
 from ._gc import fewer_full_collections
+from ._log import enabled
 from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -38,7 +40,7 @@ from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
 from .journal import RunStatus
 from .journal.where import is_postgres_url
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
-from .result import RunResult, Status, TaskResult
+from .result import RunResult, Status, TaskResults
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
 
@@ -307,21 +309,11 @@ async def _run(
     ok = all(nodes[task.task_id].status in _COMPLETE for task in roots)
     if end is not None:
         await end(ok)
-    results = {
-        node.task_id: TaskResult(
-            node.task,
-            node.status,
-            node.error,
-            node.attempts,
-            node.started,
-            node.finished,
-            node.history,
-        )
-        for node in graph.nodes.values()
-        if node.status is not None
-    }
-    result = RunResult(run_id, roots, results, started, time.time(), scheduler.pool.statistics())
-    logger.info("run.done", ok=ok, **{s.value: n for s, n in result.counts().items()})
+    result = RunResult(
+        run_id, roots, TaskResults(nodes), started, time.time(), scheduler.pool.statistics()
+    )
+    if enabled(logger, logging.INFO):  # the counts walk every task
+        logger.info("run.done", ok=ok, **{s.value: n for s, n in result.counts().items()})
     return result
 
 
@@ -343,7 +335,7 @@ def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
             limits[cls] = options.max_running.get(cls.task_family, cls.max_running)
             for name in requests[cls]:
                 pool.declare(name)
-        pool.check(node.task_id, requests[cls])
+            pool.check(node.task_id, requests[cls])  # the class's request: once
     for name in sorted(pool.defaulted):
         logger.warning(
             "resource.default_capacity",
