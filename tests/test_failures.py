@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import threading
 from pathlib import Path
 
@@ -315,3 +316,26 @@ async def test_timed_out_attempt_releases_its_resources() -> None:
     assert result.status(Stuck()) is Status.FAILED
     assert result.status(Next()) is Status.DONE
     assert result.resources["db"].in_use == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncflow.ParameterError("Report: parameter 'date': expected a date"),
+        asyncflow.CycleError(["A_1", "B_2", "A_1"]),
+        asyncflow.TaskError("T_1: failed", task_id="T_1"),
+        asyncflow.TaskTimeout("T_1", 2.5, 3),
+        asyncflow.MissingOutputError("T_1", ["/data/out.csv"]),
+        asyncflow.UpstreamFailed("T_2", "T_1", "failed", root="T_0", root_cause="boom"),
+        asyncflow.TaskDefinitionError("T_1", "requires", KeyError("x")),
+        asyncflow.JournalError("cannot open /tmp/j.db"),
+        asyncflow.TargetNotFoundError("/data/in.csv does not exist"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_errors_pickle_whole(error: asyncflow.AsyncflowError) -> None:
+    """An asyncflow error sent to another process (a failed run's result, say)
+    comes back as itself: same type, message and attributes."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
+    assert copy.args == error.args and vars(copy) == vars(error)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import asyncflow
@@ -114,17 +116,17 @@ def test_repr_is_compact() -> None:
     assert text == f"<RunResult {result.run_id} ok=True done=100>"
 
 
+class _Needs(asyncflow.Task):
+    def requires(self) -> list[asyncflow.Task]:
+        return [Leaf(13), Failing()]
+
+
 def test_results_read_by_task_id_are_made_once() -> None:
     """A run's results are a mapping by task id over every task it scheduled; a
     task's result read twice is the same object, and its history is the run's."""
     STORE.clear()
-
-    class Needs(asyncflow.Task):
-        def requires(self) -> list[asyncflow.Task]:
-            return [Leaf(13), Failing()]
-
-    result = asyncflow.build(Needs(), Leaf(14), journal=None)
-    ids = {Needs().task_id, Leaf(13).task_id, Failing().task_id, Leaf(14).task_id}
+    result = asyncflow.build(_Needs(), Leaf(14), journal=None)
+    ids = {_Needs().task_id, Leaf(13).task_id, Failing().task_id, Leaf(14).task_id}
     assert set(result.results) == ids and len(result.results) == len(result) == 4
     assert result.results[Leaf(13).task_id] is result[Leaf(13)]
     assert [r.task_id for r in result] == list(result.results)
@@ -138,6 +140,9 @@ def test_results_read_by_task_id_are_made_once() -> None:
     assert isinstance(failed.error, RuntimeError) and failed.attempts == 1
     assert result[Leaf(14)].history[0].duration >= 0
     assert "Leaf_15" not in result.results and Leaf(15) not in result
+    copy = pickle.loads(pickle.dumps(result))  # as sent to another process
+    assert copy.counts() == result.counts() and copy.ok is result.ok is False
+    assert copy[Leaf(13)].history[0].finished == result[Leaf(13)].history[0].finished
 
 
 def test_bool_of_a_result_is_ok() -> None:

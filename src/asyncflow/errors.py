@@ -72,6 +72,21 @@ def short_repr(value: object) -> str:
 class AsyncflowError(Exception):
     """Base class of every asyncflow error."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled as it is, not re-made through __init__ (whose arguments most
+        # subclasses do not keep as ``args``): a failed run's result, or an error,
+        # sent to another process comes back whole.
+        return _unpickled, (type(self), self.args, self.__dict__)
+
+
+def _unpickled(
+    cls: type[AsyncflowError], args: tuple[object, ...], state: dict[str, object]
+) -> AsyncflowError:
+    error = cls.__new__(cls, *args)
+    error.args = args  # OSError's __new__ (TaskTimeout is a TimeoutError) leaves them to __init__
+    error.__dict__.update(state)
+    return error
+
 
 class ParameterError(AsyncflowError, ValueError):
     """A task parameter is missing, unknown, or has a value that cannot be used."""

@@ -172,6 +172,11 @@ class TaskResults(Mapping[str, TaskResult]):
     def __repr__(self) -> str:
         return f"<TaskResults of {len(self)} tasks>"
 
+    def __reduce__(self) -> tuple[type[dict[str, TaskResult]], tuple[dict[str, TaskResult]]]:
+        # Pickled (a result sent to another process) as the plain dict of its
+        # results: without the graph the outcomes belong to.
+        return dict, (dict(self.items()),)
+
     def statuses(self) -> Iterator[Status]:
         """The status of every task, without making their results."""
         return (o.status for o in self._outcomes.values() if o.status is not None)
