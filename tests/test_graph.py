@@ -573,3 +573,32 @@ async def test_a_task_requiring_thousands_is_linked_in_turns(
     turns, _ = await _expand_beside(_Fan(0, 20_000))
     assert _CountedText.made == 20_000
     assert turns >= 20_000 // asyncflow.graph._TURN, turns
+
+
+class _Twice(asyncflow.Task):
+    """Requires 3,000 leaves, the first of them listed again near the end."""
+
+    async def requires(self) -> list[_Leaf]:
+        leaves = [_Leaf(f"twice-{i}") for i in range(3_000)]
+        return [*leaves[:2_500], leaves[0], *leaves[2_500:]]
+
+
+class _Also(asyncflow.Task):
+    async def requires(self) -> _Leaf:
+        return _Leaf("twice-0")
+
+
+class _Both(asyncflow.WrapperTask):
+    async def requires(self) -> list[asyncflow.Task]:
+        return [_Twice(), _Also()]
+
+
+async def test_a_requirement_listed_twice_in_a_long_list_is_one_edge() -> None:
+    """Linked in turns, a long list's repeated requirement stays one edge, though
+    another task linked to it in between."""
+    graph = await expand([_Both()])
+    twice, leaf = graph[_Twice()], graph[_Leaf("twice-0")]
+    assert len(twice.deps) == 3_000 and len({id(d) for d in twice.deps}) == 3_000
+    assert [d.task for d in leaf.dependents].count(_Twice()) == 1
+    assert graph[_Also()] in leaf.dependents
+    assert twice.pending == 3_000  # one for each requirement still to run

@@ -377,6 +377,8 @@ async def grow(
         for start in range(0, len(children), _TURN):
             link(node, children[start : start + _TURN], added, copies)
             await asyncio.sleep(0)
+        if len(set(map(id, node.deps))) < len(node.deps):
+            _drop_repeated_edges(node)
         rest = linked(node, added, copies)
         if rest is not None:
             await rest
@@ -428,6 +430,25 @@ async def grow(
 
     await drain(queue, visit, probe_concurrency)
     defer_for(len(nodes))  # as large as it has grown
+
+
+def _drop_repeated_edges(node: Node) -> None:
+    """Keep one edge from ``node`` to each requirement. A requirement listed
+    twice is linked once (see ``grow``) unless another task linked to it in
+    between, which only linking a long list in turns lets happen."""
+    seen: set[int] = set()
+    unique: list[Node] = []
+    for dep in node.deps:
+        if id(dep) not in seen:
+            seen.add(id(dep))
+            unique.append(dep)
+            continue
+        dependents = dep.dependents  # each edge is in both lists: drop its twin
+        for index in range(len(dependents) - 1, -1, -1):
+            if dependents[index] is node:
+                del dependents[index]
+                break
+    node.deps = unique
 
 
 def _keep_graph_tasks(task: Task, copies: dict[int, Task]) -> None:
