@@ -36,7 +36,7 @@ from .coordination import NullCoordinator
 from .errors import AsyncflowError, ConfigError, TaskDefinitionError
 from .events import EventBus, EventHandler, TaskEvent
 from .executor import Executor
-from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, expand
+from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, after_run, expand
 from .journal import RunStatus
 from .journal.where import is_postgres_url
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
@@ -309,6 +309,7 @@ async def _run(
     ok = all(nodes[task.task_id].status in _COMPLETE for task in roots)
     if end is not None:
         await end(ok)
+    await after_run(graph)  # its nodes are the run's results from here on
     result = RunResult(
         run_id, roots, TaskResults(nodes), started, time.time(), scheduler.pool.statistics()
     )
