@@ -26,6 +26,7 @@ from ._redact import describe
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from ._status import StatusChannel, reporting
+from ._turns import in_turns
 from .clock import Clock, SystemClock
 from .coordination import Coordinator, Holder, LeaseOutcome, LeaseState, NullCoordinator
 from .errors import AsyncflowError, TaskError, TaskTimeout, UpstreamFailed
@@ -68,7 +69,7 @@ _ELSEWHERE: Final = LeaseState.ELSEWHERE
 _PARKED: Final = LeaseState.PARKED
 
 # Tasks looked at for the ready queue, before the workers start, between two
-# turns of the loop (400,000 ready tasks held the loop for 0.2 s).
+# turns of the loop (400,000 ready tasks in one piece held it for 0.2 s).
 _PUSH_TURN: Final = 16_384
 
 # Leases taken per call: the first call before anything starts, then in the
@@ -197,11 +198,10 @@ class Executor:
             for node in later:
                 node.claim = _ELSEWHERE  # not ours yet: parked if it gets ready first
         self._dispatching = True
-        for index, node in enumerate(to_run, 1):
-            if node.status is None and node.pending == 0:
-                self._push(node)
-            if not index % _PUSH_TURN:  # a wide graph: the rest of the process goes on
-                await asyncio.sleep(0)
+        async for some in in_turns(to_run, _PUSH_TURN):  # a wide graph: 400,000 ready
+            for node in some:
+                if node.status is None and node.pending == 0:
+                    self._push(node)
         if self._outstanding == 0:
             return
         error: BaseException | None = None

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ._gc import defer_for
+from ._turns import in_turns
 from ._usercode import LATER, Later, UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
@@ -187,15 +188,14 @@ async def expand(
     """
     graph = Graph(user_code(probe_concurrency))
     queue: deque[Node] = deque()
-    for index, task in enumerate(tasks, 1):
-        if not index % _TURN:  # tens of thousands requested: the rest of the process goes on
-            await asyncio.sleep(0)
-        node, new = graph.add(task)
-        if new:
-            queue.append(node)
-            graph.roots.append(node)
-        elif node not in graph.roots:
-            graph.roots.append(node)
+    async for some in in_turns(tasks, _TURN):  # tens of thousands may be requested
+        for task in some:
+            node, new = graph.add(task)
+            if new:
+                queue.append(node)
+                graph.roots.append(node)
+            elif node not in graph.roots:
+                graph.roots.append(node)
 
     await grow(graph, queue, probe_concurrency, probe=probe, probes=probes)
     if probes is not None and probes.forced is not None:
@@ -374,16 +374,17 @@ async def grow(
         # One task requiring 100,000 others: the rest of the process gets turns too.
         added: list[Node] = []
         copies: dict[int, Task] = {}
-        for start in range(0, len(children), _TURN):
-            link(node, children[start : start + _TURN], added, copies)
-            await asyncio.sleep(0)
+        async for some in in_turns(children, _TURN):
+            link(node, some, added, copies)
         if len(set(map(id, node.deps))) < len(node.deps):
             _drop_repeated_edges(node)
         rest = linked(node, added, copies)
         if rest is not None:
             await rest
 
-    def link(node: Node, children: list[Task], added: list[Node], copies: dict[int, Task]) -> None:
+    def link(
+        node: Node, children: Sequence[Task], added: list[Node], copies: dict[int, Task]
+    ) -> None:
         deps = node.deps
         for child in children:
             try:
@@ -437,11 +438,10 @@ async def after_run(graph: Graph) -> None:
     outputs. Its nodes, kept as the run's results (:class:`~asyncflow.result.TaskResults`),
     then hold little more than what they say (a 100,000-task lattice's result:
     1.1 KB a task instead of 1.3; its targets, whatever they hold, go too)."""
-    for index, node in enumerate(graph.order, 1):
-        if not index % _SETTLE_TURN:
-            await asyncio.sleep(0)
-        del node.deps, node.dependents  # read after this, they fail loudly
-        node.outputs = None
+    async for some in in_turns(graph.order, _SETTLE_TURN):
+        for node in some:
+            del node.deps, node.dependents  # read after this, they fail loudly
+            node.outputs = None
 
 
 def _drop_repeated_edges(node: Node) -> None:
@@ -841,16 +841,15 @@ async def _settle(graph: Graph) -> None:
     todo = [n for n in graph.nodes.values() if n.status is None]
     left = [0] * len(graph.nodes)  # Kahn's own countdown, by node.seq
     ready: deque[Node] = deque()
-    for index, node in enumerate(todo, 1):
-        if not index % _SETTLE_TURN:
-            await asyncio.sleep(0)
-        count = 0
-        for dep in node.deps:
-            if dep.status is None:
-                count += 1
-        node.pending = left[node.seq] = count
-        if count == 0:
-            ready.append(node)
+    async for some in in_turns(todo, _SETTLE_TURN):
+        for node in some:
+            count = 0
+            for dep in node.deps:
+                if dep.status is None:
+                    count += 1
+            node.pending = left[node.seq] = count
+            if count == 0:
+                ready.append(node)
     order: list[Node] = []
     while ready:
         node = ready.popleft()

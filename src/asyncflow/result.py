@@ -160,13 +160,11 @@ class TaskResults(Mapping[str, TaskResult]):
         return made
 
     def __iter__(self) -> Iterator[str]:
-        return (key for key, outcome in self._outcomes.items() if outcome.status is not None)
+        return (key for key, _ in self._settled())
 
     def __len__(self) -> int:
         if self._count is None:
-            self._count = sum(
-                1 for outcome in self._outcomes.values() if outcome.status is not None
-            )
+            self._count = sum(1 for _ in self._settled())
         return self._count
 
     def __repr__(self) -> str:
@@ -179,7 +177,13 @@ class TaskResults(Mapping[str, TaskResult]):
 
     def statuses(self) -> Iterator[Status]:
         """The status of every task, without making their results."""
-        return (o.status for o in self._outcomes.values() if o.status is not None)
+        return (status for _, status in self._settled())
+
+    def _settled(self) -> Iterator[tuple[str, Status]]:
+        """Each task id with its status, leaving out tasks without one."""
+        for key, outcome in self._outcomes.items():
+            if outcome.status is not None:
+                yield key, outcome.status
 
 
 @dataclass(repr=False)

@@ -23,6 +23,7 @@ from ._log import enabled
 from ._log import logger as asyncflow_logger
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from ._turns import in_turns
 from .clock import Clock
 from .config import (
     MAX_WORKERS,
@@ -185,7 +186,9 @@ async def run(
             ttl = config.lease_ttl or DEFAULT_LEASE_TTL
             opening = open_journal(options.journal, lease_ttl=ttl, create_folder=make_folder)
             async with opening as run_journal:
-                await run_journal.begin_run(run_id, await _ids_of(roots), started=started)
+                # 100,000 requested tasks' ids take 0.23 s to make: in turns of the loop.
+                ids = [t.task_id async for some in in_turns(roots, 4096) for t in some]
+                await run_journal.begin_run(run_id, ids, started=started)
                 ended = False
 
                 async def end(ok: bool) -> None:
@@ -407,19 +410,6 @@ def _journal_path(journal: JournalArg) -> Path | str | None:
     if isinstance(journal, str | os.PathLike):
         return Path(check_journal_path("journal", journal))
     raise ConfigError(f"journal must be a path or None, or a postgresql:// URL, got {journal!r}")
-
-
-async def _ids_of(tasks: list[Task]) -> list[str]:
-    """The tasks' ids; 100,000 of them are made in 0.23 s, in turns of the loop."""
-    ids: list[str] = []
-    for start in range(0, len(tasks), _IDS_PER_TURN):
-        if start:
-            await asyncio.sleep(0)
-        ids.extend([task.task_id for task in tasks[start : start + _IDS_PER_TURN]])
-    return ids
-
-
-_IDS_PER_TURN = 4096
 
 
 def _requested(tasks: Sequence[Task | Iterable[Task]]) -> list[Task]:
