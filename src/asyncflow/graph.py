@@ -367,24 +367,31 @@ async def grow(
             return adopt_in_turns(node, children)
         added: list[Node] = []
         copies: dict[int, Task] = {}
-        link(node, children, added, copies)
+        link(node, children, added, copies, None)
         return linked(node, added, copies)
 
     async def adopt_in_turns(node: Node, children: list[Task]) -> None:
         # One task requiring 100,000 others: the rest of the process gets turns too.
         added: list[Node] = []
         copies: dict[int, Task] = {}
+        linked_to: set[int] = set()
         async for some in in_turns(children, _TURN):
-            link(node, some, added, copies)
-        if len(set(map(id, node.deps))) < len(node.deps):
-            _drop_repeated_edges(node)
+            link(node, some, added, copies, linked_to)
         rest = linked(node, added, copies)
         if rest is not None:
             await rest
 
     def link(
-        node: Node, children: Sequence[Task], added: list[Node], copies: dict[int, Task]
+        node: Node,
+        children: Sequence[Task],
+        added: list[Node],
+        copies: dict[int, Task],
+        linked_to: set[int] | None,
     ) -> None:
+        """Link ``node`` to ``children``. ``linked_to``: when its requirements are
+        linked in turns, the ``id()`` of each linked so far (another task may link
+        to one of them in between, so that the check of the last dependent misses
+        a repeat)."""
         deps = node.deps
         for child in children:
             try:
@@ -407,6 +414,10 @@ async def grow(
                 # The same requirement listed twice is one edge (and one task in what
                 # input() reads): only this loop links ``node`` to its requirements.
                 continue
+            if linked_to is not None:
+                if id(dep) in linked_to:
+                    continue
+                linked_to.add(id(dep))
             deps.append(dep)
             dependents.append(node)
 
@@ -442,25 +453,6 @@ async def after_run(graph: Graph) -> None:
         for node in some:
             del node.deps, node.dependents  # read after this, they fail loudly
             node.outputs = None
-
-
-def _drop_repeated_edges(node: Node) -> None:
-    """Keep one edge from ``node`` to each requirement. A requirement listed
-    twice is linked once (see ``grow``) unless another task linked to it in
-    between, which only linking a long list in turns lets happen."""
-    seen: set[int] = set()
-    unique: list[Node] = []
-    for dep in node.deps:
-        if id(dep) not in seen:
-            seen.add(id(dep))
-            unique.append(dep)
-            continue
-        dependents = dep.dependents  # each edge is in both lists: drop its twin
-        for index in range(len(dependents) - 1, -1, -1):
-            if dependents[index] is node:
-                del dependents[index]
-                break
-    node.deps = unique
 
 
 def _keep_graph_tasks(task: Task, copies: dict[int, Task]) -> None:
