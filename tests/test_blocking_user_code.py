@@ -9,6 +9,7 @@ go on meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -332,3 +333,73 @@ async def test_pauses_of_the_machine_keep_a_quick_method_in_threads_for_a_bounde
     # Uncapped, seven pauses made a trial of 8 x 2**7 = 1,024 calls in threads.
     assert where[-1], f"still in threads after {len(where) - after} calls"
     assert len(where) - after <= 300
+
+
+async def test_a_bulk_probe_whose_trial_call_was_slow_keeps_a_few_calls_under_way() -> None:
+    """output() of a backfill's thousands of tasks, its first call slow (a pause
+    of the machine): the calls go side by side, never more than the probe
+    concurrency at once, and back on the loop once the method proves quick. It
+    once made a coroutine per item: 200,000 of them for a wide backfill, which
+    held the loop for seconds while they were made and ran 6 times as long."""
+    from asyncflow._usercode import UserCode
+
+    calls = UserCode(8)
+    loop_thread = threading.get_ident()
+    on_loop: list[bool] = []
+
+    def output_method() -> None: ...
+
+    def output(item: int) -> int:
+        on_loop.append(threading.get_ident() == loop_thread)
+        if item == 0:
+            time.sleep(0.02)  # the trial's first call is caught in a pause
+        return item * 2
+
+    most = 0
+    done = False
+
+    async def watch() -> None:
+        nonlocal most
+        while not done:
+            most = max(most, len(asyncio.all_tasks()))
+            await asyncio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.lowlevel.checkpoint()
+        before = len(asyncio.all_tasks())
+        found = await calls.map(lambda _: output_method, output, list(range(3_000)))
+        done = True
+    assert found == [item * 2 for item in range(3_000)]
+    assert most - before <= 8 + 1, most - before  # the 8 callers (and the watcher's wake-up)
+    assert on_loop[-1] and sum(on_loop) > 2_900  # back on the loop after a short trial
+
+
+async def test_a_bulk_probe_of_quick_outputs_gives_the_loop_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a method is called on the loop, a bulk probe's calls of it share turns
+    of the loop with the rest of the process (they once went on in one piece:
+    200,000 output() calls held the loop for a quarter of a second)."""
+    from asyncflow import _turns
+    from asyncflow._usercode import UserCode
+
+    monkeypatch.setattr(_turns, "_TURN_SECONDS", 0.0)
+    calls = UserCode(8, quick=[int])  # an engine default: on the loop from the start
+    turns = 0
+    done = False
+
+    async def watch() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.lowlevel.checkpoint()
+        start = turns
+        found = await calls.map(lambda _: int, str, list(range(1_000)))
+        done = True
+    assert found == [str(item) for item in range(1_000)]
+    assert turns - start >= 1_000 // 8, turns - start  # a turn for each worker's call

@@ -558,7 +558,7 @@ async def test_expansion_gives_the_rest_of_the_process_turns(
     """Tasks expanding at once (all 64 probe workers busy) share one turn of the
     event loop between them: with no time to spare, one task is expanded per turn,
     where 64 workers once went on for 256 tasks each."""
-    monkeypatch.setattr(asyncflow.graph, "_TURN_SECONDS", 0.0)
+    monkeypatch.setattr(asyncflow._turns, "_TURN_SECONDS", 0.0)
     _, most = await _expand_beside(_Fans(64, 400))
     assert _CountedText.made == 64 * 400
     assert most == 400, most  # one _Fan's requirements
@@ -569,7 +569,7 @@ async def test_a_task_requiring_thousands_is_linked_in_turns(
 ) -> None:
     """One task requiring 20,000 others does not hold the loop while they join the
     graph (with turns shared by the expansion's workers out of the way)."""
-    monkeypatch.setattr(asyncflow.graph, "_TURN_SECONDS", 1e9)
+    monkeypatch.setattr(asyncflow._turns, "_TURN_SECONDS", 1e9)
     turns, _ = await _expand_beside(_Fan(0, 20_000))
     assert _CountedText.made == 20_000
     assert turns >= 20_000 // asyncflow.graph._TURN, turns

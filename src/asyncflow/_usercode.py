@@ -28,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any, Final, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
+
+from ._turns import drain
 
 __all__ = ["LATER", "SLOW_CALL", "Later", "UserCode"]
 
@@ -94,6 +97,7 @@ class UserCode:
 
     def __init__(self, concurrency: int, quick: Sequence[object] = ()) -> None:
         """``quick``: methods known to return at once (the engine's own defaults)."""
+        self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._methods: dict[object, _Method] = {}
         for method in quick:
@@ -193,29 +197,33 @@ class UserCode:
     ) -> list[_T | Exception]:
         """``fn(item)`` for each item, in order, an exception in place of its result.
 
-        ``method_of(item)`` is the user's method that ``fn`` calls. Calls go one
-        after another (quick ones on the loop) until their method shows itself
-        slow; the rest of that method's calls then go side by side.
+        ``method_of(item)`` is the user's method that ``fn`` calls. At most
+        ``concurrency`` calls are under way at once, as :meth:`call` makes them:
+        a method on trial one call at a time, a slow one side by side, a quick
+        one on the loop, in turns of it (a backfill's 200,000 ``output()`` calls).
         """
         results: list[Any] = [None] * len(items)
-        later: list[int] = []
 
-        async def one(index: int) -> None:
+        def one(index: int) -> Awaitable[None] | None:
+            item = items[index]
+            try:
+                found = self.now(method_of(item), fn, item)
+            except Exception as exc:
+                results[index] = exc
+                return None
+            if found is LATER:
+                return later(index)
+            results[index] = found
+            return None
+
+        async def later(index: int) -> None:
             item = items[index]
             try:
                 results[index] = await self.call(method_of(item), fn, item)
             except Exception as exc:
                 results[index] = exc
 
-        for index, item in enumerate(items):
-            if self.slow(method_of(item)):
-                later.append(index)
-            else:
-                await one(index)
-        if later:
-            async with anyio.create_task_group() as tg:
-                for index in later:
-                    tg.start_soon(one, index)
+        await drain(deque(range(len(items))), one, self._concurrency)
         return results
 
     def _judge(self, state: _Method, took: float) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ._gc import defer_for
-from ._turns import in_turns
+from ._turns import drain, in_turns
 from ._usercode import LATER, Later, UserCode
 from .coordination import LeaseState
 from .errors import CycleError, GraphError, TaskDefinitionError
@@ -42,10 +42,8 @@ DEFAULT_PROBE_CONCURRENCY = 64
 """How many completeness probes (``complete()`` calls) may be in flight at once."""
 
 _TURN: Final = 1024  # requirements of one task linked between two turns of the loop
-_TURN_SECONDS = 0.01
-"""How long drain()'s workers together keep the event loop from the rest of the
-process, at most and give or take one item, while their items do not suspend."""
 _SETTLE_TURN: Final = 16_384  # tasks settled between two turns of the loop (~5 ms)
+_BULK_TURN: Final = 4096  # outputs of a bulk probe sorted between two turns (~3 ms)
 _DEFER_EVERY: Final = 50_000  # nodes added between two calls of defer_for()
 _K = TypeVar("_K")
 
@@ -482,21 +480,26 @@ async def _bulk_probe(nodes: list[Node], calls: UserCode, concurrency: int) -> N
     """
     candidates: list[tuple[Node, list[Target]]] = []
     remote = 0
+    # A backfill's root requires 200,000 dated tasks: each pass over them in turns.
     wanted = [
         n
-        for n in nodes
+        async for some in in_turns(nodes, _SETTLE_TURN)
+        for n in some
         if n.task._default_complete and not n.task._settles_by_requirements and n.outputs is None
     ]
     found = await calls.map(_output_method, _node_outputs, wanted)
     from .targets._probe import is_remote  # the S3/GCS parts: not imported with the package
 
-    for node, outputs in zip(wanted, found, strict=True):
-        if isinstance(outputs, Exception):
-            continue  # _probe reports it when the node is visited
-        node.outputs = outputs
-        if outputs:
-            candidates.append((node, outputs))
-            remote += sum(1 for t in outputs if is_remote(t))
+    async for indices in in_turns(range(len(wanted)), _BULK_TURN):
+        for index in indices:
+            outputs = found[index]
+            if isinstance(outputs, Exception):
+                continue  # _probe reports it when the node is visited
+            node = wanted[index]
+            node.outputs = outputs
+            if outputs:
+                candidates.append((node, outputs))
+                remote += sum(1 for t in outputs if is_remote(t))
     if remote < BULK_PROBE_THRESHOLD:
         return
     try:
@@ -884,74 +887,6 @@ def _find_cycle(stuck: list[Node], left: list[int]) -> list[str]:
         node = next(d for d in node.deps if d.status is None and left[d.seq] > 0)
     cycle = path[index[id(node)] :]
     return [n.task_id for n in cycle] + [node.task_id]
-
-
-async def drain(
-    queue: deque[Any], process: Callable[[Any], Awaitable[None] | None], concurrency: int
-) -> None:
-    """Run ``process`` over a queue that processing may refill, ``concurrency`` at a time.
-
-    ``process`` does what it can at once and returns what is left to await, if
-    anything. Returns when the queue is empty and nothing is in flight.
-    ``process`` must not raise ``Exception`` (catch and record instead).
-    """
-    if not queue:
-        return
-    loop = asyncio.get_running_loop()
-    idle: list[asyncio.Future[None]] = []
-    busy = 0
-    # Items that never suspend (plain requires(), in-memory probes) would let the
-    # workers run one after the other within a single turn of the event loop, each
-    # for as long as the queue lasts: the turn is shared, and ends for all of them.
-    turn_ends = loop.time() + _TURN_SECONDS
-    turn_over = False
-
-    def next_turn() -> None:
-        nonlocal turn_ends, turn_over
-        turn_ends = loop.time() + _TURN_SECONDS
-        turn_over = False
-
-    def wake(count: int) -> None:
-        while count > 0 and idle:
-            waiter = idle.pop()
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
-
-    async def worker() -> None:
-        nonlocal busy, turn_over
-        while True:
-            if turn_over:
-                await asyncio.sleep(0)
-                continue
-            if queue:
-                item = queue.popleft()
-                busy += 1
-                try:
-                    rest = process(item)
-                    if rest is not None:
-                        await rest
-                finally:
-                    busy -= 1
-                if idle:
-                    if queue:
-                        wake(len(queue))
-                    elif busy == 0:
-                        wake(len(idle))
-                if loop.time() >= turn_ends and not turn_over:
-                    turn_over = True
-                    loop.call_soon(next_turn)  # before this worker's own next step
-                    await asyncio.sleep(0)
-                continue
-            if busy == 0:
-                return
-            waiter = loop.create_future()
-            idle.append(waiter)
-            await waiter
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(max(1, concurrency)):
-            tg.start_soon(worker)
 
 
 def _qualname(cls: type) -> str:
