@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -143,6 +144,29 @@ def test_results_read_by_task_id_are_made_once() -> None:
     copy = pickle.loads(pickle.dumps(result))  # as sent to another process
     assert copy.counts() == result.counts() and copy.ok is result.ok is False
     assert copy[Leaf(13)].history[0].finished == result[Leaf(13)].history[0].finished
+
+
+def test_ok_reads_statuses_without_making_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run() and its callers read ``ok``, over requested tasks that may be tens of
+    thousands: it reads their statuses, and makes no result."""
+    STORE.clear()
+    made: list[str] = []
+    real = asyncflow.result.TaskResult
+
+    def counted(task: asyncflow.Task, *rest: Any) -> asyncflow.TaskResult:
+        made.append(task.task_id)
+        return real(task, *rest)
+
+    monkeypatch.setattr(asyncflow.result, "TaskResult", counted)
+    result = asyncflow.build([Leaf(n) for n in range(16, 20)], Failing(), journal=None)
+    assert result.ok is False and not made
+    results = result.results
+    assert isinstance(results, asyncflow.result.TaskResults)
+    assert results.status(Failing().task_id) is asyncflow.Status.FAILED and not made
+    assert result[Leaf(16)].status is results.status(Leaf(16).task_id) is asyncflow.Status.DONE
+    assert made == [Leaf(16).task_id]
+    with pytest.raises(KeyError):
+        results.status(Leaf(99).task_id)
 
 
 def test_bool_of_a_result_is_ok() -> None:

@@ -7,7 +7,7 @@ import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
 from ._redact import known_secrets, redact
 from ._render import COLOURS, badge, duration_text, esc, table, time_text
@@ -39,6 +39,10 @@ class Status(enum.StrEnum):
     @property
     def is_complete(self) -> bool:
         return self is Status.DONE or self is Status.ALREADY_COMPLETE
+
+
+COMPLETE: Final = frozenset({Status.DONE, Status.ALREADY_COMPLETE})
+"""The statuses :attr:`Status.is_complete` holds for (a set: read for every task)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,20 @@ class TaskResults(Mapping[str, TaskResult]):
         # results: without the graph the outcomes belong to.
         return dict, (dict(self.items()),)
 
+    def status(self, task_id: str) -> Status:
+        """The status of ``task_id``, without making its result.
+
+        Raises:
+            KeyError: no task of the run has this id.
+        """
+        made = self._made.get(task_id)
+        if made is not None:
+            return made.status
+        status = self._outcomes[task_id].status
+        if status is None:
+            raise KeyError(task_id)
+        return status
+
     def statuses(self) -> Iterator[Status]:
         """The status of every task, without making their results."""
         return (status for _, status in self._settled())
@@ -206,7 +224,13 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(self.results[t.task_id].status.is_complete for t in self.requested)
+        results = self.results
+        if isinstance(results, TaskResults):
+            # Read often (by run() itself, then by the caller): a run's requested
+            # tasks can be tens of thousands, whose results need not be made for it.
+            status = results.status
+            return all(status(t.task_id) in COMPLETE for t in self.requested)
+        return all(results[t.task_id].status.is_complete for t in self.requested)
 
     def __bool__(self) -> bool:
         # Without it, bool() would fall back on __len__: True for any failed run.

@@ -41,7 +41,7 @@ from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, after_run, expand
 from .journal import RunStatus
 from .journal.where import is_postgres_url
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
-from .result import RunResult, Status, TaskResults
+from .result import COMPLETE, RunResult, TaskResults
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
 
@@ -53,9 +53,6 @@ __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 
 DEFAULT_WORKERS: Final = 8
 """Task bodies that may run at once when ``workers`` is not given."""
-
-_COMPLETE: Final = frozenset(status for status in Status if status.is_complete)
-
 
 class _DefaultJournal:
     def __repr__(self) -> str:
@@ -309,7 +306,7 @@ async def _run(
         _current_pool.reset(pool_token)
     # RunResult.ok, from the graph: every requested task is complete.
     nodes = graph.nodes
-    ok = all(nodes[task.task_id].status in _COMPLETE for task in roots)
+    ok = all(nodes[task.task_id].status in COMPLETE for task in roots)
     if end is not None:
         await end(ok)
     await after_run(graph)  # its nodes are the run's results from here on
