@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ REFERENCE = "floor"
 SYSTEMS: dict[str, str] = {
     "floor": "one asyncio.Task per node awaiting its dependencies' asyncio.Events",
     "floor-workers8": "8 worker coroutines, a queue of ready nodes, dependency counters",
+    "floor-tasks": "the least an engine with asyncflow's API does: requires() builds the "
+    "tasks, each distinct task's id is made, floor-workers8 awaits their bodies",
     "asyncflow": "asyncflow.run() as a library user calls it: default journal, no logging set-up",
     "asyncflow-again": "a second run() over the journal the first left: everything complete",
     "asyncflow-nojournal": "asyncflow.run(..., journal=None)",
@@ -73,10 +75,14 @@ async def _floor(shape: str, n: int) -> tuple[float, float]:
     return wall, cpu
 
 
-async def _floor_workers(shape: str, n: int, workers: int = 8) -> tuple[float, float]:
-    ran = [0]
-    start, cpu = time.perf_counter(), time.process_time()
-    graph = dependencies(shape, n)
+async def _in_order(
+    graph: Sequence[Sequence[int]], body: Callable[[int], Awaitable[None]] | None, workers: int
+) -> int:
+    """Run the nodes of ``graph`` (each node's dependencies) in dependency order:
+    ``workers`` coroutines, a queue of ready nodes, dependency counters; each
+    node's ``body`` awaited, if any. Returns how many nodes ran."""
+    n = len(graph)
+    ran = 0
     waiting = [len(deps) for deps in graph]
     dependents: list[list[int]] = [[] for _ in range(n)]
     for index, deps in enumerate(graph):
@@ -88,21 +94,73 @@ async def _floor_workers(shape: str, n: int, workers: int = 8) -> tuple[float, f
             ready.put_nowait(index)
 
     async def worker() -> None:
+        nonlocal ran
         while (index := await ready.get()) is not None:
-            ran[0] += 1
+            if body is not None:
+                await body(index)
+            ran += 1
             for after in dependents[index]:
                 waiting[after] -= 1
                 if not waiting[after]:
                     ready.put_nowait(after)
-            if ran[0] == n:
+            if ran == n:
                 for _ in range(workers):
                     ready.put_nowait(None)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(workers):
             group.create_task(worker())
+    return ran
+
+
+async def _floor_workers(shape: str, n: int, workers: int = 8) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
+    ran = await _in_order(dependencies(shape, n), None, workers)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert ran[0] == n, f"floor-workers8 ran {ran[0]} of {n}"
+    assert ran == n, f"floor-workers8 ran {ran} of {n}"
+    return wall, cpu
+
+
+async def _floor_tasks(shape: str, n: int, workers: int = 8) -> tuple[float, float]:
+    """The least any engine with asyncflow's API does: the requested tasks'
+    ``requires()`` build the graph's tasks, each distinct task gets its id, and
+    ``floor-workers8``'s ready queue awaits their (no-op) bodies in order."""
+    import asyncflow
+
+    ran = [0]
+    roots = _asyncflow_roots(shape, n, ran)
+    start, cpu = time.perf_counter(), time.process_time()
+    index: dict[Any, int] = {}  # by the parameter values (a copy's id is never made)
+    tasks: list[Any] = []
+    ids: list[str] = []
+    deps: list[list[int]] = []
+    unvisited: list[int] = []
+
+    def add(task: Any) -> int:
+        at = index.get(task._key)
+        if at is None:
+            at = index[task._key] = len(tasks)
+            tasks.append(task)
+            ids.append(task.task_id)
+            deps.append([])
+            unvisited.append(at)
+        return at
+
+    for root in roots:
+        add(root)
+    while unvisited:
+        at = unvisited.pop()
+        required = tasks[at].requires()
+        if isinstance(required, asyncflow.Task):
+            required = [required]
+        deps[at] = [add(task) for task in required or ()]
+
+    async def body(at: int) -> None:
+        await tasks[at].run()
+
+    await _in_order(deps, body, workers)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert ran[0] == n == len(ids), f"floor-tasks ran {ran[0]} of {n}"
     return wall, cpu
 
 
@@ -218,6 +276,7 @@ def _luigi(shape: str, n: int) -> tuple[float, float]:
 RUNNERS: dict[str, Callable[[str, str, int], tuple[float, float]]] = {
     "floor": lambda _, shape, n: asyncio.run(_floor(shape, n)),
     "floor-workers8": lambda _, shape, n: asyncio.run(_floor_workers(shape, n)),
+    "floor-tasks": lambda _, shape, n: asyncio.run(_floor_tasks(shape, n)),
     "dask-sync": lambda _, shape, n: _dask(shape, n),
     "luigi": lambda _, shape, n: _luigi(shape, n),
 }
