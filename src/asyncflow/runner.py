@@ -54,6 +54,7 @@ __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 DEFAULT_WORKERS: Final = 8
 """Task bodies that may run at once when ``workers`` is not given."""
 
+
 class _DefaultJournal:
     def __repr__(self) -> str:
         return "DEFAULT_JOURNAL"
