@@ -407,3 +407,61 @@ async def test_ten_thousand_chain_runs_in_order() -> None:
     assert all(r.status is Status.DONE for r in result)
     starts = [result[Link(i)].started for i in range(10_000)]
     assert starts == sorted(starts)
+
+
+class _Counted(asyncflow.Task):
+    """One of many tasks without outputs; the run's first body notes the time."""
+
+    i = asyncflow.IntParameter()
+    turns: list[int] = []  # the watcher's count when the first body ran
+
+    async def run(self) -> None:
+        if not _Counted.turns:
+            _Counted.turns.append(_Turns.count)
+
+
+class _Turns:
+    count = 0
+
+
+class _Many(asyncflow.WrapperTask):
+    n = asyncflow.IntParameter()
+
+    def requires(self) -> list[_Counted]:
+        _Turns.count = 0  # from the last requires() of the expansion on
+        return [_Counted(i) for i in range(self.n)]
+
+
+async def test_the_passes_between_expansion_and_the_first_task_give_the_loop_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settling the graph, the resource check, the executor's look at every task
+    and its first filling of the ready queue each let the rest of the process
+    run between slices of the graph (400,000 tasks once held the loop 140 ms
+    between expansion and the first task). With slices of one task, each pass
+    gives a turn per task. (Without the journal: its reads would give turns of
+    their own.)"""
+    from asyncflow import executor, graph, runner
+
+    for module, name in [
+        (graph, "_SETTLE_TURN"),
+        (executor, "_PUSH_TURN"),
+        (runner, "_GRAPH_TURN"),
+    ]:
+        monkeypatch.setattr(module, name, 1)
+    _Counted.turns = []
+    done = False
+
+    async def watch() -> None:
+        while not done:
+            _Turns.count += 1
+            await anyio.lowlevel.checkpoint()
+
+    n = 300
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await asyncflow.run(_Many(n), journal=None)
+        done = True
+    assert result.ok and len(result) == n + 1
+    # Settling (two passes), the resource check, the look and the filling: five.
+    assert _Counted.turns[0] >= 5 * n, _Counted.turns

@@ -54,6 +54,9 @@ __all__ = ["DEFAULT_JOURNAL", "DEFAULT_WORKERS", "RunMetrics", "build", "run"]
 DEFAULT_WORKERS: Final = 8
 """Task bodies that may run at once when ``workers`` is not given."""
 
+_GRAPH_TURN: Final = 4096
+"""Tasks looked at between two turns of the event loop (a few milliseconds' work)."""
+
 
 class _DefaultJournal:
     def __repr__(self) -> str:
@@ -185,7 +188,7 @@ async def run(
             opening = open_journal(options.journal, lease_ttl=ttl, create_folder=make_folder)
             async with opening as run_journal:
                 # 100,000 requested tasks' ids take 0.23 s to make: in turns of the loop.
-                ids = [t.task_id async for some in in_turns(roots, 4096) for t in some]
+                ids = [t.task_id async for some in in_turns(roots, _GRAPH_TURN) for t in some]
                 await run_journal.begin_run(run_id, ids, started=started)
                 ended = False
 
@@ -268,7 +271,7 @@ async def _run(
     graph = await expand(roots, probe_concurrency=options.probe_concurrency, probes=probes)
     if forced:
         _check_forced(forced, graph)
-    scheduler = _scheduler(graph, options, logger)
+    scheduler = await _scheduler(graph, options, logger)
     display = options.progress
     if display is not None:
         handlers = [*handlers, *display._handlers()]
@@ -319,7 +322,7 @@ async def _run(
     return result
 
 
-def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
+async def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
     """The run's resource pool and limits; refuses requests that can never be met.
 
     Raises:
@@ -328,16 +331,17 @@ def _scheduler(graph: Graph, options: _RunOptions, logger: Any) -> Scheduler:
     pool = ResourcePool(options.resources)
     requests: dict[type, dict[str, float]] = {}
     limits: dict[type, int | None] = {}
-    for node in graph.nodes.values():
-        if node.status is not None:
-            continue
-        cls = type(node.task)
-        if cls not in requests:
-            requests[cls] = dict(cls.resources)
-            limits[cls] = options.max_running.get(cls.task_family, cls.max_running)
-            for name in requests[cls]:
-                pool.declare(name)
-            pool.check(node.task_id, requests[cls])  # the class's request: once
+    async for some in in_turns(graph.order, _GRAPH_TURN):  # 400,000 tasks: 60 ms
+        for node in some:
+            if node.status is not None:
+                continue
+            cls = type(node.task)
+            if cls not in requests:
+                requests[cls] = dict(cls.resources)
+                limits[cls] = options.max_running.get(cls.task_family, cls.max_running)
+                for name in requests[cls]:
+                    pool.declare(name)
+                pool.check(node.task_id, requests[cls])  # the class's request: once
     for name in sorted(pool.defaulted):
         logger.warning(
             "resource.default_capacity",
