@@ -4,6 +4,8 @@ import ast
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 from tests.fixtures.executing import execute
 
@@ -132,6 +134,49 @@ async def test_a_graph_of_a_chunk_or_fewer_is_leased_in_one_claim() -> None:
     assert sorted(claimed) == sorted(
         Step(name, needs=leaves if name == "top" else []).task_id for name in ["top", *leaves]
     )
+
+
+async def test_a_claims_tasks_are_taken_over_in_turns_of_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim's tasks are marked this run's (and the parked ones queued) a slice at
+    a time, other coroutines running in between: 32,768 of them, taken while a
+    run's tasks went by, held the loop 25 ms. With slices of one task, the claim
+    and then the first filling of the ready queue give a turn per task each."""
+    monkeypatch.setattr(executor_module, "_PUSH_TURN", 1)
+    turns = 0
+    at_claim: list[int] = []
+    done = False
+
+    class Noting(_Counting):
+        async def claim(self, run_id: str, task_ids: Sequence[str], *, since: float) -> Claim:
+            found = await super().claim(run_id, task_ids, since=since)
+            at_claim.append(turns)
+            return found
+
+    class Noted(Step):
+        def requires(self) -> list[Step]:
+            return [Noted(n) for n in self.needs]
+
+        async def run(self) -> None:
+            if len(at_claim) == 1:  # the first body
+                at_claim.append(turns)
+            await super().run()
+
+    async def watch() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    leaves = [f"leaf-{n}" for n in range(50)]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        statuses = await execute([Noted("top", needs=leaves)], Noting())
+        done = True
+    assert set(statuses.values()) == {Status.DONE}
+    claimed, first_body = at_claim
+    assert first_body - claimed >= 2 * 51 - 2, (claimed, first_body)
 
 
 class Link(asyncflow.Task):

@@ -490,22 +490,25 @@ class Executor:
             self._tokens.update(claim.tokens)
         used = claim.used
         abandoned, done = claim.abandoned, claim.done  # locals: tested for every task
-        for task_id in claim.taken:
-            node = by_id[task_id]
-            parked = node.claim == _PARKED
-            node.claim = _MINE_LEFTOVERS if task_id in abandoned else _MINE
-            if (recheck or task_id in done) and await self._complete_now(node):
-                await coordinator.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
-                self._complete_elsewhere(node)
-                continue
-            if task_id in used and node.attempts == 0 and node.gen is None:
-                node.attempts = used[task_id]  # a resumed run goes on with its retries
-                if node.attempts > self._policy(node).count:
-                    await coordinator.release(task_id, self._run_id, LeaseOutcome.FAILED)
-                    self._retries_spent(node)
+        # In turns of the loop: 32,768 tasks taken while others run held it 25 ms.
+        # (A task of the claim that gets ready meanwhile is parked, then queued here.)
+        async for some in in_turns(claim.taken, _PUSH_TURN):
+            for task_id in some:
+                node = by_id[task_id]
+                parked = node.claim == _PARKED
+                node.claim = _MINE_LEFTOVERS if task_id in abandoned else _MINE
+                if (recheck or task_id in done) and await self._complete_now(node):
+                    await coordinator.release(task_id, self._run_id, LeaseOutcome.SUCCESS)
+                    self._complete_elsewhere(node)
                     continue
-            if parked:
-                self._queue.push(node)
+                if task_id in used and node.attempts == 0 and node.gen is None:
+                    node.attempts = used[task_id]  # a resumed run goes on with its retries
+                    if node.attempts > self._policy(node).count:
+                        await coordinator.release(task_id, self._run_id, LeaseOutcome.FAILED)
+                        self._retries_spent(node)
+                        continue
+                if parked:
+                    self._queue.push(node)
         for task_id, holder in claim.held.items():
             self._wait_for_holder(by_id[task_id], holder)
         for task_id in claim.unsettled:
