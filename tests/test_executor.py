@@ -465,3 +465,47 @@ async def test_the_passes_between_expansion_and_the_first_task_give_the_loop_tur
     assert result.ok and len(result) == n + 1
     # Settling (two passes), the resource check, the look and the filling: five.
     assert _Counted.turns[0] >= 5 * n, _Counted.turns
+
+
+class _FailsOnce(asyncflow.Task):
+    """Fails at its first attempt, at once; counts the attempts of its kind."""
+
+    i = asyncflow.IntParameter()
+    attempts = 0
+    failed: set[int] = set()
+
+    async def run(self) -> None:
+        _FailsOnce.attempts += 1
+        if self.i not in _FailsOnce.failed:
+            _FailsOnce.failed.add(self.i)
+            raise RuntimeError("once")
+
+
+async def test_bodies_that_fail_at_once_give_the_loop_turns() -> None:
+    """A worker gives the loop a turn every few attempts, failed ones (to be
+    retried) too: 30,000 tasks failing at their first attempt once held the
+    loop 2.5 s, every first attempt in one turn."""
+    _FailsOnce.attempts = 0
+    _FailsOnce.failed = set()
+    most = 0
+    done = False
+
+    async def watch() -> None:
+        nonlocal most
+        seen = 0
+        while not done:
+            await anyio.lowlevel.checkpoint()
+            most = max(most, _FailsOnce.attempts - seen)
+            seen = _FailsOnce.attempts
+
+    n = 600
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await asyncflow.run(
+            [_FailsOnce(i) for i in range(n)],
+            journal=None,
+            retry=asyncflow.RetryPolicy(count=1, delay=0),
+        )
+        done = True
+    assert result.ok and _FailsOnce.attempts == 2 * n
+    assert most <= 8 * 16 + 8, most  # 8 workers, a turn every 16 attempts each
