@@ -553,3 +553,72 @@ async def test_decorated_sync_generator_yields_tasks() -> None:
     result = await asyncflow.run(gather(count=2), journal=None)
     assert result.ok, result.summary()
     assert got == [[MemoryTarget("part/0", store=STORE), MemoryTarget("part/1", store=STORE)]]
+
+
+class _Gate:
+    """The moments the side-by-side yields test lines up (made fresh per test)."""
+
+    mid_probed: anyio.Event
+    p2_ran: anyio.Event
+
+
+class _GatedTarget(MemoryTarget):
+    """``mid``'s probe waits until ``p2`` has run; ``p2``'s until ``mid`` is being probed."""
+
+    async def exists(self) -> bool:
+        if self.key == "gated/mid":
+            _Gate.mid_probed.set()
+            await _Gate.p2_ran.wait()
+        elif self.key == "gated/p2":
+            await _Gate.mid_probed.wait()
+        return await super().exists()
+
+
+class _Gated(asyncflow.Task):
+    name = asyncflow.Parameter()
+    ran: list[str] = []
+
+    def output(self) -> _GatedTarget:
+        return _GatedTarget(f"gated/{self.name}", store=STORE)
+
+    async def run(self) -> None:
+        _Gated.ran.append(self.name)
+        if self.name == "p2":
+            _Gate.p2_ran.set()
+        await self.output().write_text(self.name)
+
+
+class _GatedMid(_Gated):
+    def requires(self) -> _Gated:
+        return _Gated(name="leaf")
+
+
+class _GatedShared(_Gated):
+    def requires(self) -> _GatedMid:
+        return _GatedMid(name="mid")
+
+
+class _Yields(_Gated):
+    async def run(self) -> AsyncIterator[list[_Gated]]:  # type: ignore[override]
+        own = "p1" if self.name == "y1" else "p2"
+        yield [_GatedShared(name="shared"), _Gated(name=own)]
+        _Gated.ran.append(self.name)
+        await self.output().write_text(self.name)
+
+
+async def test_requirements_yielded_side_by_side_each_run_once_after_theirs() -> None:
+    """Two bodies yield requirements at the same time, one of them shared. While
+    the first body's are still being expanded (``mid`` added, its probe under
+    way), the second's expansion ends: it once settled every task added to the
+    graph since it began, the first's ``mid`` included, so ``mid`` ran before
+    its own requirement was even added (which then never ran), in a run that
+    reported success; with other timings a task was queued twice and ran twice."""
+    _Gate.mid_probed = anyio.Event()
+    _Gate.p2_ran = anyio.Event()
+    _Gated.ran = []
+    with anyio.fail_after(10):
+        result = await asyncflow.run(_Yields(name="y1"), _Yields(name="y2"), journal=None)
+    assert result.ok
+    ran = _Gated.ran
+    assert sorted(ran) == ["leaf", "mid", "p1", "p2", "shared", "y1", "y2"], ran
+    assert ran.index("leaf") < ran.index("mid") < ran.index("shared"), ran

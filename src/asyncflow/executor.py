@@ -714,7 +714,6 @@ class Executor:
     async def _wait_dynamic(self, node: Node) -> None:
         """Add what a suspended body yielded to the graph; resume it once they are complete."""
         graph = self._graph
-        before = len(graph.order)
         try:
             children = flatten(node.waiting_on)
             for child in children:
@@ -725,16 +724,22 @@ class Executor:
                     )
             queue: deque[Node] = deque()
             child_nodes: list[Node] = []
-            for child in children:
-                child_node, new = graph.add(child)
-                if new:
-                    queue.append(child_node)
-                child_nodes.append(child_node)
-            await grow(graph, queue, self._probe_concurrency, probes=self._probes)
-            added = graph.order[before:]
-            for child_node in dict.fromkeys(child_nodes):
-                node.deps.append(child_node)
-                child_node.dependents.append(node)
+            # In turns of the loop: 200,000 yielded tasks' ids held it 0.6 s.
+            async for some in in_turns(children, _PUSH_TURN):
+                for child in some:
+                    child_node, new = graph.add(child)
+                    if new:
+                        queue.append(child_node)
+                    child_nodes.append(child_node)
+            # What this expansion added, and only that: another task's yielded
+            # requirements may join the graph meanwhile, and are its to settle (settled
+            # here too, they ran twice, or before their own requirements were added).
+            added = list(queue)
+            await grow(graph, queue, self._probe_concurrency, probes=self._probes, added_here=added)
+            async for some in in_turns(list(dict.fromkeys(child_nodes)), _PUSH_TURN):
+                for child_node in some:
+                    node.deps.append(child_node)
+                    child_node.dependents.append(node)
             settle_added(added, node)
         except Exception as exc:
             error = TaskError(f"{node.task_id}: yielded requirements: {exc}", task_id=node.task_id)

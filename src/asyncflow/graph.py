@@ -334,8 +334,14 @@ async def grow(
     *,
     probe: bool = True,
     probes: Probes | None = None,
+    added_here: list[Node] | None = None,
 ) -> None:
-    """Probe the queued nodes and add what the incomplete ones require, recursively."""
+    """Probe the queued nodes and add what the incomplete ones require, recursively.
+
+    ``added_here``, if given, is extended with every node this call adds to the graph
+    (not those of the queue given): other expansions may add nodes to the same
+    graph meanwhile (tasks yielding requirements side by side).
+    """
 
     calls = graph.calls
     if probes is not None and probes.succeeded is not None:
@@ -431,9 +437,11 @@ async def grow(
         await _bulk_probe(added, calls, probe_concurrency)
         enqueue(added)
 
-    def enqueue(added: list[Node]) -> None:
+    def enqueue(new: list[Node]) -> None:
         nonlocal next_deferral
-        queue.extend(added)
+        queue.extend(new)
+        if added_here is not None:
+            added_here.extend(new)
         if len(nodes) >= next_deferral:  # a large graph: fewer full collections meanwhile
             next_deferral = len(nodes) + _DEFER_EVERY
             defer_for(len(nodes))
