@@ -170,19 +170,24 @@ _STANDING: Final = """
 # although no other run is going on (a per-task lease, as earlier versions took
 # them, of a run with no run row): then the claim is not taken, and the tasks
 # are leased one by one.
+# One row (the ids as a JSON array, and whether any is still held): after a run
+# was stopped, a claim finds tens of thousands left, and each row handed back
+# waits for the GIL beside a busy loop (32,768 rows: 0.7 s, the query 50 ms).
 _LEFT_UNFINISHED: Final = """
-    SELECT leases.task_id,
-           leases.outcome IS NULL AND leases.expires > :now
-           AND NOT EXISTS (SELECT 1 FROM runs
-                           WHERE runs.run_id = leases.run_id AND runs.status != 'running')
-    FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
-    WHERE leases.run_id != :run_id
-    AND (leases.outcome = 'abandoned'
-         OR (leases.outcome IS NULL
-             AND (SELECT max(ended) FROM attempts
-                  WHERE attempts.task_id = leases.task_id
-                  AND attempts.status = 'success'
-                  AND attempts.run_id = leases.run_id) IS NULL))
+    SELECT json_group_array(task_id), coalesce(max(live), 0) FROM (
+        SELECT leases.task_id AS task_id,
+               leases.outcome IS NULL AND leases.expires > :now
+               AND NOT EXISTS (SELECT 1 FROM runs
+                               WHERE runs.run_id = leases.run_id
+                               AND runs.status != 'running') AS live
+        FROM json_each(:ids) AS j CROSS JOIN leases ON leases.task_id = j.value
+        WHERE leases.run_id != :run_id
+        AND (leases.outcome = 'abandoned'
+             OR (leases.outcome IS NULL
+                 AND (SELECT max(ended) FROM attempts
+                      WHERE attempts.task_id = leases.task_id
+                      AND attempts.status = 'success'
+                      AND attempts.run_id = leases.run_id) IS NULL)))
 """
 # A random id, not the next rowid: that would be the id of a claim another run
 # split just before, and its run (stalled meanwhile) would take its lost tasks
@@ -425,10 +430,12 @@ class Leases:
                     await self._split_claims(run_id)
                     [(alone,)] = await db.execute_fetchall(_ALONE, params)
                     leased = True
-                left = []
+                left: list[str] = []
                 if alone and leased:  # no lease rows at all is the common case
-                    left = list(await db.execute_fetchall(_LEFT_UNFINISHED, params))
-                    alone = not any(live for _, live in left)
+                    [(left_ids, live)] = await db.execute_fetchall(_LEFT_UNFINISHED, params)
+                    with self._store.decoding("leases left unfinished"):
+                        left = [str(task_id) for task_id in json.loads(left_ids)]
+                    alone = not live
                 [(token,)] = await db.execute_fetchall(_NEXT_TOKEN)
                 self._drawn.setdefault(run_id, set()).add(int(token))
                 if alone:  # the common case: one row for the lot
@@ -441,7 +448,7 @@ class Leases:
                 else:
                     rows = await db.execute_fetchall(_TAKE_MANY, {**params, "token": token})
             if alone:
-                abandoned.update(str(row[0]) for row in left)
+                abandoned.update(left)
                 self._hold(wanted, run_id, self.ttl, now, int(claim_id))
                 fenced = dict.fromkeys(wanted, int(token))
                 self._tokens_of(run_id).update(fenced)
