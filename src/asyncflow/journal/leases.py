@@ -169,10 +169,10 @@ _STANDING: Final = """
 # prev_outcome 'abandoned'). ``live`` marks a row whose holder may still hold it
 # although no other run is going on (a per-task lease, as earlier versions took
 # them, of a run with no run row): then the claim is not taken, and the tasks
-# are leased one by one.
-# One row (the ids as a JSON array, and whether any is still held): after a run
-# was stopped, a claim finds tens of thousands left, and each row handed back
-# waits for the GIL beside a busy loop (32,768 rows: 0.7 s, the query 50 ms).
+# are leased one by one. Handed back as one row (their ids as a JSON array, and
+# whether any is live): after a run was stopped, a claim finds tens of thousands,
+# and each row handed back waited for the GIL beside a busy loop (32,768 rows:
+# 0.9 s; the query itself 50 ms).
 _LEFT_UNFINISHED: Final = """
     SELECT json_group_array(task_id), coalesce(max(live), 0) FROM (
         SELECT leases.task_id AS task_id,
