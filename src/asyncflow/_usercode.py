@@ -106,8 +106,8 @@ class UserCode:
         self._full_collections = _full_collections()
 
     def slow(self, method: object) -> bool:
-        """Whether ``method`` was slow the last time: calls of it are worth making
-        side by side (each in its own worker thread)."""
+        """Whether ``method``'s last call was slow (its calls then go to worker
+        threads side by side: see :meth:`call`)."""
         state = self._methods.get(method)
         return state is not None and state.slow
 
