@@ -41,7 +41,7 @@ class Status(enum.StrEnum):
         return self is Status.DONE or self is Status.ALREADY_COMPLETE
 
 
-COMPLETE: Final = frozenset({Status.DONE, Status.ALREADY_COMPLETE})
+_COMPLETE: Final = frozenset({Status.DONE, Status.ALREADY_COMPLETE})
 """The statuses :attr:`Status.is_complete` holds for (a set: read for every task)."""
 
 
@@ -193,6 +193,16 @@ class TaskResults(Mapping[str, TaskResult]):
             raise KeyError(task_id)
         return status
 
+    def all_complete(self, tasks: Iterable[Task]) -> bool:
+        """Whether every one of ``tasks`` is complete (a run's ``ok``), without
+        making their results: a run's requested tasks can be tens of thousands.
+
+        Raises:
+            KeyError: one of ``tasks`` is not a task of the run.
+        """
+        status = self.status
+        return all(status(task.task_id) in _COMPLETE for task in tasks)
+
     def statuses(self) -> Iterator[Status]:
         """The status of every task, without making their results."""
         return (status for _, status in self._settled())
@@ -225,11 +235,8 @@ class RunResult:
     @property
     def ok(self) -> bool:
         results = self.results
-        if isinstance(results, TaskResults):
-            # Read often (by run() itself, then by the caller): a run's requested
-            # tasks can be tens of thousands, whose results need not be made for it.
-            status = results.status
-            return all(status(t.task_id) in COMPLETE for t in self.requested)
+        if isinstance(results, TaskResults):  # read by run() itself, then by the caller
+            return results.all_complete(self.requested)
         return all(results[t.task_id].status.is_complete for t in self.requested)
 
     def __bool__(self) -> bool:

@@ -41,7 +41,7 @@ from .graph import DEFAULT_PROBE_CONCURRENCY, Graph, Probes, after_run, expand
 from .journal import RunStatus
 from .journal.where import is_postgres_url
 from .resources import DEFAULT_CAPACITY, ResourcePool, _current_pool
-from .result import COMPLETE, RunResult, TaskResults
+from .result import RunResult, TaskResults
 from .targets._clients import client_scope
 from .task import RunKind, Task, secrets_known
 
@@ -308,15 +308,12 @@ async def _run(
                     await display._show(graph, run_id, options.workers, executor.run)
     finally:
         _current_pool.reset(pool_token)
-    # RunResult.ok, from the graph: every requested task is complete.
-    nodes = graph.nodes
-    ok = all(nodes[task.task_id].status in COMPLETE for task in roots)
+    results = TaskResults(graph.nodes)
+    ok = results.all_complete(roots)  # RunResult.ok
     if end is not None:
         await end(ok)
     await after_run(graph)  # its nodes are the run's results from here on
-    result = RunResult(
-        run_id, roots, TaskResults(nodes), started, time.time(), scheduler.pool.statistics()
-    )
+    result = RunResult(run_id, roots, results, started, time.time(), scheduler.pool.statistics())
     if enabled(logger, logging.INFO):  # the counts walk every task
         logger.info("run.done", ok=ok, **{s.value: n for s, n in result.counts().items()})
     return result
