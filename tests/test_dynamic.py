@@ -566,26 +566,24 @@ class _GatedTarget(MemoryTarget):
     """``mid``'s probe waits until ``p2`` has run; ``p2``'s until ``mid`` is being probed."""
 
     async def exists(self) -> bool:
-        if self.key == "gated/mid":
+        if self.key == "part/mid":
             _Gate.mid_probed.set()
             await _Gate.p2_ran.wait()
-        elif self.key == "gated/p2":
+        elif self.key == "part/p2":
             await _Gate.mid_probed.wait()
         return await super().exists()
 
 
-class _Gated(asyncflow.Task):
-    name = asyncflow.Parameter()
-    ran: list[str] = []
+class _Gated(Part):
+    """A part whose output's probe is gated; ``p2`` opens ``mid``'s as it runs."""
 
     def output(self) -> _GatedTarget:
-        return _GatedTarget(f"gated/{self.name}", store=STORE)
+        return _GatedTarget(f"part/{self.name}", store=STORE)
 
     async def run(self) -> None:
-        _Gated.ran.append(self.name)
         if self.name == "p2":
             _Gate.p2_ran.set()
-        await self.output().write_text(self.name)
+        await super().run()
 
 
 class _GatedMid(_Gated):
@@ -602,7 +600,7 @@ class _Yields(_Gated):
     async def run(self) -> AsyncIterator[list[_Gated]]:  # type: ignore[override]
         own = "p1" if self.name == "y1" else "p2"
         yield [_GatedShared(name="shared"), _Gated(name=own)]
-        _Gated.ran.append(self.name)
+        Part.runs.append(self.name)
         await self.output().write_text(self.name)
 
 
@@ -615,10 +613,9 @@ async def test_requirements_yielded_side_by_side_each_run_once_after_theirs() ->
     reported success; with other timings a task was queued twice and ran twice."""
     _Gate.mid_probed = anyio.Event()
     _Gate.p2_ran = anyio.Event()
-    _Gated.ran = []
     with anyio.fail_after(10):
         result = await asyncflow.run(_Yields(name="y1"), _Yields(name="y2"), journal=None)
     assert result.ok
-    ran = _Gated.ran
+    ran = Part.runs
     assert sorted(ran) == ["leaf", "mid", "p1", "p2", "shared", "y1", "y2"], ran
     assert ran.index("leaf") < ran.index("mid") < ran.index("shared"), ran
