@@ -163,6 +163,8 @@ def test_ok_reads_statuses_without_making_results(monkeypatch: pytest.MonkeyPatc
     results = result.results
     assert isinstance(results, asyncflow.result.TaskResults)
     assert results.status(Failing().task_id) is asyncflow.Status.FAILED and not made
+    assert results.all_complete([Leaf(17), Leaf(18)]) and not made
+    assert not results.all_complete([Leaf(17), Failing()]) and not made
     assert result[Leaf(16)].status is results.status(Leaf(16).task_id) is asyncflow.Status.DONE
     assert made == [Leaf(16).task_id]
     with pytest.raises(KeyError):
