@@ -345,14 +345,18 @@ async def test_a_bulk_probe_whose_trial_call_was_slow_keeps_a_few_calls_under_wa
 
     calls = UserCode(8)
     loop_thread = threading.get_ident()
-    on_loop: list[bool] = []
+    on_loop = [False] * 3_000  # by item: a call in a thread may end after later ones
 
     def output_method() -> None: ...
 
     def output(item: int) -> int:
-        on_loop.append(threading.get_ident() == loop_thread)
+        on_loop[item] = threading.get_ident() == loop_thread
         if item == 0:
-            time.sleep(0.02)  # the trial's first call is caught in a pause
+            # The trial's first call is caught in a pause: slow, but shorter than
+            # the other calls' patience with it (_TRIAL_PATIENCE), so that they
+            # wait for its verdict. (Out longer, they go ahead, make the method
+            # quick, and its late verdict sends it back to threads.)
+            time.sleep(0.01)
         return item * 2
 
     most = 0
@@ -362,7 +366,11 @@ async def test_a_bulk_probe_whose_trial_call_was_slow_keeps_a_few_calls_under_wa
         nonlocal most
         while not done:
             most = max(most, len(asyncio.all_tasks()))
-            await asyncio.sleep(0)
+            # Not a turn at a time: a loop kept busy keeps the worker threads
+            # from the GIL, and their quick calls would look slow (the method
+            # kept in threads). A coroutine per item, as once made, would live
+            # for many milliseconds: it is seen all the same.
+            await asyncio.sleep(0.001)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
