@@ -208,6 +208,55 @@ async def test_failure_keeps_exception_and_traceback() -> None:
     assert traceback is not None and "in run" in traceback and "bad data in row 7" in traceback
 
 
+class PlainBoom(asyncflow.Task):
+    def run(self) -> None:  # plain def: called in a worker thread
+        raise ValueError("bad data in row 8")
+
+
+class BadRequires(asyncflow.Task):
+    def requires(self) -> list[asyncflow.Task]:
+        raise KeyError("no such partition")
+
+
+class NoOutput(asyncflow.Task):
+    def output(self) -> MemoryTarget:
+        return MemoryTarget("never-written", store=STORE)
+
+    async def run(self) -> None:
+        pass
+
+
+async def test_tracebacks_start_at_the_users_code(tmp_path: Path) -> None:
+    """The result's and the journal's tracebacks leave out the engine's (and anyio's,
+    asyncio's) frames before the user's first one, also in a chained error; an error
+    the engine raised keeps its frames. The errors themselves are not changed."""
+    tasks = [Boom(), PlainBoom(), BadRequires(), NoOutput()]
+    path = tmp_path / "journal.db"
+    result = await asyncflow.run(tasks, journal=path)
+    async with asyncflow.journal.Journal.open(path) as journal:
+        journaled = {t: (await journal.attempts(t.task_id))[-1].traceback for t in tasks}
+    first_frame = f'Traceback (most recent call last):\n  File "{__file__}", line '
+    for task, (function, message) in {
+        Boom(): ("run", "ValueError: bad data in row 7"),
+        PlainBoom(): ("run", "ValueError: bad data in row 8"),
+        BadRequires(): ("requires", "KeyError: 'no such partition'"),
+    }.items():
+        for text in (result[task].traceback, journaled[task]):
+            assert text is not None and text.startswith(first_frame), (task, text)
+            assert f", in {function}\n" in text and message in text
+            assert "asyncflow" not in text.split("\n\n")[0], text  # the user's part
+    # The engine's own error: nothing of the user's to start at, every frame kept.
+    for text in (result[NoOutput()].traceback, journaled[NoOutput()]):
+        assert text is not None and "check_outputs" in text and "MissingOutputError" in text
+    # The error keeps the frames it was raised through.
+    tb = result.error(PlainBoom()).__traceback__
+    modules = []
+    while tb is not None:
+        modules.append(tb.tb_frame.f_globals["__name__"])
+        tb = tb.tb_next
+    assert modules[0].startswith("asyncflow.") and modules[-1] == __name__, modules
+
+
 async def test_missing_external_input() -> None:
     """An absent ExternalTask output is MISSING and its dependents are not run."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Final, Protocol, final
 
 from ._redact import known_secrets, redact
 from ._render import COLOURS, badge, duration_text, esc, table, time_text
+from ._tracebacks import format_error
 from .task import secret_texts
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class TaskResult:
         """The formatted traceback of :attr:`error`, if any."""
         if self.error is None:
             return None
-        return "".join(traceback.format_exception(self.error))
+        return format_error(self.error)
 
     def _repr_html_(self) -> str:
         """The task's status, attempts, times and error, for notebooks."""

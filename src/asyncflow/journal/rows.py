@@ -38,13 +38,13 @@ than once per row while SQLite works.
 from __future__ import annotations
 
 import sqlite3
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse
 from typing import TYPE_CHECKING, Final
 
 from .._redact import known_secrets, redact
+from .._tracebacks import format_error
 from ..events import Event
 from .records import AttemptStatus, RunStatus
 from .schema import KEY_SHIFT
@@ -475,7 +475,7 @@ def _error_fields(error: BaseException) -> tuple[str, str, str]:
         message = str(error)
     except Exception:
         message = f"<{name}: str() raised>"
-    text = "".join(traceback.format_exception(error))
+    text = format_error(error)
     secrets = known_secrets()  # the run's hidden values, should user code quote one
     if secrets:
         return name, redact(message, secrets), redact(text, secrets)
