@@ -5,7 +5,10 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
+import anyio
+import anyio.lowlevel
 import pytest
 from tests.fixtures import cli_env
 
@@ -120,6 +123,70 @@ async def test_hourly_range() -> None:
     result = await asyncflow.run(backfill, journal=None)
     assert result.ok
     assert STORE.keys() == ["hourly/2026112322", "hourly/2026112323", "hourly/2026112400"]
+
+
+TURN = [0]  # the turns of the event loop a watcher has seen
+
+
+class Watched(asyncflow.Task):
+    """Its output() and exists() note the turn of the loop they were called in."""
+
+    date = asyncflow.DateParameter()
+    seen: ClassVar[dict[str, set[int]]] = {"output": set(), "exists": set()}
+
+    def output(self) -> MemoryTarget:
+        Watched.seen["output"].add(TURN[0])
+        return _WatchedTarget(f"watched/{self.date}", store=STORE)
+
+
+class _WatchedTarget(MemoryTarget):
+    async def exists(self) -> bool:
+        Watched.seen["exists"].add(TURN[0])
+        return await super().exists()
+
+
+class WatchedComplete(asyncflow.Task):
+    """Its own complete(): the range asks each task."""
+
+    date = asyncflow.DateParameter()
+    seen: ClassVar[set[int]] = set()
+
+    async def complete(self) -> bool:
+        WatchedComplete.seen.add(TURN[0])
+        return False
+
+    async def run(self) -> None:
+        pass
+
+
+async def test_a_long_range_gives_the_loop_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range's requires() makes its tasks, asks for their outputs and probes them
+    in turns of the event loop: a range of 100,000 hours held it for a second."""
+    from asyncflow import _turns, graph, ranges
+    from asyncflow.targets import _probe
+
+    monkeypatch.setattr(_turns, "_TURN_SECONDS", 0.0)
+    slices = [(ranges, "_TASKS_PER_TURN"), (_probe, "_SORT_TURN"), (graph, "_BULK_TURN")]
+    for module, name in slices:
+        monkeypatch.setattr(module, name, 8)
+    days = 400
+    done = False
+
+    async def watch() -> None:
+        while not done:
+            TURN[0] += 1
+            await anyio.lowlevel.checkpoint()
+
+    stop = START + datetime.timedelta(days=days)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        probed = await asyncflow.range_daily(Watched, START, stop).requires()
+        asked = await asyncflow.range_daily(WatchedComplete, START, stop).requires()
+        done = True
+    assert len(probed) == len(asked) == days  # nothing was complete
+    assert len(Watched.seen["output"]) >= days // 8, Watched.seen  # one turn on the old code
+    assert len(Watched.seen["exists"]) >= days // 64, Watched.seen
+    assert len(WatchedComplete.seen) >= days // 64, WatchedComplete.seen
 
 
 def test_bad_range_arguments() -> None:

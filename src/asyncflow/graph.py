@@ -529,7 +529,11 @@ async def outputs_complete(
     from .targets._probe import probe_many
 
     found = await probe_many([t for _, outputs in items for t in outputs], concurrency=concurrency)
-    return {key: bool(outputs) and all(found[t] for t in outputs) for key, outputs in items}
+    known: dict[_K, bool] = {}
+    async for some in in_turns(items, _BULK_TURN):  # keys may be tasks: hashed, ids made
+        for key, outputs in some:
+            known[key] = bool(outputs) and all(found[t] for t in outputs)
+    return known
 
 
 def settle_added(nodes: Sequence[Node], parent: Node) -> None:

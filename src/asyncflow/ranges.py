@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import datetime
 import inspect
+from collections import deque
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-import anyio
-
+from ._turns import drain, in_turns
 from .errors import ParameterError
 from .graph import outputs_complete
 from .parameters import (
@@ -42,6 +43,7 @@ from .task import Task, WrapperTask, flatten
 __all__ = ["range_daily", "range_hourly"]
 
 _PROBES_IN_FLIGHT = 64
+_TASKS_PER_TURN = 1024  # made, or asked for their outputs (user code), between two turns
 
 
 class _Range(WrapperTask):
@@ -61,20 +63,34 @@ class _Range(WrapperTask):
 
     def candidates(self) -> list[Task]:
         """Every task of the range, complete or not."""
-        tasks: list[Task] = []
+        make = self._maker()
+        return [make(moment) for moment in self._moments()]
+
+    async def requires(self) -> list[Task]:
+        # A range of 100,000 hours is 100,000 tasks made, and outputs asked for:
+        # in slices, with a turn of the loop between two.
+        make = self._maker()
+        candidates: list[Task] = []
+        async for moments in in_turns(self._moments(), _TASKS_PER_TURN):
+            candidates.extend(make(moment) for moment in moments)
+        done = await _complete_among(self.of, candidates)
+        return [task for task in candidates if task not in done]
+
+    def _moments(self) -> list[Any]:
+        moments = []
         moment = self.start
+        while moment < self.stop:
+            moments.append(moment)
+            moment = moment + self.step
+        return moments
+
+    def _maker(self) -> Callable[[Any], Task]:
+        """A task of the range from its date (hour)."""
         fixed = {**self.fixed}
         for name in _SECRET_FIELDS.values():
             fixed.update(self.param_kwargs.get(name, {}))
-        while moment < self.stop:
-            tasks.append(self.of(**{self.param: moment}, **fixed))
-            moment = moment + self.step
-        return tasks
-
-    async def requires(self) -> list[Task]:
-        candidates = self.candidates()
-        done = await _complete_among(self.of, candidates)
-        return [task for task in candidates if task not in done]
+        of, param = self.of, self.param
+        return lambda moment: of(**{param: moment}, **fixed)
 
 
 async def _complete_among(cls: type[Task], tasks: list[Task]) -> set[Task]:
@@ -86,20 +102,18 @@ async def _complete_among(cls: type[Task], tasks: list[Task]) -> set[Task]:
         return set(found)
     if cls._default_complete and tasks:
         # Complete means "every output exists": probe them all together.
-        outputs = [(task, flatten(task.output())) for task in tasks]
+        outputs: list[tuple[Task, list[Any]]] = []
+        async for some in in_turns(tasks, _TASKS_PER_TURN):
+            outputs.extend((task, flatten(task.output())) for task in some)
         done = await outputs_complete(outputs, _PROBES_IN_FLIGHT)
         return {task for task, complete in done.items() if complete}
     complete: set[Task] = set()
-    limiter = anyio.CapacityLimiter(_PROBES_IN_FLIGHT)
 
     async def probe(task: Task) -> None:
-        async with limiter:
-            if await task.complete():
-                complete.add(task)
+        if await task.complete():
+            complete.add(task)
 
-    async with anyio.create_task_group() as tg:
-        for task in tasks:
-            tg.start_soon(probe, task)
+    await drain(deque(tasks), probe, _PROBES_IN_FLIGHT)
     return complete
 
 

@@ -15,8 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import anyio
-
+from .._turns import drain, in_turns
 from ._prefix import RemotePrefixTarget
 from ._remote import (
     RemoteClient,
@@ -34,6 +33,8 @@ DEFAULT_PROBE_CONCURRENCY: Final = 64
 """Requests in flight at once."""
 DEFAULT_LIST_THRESHOLD: Final = 8
 """Targets sharing a parent prefix from which listing it beats one request each."""
+_SORT_TURN: Final = 4096
+"""Targets sorted into groups between two turns of the event loop (a few ms)."""
 
 _TargetT = TypeVar("_TargetT", bound=Target)
 
@@ -93,25 +94,26 @@ async def probe_many(
     results: dict[_TargetT, bool] = {}
     groups: dict[tuple[Hashable, str, str], _Group] = {}
     others: list[_TargetT] = []
-    for target in targets:
-        if target in results:
-            continue
-        results[target] = False
-        obj = _probe_object(target)
-        if obj is None:
-            others.append(target)
-            continue
-        config = obj._resolved_config()
-        parent = parent_prefix(obj.key)
-        group = groups.get((config, obj.bucket, parent))
-        if group is None:
-            group = groups[(config, obj.bucket, parent)] = _Group(
-                obj, config, obj.bucket, parent, {}
-            )
-        group.keys.setdefault(obj.key, []).append(target)
+    async for some in in_turns(list(targets), _SORT_TURN):
+        for target in some:
+            if target in results:
+                continue
+            results[target] = False
+            obj = _probe_object(target)
+            if obj is None:
+                others.append(target)
+                continue
+            config = obj._resolved_config()
+            parent = parent_prefix(obj.key)
+            group = groups.get((config, obj.bucket, parent))
+            if group is None:
+                group = groups[(config, obj.bucket, parent)] = _Group(
+                    obj, config, obj.bucket, parent, {}
+                )
+            group.keys.setdefault(obj.key, []).append(target)
 
     found: set[Target] = set()
-    queue = _WorkQueue()
+    jobs: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
 
     async def own_exists(target: _TargetT) -> None:
         if await target.exists():
@@ -124,58 +126,26 @@ async def probe_many(
                 client_cm = group.sample._client(group.config)
                 clients[group.config] = await stack.enter_async_context(client_cm)
         for group in groups.values():
-            prober = _GroupProber(group, clients[group.config], queue, counter, found)
+            prober = _GroupProber(group, clients[group.config], jobs, counter, found)
             if len(group.keys) >= list_threshold:
-                queue.add(prober.by_listing)
+                jobs.append(prober.by_listing)
             else:
                 for key in group.keys:
-                    queue.add(functools.partial(prober.head, key))
+                    jobs.append(functools.partial(prober.head, key))
         for target in others:
-            queue.add(functools.partial(own_exists, target))
-        # The number of workers is the bound on requests in flight.
+            jobs.append(functools.partial(own_exists, target))
+        # At most `concurrency` jobs in flight; jobs that do not suspend (a local
+        # file's stat, an in-memory lookup) share turns of the loop with the rest of
+        # the process. (drain() raises a failed job's error in a group: unwrapped here.)
         async with task_group() as tg:
-            for _ in range(min(concurrency, len(results))):
-                tg.start_soon(queue.worker)
+            tg.start_soon(drain, jobs, _start, min(concurrency, len(jobs)))
     for target in results:
         results[target] = target in found
     return results
 
 
-class _WorkQueue:
-    """Jobs run by a fixed pool of worker tasks (cheaper than a task per probe).
-
-    A running job may add jobs (a listing falling back to single probes).
-    Workers return once the queue is empty and no running job can add more.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
-        self._running = 0
-        self._changed = anyio.Event()
-
-    def add(self, job: Callable[[], Awaitable[None]]) -> None:
-        self._jobs.append(job)
-        self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def worker(self) -> None:
-        while True:
-            if self._jobs:
-                job = self._jobs.popleft()
-                self._running += 1
-                try:
-                    await job()
-                finally:
-                    self._running -= 1
-                    if self._running == 0 and not self._jobs:
-                        self._notify()  # idle workers can stop
-            elif self._running == 0:
-                return
-            else:
-                await self._changed.wait()
+def _start(job: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+    return job()
 
 
 class _GroupProber:
@@ -183,13 +153,13 @@ class _GroupProber:
         self,
         group: _Group,
         client: RemoteClient,
-        queue: _WorkQueue,
+        jobs: collections.deque[Callable[[], Awaitable[None]]],
         counter: RequestCounter | None,
         found: set[Target],
     ) -> None:
         self._group = group
         self._client = client
-        self._queue = queue
+        self._jobs = jobs
         self._counter = counter
         self._found = found
 
@@ -225,4 +195,4 @@ class _GroupProber:
         # The listing ran long: probe the keys it did not reach one by one.
         for key in wanted:
             if key > listed_up_to:
-                self._queue.add(functools.partial(self.head, key))
+                self._jobs.append(functools.partial(self.head, key))
