@@ -68,6 +68,27 @@ async def test_a_newer_token_replaces_the_object_and_an_older_one_is_refused(
     assert await target.read_bytes() == b"new"
 
 
+async def test_a_small_fenced_write_where_nothing_is_costs_one_request(backend: Backend) -> None:
+    """The usual fenced write (a task writes its missing output) is one create-only
+    upload, without reading first; where an object is, the refused upload is
+    followed by the read and the conditional upload (or the refusal), as before."""
+    with FaultProxy(backend.endpoint) as proxy:
+        target = backend.target("small.txt", backend.config(proxy.url))
+        with writing_as("run-old", 5):
+            await target.write_bytes(b"old")
+        assert proxy.requests == 1
+        proxy.reset_counts()
+        with writing_as("run-new", 7):
+            await target.write_bytes(b"new")  # over an older token's object
+        assert proxy.requests == 3  # refused create, read, conditional replace
+        proxy.reset_counts()
+        with writing_as("run-old", 5), pytest.raises(TargetError, match="newer than"):
+            await target.write_bytes(b"stale")
+        assert proxy.requests == 2  # refused create, read: never replaced
+    assert await backend.target("small.txt").read_bytes() == b"new"
+    assert (await backend.stored_metadata("small.txt"))["asyncflow-token"] == "7"
+
+
 async def test_a_stale_upload_in_flight_never_replaces_the_new_holders_object(
     backend: Backend,
 ) -> None:

@@ -22,12 +22,15 @@ configuration. Everything that does not depend on the wire protocol lives here:
   may find the object already there, or the upload gone: the tag tells this
   write's own object (success) from another writer's (an error naming it).
 - Fencing: a write by an attempt holding a journal lease (its writer identity
-  has a token) is conditional. It reads the object's version and tag first,
+  has a token) is conditional. It reads the object's version and tag,
   refuses to replace an object written under a greater token (a newer holder
   of the task), and uploads only if the object is still that version (S3
   ``If-Match`` / ``If-None-Match: *``, GCS ``ifGenerationMatch``); when it
   changed meanwhile, it looks again. So a holder that stalled past its lease
-  with its upload in flight can never replace the new holder's object.
+  with its upload in flight can never replace the new holder's object. A
+  small body is first uploaded on the condition that no object is there (the
+  common case: the task runs because its output is missing), and read about
+  only if one is.
 
 Prefix targets are in :mod:`._prefix`, bulk probing in :mod:`._probe`.
 Nothing here imports a cloud library.
@@ -655,7 +658,13 @@ class _RemoteWriter(AtomicWriter, Generic[_ConfigT]):
 
 
 _FENCED_TRIES: Final = 5
-"""Looks at an object a fenced write makes before it gives up (it kept changing)."""
+"""Uploads a fenced write tries before it gives up (the object kept changing)."""
+
+_LOOK_FIRST_ABOVE: Final = 256 * 1024
+"""A fenced write of a larger body reads the object's version before it uploads.
+A smaller one first tries to create the object: when nothing is there (the
+usual case) that saves a request, and when something is, the refused upload
+costs little more than the read would have."""
 
 
 async def _fenced_upload(
@@ -669,8 +678,12 @@ async def _fenced_upload(
     """Upload ``source`` as ``target`` unless a writer under a greater token got there
     first, conditionally on the version seen (see the module's docstring)."""
     bucket, key, url = target.bucket, target.key, target.url
+    seen: tuple[str, dict[str, str]] | None = None
+    look = size > _LOOK_FIRST_ABOVE
     for _ in range(_FENCED_TRIES):
-        seen = await client.read_version(bucket, key)
+        if look:
+            seen = await client.read_version(bucket, key)
+        look = True  # from the second try on: refused, or uncertain
         if seen is not None:
             metadata = seen[1]
             if tag.made(metadata):
