@@ -1200,3 +1200,91 @@ async def test_a_lease_taken_outside_any_run_keeps_a_run_from_claiming_it(
         claim = await journal.claim("run-b", ["a", "b"], since=T0)
     assert claim.taken == ["b"]
     assert list(claim.held) == ["a"] and claim.held["a"].run_id == "run-x"
+
+
+# ------------------------------------------------ a run, a page at a time (both backends)
+
+
+class Part(asyncflow.Task):
+    n = asyncflow.IntParameter()
+
+
+async def _paged_run(journal: AnyJournal) -> None:
+    """Run "paged": T 0..9 (every third fails, then fails its retry), then Part 0..2;
+    it requested Part 0 and T 100..104 (never attempted)."""
+    requested = [Part(n=0).task_id, *(T(n=100 + n).task_id for n in range(5))]
+    await journal.begin_run("paged", requested, started=T0)
+    for n in range(10):
+        tries = 2 if n % 3 == 0 else 1
+        for attempt in range(1, tries + 1):
+            journal.record(TaskEvent(Event.START, T(n=n), "paged", attempt, time=T0 + n))
+            if n % 3 == 0:
+                error = ValueError(f"bad {n}")
+                journal.record(
+                    TaskEvent(Event.FAILURE, T(n=n), "paged", attempt, error, 0.1, T0 + n)
+                )
+            else:
+                journal.record(TaskEvent(Event.SUCCESS, T(n=n), "paged", attempt, time=T0 + n))
+    for n in range(3):
+        journal.record(TaskEvent(Event.START, Part(n=n), "paged", 1, time=T0 + 20))
+        journal.record(TaskEvent(Event.SUCCESS, Part(n=n), "paged", 1, time=T0 + 21))
+    await journal.end_run("paged", RunStatus.FAILED)
+
+
+async def test_a_run_is_read_a_page_at_a_time(journal_where: str) -> None:
+    """run_summary, count_run_tasks, run_tasks, run_attempts, requested and task_states
+    answer alike on both backends; lists of runs hold the first requested ids."""
+    async with open_journal(journal_where) as journal:
+        await _paged_run(journal)
+    async with open_journal(journal_where) as journal:
+        summary = await journal.run_summary("paged", requested=2)
+        counted = await journal.count_run_tasks("paged")
+        tasks = await journal.run_tasks("paged", limit=3, offset=2)
+        failed = await journal.run_tasks("paged", status=AttemptStatus.FAILED, limit=2, offset=1)
+        attempts = await journal.run_attempts(
+            "paged", statuses=[AttemptStatus.FAILED], limit=3, offset=1
+        )
+        every = await journal.run_attempts("paged")
+        requested = await journal.requested("paged", limit=2, offset=1)
+        unrun = await journal.requested("paged", unrun=True, limit=10)
+        states = await journal.task_states("paged", {"T": 2, "Part": 5})
+        [listed] = await journal.runs()
+        [found] = await journal.find_runs()
+        whole = await journal.run("paged")
+        assert await journal.run_summary("nope") is None
+    assert summary is not None and whole is not None
+    assert summary.requested == (Part(n=0).task_id, T(n=100).task_id)
+    assert (summary.more_requested, summary.requested_count, summary.attempts) == (4, 6, ())
+    assert dict(summary.counts) == {AttemptStatus.SUCCESS: 9, AttemptStatus.FAILED: 8}
+    assert dict(counted.statuses) == {AttemptStatus.SUCCESS: 9, AttemptStatus.FAILED: 4}
+    assert list(counted.families.items()) == [("T", 10), ("Part", 3)]
+    assert (counted.unrun, counted.attempted) == (5, 13)
+    assert [(a.task_id, a.attempt) for a in tasks] == [
+        (T(n=2).task_id, 1),
+        (T(n=3).task_id, 1),
+        (T(n=3).task_id, 2),
+        (T(n=4).task_id, 1),
+    ]
+    assert [(a.task_id, a.attempt) for a in failed] == [
+        (T(n=3).task_id, 1),
+        (T(n=3).task_id, 2),
+        (T(n=6).task_id, 1),
+        (T(n=6).task_id, 2),
+    ]
+    assert [(a.task_id, a.attempt) for a in attempts] == [
+        (T(n=0).task_id, 2),
+        (T(n=3).task_id, 1),
+        (T(n=3).task_id, 2),
+    ]
+    assert every == list(whole.attempts)
+    assert requested == [T(n=100).task_id, T(n=101).task_id]
+    assert unrun == [T(n=100 + n).task_id for n in range(5)]
+    assert [(s.task_id, s.status, s.ran) for s in states] == [
+        (T(n=0).task_id, AttemptStatus.FAILED, 2),
+        (T(n=1).task_id, AttemptStatus.SUCCESS, 1),
+        *((Part(n=n).task_id, AttemptStatus.SUCCESS, 1) for n in range(3)),
+    ]
+    assert whole.requested_count == 6 and whole.more_requested == 0
+    for run in (listed, found):
+        assert run.requested == whole.requested[:3]
+        assert run.requested_count == 6

@@ -8,7 +8,7 @@ half made of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -23,26 +23,53 @@ from .decode import (
     real,
     text,
 )
-from .records import AttemptRecord, AttemptStatus, RunRecord, RunStatus, TaskSummary
+from .records import (
+    AttemptRecord,
+    AttemptStatus,
+    RunRecord,
+    RunStatus,
+    RunTasks,
+    TaskState,
+    TaskSummary,
+)
 from .schema import KEY_SHIFT
 from .store import Store
 
 __all__ = [
     "attempt_record",
     "attempts",
+    "count_run_tasks",
     "count_runs",
     "find_runs",
     "find_tasks",
     "prior_attempts",
+    "requested",
     "run",
+    "run_attempts",
     "run_record",
+    "run_summary",
+    "run_tasks",
     "runs",
     "succeeded",
     "succeeded_under",
+    "task_state",
+    "task_states",
 ]
 
-_RUNS: Final = (
+LISTED_REQUESTED: Final = 3
+"""Requested task ids a list of runs holds of each run (the others are counted)."""
+
+_RUN: Final = (
     "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested "
+    "FROM runs AS r LEFT JOIN run_requests AS q USING (run_id) WHERE r.run_id = :run"
+)
+# Runs with the first :first requested ids (a JSON array) and how many there are: a
+# list of runs that requested 100,000 tasks each does not decode them all.
+_RUNS: Final = (
+    "SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, "
+    "(SELECT json_group_array(value) FROM "
+    "(SELECT value FROM json_each(q.requested) LIMIT :first)), "
+    "json_array_length(q.requested) "
     "FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)"
 )
 _ATTEMPT_COLUMNS: Final = (
@@ -169,7 +196,10 @@ async def prior_attempts(store: Store, task_ids: Iterable[str]) -> dict[str, int
 
 
 async def runs(store: Store, limit: int) -> list[RunRecord]:
-    rows = await store.fetch(f"{_RUNS} ORDER BY r.started DESC, r.rowid DESC LIMIT ?", [limit])
+    rows = await store.fetch(
+        f"{_RUNS} ORDER BY r.started DESC, r.rowid DESC LIMIT :limit",
+        {"limit": limit, "first": LISTED_REQUESTED},
+    )
     return await _counted(store, rows)
 
 
@@ -186,7 +216,7 @@ async def _counted(store: Store, rows: Sequence[Sequence[Any]]) -> list[RunRecor
 
 
 async def run(store: Store, run_id: str) -> RunRecord | None:
-    rows = await store.fetch(f"{_RUNS} WHERE r.run_id = ?", [run_id])
+    rows = await store.fetch(_RUN, {"run": run_id})
     if not rows:
         return None
     found = await store.fetch(
@@ -215,13 +245,20 @@ async def attempts(store: Store, task_id: str) -> list[AttemptRecord]:
 def run_record(
     row: Sequence[Any], counts: dict[AttemptStatus, int], attempts: tuple[AttemptRecord, ...]
 ) -> RunRecord:
-    """A run record from a row of ``_RUNS``.
+    """A run record from a row of ``_RUN`` (the whole requested list), or of ``_RUNS``
+    (its first ids and how many there are).
 
     Raises:
         Undecodable: a value of the row is not what its column holds.
     """
-    run_id, status, started, ended, host, pid, version, requested = row
+    run_id, status, started, ended, host, pid, version, requested = row[:8]
     run_id = text(run_id, "run_id")
+    listed = (
+        () if requested is None else tuple(json_texts(requested, f"requested of run {run_id!r}"))
+    )
+    more = 0
+    if len(row) > 8 and row[8] is not None:
+        more = integer(row[8], f"requested count of run {run_id!r}") - len(listed)
     return RunRecord(
         run_id,
         member(RunStatus, status, f"status of run {run_id!r}"),
@@ -230,9 +267,10 @@ def run_record(
         text(host, f"host of run {run_id!r}"),
         integer(pid, f"pid of run {run_id!r}"),
         text(version, f"version of run {run_id!r}"),
-        () if requested is None else tuple(json_texts(requested, f"requested of run {run_id!r}")),
+        listed,
         MappingProxyType(counts),
         attempts,
+        max(more, 0),
     )
 
 
@@ -327,6 +365,7 @@ async def find_runs(
         "status": None if status is None else status.value,
         "limit": limit,
         "offset": offset,
+        "first": LISTED_REQUESTED,
     }
     if family is None:
         rows = await store.fetch(_FIND_RUNS, args)
@@ -364,3 +403,142 @@ async def find_tasks(store: Store, needle: str, limit: int) -> list[TaskSummary]
         TaskSummary(str(task_id), by_id[str(task_id)].family, int(count), by_id[str(task_id)])
         for task_id, count, _ in found
     ]
+
+
+# A run, a page at a time (the run page, the API, `asyncflow show`) -------------
+#
+# A run of 100,000 tasks is read in SQL: counted by aggregates, paged with LIMIT
+# and OFFSET in a stable order (a task by its first attempt, an attempt by its
+# id), so a page decodes the rows it shows and no more.
+
+_OF_RUN: Final = f"{_RUN_ATTEMPTS} WHERE k.run_id = :run"
+# Each task of the run: its first and latest attempt, and how many started.
+_TASKS: Final = (
+    "SELECT a.task_id, min(a.family) AS family, min(a.id) AS first, max(a.id) AS last, "
+    f"sum(a.attempt > 0) AS ran FROM {_OF_RUN} GROUP BY a.task_id"
+)
+_SUMMARY_COUNTS: Final = f"SELECT a.status, count(*) FROM {_OF_RUN} GROUP BY a.status"
+_TASK_COUNTS: Final = (
+    f"SELECT l.status, count(*) FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last "
+    "GROUP BY l.status"
+)
+_FAMILY_COUNTS: Final = (
+    f"SELECT t.family, count(*) FROM ({_TASKS}) AS t GROUP BY t.family ORDER BY min(t.first)"
+)
+# Requested ids in the order requested; with :unrun, those without an attempt in the run.
+_REQUESTED_IDS: Final = (
+    "FROM run_requests AS q, json_each(q.requested) AS j WHERE q.run_id = :run "
+    "AND (NOT :unrun OR NOT EXISTS (SELECT 1 FROM attempts AS a "
+    "WHERE a.task_id = j.value AND a.run_id = :run))"
+)
+_REQUESTED: Final = f"SELECT j.value {_REQUESTED_IDS} LIMIT :limit OFFSET :offset"
+_COUNT_REQUESTED: Final = f"SELECT count(*) {_REQUESTED_IDS}"
+_TASK_PAGE: Final = f"""
+    WITH page AS (
+        SELECT t.task_id, t.first, t.last FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last
+        WHERE :status IS NULL OR l.status = :status
+        ORDER BY t.first LIMIT :limit OFFSET :offset
+    )
+    SELECT {_ATTEMPT_COLUMNS} FROM page AS p
+    JOIN attempts AS a ON a.task_id = p.task_id AND a.id BETWEEN p.first AND p.last
+    LEFT JOIN runs AS r ON r.run_id = a.run_id
+    WHERE a.run_id = :run ORDER BY p.first, a.id
+"""
+_ATTEMPT_PAGE: Final = f"""
+    SELECT {_ATTEMPT_COLUMNS} FROM {_RUN_ATTEMPTS} LEFT JOIN runs AS r ON r.run_id = k.run_id
+    WHERE k.run_id = :run
+    AND (:statuses IS NULL OR a.status IN (SELECT value FROM json_each(:statuses)))
+    ORDER BY a.id LIMIT :limit OFFSET :offset
+"""
+# The first tasks of each family (:caps, a JSON object: family -> how many), in order.
+_TASK_STATES: Final = f"""
+    WITH placed AS (
+        SELECT t.*, row_number() OVER (PARTITION BY t.family ORDER BY t.first) AS place
+        FROM ({_TASKS}) AS t
+    )
+    SELECT p.task_id, p.family, l.status, p.ran FROM placed AS p
+    JOIN json_each(:caps) AS c ON c.key = p.family AND p.place <= c.value
+    JOIN attempts AS l ON l.id = p.last
+    ORDER BY p.first
+"""
+
+
+async def run_summary(store: Store, run_id: str, requested: int) -> RunRecord | None:
+    rows = await store.fetch(f"{_RUNS} WHERE r.run_id = :run", {"run": run_id, "first": requested})
+    if not rows:
+        return None
+    found = await store.fetch(_SUMMARY_COUNTS, {"run": run_id})
+    with store.decoding(f"attempts of run {run_id!r}"):
+        counts = {member(AttemptStatus, status, "status"): int(n) for status, n in found}
+    with store.decoding(f"runs row {run_id!r}"):
+        return run_record(rows[0], counts, ())
+
+
+async def count_run_tasks(store: Store, run_id: str) -> RunTasks:
+    args = {"run": run_id}
+    statuses = await store.fetch(_TASK_COUNTS, args)
+    families = await store.fetch(_FAMILY_COUNTS, args)
+    [(unrun,)] = await store.fetch(_COUNT_REQUESTED, {**args, "unrun": True})
+    with store.decoding(f"attempts of run {run_id!r}"):
+        return RunTasks(
+            MappingProxyType(
+                {member(AttemptStatus, status, "status"): int(n) for status, n in statuses}
+            ),
+            MappingProxyType({text(family, "family"): int(n) for family, n in families}),
+            int(unrun),
+        )
+
+
+async def run_tasks(
+    store: Store, run_id: str, status: AttemptStatus | None, limit: int, offset: int
+) -> list[AttemptRecord]:
+    wanted = None if status is None else status.value
+    args = {"run": run_id, "status": wanted, "limit": limit, "offset": offset}
+    rows = await store.fetch(_TASK_PAGE, args)
+    with store.decoding(f"attempts of run {run_id!r}"):
+        return [attempt_record(row) for row in rows]
+
+
+async def run_attempts(
+    store: Store,
+    run_id: str,
+    statuses: Collection[AttemptStatus] | None,
+    limit: int | None,
+    offset: int,
+) -> list[AttemptRecord]:
+    wanted = None if statuses is None else json.dumps([s.value for s in statuses])
+    args = {"run": run_id, "statuses": wanted, "limit": -1 if limit is None else limit}
+    rows = await store.fetch(_ATTEMPT_PAGE, {**args, "offset": offset})
+    with store.decoding(f"attempts of run {run_id!r}"):
+        return [attempt_record(row) for row in rows]
+
+
+async def requested(store: Store, run_id: str, unrun: bool, limit: int, offset: int) -> list[str]:
+    args = {"run": run_id, "unrun": unrun, "limit": limit, "offset": offset}
+    rows = await store.fetch(_REQUESTED, args)
+    with store.decoding(f"requested of run {run_id!r}"):
+        return [text(row[0], "requested task id") for row in rows]
+
+
+async def task_states(store: Store, run_id: str, caps: Mapping[str, int]) -> list[TaskState]:
+    if not caps:
+        return []
+    rows = await store.fetch(_TASK_STATES, {"run": run_id, "caps": json.dumps(dict(caps))})
+    with store.decoding(f"attempts of run {run_id!r}"):
+        return [task_state(row) for row in rows]
+
+
+def task_state(row: Sequence[Any]) -> TaskState:
+    """A task's state from a row of ``_TASK_STATES``.
+
+    Raises:
+        Undecodable: a value of the row is not what its column holds.
+    """
+    task_id, family, status, ran = row
+    task_id = text(task_id, "task_id")
+    return TaskState(
+        task_id,
+        text(family, f"family of {task_id}"),
+        member(AttemptStatus, status, f"status of {task_id}"),
+        integer(ran, f"attempts of {task_id}"),
+    )

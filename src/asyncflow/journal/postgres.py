@@ -30,6 +30,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import anyio
@@ -41,7 +42,7 @@ from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from ..errors import JournalError
 from . import postgres_sql as sql
 from .decode import member
-from .history import attempt_record, run_record
+from .history import LISTED_REQUESTED, attempt_record, run_record, task_state
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
 from .postgres_store import PgStore, joined
@@ -51,6 +52,8 @@ from .records import (
     AttemptStatus,
     RunRecord,
     RunStatus,
+    RunTasks,
+    TaskState,
     TaskSummary,
 )
 from .rows import Attempts, RunAttempts, RunRow
@@ -302,7 +305,7 @@ class PostgresJournal(RecordingJournal):
     async def runs(self, limit: int = 20) -> list[RunRecord]:
         """The latest ``limit`` runs, newest first, with attempt counts (no attempts)."""
         await self._before_read()
-        return await self._counted(await self._store.fetch(sql.RUNS, limit))
+        return await self._counted(await self._store.fetch(sql.RUNS, limit, LISTED_REQUESTED))
 
     async def run(self, run_id: str) -> RunRecord | None:
         """Run ``run_id`` with all its attempts in order; None if there is none."""
@@ -326,6 +329,80 @@ class PostgresJournal(RecordingJournal):
         with rows_of_store(self._store, f"attempts of task {task_id!r}"):
             return [attempt_record(tuple(row)) for row in rows]
 
+    async def run_summary(self, run_id: str, *, requested: int = 20) -> RunRecord | None:
+        """Run ``run_id`` without its attempts (see :meth:`Journal.run_summary`)."""
+        await self._before_read()
+        rows = await self._store.fetch(sql.RUN_SUMMARY, run_id, requested)
+        if not rows:
+            return None
+        found = await self._store.fetch(sql.SUMMARY_COUNTS, run_id)
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            counts = {member(AttemptStatus, status, "status"): int(n) for status, n in found}
+        with rows_of_store(self._store, f"runs row {run_id!r}"):
+            return run_record(tuple(rows[0]), counts, ())
+
+    async def count_run_tasks(self, run_id: str) -> RunTasks:
+        """The tasks of run ``run_id`` counted (see :meth:`Journal.count_run_tasks`)."""
+        await self._before_read()
+        statuses = await self._store.fetch(sql.TASK_COUNTS, run_id)
+        families = await self._store.fetch(sql.FAMILY_COUNTS, run_id)
+        [(unrun,)] = await self._store.fetch(sql.COUNT_REQUESTED, run_id, True)
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            return RunTasks(
+                MappingProxyType(
+                    {member(AttemptStatus, status, "status"): int(n) for status, n in statuses}
+                ),
+                MappingProxyType({str(family): int(n) for family, n in families}),
+                int(unrun),
+            )
+
+    async def run_tasks(
+        self, run_id: str, *, status: AttemptStatus | None = None, limit: int, offset: int = 0
+    ) -> list[AttemptRecord]:
+        """Every attempt of a page of the tasks of run ``run_id`` (see
+        :meth:`Journal.run_tasks`)."""
+        _check_page(limit, offset)
+        await self._before_read()
+        wanted = None if status is None else status.value
+        rows = await self._store.fetch(sql.RUN_TASK_PAGE, run_id, wanted, limit, offset)
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            return [attempt_record(tuple(row)) for row in rows]
+
+    async def run_attempts(
+        self,
+        run_id: str,
+        *,
+        statuses: Collection[AttemptStatus] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[AttemptRecord]:
+        """A page of the attempts of run ``run_id`` in order (see
+        :meth:`Journal.run_attempts`)."""
+        _check_page(limit or 0, offset)
+        await self._before_read()
+        wanted = None if statuses is None else [s.value for s in statuses]
+        rows = await self._store.fetch(sql.RUN_ATTEMPT_PAGE, run_id, wanted, limit, offset)
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            return [attempt_record(tuple(row)) for row in rows]
+
+    async def requested(
+        self, run_id: str, *, unrun: bool = False, limit: int, offset: int = 0
+    ) -> list[str]:
+        """A page of the task ids run ``run_id`` requested (see :meth:`Journal.requested`)."""
+        _check_page(limit, offset)
+        await self._before_read()
+        rows = await self._store.fetch(sql.REQUESTED, run_id, unrun, limit, offset)
+        return [str(row[0]) for row in rows]
+
+    async def task_states(self, run_id: str, caps: Mapping[str, int]) -> list[TaskState]:
+        """The first tasks of each family of run ``run_id`` (see :meth:`Journal.task_states`)."""
+        await self._before_read()
+        if not caps:
+            return []
+        rows = await self._store.fetch(sql.TASK_STATES, run_id, list(caps), list(caps.values()))
+        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+            return [task_state(tuple(row)) for row in rows]
+
     async def find_runs(
         self,
         *,
@@ -339,14 +416,16 @@ class PostgresJournal(RecordingJournal):
         Raises:
             ValueError: ``limit`` or ``offset`` is negative.
         """
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        _check_page(limit, offset)
         await self._before_read()
         wanted = None if status is None else status.value
+        first = LISTED_REQUESTED
         if family is None:
-            rows = await self._store.fetch(sql.FIND_RUNS, wanted, limit, offset)
+            rows = await self._store.fetch(sql.FIND_RUNS, wanted, limit, offset, first)
         else:
-            rows = await self._store.fetch(sql.FIND_RUNS_OF_FAMILY, wanted, limit, offset, family)
+            rows = await self._store.fetch(
+                sql.FIND_RUNS_OF_FAMILY, wanted, limit, offset, family, first
+            )
         return await self._counted(rows)
 
     async def count_runs(self, *, family: str | None = None) -> dict[RunStatus, int]:
@@ -483,6 +562,11 @@ class PostgresJournal(RecordingJournal):
 
 
 _WIDTH: Final = 14  # ATTEMPT_COLUMNS
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
 
 
 def _status_args(statuses: Sequence[Sequence[Any]]) -> list[list[Any]] | None:

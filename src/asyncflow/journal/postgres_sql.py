@@ -27,9 +27,11 @@ __all__ = [
     "CLAIM",
     "CLAIM_NEW",
     "CLAIM_SOME",
+    "COUNT_REQUESTED",
     "COUNT_RUNS",
     "COUNT_RUNS_OF_FAMILY",
     "DONE_SINCE",
+    "FAMILY_COUNTS",
     "FIND_RUNS",
     "FIND_RUNS_OF_FAMILY",
     "HELD",
@@ -41,18 +43,25 @@ __all__ = [
     "RECOVER",
     "RELEASE",
     "RENEW",
+    "REQUESTED",
     "RUN",
     "RUNS",
     "RUN_ATTEMPTS",
+    "RUN_ATTEMPT_PAGE",
     "RUN_COUNTS",
+    "RUN_SUMMARY",
+    "RUN_TASK_PAGE",
     "SCHEMA_LOCK",
     "SCHEMA_VERSION",
     "SET_STATUS",
     "SUCCEEDED",
     "SUCCEEDED_UNDER",
+    "SUMMARY_COUNTS",
     "TASKS_CONTAINING",
     "TASKS_STARTING",
     "TASK_ATTEMPTS",
+    "TASK_COUNTS",
+    "TASK_STATES",
     "UPSERT_RUN",
     "WRITE_ATTEMPTS",
     "WRITE_NEW",
@@ -617,9 +626,24 @@ PRIOR_ATTEMPTS: Final = """
       ), '-Infinity'::float8)
     GROUP BY a.task_id
 """
-RUNS: Final = """
-    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
+
+
+# Runs with their first requested ids (a JSON array, $first of them) and how many
+# there are: a list of runs that requested 100,000 tasks each does not decode them all.
+def _listed(first: str) -> str:
+    """Runs with the first ``first`` (a parameter) requested ids, and their count."""
+    return f"""
+    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version,
+           (SELECT coalesce(json_agg(e.value ORDER BY e.n), '[]')::text
+            FROM json_array_elements_text(q.requested::json) WITH ORDINALITY AS e(value, n)
+            WHERE e.n <= {first}),
+           json_array_length(q.requested::json)
     FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+"""
+
+
+RUNS: Final = f"""
+    {_listed("$2")}
     ORDER BY r.started DESC, r.seq DESC LIMIT $1
 """
 RUN: Final = """
@@ -645,15 +669,13 @@ TASK_ATTEMPTS: Final = """
     FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
     WHERE a.task_id = $1 ORDER BY coalesce(a.started, a.ended), a.id
 """
-FIND_RUNS: Final = """
-    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
-    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+FIND_RUNS: Final = f"""
+    {_listed("$4")}
     WHERE ($1::text IS NULL OR r.status = $1)
     ORDER BY r.started DESC, r.seq DESC LIMIT $2 OFFSET $3
 """
-FIND_RUNS_OF_FAMILY: Final = """
-    SELECT r.run_id, r.status, r.started, r.ended, r.host, r.pid, r.version, q.requested
-    FROM runs AS r LEFT JOIN run_requests AS q USING (run_id)
+FIND_RUNS_OF_FAMILY: Final = f"""
+    {_listed("$5")}
     WHERE ($1::text IS NULL OR r.status = $1)
     AND r.run_id IN (SELECT DISTINCT run_id FROM attempts WHERE family = $4)
     ORDER BY r.started DESC, r.seq DESC LIMIT $2 OFFSET $3
@@ -682,4 +704,81 @@ ATTEMPTS_BY_ID: Final = """
            a.status_message, a.progress_percentage, a.tracking_url
     FROM attempts AS a LEFT JOIN runs AS r USING (run_id)
     WHERE a.id = ANY($1::bigint[])
+"""
+
+# ------------------------------------------------------- a run, a page at a time
+#
+# Counted by aggregates, paged with LIMIT and OFFSET in a stable order (a task by
+# its first attempt, an attempt by its id): a page decodes the rows it shows.
+
+RUN_SUMMARY: Final = f"""
+    {_listed("$2")}
+    WHERE r.run_id = $1
+"""
+# The attempts of run $1: the id range of each of its keys (see rows.py).
+_OF_RUN: Final = """
+    run_keys AS k JOIN attempts AS a
+    ON a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295
+    WHERE k.run_id = $1
+"""
+# Each task of the run: its first and latest attempt, and how many started.
+_TASKS: Final = f"""
+    SELECT a.task_id, min(a.family) AS family, min(a.id) AS first, max(a.id) AS last,
+           count(*) FILTER (WHERE a.attempt > 0) AS ran
+    FROM {_OF_RUN} GROUP BY a.task_id
+"""
+SUMMARY_COUNTS: Final = f"SELECT a.status, count(*) FROM {_OF_RUN} GROUP BY a.status"
+TASK_COUNTS: Final = f"""
+    SELECT l.status, count(*) FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last
+    GROUP BY l.status
+"""
+FAMILY_COUNTS: Final = f"""
+    SELECT t.family, count(*) FROM ({_TASKS}) AS t GROUP BY t.family ORDER BY min(t.first)
+"""
+# Requested ids of run $1 in the order requested; with $2, those without an attempt in it.
+_REQUESTED_IDS: Final = """
+    FROM run_requests AS q
+    CROSS JOIN LATERAL json_array_elements_text(q.requested::json) WITH ORDINALITY AS j(task_id, n)
+    WHERE q.run_id = $1 AND (NOT $2 OR NOT EXISTS (
+        SELECT 1 FROM attempts AS a WHERE a.task_id = j.task_id AND a.run_id = $1))
+"""
+REQUESTED: Final = f"SELECT j.task_id {_REQUESTED_IDS} ORDER BY j.n LIMIT $3 OFFSET $4"
+COUNT_REQUESTED: Final = f"SELECT count(*) {_REQUESTED_IDS}"
+_ATTEMPT_COLUMNS: Final = """
+    a.run_id, a.task_id, a.family, a.params, a.attempt, a.status, a.started, a.ended,
+    a.duration, a.error_type, a.error_message, a.traceback, r.host, r.pid, a.worker,
+    a.status_message, a.progress_percentage, a.tracking_url
+"""
+# The attempts of a page of run $1's tasks ($2: the latest status wanted, or NULL).
+RUN_TASK_PAGE: Final = f"""
+    WITH page AS (
+        SELECT t.task_id, t.first, t.last FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last
+        WHERE $2::text IS NULL OR l.status = $2
+        ORDER BY t.first LIMIT $3 OFFSET $4
+    )
+    SELECT {_ATTEMPT_COLUMNS} FROM page AS p
+    JOIN attempts AS a ON a.task_id = p.task_id AND a.id BETWEEN p.first AND p.last
+    LEFT JOIN runs AS r ON r.run_id = a.run_id
+    WHERE a.run_id = $1 ORDER BY p.first, a.id
+"""
+# A page of run $1's attempts in order ($2: the statuses wanted, or NULL; $3 NULL: all).
+RUN_ATTEMPT_PAGE: Final = f"""
+    SELECT {_ATTEMPT_COLUMNS}
+    FROM run_keys AS k JOIN attempts AS a
+    ON a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295
+    LEFT JOIN runs AS r ON r.run_id = k.run_id
+    WHERE k.run_id = $1 AND ($2::text[] IS NULL OR a.status = ANY($2::text[]))
+    ORDER BY a.id LIMIT $3 OFFSET $4
+"""
+# The first tasks of each family of run $1 ($2 the families, $3 how many of each).
+TASK_STATES: Final = f"""
+    WITH placed AS (
+        SELECT t.*, row_number() OVER (PARTITION BY t.family ORDER BY t.first) AS place
+        FROM ({_TASKS}) AS t
+    )
+    SELECT p.task_id, p.family, l.status, p.ran FROM placed AS p
+    JOIN unnest($2::text[], $3::bigint[]) AS c(family, cap)
+        ON c.family = p.family AND p.place <= c.cap
+    JOIN attempts AS l ON l.id = p.last
+    ORDER BY p.first
 """

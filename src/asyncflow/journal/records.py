@@ -22,6 +22,8 @@ __all__ = [
     "LeaseOutcome",
     "RunRecord",
     "RunStatus",
+    "RunTasks",
+    "TaskState",
     "TaskSummary",
 ]
 
@@ -103,7 +105,9 @@ class RunRecord:
 
     ``counts`` maps attempt statuses to how many attempts of the run ended so.
     ``attempts`` is filled by :meth:`Journal.run` and empty in the listing of
-    :meth:`Journal.runs`.
+    :meth:`Journal.runs`. Lists of runs (:meth:`Journal.runs`,
+    :meth:`Journal.find_runs`) and :meth:`Journal.run_summary` hold only the
+    first few requested task ids: ``more_requested`` says how many more there are.
     """
 
     run_id: str
@@ -116,11 +120,48 @@ class RunRecord:
     requested: tuple[str, ...] = ()
     counts: Mapping[AttemptStatus, int] = field(default_factory=lambda: MappingProxyType({}))
     attempts: tuple[AttemptRecord, ...] = ()
+    more_requested: int = 0
+    """Requested task ids left out of ``requested`` (0 when it holds them all)."""
 
     @property
     def duration(self) -> float | None:
         """Seconds from start to end; None while running or when interrupted."""
         return None if self.ended is None else self.ended - self.started
+
+    @property
+    def requested_count(self) -> int:
+        """How many tasks the run requested."""
+        return len(self.requested) + self.more_requested
+
+
+@dataclass(frozen=True, slots=True)
+class RunTasks:
+    """The tasks of one run, counted (what :meth:`Journal.count_run_tasks` returns)."""
+
+    statuses: Mapping[AttemptStatus, int]
+    """Tasks with an attempt in the run, by the status of their latest attempt there."""
+    families: Mapping[str, int]
+    """Tasks with an attempt in the run, by family, in the order the families first ran."""
+    unrun: int
+    """Requested tasks without an attempt in the run (complete before, or never reached)."""
+
+    @property
+    def attempted(self) -> int:
+        """Tasks with an attempt in the run."""
+        return sum(self.statuses.values())
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """Where one task of a run stands, without its attempts' details
+    (what :meth:`Journal.task_states` returns, to draw a run)."""
+
+    task_id: str
+    family: str
+    status: AttemptStatus
+    """The status of its latest attempt in the run."""
+    ran: int
+    """Its attempts in the run that started (attempt-0 records left out)."""
 
 
 @dataclass(frozen=True, slots=True)

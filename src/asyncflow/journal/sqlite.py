@@ -53,7 +53,15 @@ from . import history
 from .leases import Identity, Leases, local_node, recover_interrupted
 from .opening import Opening
 from .recording import RecordingJournal
-from .records import AttemptRecord, RunRecord, RunStatus, TaskSummary
+from .records import (
+    AttemptRecord,
+    AttemptStatus,
+    RunRecord,
+    RunStatus,
+    RunTasks,
+    TaskState,
+    TaskSummary,
+)
 from .rows import NEW_RUN_KEY, Attempts, EndedRun, RunRow, Values, attempt_statements
 from .store import Store, sqlite_errors
 
@@ -358,6 +366,74 @@ class Journal(RecordingJournal):
         await self._before_read()
         return await history.attempts(self._store, task_id)
 
+    # history: a run a page at a time (the run page, the API, `asyncflow show`) --
+
+    async def run_summary(self, run_id: str, *, requested: int = 20) -> RunRecord | None:
+        """Run ``run_id`` without its attempts: counted by status, and the first
+        ``requested`` task ids it requested (``more_requested`` counts the rest);
+        None if there is none. Reads no attempt row."""
+        await self._before_read()
+        return await history.run_summary(self._store, run_id, requested)
+
+    async def count_run_tasks(self, run_id: str) -> RunTasks:
+        """The tasks of run ``run_id`` counted: by latest status, by family, and the
+        requested ones without an attempt in it."""
+        await self._before_read()
+        return await history.count_run_tasks(self._store, run_id)
+
+    async def run_tasks(
+        self, run_id: str, *, status: AttemptStatus | None = None, limit: int, offset: int = 0
+    ) -> list[AttemptRecord]:
+        """Every attempt of a page of the tasks of run ``run_id``.
+
+        The tasks are in the order of their first attempts, each one's attempts
+        in order; ``status`` keeps the tasks whose latest attempt stands so.
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+        """
+        _check_page(limit, offset)
+        await self._before_read()
+        return await history.run_tasks(self._store, run_id, status, limit, offset)
+
+    async def run_attempts(
+        self,
+        run_id: str,
+        *,
+        statuses: Collection[AttemptStatus] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[AttemptRecord]:
+        """A page of the attempts of run ``run_id`` in order (``limit`` None: all after
+        ``offset``); ``statuses`` keeps the attempts that stand so.
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+        """
+        _check_page(limit or 0, offset)
+        await self._before_read()
+        return await history.run_attempts(self._store, run_id, statuses, limit, offset)
+
+    async def requested(
+        self, run_id: str, *, unrun: bool = False, limit: int, offset: int = 0
+    ) -> list[str]:
+        """A page of the task ids run ``run_id`` requested, in the order requested;
+        with ``unrun``, only those without an attempt in the run.
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` is negative.
+        """
+        _check_page(limit, offset)
+        await self._before_read()
+        return await history.requested(self._store, run_id, unrun, limit, offset)
+
+    async def task_states(self, run_id: str, caps: Mapping[str, int]) -> list[TaskState]:
+        """The first ``caps[family]`` tasks of each family of run ``run_id`` (families
+        not in ``caps``: none), in the order of their first attempts, with the status
+        of their latest attempt: enough to draw the run, without the attempts' details."""
+        await self._before_read()
+        return await history.task_states(self._store, run_id, caps)
+
     # history: paging, filters, search (the web pages) --------------------------
 
     async def find_runs(
@@ -380,8 +456,7 @@ class Journal(RecordingJournal):
             ValueError: ``limit`` or ``offset`` is negative.
             JournalError: the journal cannot be read, or a row is damaged.
         """
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        _check_page(limit, offset)
         await self._before_read()
         return await history.find_runs(self._store, status, family, limit, offset)
 
@@ -527,3 +602,8 @@ class Journal(RecordingJournal):
             or self._recorder.has_rows()
         ):
             await self._write_pending()
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")

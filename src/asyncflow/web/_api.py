@@ -1,7 +1,10 @@
 """The JSON API: the pages' data, for scripts and dashboards.
 
-``GET /api/runs?status=&family=&limit=&offset=``, ``GET /api/runs/{run_id}``,
-``GET /api/tasks/{task_id}``, ``GET /api/search?q=&limit=``. Times are seconds
+``GET /api/runs?status=&family=&limit=&offset=``,
+``GET /api/runs/{run_id}?limit=&offset=&requested_limit=&requested_offset=``,
+``GET /api/tasks/{task_id}``, ``GET /api/search?q=&limit=``. Lists of runs hold
+each run's first requested task ids and ``requested_count``; one run pages its
+attempts and its requested ids. Times are seconds
 since the epoch (floats); durations are seconds. Errors answer
 ``{"error": "..."}`` with status 400 (a bad parameter, named) or 404.
 """
@@ -20,6 +23,12 @@ from ._views import attempt_json, run_json, task_summary_json
 __all__ = ["Api"]
 
 _MAX_LIMIT: Final = 500
+_ATTEMPTS: Final = 1000
+"""Attempts of a run in one answer unless asked otherwise."""
+_MAX_ATTEMPTS: Final = 10_000
+_REQUESTED: Final = 1000
+"""Requested task ids of a run in one answer unless asked otherwise."""
+_MAX_REQUESTED: Final = 100_000
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -58,11 +67,39 @@ class Api:
 
     async def run(self, request: Request) -> JSONResponse:
         run_id = request.path_params["run_id"]
+        try:
+            limit = number(request, "limit", _ATTEMPTS, low=0, high=_MAX_ATTEMPTS)
+            offset = number(request, "offset", 0, low=0)
+            listed = number(request, "requested_limit", _REQUESTED, low=0, high=_MAX_REQUESTED)
+            skipped = number(request, "requested_offset", 0, low=0)
+        except BadQuery as exc:
+            return _error(str(exc), 400)
         async with self._reader.open() as journal:
-            found = None if journal is None else await journal.run(run_id)
-        if found is None:
-            return _error(f"no run {run_id!r} in the journal", 404)
-        return JSONResponse(run_json(found, attempts=True))
+            found = None if journal is None else await journal.run_summary(run_id, requested=0)
+            if journal is None or found is None:
+                return _error(f"no run {run_id!r} in the journal", 404)
+            total = sum(found.counts.values())
+            attempts = (
+                await journal.run_attempts(run_id, limit=limit, offset=offset)
+                if limit and offset < total
+                else []
+            )
+            requested = (
+                await journal.requested(run_id, limit=listed, offset=skipped)
+                if listed and skipped < found.requested_count
+                else []
+            )
+        data = run_json(found)
+        data.update(
+            requested=requested,
+            requested_limit=listed,
+            requested_offset=skipped,
+            attempts=[attempt_json(attempt) for attempt in attempts],
+            attempts_total=total,
+            limit=limit,
+            offset=offset,
+        )
+        return JSONResponse(data)
 
     async def task(self, request: Request) -> JSONResponse:
         task_id = request.path_params["task_id"]

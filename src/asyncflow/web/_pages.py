@@ -8,7 +8,6 @@ works under any mount point.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -22,15 +21,16 @@ from ..journal import AttemptStatus, RunStatus
 from ._query import BadQuery, attempt_status, load_runs, number, run_filter, text
 from ._reader import JournalReader
 from ._views import (
+    UNRUN,
     graph,
     iso,
     linkable,
     percent,
     reported,
     seconds,
+    shares,
     short_label,
     task_rows,
-    unrun,
     when,
 )
 
@@ -38,6 +38,7 @@ __all__ = ["Pages", "Static"]
 
 _HERE: Final = Path(__file__).parent
 _TASKS_PER_PAGE: Final = 200
+_REQUESTED_SHOWN: Final = 20
 _SEARCH_LIMIT: Final = 100
 _TOP: Final = ""
 _NESTED: Final = "../"
@@ -152,34 +153,54 @@ class Pages:
         except BadQuery as exc:
             return self.message(request, "Bad request", str(exc), 400, _NESTED)
         async with self._reader.open() as journal:
-            found = None if journal is None else await journal.run(run_id)
-        if found is None:
-            return self.message(
-                request, "No such run", f"No run {run_id!r} in the journal.", 404, _NESTED
+            found = None
+            if journal is not None:
+                found = await journal.run_summary(run_id, requested=_REQUESTED_SHOWN)
+            if journal is None or found is None:
+                return self.message(
+                    request, "No such run", f"No run {run_id!r} in the journal.", 404, _NESTED
+                )
+            # A page of the run costs about a page: counted and paged in the journal.
+            counted = await journal.count_run_tasks(run_id)
+            shown = counted.statuses.get(wanted, 0) if wanted else counted.attempted + counted.unrun
+            pages = max(-(-shown // _TASKS_PER_PAGE), 1)
+            start = (page - 1) * _TASKS_PER_PAGE
+            rows = task_rows(
+                await journal.run_tasks(run_id, status=wanted, limit=_TASKS_PER_PAGE, offset=start)
             )
-        rows = task_rows(found.attempts)
-        unattempted = unrun(found, rows)
-        shown = [row for row in rows if wanted is None or row.status is wanted]
-        pages = max(-(-len(shown) // _TASKS_PER_PAGE), 1)
-        start = (page - 1) * _TASKS_PER_PAGE
+            unattempted: list[str] = []
+            room = _TASKS_PER_PAGE - len(rows)
+            if wanted is None and room > 0 and counted.unrun:
+                # Requested tasks with no attempt come after the attempted ones, paged alike.
+                skip = max(start - counted.attempted, 0)
+                unattempted = await journal.requested(run_id, unrun=True, limit=room, offset=skip)
+            caps = shares({**counted.families, UNRUN: counted.unrun})
+            states = await journal.task_states(
+                run_id, {family: cap for family, cap in caps.items() if family != UNRUN and cap}
+            )
+            drawn_unrun = (
+                await journal.requested(run_id, unrun=True, limit=caps[UNRUN])
+                if caps[UNRUN]
+                else []
+            )
         status = wanted.value if wanted else None
         return self.render(
             request,
             "run.html",
             _NESTED,
             run=found,
-            tasks=shown[start : start + _TASKS_PER_PAGE],
-            all_tasks=len(rows),
-            shown_tasks=len(shown),
-            task_counts=Counter(row.status for row in rows),
+            tasks=rows,
+            all_tasks=counted.attempted,
+            shown_tasks=shown,
+            task_counts=counted.statuses,
             status=status,
             page=page,
             pages=pages,
             newer=_query(status=status, page=page - 1 if page > 2 else None) if page > 1 else None,
             older=_query(status=status, page=page + 1) if page < pages else None,
             status_link=lambda value: _query(status=value),
-            graph=graph(rows, unattempted),
-            unrun=unattempted if wanted is None and page == pages else [],
+            graph=graph(states, counted.families, drawn_unrun, counted.unrun),
+            unrun=unattempted,
             live=found.status is RunStatus.RUNNING,
         )
 

@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 
 from ..journal import AttemptRecord, AttemptStatus, RunRecord, TaskSummary
 from ..journal.format import _seconds
+from ..journal.records import TaskState
 
 __all__ = [
+    "MAX_SHAPES",
     "NO_ATTEMPT",
+    "UNRUN",
     "Graph",
     "Heading",
     "Shape",
@@ -29,10 +32,10 @@ __all__ = [
     "reported",
     "run_json",
     "seconds",
+    "shares",
     "short_label",
     "task_rows",
     "task_summary_json",
-    "unrun",
     "when",
 ]
 
@@ -81,8 +84,9 @@ def linkable(url: str) -> bool:
 # JSON ---------------------------------------------------------------------------
 
 
-def run_json(run: RunRecord, *, attempts: bool = False) -> dict[str, Any]:
-    """A run for the JSON API (with its attempts when asked)."""
+def run_json(run: RunRecord) -> dict[str, Any]:
+    """A run for the JSON API: ``requested`` holds the ids the record holds (the first
+    few, in a list of runs), ``requested_count`` how many the run requested."""
     data: dict[str, Any] = {
         "run_id": run.run_id,
         "status": run.status.value,
@@ -93,10 +97,9 @@ def run_json(run: RunRecord, *, attempts: bool = False) -> dict[str, Any]:
         "pid": run.pid,
         "version": run.version,
         "requested": list(run.requested),
+        "requested_count": run.requested_count,
         "counts": {status.value: count for status, count in run.counts.items()},
     }
-    if attempts:
-        data["attempts"] = [attempt_json(attempt) for attempt in run.attempts]
     return data
 
 
@@ -204,7 +207,8 @@ _SQUARE: Final = 11
 _STEP: Final = 13
 _PER_LINE: Final = 64
 _LABEL_W: Final = 170
-_MAX_SHAPES: Final = 5000
+MAX_SHAPES: Final = 5000
+"""Tasks a drawing holds at most, shared between the families (see :func:`shares`)."""
 
 _HASH_TAIL: Final = re.compile(r"_[0-9a-f]{16}$")
 
@@ -242,7 +246,7 @@ class Graph:
     """Labelled boxes (small runs), or squares (big ones)."""
 
 
-def short_label(row: TaskRow) -> str:
+def short_label(row: TaskRow | TaskState) -> str:
     """The readable middle of a task id: without the family and the hash."""
     text = _HASH_TAIL.sub("", row.task_id)
     prefix = f"{row.family}_"
@@ -253,47 +257,63 @@ def short_label(row: TaskRow) -> str:
 
 NO_ATTEMPT: Final = "none"
 """The status drawn for a requested task with no attempt in the run."""
-_UNRUN: Final = "no attempt"
+UNRUN: Final = "no attempt"
+"""The family under which requested tasks with no attempt in the run are drawn."""
 
 
-def unrun(run: RunRecord, rows: Sequence[TaskRow]) -> list[str]:
-    """Requested tasks without an attempt in the run (complete before, or never reached)."""
-    seen = {row.task_id for row in rows}
-    return [task_id for task_id in run.requested if task_id not in seen]
+def shares(counts: Mapping[str, int], cap: int = MAX_SHAPES) -> dict[str, int]:
+    """How many tasks of each family to draw: all of each while they fit in ``cap``,
+    else the cap shared out evenly, a small family's unused part going to the
+    others; so every family shows, whatever order the families ran in."""
+    given: dict[str, int] = {}
+    left = cap
+    by_size = sorted(counts.items(), key=lambda item: item[1])
+    for place, (family, count) in enumerate(by_size):
+        given[family] = min(count, left // (len(by_size) - place))
+        left -= given[family]
+    return {family: given[family] for family in counts}
 
 
-def graph(rows: Sequence[TaskRow], unrun: Sequence[str] = ()) -> Graph:
-    """Lay out a run's tasks (see the comment above); ``unrun`` come last, dashed."""
-    shown: list[_Drawn] = [
-        _Drawn(row.family, row.task_id, row.status.value, short_label(row), _title(row))
-        for row in rows[:_MAX_SHAPES]
-    ]
-    shown += [
-        _Drawn(_UNRUN, task_id, NO_ATTEMPT, task_id, f"{task_id}: no attempt in this run")
-        for task_id in unrun[: max(_MAX_SHAPES - len(shown), 0)]
-    ]
-    left_out = len(rows) + len(unrun) - len(shown)
-    families: dict[str, list[_Drawn]] = {}
-    for drawn in shown:
-        families.setdefault(drawn.family, []).append(drawn)
-    if not families:
+def graph(
+    states: Sequence[TaskState],
+    families: Mapping[str, int],
+    unrun: Sequence[str] = (),
+    unrun_count: int = 0,
+) -> Graph:
+    """Lay out a run's tasks (see the comment above): ``states`` are the tasks drawn
+    (the first of each family, see :func:`shares`), ``families`` how many tasks each
+    family has; ``unrun`` (of ``unrun_count``) come last, dashed."""
+    drawn: dict[str, list[_Drawn]] = {family: [] for family in families}
+    for state in states:
+        drawn.setdefault(state.family, []).append(
+            _Drawn(state.task_id, state.status.value, short_label(state), _title(state))
+        )
+    counts = dict(families)
+    if unrun_count:
+        counts[UNRUN] = unrun_count
+        drawn[UNRUN] = [
+            _Drawn(task_id, NO_ATTEMPT, task_id, f"{task_id}: no attempt in this run")
+            for task_id in unrun
+        ]
+    shown = {family: members for family, members in drawn.items() if members}
+    left_out = sum(counts.values()) - sum(len(members) for members in shown.values())
+    if not shown:
         return Graph(0, 0, (), (), left_out, True)
-    if max(len(members) for members in families.values()) <= _BOXES_UP_TO:
-        return _boxes(families, left_out)
-    return _squares(families, left_out)
+    if max(counts.values()) <= _BOXES_UP_TO:
+        return _boxes(shown, left_out)
+    return _squares(shown, counts, left_out)
 
 
 class _Drawn(NamedTuple):
-    family: str
     task_id: str
     status: str
     label: str
     title: str
 
 
-def _title(row: TaskRow) -> str:
-    tries = f", {row.ran} attempts" if row.ran > 1 else ""
-    return f"{row.task_id}: {row.status.value}{tries}"
+def _title(task: TaskState) -> str:
+    tries = f", {task.ran} attempts" if task.ran > 1 else ""
+    return f"{task.task_id}: {task.status.value}{tries}"
 
 
 def _boxes(families: Mapping[str, list[_Drawn]], left_out: int) -> Graph:
@@ -321,13 +341,15 @@ def _boxes(families: Mapping[str, list[_Drawn]], left_out: int) -> Graph:
     return Graph(width, _HEAD + tallest * _ROW + 4, tuple(shapes), tuple(headings), left_out, True)
 
 
-def _squares(families: Mapping[str, list[_Drawn]], left_out: int) -> Graph:
+def _squares(
+    families: Mapping[str, list[_Drawn]], counts: Mapping[str, int], left_out: int
+) -> Graph:
     shapes: list[Shape] = []
     headings: list[Heading] = []
     y = 6
     for family, members in families.items():
         name = family if len(family) <= 16 else family[:15] + "…"
-        headings.append(Heading(4, y + 10, f"{name} ({len(members)})"))
+        headings.append(Heading(4, y + 10, f"{name} ({counts[family]:,})"))
         for i, drawn in enumerate(members):
             line, place = divmod(i, _PER_LINE)
             shapes.append(

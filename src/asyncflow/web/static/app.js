@@ -1,15 +1,20 @@
 // Progressive enhancement: a page showing something still running refreshes
-// its content every 2 s (the same URL, fetched), and stops once nothing runs.
-// Without JavaScript the page is complete as served; reload to update it.
+// its content 2 s after its last refresh ended (the same URL, fetched), and
+// stops once nothing runs. One fetch at a time: the next is scheduled only
+// when the previous one has finished, so a slow server is never asked again
+// before it has answered. Without JavaScript the page is complete as served;
+// reload to update it.
 (function () {
   "use strict";
+  var PAUSE = 2000;
   var main = document.querySelector("main");
   if (!main || !main.hasAttribute("data-live") || !window.fetch || !window.DOMParser) {
     return;
   }
-  var timer = window.setInterval(refresh, 2000);
+  window.setTimeout(refresh, PAUSE);
 
   function refresh() {
+    var live = true;
     window.fetch(window.location.href, { credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) { throw new Error(String(response.status)); }
@@ -27,8 +32,11 @@
           var details = document.getElementById(id);
           if (details) { details.open = true; }
         });
-        if (!next.hasAttribute("data-live")) { window.clearInterval(timer); }
+        live = next.hasAttribute("data-live");
       })
-      .catch(function () { /* the next tick tries again */ });
+      .catch(function () { /* the next refresh tries again */ })
+      .then(function () {
+        if (live) { window.setTimeout(refresh, PAUSE); }
+      });
   }
 })();
