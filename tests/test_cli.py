@@ -147,6 +147,12 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
         (["graph", WRITE, "--out", "o", "--format", "png"], "invalid choice: 'png'"),
         (["history", "--limit", "0"], "argument --limit: expected a positive integer, got '0'"),
         (["show"], "the following arguments are required: RUN_ID"),
+        (
+            ["show", "r1", "--status", "failed,brokn"],
+            "argument --status: unknown status 'brokn' (expected running, success, failed,",
+        ),
+        (["show", "r1", "--limit", "-1"], "argument --limit: expected 0 or a positive integer"),
+        (["history", "--status", "done"], "argument --status: unknown status 'done'"),
         (["run", WRITE, "--out", "o", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
         (
             ["backfill", "daily:Report", "--start", "someday", "--stop", "2026-01-02"],
@@ -226,3 +232,57 @@ def test_journal_error_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     line = _one_error_line(proc)
     assert line.startswith("asyncflow: error: ") and "j.db" in line
+
+
+def test_show_counts_filters_and_limits_a_big_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show` of a run of 500 tasks (50 failed twice): the attempts counted by status at
+    the top, 200 rows then a line saying how many more; --status and --limit choose."""
+    import anyio
+    from tests.web.test_run_paging import Leaf, leaf_events
+
+    from asyncflow.cli import main
+    from asyncflow.journal import Journal, RunStatus
+
+    path = tmp_path / "journal.db"
+
+    async def fill() -> None:
+        async with Journal.open(path) as journal:
+            await journal.begin_run("big", [Leaf(i=i).task_id for i in range(500)], started=1.0)
+            for i in range(500):
+                for event in leaf_events("big", i):
+                    journal.record(event)
+            await journal.end_run("big", RunStatus.FAILED)
+
+    anyio.run(fill, backend="asyncio")
+
+    def show(*args: str) -> list[str]:
+        assert main(["show", "big", "--journal", str(path), *args]) == 0
+        return capsys.readouterr().out.rstrip("\n").splitlines()
+
+    default = show()
+    failed = show("--status", "failed", "--limit", "3", "--tracebacks")
+    every = show("--limit", "0")
+    assert "  attempts   450 success, 100 failed" in default
+    assert any(
+        line.startswith("  requested  Leaf_0_") and "and 497 more (500 in all)" in line
+        for line in default
+    )
+    assert sum(1 for line in default if line.startswith("Leaf_")) == 200
+    assert (
+        default[-1] == "350 more attempts not shown (--limit N shows more, --limit 0 all of them)"
+    )
+    assert [line.split()[:3] for line in failed if line.startswith("Leaf_")] == [
+        [Leaf(i=0).task_id, "1", "failed"],
+        [Leaf(i=0).task_id, "2", "failed"],
+        [Leaf(i=10).task_id, "1", "failed"],
+    ]
+    assert sum(1 for line in failed if line.startswith("Traceback of")) == 3
+    assert failed[-1] == "97 more attempts not shown (--limit N shows more, --limit 0 all of them)"
+    assert sum(1 for line in every if line.startswith("Leaf_")) == 550
+    assert "more attempts not shown" not in every[-1]
+    assert main(["history", "--journal", str(path), "--status", "success"]) == 0
+    assert capsys.readouterr().out.strip() == "No runs in the journal."
+    assert main(["history", "--journal", str(path), "--status", "failed,success"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["big", "failed"]

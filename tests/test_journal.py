@@ -898,6 +898,7 @@ def test_format_run_golden() -> None:
           duration   1m15s
           host       b1 (pid 4242)
           asyncflow  0.1.0
+          attempts   1 success, 1 failed
           requested  Report_2026-11-23_abcdef
 
         TASK              ATTEMPT  STATUS   STARTED              DURATION  ERROR
@@ -929,7 +930,7 @@ def test_format_run_shows_what_attempts_said() -> None:
             _attempt(3, AttemptStatus.MISSING, attempt=0, started=None, duration=None),
         ),
     )
-    assert format_run(said, tz=UTC).split("\n", 8)[8] == textwrap.dedent(
+    assert format_run(said, tz=UTC).split("\n", 9)[9] == textwrap.dedent(
         f"""\
         TASK              ATTEMPT  STATUS   STARTED              DURATION  PROGRESS{" " * 34}ERROR
         Extract_1_c0ffee  1        success  2027-01-15 08:00:01  0.500s    99% loaded 1,000 rows
@@ -940,6 +941,19 @@ def test_format_run_shows_what_attempts_said() -> None:
         """
     )
     assert "PROGRESS" not in format_run(RUN, tz=UTC)  # nothing said: no column
+
+
+def test_format_run_shortens_the_requested_list_and_counts_what_it_leaves_out() -> None:
+    """format_run() names the first 3 requested tasks and counts the others, and ends with
+    the number of attempts not shown."""
+    many = dataclasses.replace(RUN, requested=tuple(f"T_{n}" for n in range(20_000)))
+    listed = dataclasses.replace(RUN, requested=("a", "b", "c"), more_requested=7)
+    text = format_run(many, tz=UTC, left_out=1234)
+    assert "  requested  T_0, T_1, T_2 and 19,997 more (20,000 in all)\n" in text
+    assert "  requested  a, b, c and 7 more (10 in all)\n" in format_run(listed, tz=UTC)
+    assert text.endswith(
+        "\n\n1,234 more attempts not shown (--limit N shows more, --limit 0 all of them)\n"
+    )
 
 
 # ------------------------------------------------------------- claims (batches)

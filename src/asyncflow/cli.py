@@ -37,7 +37,15 @@ from .config import LOG_FORMATS, Config, is_log_level, parse_amounts
 from .dag import render
 from .errors import AsyncflowError, ConfigError
 from .graph import expand
-from .journal import describe, format_run, format_runs, is_postgres_url, open_journal
+from .journal import (
+    AttemptStatus,
+    RunStatus,
+    describe,
+    format_run,
+    format_runs,
+    is_postgres_url,
+    open_journal,
+)
 from .logging import configure_logging
 from .parameters import BoolParameter
 from .ranges import range_daily, range_hourly
@@ -279,10 +287,19 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
     history.add_argument(
         "--limit", type=_positive_int, default=20, help="runs to show (default 20)"
     )
+    history.add_argument(
+        "--status",
+        type=_statuses(RunStatus),
+        action="extend",
+        metavar="STATUS",
+        help="only runs that stand so (repeat it, or list them with commas): "
+        + ", ".join(status.value for status in RunStatus),
+    )
     show = commands.add_parser(
         "show",
         help="show one run's tasks and attempts",
-        description="Show every attempt of one run recorded in the journal.",
+        description="Show one run recorded in the journal: its attempts counted by "
+        "status, then the first of them in order.",
     )
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument(
@@ -291,7 +308,24 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         help="a journal file or a postgresql:// URL (default: configured, else "
         ".asyncflow/journal.db)",
     )
-    show.add_argument("--tracebacks", action="store_true", help="include error tracebacks")
+    show.add_argument(
+        "--tracebacks", action="store_true", help="include the tracebacks of the attempts shown"
+    )
+    show.add_argument(
+        "--status",
+        type=_statuses(AttemptStatus),
+        action="extend",
+        metavar="STATUS",
+        help="only attempts that stand so (repeat it, or list them with commas): "
+        + ", ".join(status.value for status in AttemptStatus),
+    )
+    show.add_argument(
+        "--limit",
+        type=_count,
+        default=_SHOWN,
+        metavar="N",
+        help=f"attempts to show (default {_SHOWN}; 0: all of them)",
+    )
     _add_journal_commands(commands)
     _add_ui_command(commands)
     if task_cls is not None:
@@ -370,6 +404,38 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve Prometheus metrics on 127.0.0.1:PORT while the run lasts",
     )
+
+
+_SHOWN = 200
+"""Attempts `asyncflow show` lists unless asked otherwise."""
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return number
+
+
+def _statuses(kind: type[RunStatus] | type[AttemptStatus]) -> Any:
+    """An argparse type: a comma list of ``kind``'s values."""
+
+    def parse(text: str) -> list[Any]:
+        found = []
+        for value in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                found.append(kind(value))
+            except ValueError:
+                known = ", ".join(status.value for status in kind)
+                raise argparse.ArgumentTypeError(
+                    f"unknown status {value!r} (expected {known})"
+                ) from None
+        return found
+
+    return parse
 
 
 def _positive_int(text: str) -> int:
@@ -538,7 +604,15 @@ def _journal_file(args: argparse.Namespace) -> Path | str:
 def _history(args: argparse.Namespace) -> int:
     async def read() -> str:
         async with open_journal(_journal_file(args)) as journal:
-            return format_runs(await journal.runs(args.limit))
+            if not args.status:
+                return format_runs(await journal.runs(args.limit))
+            found = [
+                run
+                for status in dict.fromkeys(args.status)
+                for run in await journal.find_runs(status=status, limit=args.limit)
+            ]
+        found.sort(key=lambda run: run.started, reverse=True)  # newest first, as runs()
+        return format_runs(found[: args.limit])
 
     print(anyio.run(read, backend="asyncio"))
     return EXIT_OK
@@ -547,8 +621,16 @@ def _history(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     async def read() -> str | None:
         async with open_journal(_journal_file(args)) as journal:
-            found = await journal.run(args.run_id)
-            return None if found is None else format_run(found, tracebacks=args.tracebacks)
+            found = await journal.run_summary(args.run_id, requested=3)
+            if found is None:
+                return None
+            wanted = set(args.status) if args.status else None
+            total = sum(n for s, n in found.counts.items() if wanted is None or s in wanted)
+            shown = await journal.run_attempts(
+                args.run_id, statuses=wanted, limit=args.limit or None
+            )
+        page = dataclasses.replace(found, attempts=tuple(shown))
+        return format_run(page, tracebacks=args.tracebacks, left_out=total - len(shown))
 
     text = anyio.run(read, backend="asyncio")
     if text is None:

@@ -13,6 +13,7 @@ __all__ = ["format_run", "format_runs"]
 _ERROR_WIDTH: Final = 72
 _SAID_WIDTH: Final = 40
 _NONE: Final = "-"
+_REQUESTED_SHOWN: Final = 3
 
 
 def format_runs(runs: Iterable[RunRecord], *, tz: tzinfo | None = None) -> str:
@@ -26,7 +27,7 @@ def format_runs(runs: Iterable[RunRecord], *, tz: tzinfo | None = None) -> str:
             run.status.value,
             _when(run.started, tz),
             _seconds(run.duration),
-            str(len(run.requested)),
+            str(run.requested_count),
             _counts(run),
             f"{run.host}:{run.pid}",
         ]
@@ -38,8 +39,12 @@ def format_runs(runs: Iterable[RunRecord], *, tz: tzinfo | None = None) -> str:
     return _table(headers, rows)
 
 
-def format_run(run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = False) -> str:
-    """A run's details and a table of its attempts (with tracebacks if asked)."""
+def format_run(
+    run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = False, left_out: int = 0
+) -> str:
+    """A run's details (its attempts counted by status, its first requested tasks) and
+    a table of the attempts it holds (with tracebacks if asked); ``left_out``
+    attempts not among them are counted on a last line."""
     lines = [
         f"Run {run.run_id}: {run.status.value}",
         f"  started    {_when(run.started, tz)}",
@@ -47,12 +52,13 @@ def format_run(run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = F
         f"  duration   {_seconds(run.duration)}",
         f"  host       {run.host} (pid {run.pid})",
         f"  asyncflow  {run.version}",
-        f"  requested  {', '.join(run.requested) or _NONE}",
+        f"  attempts   {_counts(run)}",
+        f"  requested  {_requested(run)}",
         "",
     ]
     if not run.attempts:
-        lines.append("No task attempts recorded.")
-        return "\n".join(lines) + "\n"
+        lines.append("No task attempts recorded." if not left_out else "No attempt shown.")
+        return "\n".join(lines) + "\n" + _left_out(left_out)
     rows = [
         [
             attempt.task_id,
@@ -87,7 +93,20 @@ def format_run(run: RunRecord, *, tz: tzinfo | None = None, tracebacks: bool = F
             if attempt.traceback:
                 text += f"\nTraceback of {attempt.task_id}, attempt {attempt.attempt}:\n"
                 text += "".join(f"  {line}\n" for line in attempt.traceback.rstrip().splitlines())
-    return text
+    return text + _left_out(left_out)
+
+
+def _requested(run: RunRecord) -> str:
+    shown = run.requested[:_REQUESTED_SHOWN]
+    more = run.requested_count - len(shown)
+    text = ", ".join(shown) or _NONE
+    return f"{text} and {more:,} more ({run.requested_count:,} in all)" if more else text
+
+
+def _left_out(count: int) -> str:
+    if not count:
+        return ""
+    return f"\n{count:,} more attempts not shown (--limit N shows more, --limit 0 all of them)\n"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
