@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import select
 import struct
 import subprocess
@@ -106,6 +107,46 @@ def test_cli_on_a_terminal_draws_one_live_display(tmp_path: Path) -> None:
     assert "task.start" not in text and "task.done" not in text
     assert "* 201 ran successfully" in text  # then the summary
     assert text.count("\n") < 100, text  # 201 tasks; a log line each would be 400
+
+
+FAILING = """
+import asyncio
+import asyncflow
+
+
+class Row(asyncflow.Task):
+    i = asyncflow.IntParameter()
+
+    async def run(self):
+        await asyncio.sleep(0.02)  # 400 of these on 8 workers: about a second
+        if self.i % 2:
+            raise ValueError(f"bad row {self.i}")
+
+
+class Rows(asyncflow.Task):
+    def requires(self):
+        return [Row(i) for i in range(400)]
+
+
+asyncio.run(asyncflow.run(Rows(), journal=None, progress=True))
+"""
+
+
+def test_warnings_go_above_the_display_a_frame_at_a_time(tmp_path: Path) -> None:
+    """A library's warnings written to stderr while the live display is drawn (200
+    failed tasks) all show, above it, printed as each frame is drawn: the display
+    is not drawn again for every line (the old way, 20,000 failures took five
+    times as long as the run)."""
+    (tmp_path / "failing.py").write_text(FAILING)
+    code, raw = in_pty([sys.executable, "failing.py"], tmp_path)
+    text = raw.decode()
+    assert code == 0, text
+    assert text.count("task.failed") == 200
+    assert all(f"bad row {i}'" in text for i in range(1, 400, 2))
+    frames = re.findall(r"\d+/401", text)
+    assert 1 < len(frames) < 40, len(frames)  # 200 on the old code
+    assert text.rstrip().endswith("\x1b[?25h")  # ends with the display, cursor shown
+    assert "401/401" in text.rsplit("task.failed", 1)[1]  # the last frame after the lines
 
 
 def test_the_demo_on_a_terminal_shows_the_display(tmp_path: Path) -> None:
