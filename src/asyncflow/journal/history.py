@@ -418,6 +418,7 @@ _TASKS: Final = (
     f"sum(a.attempt > 0) AS ran FROM {_OF_RUN} GROUP BY a.task_id"
 )
 _SUMMARY_COUNTS: Final = f"SELECT a.status, count(*) FROM {_OF_RUN} GROUP BY a.status"
+_WITH_STATUS: Final = f"SELECT a.task_id FROM {_OF_RUN} AND a.status IS :status LIMIT 1"
 _TASK_COUNTS: Final = (
     f"SELECT l.status, count(*) FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last "
     "GROUP BY l.status"
@@ -468,10 +469,26 @@ async def run_summary(store: Store, run_id: str, requested: int) -> RunRecord | 
     if not rows:
         return None
     found = await store.fetch(_SUMMARY_COUNTS, {"run": run_id})
-    with store.decoding(f"attempts of run {run_id!r}"):
-        counts = {member(AttemptStatus, status, "status"): int(n) for status, n in found}
+    counts = await _by_status(store, run_id, found)
     with store.decoding(f"runs row {run_id!r}"):
         return run_record(rows[0], counts, ())
+
+
+async def _by_status(
+    store: Store, run_id: str, rows: Iterable[Sequence[Any]]
+) -> dict[AttemptStatus, int]:
+    """Counts of ``(status, count)`` rows of a run's attempts. A status that is none
+    of ours is an error naming a task that has it, as reading its row would."""
+    counts: dict[AttemptStatus, int] = {}
+    for status, count in rows:
+        try:
+            counts[AttemptStatus(status)] = int(count)
+        except ValueError:
+            named = await store.fetch(_WITH_STATUS, {"run": run_id, "status": status})
+            task_id = named[0][0] if named else "?"
+            with store.decoding(f"attempts of run {run_id!r}"):
+                member(AttemptStatus, status, f"status of {task_id}")  # raises
+    return counts
 
 
 async def count_run_tasks(store: Store, run_id: str) -> RunTasks:
@@ -479,11 +496,10 @@ async def count_run_tasks(store: Store, run_id: str) -> RunTasks:
     statuses = await store.fetch(_TASK_COUNTS, args)
     families = await store.fetch(_FAMILY_COUNTS, args)
     [(unrun,)] = await store.fetch(_COUNT_REQUESTED, {**args, "unrun": True})
+    counts = await _by_status(store, run_id, statuses)
     with store.decoding(f"attempts of run {run_id!r}"):
         return RunTasks(
-            MappingProxyType(
-                {member(AttemptStatus, status, "status"): int(n) for status, n in statuses}
-            ),
+            MappingProxyType(counts),
             MappingProxyType({text(family, "family"): int(n) for family, n in families}),
             int(unrun),
         )
