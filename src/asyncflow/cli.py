@@ -20,11 +20,13 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 import signal
 import sys
 import sysconfig
 import traceback
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -104,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show":
             return _show(args)
         if args.command == "journal":
-            return _journal_check(args)
+            return _journal_check(args) if args.journal_command == "check" else _prune(args)
         if args.command == "ui":
             return _ui(args)
         if task_cls is None:  # the spec had no ":"; load_task() explains the expected form
@@ -652,6 +654,71 @@ def _add_journal_commands(commands: Any) -> None:
         "exit 2 and what is wrong otherwise.",
     )
     check.add_argument("path", metavar="PATH")
+    prune = actions.add_parser(
+        "prune",
+        help="delete old runs, keeping every task's latest success",
+        description="Delete runs that ended before --older-than and are not among the "
+        "--keep-runs latest (give one or both), with their attempts and lease rows. Every "
+        "task's latest successful attempt is kept (a task without outputs stays complete); "
+        "runs going on are never touched. A journal file is then vacuumed, unless a run is "
+        "going on. One line says what went; exit 2 on a damaged journal.",
+    )
+    prune.add_argument(
+        "--journal",
+        metavar="PATH|URL",
+        help="a journal file or a postgresql:// URL (default: configured, else "
+        ".asyncflow/journal.db)",
+    )
+    prune.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        type=_duration,
+        help="prune runs that ended longer ago than this: 30d, 12h, 90m, 2w, 1d12h",
+    )
+    prune.add_argument(
+        "--keep-runs",
+        metavar="N",
+        type=_count,
+        help="keep the N latest runs whatever their age",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    prune.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="leave the freed pages in the file for later runs (no VACUUM)",
+    )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([smhdw]))+")
+
+
+def _duration(text: str) -> timedelta:
+    """A duration such as ``30d``, ``12h`` or ``1d12h``."""
+    if not _DURATION.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30d, 12h, 90m or 1d12h, got {text!r}"
+        )
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text)
+    return timedelta(seconds=sum(float(number) * _UNITS[unit] for number, unit in parts))
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.keep_runs is None:
+        raise UsageError("journal prune needs --older-than DURATION or --keep-runs N (or both)")
+
+    async def prune() -> str:
+        async with open_journal(_journal_file(args)) as journal:
+            done = await journal.prune(
+                older_than=args.older_than,
+                keep_runs=args.keep_runs,
+                dry_run=args.dry_run,
+                vacuum=not args.no_vacuum,
+            )
+        return f"{journal.path}: {done.summary()}"
+
+    print(anyio.run(prune, backend="asyncio"))
+    return EXIT_OK
 
 
 def _journal_check(args: argparse.Namespace) -> int:

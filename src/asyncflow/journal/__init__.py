@@ -7,8 +7,9 @@ From the bottom up: ``records`` (what the journal hands back), ``decode``
 attempt rows), ``history`` (reads) and ``format`` (history as text),
 ``leases`` (which run may run a task now), and ``sqlite`` (the
 :class:`Journal` that ties them together). ``check`` backs
-``asyncflow journal check``. The PostgreSQL journal, for processes on
-several hosts, is ``postgres`` (:class:`PostgresJournal`) over
+``asyncflow journal check``; ``prune`` (over ``retention``) deletes old
+runs. The PostgreSQL journal, for processes on several hosts, is
+``postgres`` (:class:`PostgresJournal`) over
 ``postgres_store`` (connections, schema), ``postgres_leases`` and
 ``postgres_sql`` (every statement); it shares ``records``, ``decode``,
 ``rows`` and the history's formatting with SQLite. :func:`open_journal`
@@ -32,6 +33,7 @@ from .records import (
     RunStatus,
     TaskSummary,
 )
+from .retention import Pruned
 from .where import describe, is_postgres_url
 
 if _typing.TYPE_CHECKING:
@@ -67,6 +69,7 @@ __all__ = [
     "JournalStatistics",
     "LeaseOutcome",
     "PostgresJournal",
+    "Pruned",
     "RunRecord",
     "RunStatus",
     "TaskSummary",

@@ -30,6 +30,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final, final
 
@@ -56,6 +57,7 @@ from .records import (
     TaskState,
     TaskSummary,
 )
+from .retention import Pruned, bounds
 from .rows import Attempts, RunAttempts, RunRow
 from .schema import KEY_SHIFT
 from .where import is_postgres_url, redacted
@@ -472,6 +474,60 @@ class PostgresJournal(RecordingJournal):
                     counts[str(run_id)][member(AttemptStatus, status, "status")] = int(count)
         with rows_of_store(self._store, "runs"):
             return [run_record(tuple(row), counts[str(row[0])], ()) for row in rows]
+
+    # retention ----------------------------------------------------------------
+
+    async def prune(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        keep_runs: int | None = None,
+        dry_run: bool = False,
+        vacuum: bool = True,
+    ) -> Pruned:
+        """Delete old runs, keeping every task's latest success, as
+        :meth:`Journal.prune <asyncflow.journal.Journal.prune>` does, in one
+        transaction. The space freed is PostgreSQL's to reuse (autovacuum):
+        ``vacuum`` is accepted for the twin's sake, and the sizes are None.
+
+        Raises:
+            ValueError: neither ``older_than`` nor ``keep_runs``, or a negative one.
+            JournalError: a pruned row is damaged (nothing is deleted), or the
+                journal cannot be written.
+        """
+        del vacuum
+        cutoff, keep = bounds(self._clock(), older_than, keep_runs)
+        await self._before_read()
+        async with self._store.transaction("prune the journal") as db:
+            chosen = await db.fetch(sql.PRUNE_RUNS, cutoff, keep)
+            for run_id, status in chosen:
+                with rows_of_store(self._store, f"runs row {run_id!r}"):
+                    member(RunStatus, status, "status")
+            pruned = [str(row[0]) for row in chosen]
+            keys = {int(key): str(run_id) for key, run_id in await db.fetch(sql.PRUNE_KEYS, pruned)}
+            kept = [int(row[0]) for row in await db.fetch(sql.PRUNE_KEPT, list(keys))]
+            attempts, bad, status = await db.fetchrow(sql.PRUNE_COUNT, list(keys), kept)
+            if bad is not None:
+                with rows_of_store(self._store, f"attempts row {bad}"):
+                    member(AttemptStatus, status, "status")
+            here = [key for key in (id_ >> KEY_SHIFT for id_ in kept) if key in keys]
+            trimmed = {keys[key] for key in here}
+            whole = [run_id for run_id in pruned if run_id not in trimmed]
+            if dry_run:  # this transaction reads only
+                leases = await db.fetchval(sql.PRUNE_COUNT_LEASES, pruned)
+            else:
+                await db.execute(sql.PRUNE_ATTEMPTS, list(keys), kept)
+                for statement in (sql.PRUNE_RUN_ROWS, sql.PRUNE_REQUESTS, sql.PRUNE_RUN_KEYS):
+                    await db.execute(statement, whole)
+                leases = await db.fetchval(sql.PRUNE_LEASES, pruned)
+        return Pruned(
+            runs=len(whole),
+            trimmed=len(trimmed),
+            attempts=int(attempts),
+            kept=len(here),
+            leases=int(leases),
+            dry_run=dry_run,
+        )
 
     # internals ----------------------------------------------------------------
 

@@ -40,6 +40,16 @@ __all__ = [
     "MIGRATIONS",
     "NEW_RUN_KEY",
     "PRIOR_ATTEMPTS",
+    "PRUNE_ATTEMPTS",
+    "PRUNE_COUNT",
+    "PRUNE_COUNT_LEASES",
+    "PRUNE_KEPT",
+    "PRUNE_KEYS",
+    "PRUNE_LEASES",
+    "PRUNE_REQUESTS",
+    "PRUNE_RUNS",
+    "PRUNE_RUN_KEYS",
+    "PRUNE_RUN_ROWS",
     "RECOVER",
     "RELEASE",
     "RENEW",
@@ -782,3 +792,46 @@ TASK_STATES: Final = f"""
     JOIN attempts AS l ON l.id = p.last
     ORDER BY p.first
 """
+
+# --------------------------------------------------------------------- pruning
+# (see asyncflow.journal.prune for what a prune keeps; these are its twins)
+
+_OURS: Final = "'running', 'success', 'failed', 'timeout', 'cancelled', 'interrupted', 'missing'"
+_KEY_RANGE: Final = "a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295"
+
+# Runs not running that ended (interrupted ones: stopped renewing) before $1, and
+# are not among the $2 latest begun; with their status (one none of ours is damage).
+PRUNE_RUNS: Final = """
+    SELECT run_id, status FROM runs
+    WHERE status <> 'running'
+      AND coalesce(ended, extract(epoch FROM expires)::double precision) < $1::double precision
+      AND run_id NOT IN (SELECT run_id FROM runs ORDER BY started DESC, seq DESC LIMIT $2)
+"""
+PRUNE_KEYS: Final = "SELECT key, run_id FROM run_keys WHERE run_id = ANY ($1::text[])"
+# Each task with a success among the attempts of keys $1: its latest success.
+PRUNE_KEPT: Final = f"""
+    SELECT l.id FROM (SELECT DISTINCT a.task_id FROM unnest($1::bigint[]) AS k (key)
+                      JOIN attempts AS a ON {_KEY_RANGE} WHERE a.status = 'success') AS t,
+    LATERAL (SELECT b.id FROM attempts AS b WHERE b.task_id = t.task_id
+             AND b.status = 'success' ORDER BY b.ended DESC, b.id DESC LIMIT 1) AS l
+"""
+# The attempts of keys $1 but those kept ($2), counted, with the first whose status
+# is none of ours (and that status).
+PRUNE_COUNT: Final = f"""
+    SELECT count(*), min(a.id) FILTER (WHERE a.status NOT IN ({_OURS})),
+           min(a.status) FILTER (WHERE a.status NOT IN ({_OURS}))
+    FROM unnest($1::bigint[]) AS k (key) JOIN attempts AS a ON {_KEY_RANGE}
+    WHERE a.id NOT IN (SELECT unnest($2::bigint[]))
+"""
+PRUNE_ATTEMPTS: Final = f"""
+    DELETE FROM attempts AS a USING unnest($1::bigint[]) AS k (key)
+    WHERE {_KEY_RANGE} AND a.id NOT IN (SELECT unnest($2::bigint[]))
+"""
+PRUNE_RUN_ROWS: Final = "DELETE FROM runs WHERE run_id = ANY ($1::text[])"
+PRUNE_REQUESTS: Final = "DELETE FROM run_requests WHERE run_id = ANY ($1::text[])"
+PRUNE_RUN_KEYS: Final = "DELETE FROM run_keys WHERE run_id = ANY ($1::text[])"
+PRUNE_COUNT_LEASES: Final = "SELECT count(*) FROM leases WHERE run_id = ANY ($1::text[])"
+PRUNE_LEASES: Final = (
+    "WITH gone AS (DELETE FROM leases WHERE run_id = ANY ($1::text[]) RETURNING 1) "
+    "SELECT count(*) FROM gone"
+)

@@ -40,18 +40,22 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from .._version import __version__
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from ..errors import JournalError
 from . import history
+from . import prune as pruning
 from .leases import Identity, Leases, local_node, recover_interrupted
 from .opening import Opening
+from .prune import file_size
 from .recording import RecordingJournal
 from .records import (
     AttemptRecord,
@@ -62,6 +66,7 @@ from .records import (
     TaskState,
     TaskSummary,
 )
+from .retention import Pruned, bounds
 from .rows import NEW_RUN_KEY, Attempts, EndedRun, RunRow, Values, attempt_statements
 from .store import Store, sqlite_errors
 
@@ -479,6 +484,47 @@ class Journal(RecordingJournal):
         """
         await self._before_read()
         return await history.find_tasks(self._store, text, limit)
+
+    # retention ----------------------------------------------------------------
+
+    async def prune(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        keep_runs: int | None = None,
+        dry_run: bool = False,
+        vacuum: bool = True,
+    ) -> Pruned:
+        """Delete runs that ended more than ``older_than`` ago and are not among the
+        ``keep_runs`` latest (give one or both), with their attempts, requested
+        lists, run keys and lease rows; keep every task's latest successful
+        attempt (a task without outputs stays complete). Runs going on, and
+        what they hold, are never touched. Then give the space back (VACUUM;
+        without ``vacuum``, only the write-ahead log is emptied and the freed
+        pages are reused by later runs), unless another run is going on
+        (:attr:`Pruned.note` says so).
+
+        Args:
+            older_than: how long ago a run must have ended (an interrupted run:
+                stopped renewing its liveness) to go, by this journal's clock.
+            keep_runs: the latest begun runs that stay whatever their age.
+            dry_run: count what would go; change nothing.
+            vacuum: give the freed pages back to the file system.
+
+        Raises:
+            ValueError: neither ``older_than`` nor ``keep_runs``, or a negative one.
+            JournalError: the journal is damaged (nothing is deleted), or cannot
+                be written.
+        """
+        cutoff, keep = bounds(self._clock(), older_than, keep_runs)
+        await self._before_read()
+        before = await anyio.to_thread.run_sync(file_size, self.path)
+        done = await pruning.prune(self._store, cutoff, keep, dry_run=dry_run)
+        if dry_run:
+            return dataclasses.replace(done, size_before=before)
+        note = await pruning.vacuum(self._store, full=vacuum)
+        after = await anyio.to_thread.run_sync(file_size, self.path)
+        return dataclasses.replace(done, size_before=before, size_after=after, note=note)
 
     # internals ----------------------------------------------------------------
 
