@@ -100,9 +100,9 @@ _COUNT_ATTEMPTS: Final = f"""
 """
 _BAD_STATUS: Final = "SELECT task_id, status FROM attempts WHERE id = ?"
 # Pruned runs holding a kept success: trimmed, not deleted.
-_TRIMMED: Final = """
+_TRIMMED: Final = f"""
     SELECT DISTINCT k.run_id FROM temp.prune_kept AS p
-    JOIN run_keys AS k ON k.key = p.id >> 32
+    JOIN run_keys AS k ON k.key = p.id >> {KEY_SHIFT}
     WHERE k.run_id IN (SELECT run_id FROM temp.prune_runs)
 """
 _KEPT_HERE: Final = f"""
