@@ -15,7 +15,7 @@ import enum
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from ..errors import JournalError
 
@@ -27,7 +27,6 @@ __all__ = [
     "integer",
     "is_damage",
     "json_params",
-    "json_rows",
     "json_texts",
     "member",
     "optional_real",
@@ -126,14 +125,6 @@ def json_texts(value: object, column: str) -> list[str]:
     if isinstance(found, list) and all(isinstance(item, str) for item in found):
         return found
     raise Undecodable(column, value, "a JSON array of texts")
-
-
-def json_rows(value: object, column: str) -> list[list[Any]]:
-    """Rows handed back as one JSON array (of arrays), as ``json_group_array`` makes."""
-    found = _json(value, column)
-    if isinstance(found, list) and all(isinstance(item, list) for item in found):
-        return found
-    raise Undecodable(column, value, "a JSON array of rows")
 
 
 def json_params(value: object, column: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._log import log as _log
 from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
-from .decode import integer, json_rows, member, optional_text, real, text
+from .decode import integer, member, optional_text, real, text
 from .fencing import RunCheck, tokens_to_fence
 from .store import Store
 
@@ -101,12 +101,8 @@ _TAKE_MANY: Final = """
                   WHERE runs.run_id = leases.run_id AND runs.status != 'running')
     RETURNING task_id, prev_outcome, token
 """
-# Both hand back one row, the rows found as a JSON array: row by row, 10,000 leases
-# took 350 ms to come back while the event loop was busy (each row waits for the
-# GIL on the database's thread); one row is a few ms, and one json.loads().
 _LEASE_ROWS: Final = """
-    SELECT json_group_array(json_array(
-           leases.task_id, leases.run_id, leases.host, leases.pid, leases.since,
+    SELECT leases.task_id, leases.run_id, leases.host, leases.pid, leases.since,
            leases.expires, leases.outcome,
            (SELECT node FROM runs WHERE runs.run_id = leases.run_id),
            (SELECT max(ended) FROM attempts
@@ -114,15 +110,14 @@ _LEASE_ROWS: Final = """
             AND attempts.status = 'success'
             AND attempts.run_id = leases.run_id) IS NOT NULL,
            EXISTS (SELECT 1 FROM runs
-                   WHERE runs.run_id = leases.run_id AND runs.status != 'running')))
+                   WHERE runs.run_id = leases.run_id AND runs.status != 'running')
     FROM json_each(?) AS j CROSS JOIN leases ON leases.task_id = j.value
 """
 # The same, for tasks held through a claim.
 _CLAIMED_ROWS: Final = (
-    "SELECT json_group_array(json_array(j.value, c.run_id, r.host, r.pid, c.since, "
-    "r.expires, NULL, r.node, EXISTS "
+    "SELECT j.value, c.run_id, r.host, r.pid, c.since, r.expires, NULL, r.node, EXISTS "
     "(SELECT 1 FROM attempts AS a WHERE a.task_id = j.value AND a.status = 'success' "
-    "AND a.run_id = c.run_id), r.status != 'running')) "
+    "AND a.run_id = c.run_id), r.status != 'running' "
     "FROM run_claims AS c JOIN runs AS r ON r.run_id = c.run_id, json_each(c.task_ids) AS j "
     "WHERE j.value IN (SELECT value FROM json_each(?))"
 )
@@ -580,12 +575,8 @@ class Leases:
         now = self._clock()
         states: list[Holder | _LetGo] = []
         ids = json.dumps(task_ids)
-        [(leased,)] = await self._store.fetch(_LEASE_ROWS, [ids])
-        [(claimed_rows,)] = await self._store.fetch(_CLAIMED_ROWS, [ids])
-        with self._store.decoding("leases"):
-            rows = {str(row[0]): row for row in json_rows(leased, "leases held")}
-            claimed_rows = json_rows(claimed_rows, "leases claimed")
-        for claimed in claimed_rows:
+        rows = {str(row[0]): row for row in await self._store.fetch(_LEASE_ROWS, [ids])}
+        for claimed in await self._store.fetch(_CLAIMED_ROWS, [ids]):
             row = rows.get(str(claimed[0]))
             if row is None or row[1] != claimed[1]:
                 rows[str(claimed[0])] = claimed  # the claim took over from that row's run
