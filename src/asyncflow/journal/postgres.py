@@ -46,7 +46,7 @@ from .decode import member
 from .history import LISTED_REQUESTED, attempt_record, run_record, task_state
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
-from .postgres_store import PgStore, joined
+from .postgres_store import Landed, PgStore, Unreachable, joined
 from .recording import RecordingJournal
 from .records import (
     AttemptRecord,
@@ -66,6 +66,7 @@ __all__ = ["PostgresJournal"]
 
 _TAKEN_BY: Final = re.compile(r"taken over by (run .+? \(token \d+\))")
 
+_LANDED: Final = "attempts_pkey"  # see _commit()
 _SUCCESS: Final = AttemptStatus.SUCCESS.value
 _RUNNING: Final = AttemptStatus.RUNNING.value
 
@@ -125,6 +126,7 @@ class PostgresJournal(RecordingJournal):
         clock: Callable[[], float] = time.time,
         host: str | None = None,
         pid: int | None = None,
+        reconnect_patience: float | None = None,
     ) -> Opening[PostgresJournal]:
         """Open the journal in the database at ``url`` (``postgresql://user@host:port/db``).
 
@@ -140,6 +142,10 @@ class PostgresJournal(RecordingJournal):
             clock: wall-clock seconds of the history's times (started, ended);
                 never used to judge leases.
             host, pid: this process's identity in runs and leases.
+            reconnect_patience: seconds the database may stay unreachable (a
+                restart, a failover) while the journal reconnects and sends its
+                statement again, before the run fails; default ``lease_ttl``
+                (leases not renewed for that long have lapsed anyway).
 
         Raises:
             JournalError: asyncpg is missing, the database cannot be reached, is
@@ -147,11 +153,14 @@ class PostgresJournal(RecordingJournal):
         """
         if lease_ttl <= 0 or flush_interval <= 0 or flush_events < 1:
             raise ValueError("lease_ttl and flush_interval must be > 0, flush_events >= 1")
+        patience = lease_ttl if reconnect_patience is None else reconnect_patience
+        if not patience >= 0:
+            raise ValueError(f"reconnect_patience must be >= 0, got {reconnect_patience}")
         if not is_postgres_url(url):
             raise JournalError(f"{redacted(url)}: not a postgresql:// or postgres:// URL")
 
         async def opener() -> PostgresJournal:
-            store = await PgStore.connect(url)
+            store = await PgStore.connect(url, patience=patience)
             try:
                 with anyio.CancelScope(shield=True):
                     await recover_expired(store)
@@ -197,6 +206,9 @@ class PostgresJournal(RecordingJournal):
 
     def _log_fields(self) -> dict[str, Any]:
         return {"url": self.url}
+
+    def _gave_up(self, error: JournalError) -> bool:
+        return isinstance(error, Unreachable)
 
     def _new_run_row(self, run_id: str, started: float, requested: str) -> RunRow:
         return RunRow(
@@ -566,22 +578,41 @@ class PostgresJournal(RecordingJournal):
         fence = self._leases.to_fence(attempts.successes()) if attempts else {}
         write = _write_args(attempts, fence)
         statuses = _status_args(attempts.statuses)
-        if not runs and statuses is None:
-            refused = await self._store.write(*write, doing="write the journal") if write else []
-        else:
-            requested = [(row.run_id, row.requested) for row in runs if row.requested]
-            for attempt in range(3):
-                try:
-                    refused = await self._transaction(write, runs, requested, statuses)
-                    break
-                except JournalError as exc:
-                    # The heartbeat locks the run rows and lease rows too: a deadlock
-                    # rolled this back whole, so it is written again.
-                    if attempt == 2 or not self._store.collided(exc):
-                        raise
-            for row in runs:
-                row.requested = None
+        # A batch whose connection was lost is sent again (see PgStore.retrying): its
+        # new rows' ids are this journal's alone, so if a first sending committed,
+        # the second meets its own rows (attempts_pkey) and the batch stands as the
+        # first wrote it (every statement of it is one transaction).
+        try:
+            if not runs and statuses is None:
+                refused = (
+                    await self._store.write(*write, doing="write the journal", landed=_LANDED)
+                    if write
+                    else []
+                )
+            else:
+                requested = [(row.run_id, row.requested) for row in runs if row.requested]
+                for attempt in range(3):
+                    try:
+                        refused = await self._transaction(write, runs, requested, statuses)
+                        break
+                    except JournalError as exc:
+                        # The heartbeat locks the run rows and lease rows too: a deadlock
+                        # rolled this back whole, so it is written again.
+                        if attempt == 2 or not self._store.collided(exc):
+                            raise
+        except Landed:
+            refused = await self._refused(fence)
+        for row in runs:
+            row.requested = None
         self._written(refused, len(attempts) + len(runs))
+
+    async def _refused(self, fence: Mapping[str, Mapping[str, int]]) -> list[Any]:
+        """The successes of a batch that its first sending refused (fenced), read back."""
+        pairs = [(run_id, task_id) for run_id, held in fence.items() for task_id in held]
+        if not pairs:
+            return []
+        run_ids, task_ids = (list(column) for column in zip(*pairs, strict=True))
+        return await self._store.fetch(sql.REFUSED, run_ids, task_ids, doing="write the journal")
 
     async def _transaction(
         self,
@@ -590,8 +621,15 @@ class PostgresJournal(RecordingJournal):
         requested: Sequence[tuple[str, str | None]],
         statuses: list[list[Any]] | None = None,
     ) -> list[Any]:
-        """Run rows and attempt rows (and what they said), in one transaction."""
-        async with self._store.transaction("write the journal") as db:
+        """Run rows and attempt rows (and what they said), in one transaction, sent
+        again if its connection was lost (every statement but the new attempt rows
+        is an upsert; those are ``landed``).
+
+        Raises:
+            Landed: a first sending had committed.
+        """
+
+        async def work(db: Any) -> list[Any]:
             refused: list[Any] = await db.fetch(*write) if write else []
             if statuses is not None:
                 await db.execute(sql.SET_STATUS, *statuses)
@@ -599,6 +637,12 @@ class PostgresJournal(RecordingJournal):
                 await db.execute(sql.UPSERT_RUN, *row.values())
             for run_id, listed in requested:
                 await db.execute(sql.INSERT_REQUESTED, run_id, listed)
+            return refused
+
+        with anyio.CancelScope(shield=True):
+            refused = await self._store.retrying(
+                work, doing="write the journal", transaction=True, landed=_LANDED
+            )
         return refused
 
     def _written(self, refused: Sequence[Any], rows: int) -> None:

@@ -205,10 +205,16 @@ class PgLeases:
         # Only the leases held before the statement is sent are judged: one a claim
         # takes meanwhile was taken under the run's liveness that claim pushed on.
         before = {run_id: dict(held) for run_id, held in self._held.items() if held}
+        valid_until = self.valid_until
         rows = await self._store.write(
             sql.RENEW, sorted(self.live_runs), self.ttl, doing="renew leases"
         )
-        lapsed = {str(run_id): bool(late) for run_id, late in rows}
+        # Answered after the leases were sure to last: the database may have been
+        # out of reach meanwhile (the statement sent again), and a first sending that
+        # committed unanswered pushed the run on already, so the statement cannot
+        # tell whether the run had lapsed before: every run is asked what it kept.
+        unsure = self._monotonic() >= valid_until
+        lapsed = {str(run_id): bool(late) or unsure for run_id, late in rows}
         lost: list[tuple[str, str]] = []
         for run_id, held_then in before.items():
             if run_id not in lapsed:  # over (found interrupted by another process)

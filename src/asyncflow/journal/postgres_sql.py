@@ -51,6 +51,7 @@ __all__ = [
     "PRUNE_RUN_KEYS",
     "PRUNE_RUN_ROWS",
     "RECOVER",
+    "REFUSED",
     "RELEASE",
     "RENEW",
     "REQUESTED",
@@ -198,7 +199,10 @@ UPSERT_RUN: Final = """
 """
 # A run begun, in one round trip: its row, its requested list, its key, and its
 # rivals (ANY_RIVAL): the runs going on, and the greatest seq before it (any run
-# begun after that may be a rival; the run itself is no rival of its own).
+# begun after that may be a rival; the run itself is no rival of its own). Sent
+# again after a lost connection, when the first sending had committed, it finds
+# the same rivals: the greatest seq is taken below the run's own (the run's row
+# is then there; its second key is never used).
 BEGIN_RUN: Final = """
     WITH run AS (
         INSERT INTO runs (run_id, status, started, ended, host, pid, version, expires)
@@ -217,7 +221,9 @@ BEGIN_RUN: Final = """
     SELECT (SELECT key FROM key),
            coalesce((SELECT array_agg(run_id) FROM runs
                      WHERE status = 'running' AND run_id != $1), '{}'),
-           coalesce((SELECT max(seq) FROM runs), 0)
+           coalesce((SELECT max(seq) FROM runs
+                     WHERE seq < coalesce((SELECT seq FROM runs WHERE run_id = $1),
+                                          9223372036854775807)), 0)
 """
 # A run id begun again keeps the list it was first begun with.
 INSERT_REQUESTED: Final = """
@@ -386,6 +392,17 @@ SET_STATUS: Final = """
     WHERE a.id = s.id
 """
 
+# The successes of a batch ($1 run ids, $2 task ids) that the fence refused: what
+# the batch's statement returned, read back when its answer was lost (a batch
+# sent again after its connection was lost, whose first sending had committed).
+REFUSED: Final = """
+    SELECT a.run_id, a.task_id, a.error_message
+    FROM unnest($1::text[], $2::text[]) AS f (run_id, task_id),
+    LATERAL (SELECT run_id, task_id, error_message FROM attempts
+             WHERE attempts.task_id = f.task_id AND attempts.run_id = f.run_id
+             AND attempts.error_type = 'asyncflow.LeaseLost' LIMIT 1) AS a
+"""
+
 # ---------------------------------------------------------------------- leases
 # A lease is free when it was let go (outcome), when its holder's run journaled a
 # success for the task, or when that run is over: ended, or expired by the
@@ -407,7 +424,11 @@ SET_STATUS: Final = """
 # string, each after the separator $6 (as in WRITE_NEW). Rows another transaction
 # has locked are skipped, not waited for: the caller reads them as held, or
 # claims them again. The take draws one fencing token for every lease it takes;
-# the live holder re-taking its own keeps its token.
+# the live holder re-taking its own keeps its token. That is also what a claim
+# sent again after its connection was lost meets, when the first sending had
+# committed (CLAIM_NEW then fails on its own rows, CLAIM_SOME inserts none): the
+# leases it took come back once, under the tokens they were taken with; one that
+# another run took meanwhile (after this run's liveness lapsed) is not its own.
 CLAIM: Final = """
     WITH wanted AS (
         SELECT DISTINCT task_id FROM unnest((string_to_array($1, $6))[2:]) AS w (task_id)
@@ -553,10 +574,16 @@ HELD: Final = """
              AND leases.outcome IS NULL LIMIT 1) AS l
 """
 # Letting go, under the token the lease was taken with (NULL: whatever it is):
-# a holder whose lease was taken over meanwhile changes nothing.
+# a holder whose lease was taken over meanwhile changes nothing. Sent again after
+# a lost connection, when the first sending had committed, it finds the lease let
+# go by the same run, under the same token, the same way: that is its own release
+# (a take by another run changes the run id; a take again by this run draws a new
+# token), and it is answered as the first would have been.
 RELEASE: Final = """
-    UPDATE leases SET outcome = $3, released = now()
-    WHERE task_id = $1 AND run_id = $2 AND outcome IS NULL
+    UPDATE leases SET outcome = $3,
+        released = CASE WHEN outcome IS NULL THEN now() ELSE released END
+    WHERE task_id = $1 AND run_id = $2
+    AND (outcome IS NULL OR (outcome = $3 AND $4::bigint IS NOT NULL))
     AND ($4::bigint IS NULL OR token = $4)
     RETURNING 1
 """

@@ -4,27 +4,42 @@
 ``import asyncflow``); without it, opening one says which extra to install.
 A URL's password never leaves this module: messages, reprs and pages show
 :func:`redacted` URLs.
+
+A connection lost (the server restarted, a failover, the network) is ridden
+out: the statement is sent again on a new connection, with backoff, until the
+database has been unreachable for the store's *patience*; one warning is
+logged per outage, and one line when it is over. Past the patience, the
+statement fails with :class:`Unreachable`, naming how long it waited. A
+statement whose connection was lost may have committed: only statements that
+are safe to send twice go through :meth:`PgStore.fetch` and its kin (see
+:mod:`asyncflow.journal.postgres_sql` for what each does when it is sent
+again); a batch of new attempt rows says so with ``landed``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import random
 import secrets
 import sys
+import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from .._log import log as _log
 from .._version import __version__
 from ..errors import JournalError
 from . import postgres_sql as sql
 from .where import redacted
 
-__all__ = ["PgStore", "joined"]
+__all__ = ["Landed", "PgStore", "Unreachable", "joined"]
+
+T = TypeVar("T")
 
 
 _CONNECT_TIMEOUT: Final = 30.0
@@ -41,6 +56,29 @@ that the planner would compile such a statement to machine code first (JIT,
 that, so JIT is off."""
 
 
+_FIRST_PAUSE: Final = 0.05
+_LONGEST_PAUSE: Final = 2.0
+"""Seconds between tries to reach the database again: doubled from the first to
+the longest, each drawn in its upper half (many clients coming back at once
+after a failover do not come in step)."""
+
+
+class Unreachable(JournalError):
+    """The database could not be reached for longer than the store's patience."""
+
+
+class Landed(Exception):  # (not an error: what a write sent again learned)
+    """A write sent again after its connection was lost had committed the first time."""
+
+
+class _Lost(Exception):
+    """A statement's connection was lost or left unusable: it may have committed."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
 def _asyncpg() -> Any:
     try:
         return importlib.import_module("asyncpg")
@@ -53,10 +91,38 @@ def _asyncpg() -> Any:
 class PgStore:
     """A pool of connections to one journal database."""
 
-    def __init__(self, pool: Any, url: str, asyncpg: Any) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        url: str,
+        asyncpg: Any,
+        *,
+        patience: float = _CONNECT_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pool = pool
         self.url = url
         """The database's URL without its password."""
+        self.patience = patience
+        """Seconds the database may stay unreachable before a statement gives up."""
+        self._monotonic = monotonic
+        self._down_since: float | None = None  # monotonic: the outage going on began then
+        # A connection lost, the server going away or not yet taking connections
+        # (a restart, a failover), or full: the statement is sent again.
+        self._lost: tuple[type[BaseException], ...] = (
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.CrashShutdownError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.TooManyConnectionsError,
+            OSError,
+            TimeoutError,
+        )
+        self._interface: type[BaseException] = asyncpg.InterfaceError
+        # The driver's state machine broken (asyncpg raises it when a session is
+        # terminated mid-transaction): the connection cannot be trusted again.
+        self._internal: type[BaseException] = asyncpg.exceptions.InternalClientError
+        self._unique: type[BaseException] = asyncpg.exceptions.UniqueViolationError
         self._errors: tuple[type[BaseException], ...] = (
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
@@ -71,8 +137,10 @@ class PgStore:
         self._undefined_table: type[BaseException] = asyncpg.exceptions.UndefinedTableError
 
     @classmethod
-    async def connect(cls, url: str) -> PgStore:
+    async def connect(cls, url: str, *, patience: float = _CONNECT_TIMEOUT) -> PgStore:
         """Connect to the database at ``url`` and bring its schema up to date.
+
+        ``patience``: seconds an outage is ridden out later (see the module's docstring).
 
         Raises:
             JournalError: asyncpg is missing, the database cannot be reached,
@@ -95,7 +163,7 @@ class PgStore:
         except errors as exc:
             # asyncpg's messages may quote the DSN: keep only the kind and a redacted text.
             raise JournalError(f"{shown}: cannot open the journal: {_message(exc, url)}") from None
-        store = cls(pool, shown, asyncpg)
+        store = cls(pool, shown, asyncpg, patience=patience)
         try:
             with anyio.CancelScope(shield=True):
                 await store._prepare()
@@ -163,10 +231,107 @@ class PgStore:
         return version
 
     async def fetch(self, statement: str, *args: Any, doing: str = "read the journal") -> list[Any]:
-        """Rows of one statement (its own transaction)."""
-        with self.errors(doing):
+        """Rows of one statement (its own transaction), sent again on a new connection
+        if its connection was lost: only for statements that are safe to send twice.
+
+        Raises:
+            Unreachable: the database stayed unreachable for longer than the patience.
+            JournalError: the statement failed.
+        """
+        rows: list[Any] = await self.retrying(lambda db: db.fetch(statement, *args), doing=doing)
+        return rows
+
+    async def retrying(
+        self,
+        work: Callable[[Any], Awaitable[T]],
+        *,
+        doing: str,
+        transaction: bool = False,
+        landed: str | None = None,
+    ) -> T:
+        """``work(connection)`` (in a transaction if asked), done again on a new
+        connection while the database is unreachable, up to the patience.
+
+        ``landed``: a unique constraint that only a first sending of ``work`` can
+        have filled (the primary key of rows it inserts, under ids nobody else
+        uses). Its violation, when ``work`` is sent again after a lost connection,
+        says the first sending committed: :class:`Landed` is raised.
+
+        Raises:
+            Landed: see ``landed``.
+            Unreachable: the database stayed unreachable for longer than the patience.
+            JournalError: ``work`` failed.
+        """
+        resent = False
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                with self.errors(doing):
+                    result = await self._once(work, transaction)
+            except _Lost as lost:
+                await self._wait_out(lost.cause, doing, pause)
+                pause = min(pause * 2, _LONGEST_PAUSE)
+                resent = True
+                continue
+            except JournalError as exc:
+                cause = exc.__cause__
+                if (
+                    resent
+                    and landed is not None
+                    and isinstance(cause, self._unique)
+                    and getattr(cause, "constraint_name", None) == landed
+                ):
+                    self._back()
+                    raise Landed(landed) from None
+                raise
+            self._back()
+            return result
+
+    async def _once(self, work: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+        try:
             async with self.pool.acquire() as db:
-                return list(await db.fetch(statement, *args))
+                try:
+                    if not transaction:
+                        return await work(db)
+                    async with db.transaction():
+                        return await work(db)
+                except self._internal as exc:
+                    db.terminate()  # never handed out again: the pool connects anew
+                    raise _Lost(exc) from exc
+                except self._interface as exc:
+                    if db.is_closed():
+                        raise _Lost(exc) from exc
+                    raise
+        except self._lost as exc:
+            raise _Lost(exc) from exc
+
+    async def _wait_out(self, cause: BaseException, doing: str, pause: float) -> None:
+        """Pause before the next try, or give up: the patience is spent."""
+        now = self._monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            _log.warning(
+                "journal.unreachable",
+                url=self.url,
+                error=_message(cause, None),
+                patience=self.patience,
+            )
+        waited = now - self._down_since
+        if waited >= self.patience:
+            error = Unreachable(
+                f"{self.url}: cannot {doing}: the database has been unreachable for "
+                f"{waited:.1f} s (patience {self.patience:g} s); last error: "
+                f"{_message(cause, None)}"
+            )
+            error.__cause__ = cause
+            raise error
+        await anyio.sleep(min(pause * (0.5 + random.random() / 2), self.patience - waited))
+
+    def _back(self) -> None:
+        if self._down_since is not None:
+            down = self._monotonic() - self._down_since
+            self._down_since = None
+            _log.warning("journal.reachable_again", url=self.url, seconds=round(down, 3))
 
     async def search(self, statement: str, *args: Any, doing: str) -> list[Any]:
         """Rows of a statement that reads a whole table whatever its plan (a text
@@ -176,17 +341,24 @@ class PgStore:
             await db.execute("SET LOCAL enable_seqscan = on")
             return list(await db.fetch(statement, *args))
 
-    async def write(self, statement: str, *args: Any, doing: str) -> list[Any]:
+    async def write(
+        self, statement: str, *args: Any, doing: str, landed: str | None = None
+    ) -> list[Any]:
         """One write statement, its own transaction, shielded; its RETURNING rows.
 
-        A deadlock or serialization failure (PostgreSQL rolled it back) is tried again.
+        A deadlock or serialization failure (PostgreSQL rolled it back) is tried
+        again, and so is a statement whose connection was lost (see :meth:`fetch`
+        and, for ``landed``, :meth:`retrying`).
         """
         with anyio.CancelScope(shield=True):
             for attempt in range(3):
                 try:
-                    return await self.fetch(statement, *args, doing=doing)
+                    rows: list[Any] = await self.retrying(
+                        lambda db: db.fetch(statement, *args), doing=doing, landed=landed
+                    )
+                    return rows
                 except JournalError as exc:
-                    if attempt == 2 or not isinstance(exc.__cause__, self._retryable):
+                    if attempt == 2 or not self.collided(exc):
                         raise
         raise AssertionError("unreachable")
 

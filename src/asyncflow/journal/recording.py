@@ -109,6 +109,11 @@ class RecordingJournal(Coordinator):
     async def _close_store(self) -> None:
         """Close the connection(s), whatever happened before."""
 
+    def _gave_up(self, error: JournalError) -> bool:
+        """Whether ``error`` says the store stopped waiting for its database to come
+        back (the journal then fails, as on a failed write)."""
+        return False
+
     def _damage(self) -> JournalError | None:
         """Damage a read found (and raised to its caller already), if any."""
         return None
@@ -264,6 +269,9 @@ class RecordingJournal(Coordinator):
                 try:
                     await self._leases.renew()
                 except JournalError as exc:
+                    if self._gave_up(exc):
+                        self._fail(exc)  # as the writer would: the run ends, loudly
+                        return
                     # Leases may lapse; commit_check() tells a task before it commits.
                     _log.warning("journal.heartbeat_failed", **self._log_fields(), error=str(exc))
 
