@@ -365,6 +365,35 @@ async def test_cancelling_the_run_cancels_running_bodies(
     assert (await listener.next())[0] == "refused"
 
 
+class _DaskFuture:
+    """What an attempt asks of a Dask future before it ends."""
+
+    def add_done_callback(self, callback: Any) -> None:
+        pass
+
+
+async def test_a_lost_attempt_stays_where_its_worker_died() -> None:
+    """Once the scheduler says the worker running an attempt is gone, Dask may start
+    the same key on another worker before the attempt has failed here: the attempt
+    (its RETRY event, its WorkerLost) still names the worker that died."""
+    import asyncio
+
+    from asyncflow.dask import _Attempt, _DaskBodies
+    from asyncflow.graph import Node
+
+    bodies = _DaskBodies(None, None, "run", {})  # type: ignore[arg-type]
+    node = Node(Dies("out"), 0)
+    attempt = _Attempt(node, _DaskFuture(), asyncio.get_running_loop())
+    bodies._running["key"] = attempt
+    bodies._on_started((0.0, {"key": "key", "worker": "tcp://127.0.0.1:1"}))
+    assert node.where == "tcp://127.0.0.1:1"
+    gone = {"action": "remove-worker", "worker": "tcp://127.0.0.1:1", "processing-tasks": ["key"]}
+    bodies._on_cluster_event((0.0, gone))
+    bodies._on_started((0.0, {"key": "key", "worker": "tcp://127.0.0.1:2"}))  # rescheduled
+    assert attempt.lost is not None and attempt.lost.worker == "tcp://127.0.0.1:1"
+    assert node.where == "tcp://127.0.0.1:1"  # tcp://127.0.0.1:2 on the old code
+
+
 async def test_a_worker_killed_mid_task_is_a_failed_attempt_retried_elsewhere(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:

@@ -447,7 +447,9 @@ class _DaskBodies:
         if not isinstance(message, dict):
             return
         attempt = self._running.get(message.get("key"))  # type: ignore[arg-type]
-        if attempt is not None:
+        # An attempt whose worker died stays where it was lost: Dask may start
+        # its key again elsewhere before the attempt has failed here.
+        if attempt is not None and attempt.lost is None:
             attempt.node.where = str(message.get("worker") or _QUEUED)
 
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
