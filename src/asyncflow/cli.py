@@ -280,23 +280,11 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         help="list recent runs from the journal",
         description="List the most recent runs recorded in the journal.",
     )
-    history.add_argument(
-        "--journal",
-        metavar="PATH|URL",
-        help="a journal file or a postgresql:// URL (default: configured, else "
-        ".asyncflow/journal.db)",
-    )
+    _add_journal_option(history)
     history.add_argument(
         "--limit", type=_positive_int, default=20, help="runs to show (default 20)"
     )
-    history.add_argument(
-        "--status",
-        type=_statuses(RunStatus),
-        action="extend",
-        metavar="STATUS",
-        help="only runs that stand so (repeat it, or list them with commas): "
-        + ", ".join(status.value for status in RunStatus),
-    )
+    _add_status_option(history, RunStatus, "runs")
     show = commands.add_parser(
         "show",
         help="show one run's tasks and attempts",
@@ -304,23 +292,11 @@ def _parser(task_cls: type[Task] | None) -> argparse.ArgumentParser:
         "status, then the first of them in order.",
     )
     show.add_argument("run_id", metavar="RUN_ID")
-    show.add_argument(
-        "--journal",
-        metavar="PATH|URL",
-        help="a journal file or a postgresql:// URL (default: configured, else "
-        ".asyncflow/journal.db)",
-    )
+    _add_journal_option(show)
     show.add_argument(
         "--tracebacks", action="store_true", help="include the tracebacks of the attempts shown"
     )
-    show.add_argument(
-        "--status",
-        type=_statuses(AttemptStatus),
-        action="extend",
-        metavar="STATUS",
-        help="only attempts that stand so (repeat it, or list them with commas): "
-        + ", ".join(status.value for status in AttemptStatus),
-    )
+    _add_status_option(show, AttemptStatus, "attempts")
     show.add_argument(
         "--limit",
         type=_count,
@@ -420,6 +396,28 @@ def _count(text: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
     return number
+
+
+def _add_journal_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--journal",
+        metavar="PATH|URL",
+        help="a journal file or a postgresql:// URL (default: configured, else "
+        ".asyncflow/journal.db)",
+    )
+
+
+def _add_status_option(
+    command: argparse.ArgumentParser, kind: type[RunStatus] | type[AttemptStatus], what: str
+) -> None:
+    command.add_argument(
+        "--status",
+        type=_statuses(kind),
+        action="extend",
+        metavar="STATUS",
+        help=f"only {what} that stand so (repeat it, or list them with commas): "
+        + ", ".join(status.value for status in kind),
+    )
 
 
 def _statuses(kind: type[RunStatus] | type[AttemptStatus]) -> Any:
@@ -663,12 +661,7 @@ def _add_journal_commands(commands: Any) -> None:
         "runs going on are never touched. A journal file is then vacuumed, unless a run is "
         "going on. One line says what went; exit 2 on a damaged journal.",
     )
-    prune.add_argument(
-        "--journal",
-        metavar="PATH|URL",
-        help="a journal file or a postgresql:// URL (default: configured, else "
-        ".asyncflow/journal.db)",
-    )
+    _add_journal_option(prune)
     prune.add_argument(
         "--older-than",
         metavar="DURATION",
@@ -866,12 +859,7 @@ def _add_ui_command(commands: Any) -> None:
         "JSON under /api/, Prometheus metrics at /metrics), read-only. It listens on "
         "127.0.0.1 unless --host says otherwise; any other address needs a token.",
     )
-    ui.add_argument(
-        "--journal",
-        metavar="PATH|URL",
-        help="a journal file or a postgresql:// URL (default: configured, else "
-        ".asyncflow/journal.db)",
-    )
+    _add_journal_option(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     ui.add_argument("--port", type=_port, default=8082, help="port (8082; 0: any free one)")
     ui.add_argument(
