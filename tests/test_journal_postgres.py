@@ -22,7 +22,7 @@ import httpx
 import pytest
 import structlog.testing
 from tests.fixtures import ROOT, cli, cli_env
-from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer, query
 
 import asyncflow
 from asyncflow.errors import JournalError
@@ -52,15 +52,6 @@ class T(asyncflow.Task):
 
 def event(kind: Event, n: int, run_id: str = "run-1", **fields: Any) -> TaskEvent:
     return TaskEvent(kind, T(n=n), run_id, fields.pop("attempt", 1), time=time.time(), **fields)
-
-
-async def query(dsn: str, statement: str, *args: object) -> list[Any]:
-    """Read the database with a connection of its own, as another tool would."""
-    db = await asyncpg.connect(dsn)
-    try:
-        return [tuple(row) for row in await db.fetch(statement, *args)]
-    finally:
-        await db.close()
 
 
 async def until_let_go(journal: PostgresJournal, task_id: str) -> LeaseOutcome:

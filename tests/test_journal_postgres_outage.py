@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 import structlog.testing
 from anyio.abc import TaskStatus
-from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer, query
 
 import asyncflow
 from asyncflow.config import Config
@@ -57,14 +57,6 @@ class Leaf(asyncflow.Task):
 
 def leaves(dsn: str) -> list[Leaf]:
     return [Leaf(db=dsn, i=i) for i in range(TASKS)]
-
-
-async def query(dsn: str, statement: str, *args: object) -> list[Any]:
-    db = await asyncpg.connect(dsn)
-    try:
-        return [tuple(row) for row in await db.fetch(statement, *args)]
-    finally:
-        await db.close()
 
 
 async def terminate_mid_statement(
