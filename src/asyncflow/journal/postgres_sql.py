@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .records import AttemptStatus
+
 __all__ = [
     "ANY_INTERRUPTED",
     "ANY_RIVAL",
@@ -752,12 +754,10 @@ RUN_SUMMARY: Final = f"""
     {_listed("$2")}
     WHERE r.run_id = $1
 """
-# The attempts of run $1: the id range of each of its keys (see rows.py).
-_OF_RUN: Final = """
-    run_keys AS k JOIN attempts AS a
-    ON a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295
-    WHERE k.run_id = $1
-"""
+# The attempts of a run key k: the ids k << 32 .. k << 32 | 0xFFFFFFFF (see rows.py).
+_KEY_RANGE: Final = "a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295"
+# The attempts of run $1: the id range of each of its keys.
+_OF_RUN: Final = f"run_keys AS k JOIN attempts AS a ON {_KEY_RANGE} WHERE k.run_id = $1"
 # Each task of the run: its first and latest attempt, and how many started.
 _TASKS: Final = f"""
     SELECT a.task_id, min(a.family) AS family, min(a.id) AS first, max(a.id) AS last,
@@ -801,8 +801,7 @@ RUN_TASK_PAGE: Final = f"""
 # A page of run $1's attempts in order ($2: the statuses wanted, or NULL; $3 NULL: all).
 RUN_ATTEMPT_PAGE: Final = f"""
     SELECT {_ATTEMPT_COLUMNS}
-    FROM run_keys AS k JOIN attempts AS a
-    ON a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295
+    FROM run_keys AS k JOIN attempts AS a ON {_KEY_RANGE}
     LEFT JOIN runs AS r ON r.run_id = k.run_id
     WHERE k.run_id = $1 AND ($2::text[] IS NULL OR a.status = ANY($2::text[]))
     ORDER BY a.id LIMIT $3 OFFSET $4
@@ -823,8 +822,7 @@ TASK_STATES: Final = f"""
 # --------------------------------------------------------------------- pruning
 # (see asyncflow.journal.prune for what a prune keeps; these are its twins)
 
-_OURS: Final = "'running', 'success', 'failed', 'timeout', 'cancelled', 'interrupted', 'missing'"
-_KEY_RANGE: Final = "a.id BETWEEN k.key << 32 AND (k.key << 32) + 4294967295"
+_OURS: Final = ", ".join(repr(status.value) for status in AttemptStatus)
 
 # Runs not running that ended (interrupted ones: stopped renewing) before $1, and
 # are not among the $2 latest begun; with their status (one none of ours is damage).
