@@ -32,7 +32,7 @@ from .records import (
     TaskState,
     TaskSummary,
 )
-from .schema import KEY_SHIFT
+from .schema import KEY_RANGE, KEY_SHIFT
 from .store import Store
 
 __all__ = [
@@ -81,10 +81,7 @@ _ATTEMPTS_WITH_RUN: Final = (
     f"SELECT {_ATTEMPT_COLUMNS} FROM attempts AS a LEFT JOIN runs AS r USING (run_id)"
 )
 # The attempts of a run: the id range of each of its keys (see rows.py).
-_RUN_ATTEMPTS: Final = (
-    f"run_keys AS k JOIN attempts AS a ON a.id BETWEEN k.key << {KEY_SHIFT} "
-    f"AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
-)
+_RUN_ATTEMPTS: Final = f"run_keys AS k JOIN attempts AS a ON {KEY_RANGE}"
 
 # The attempts of many runs (a JSON array of run ids), counted by status.
 _COUNTS: Final = (

@@ -37,16 +37,13 @@ import anyio
 from .decode import Undecodable, damaged, member
 from .records import AttemptStatus, RunStatus
 from .retention import Pruned
-from .schema import KEY_SHIFT
+from .schema import KEY_RANGE, KEY_SHIFT
 from .store import Store, sqlite_errors
 
 __all__ = ["file_size", "prune", "vacuum"]
 
 _OURS: Final = ", ".join(repr(s.value) for s in AttemptStatus)
 _RUNS_OURS: Final = ", ".join(repr(s.value) for s in RunStatus)
-_RANGE: Final = (
-    f"a.id BETWEEN k.key << {KEY_SHIFT} AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
-)
 
 # Temporary tables of this connection, made and dropped in the prune's transaction.
 _SETUP: Final = (
@@ -86,7 +83,7 @@ _CHOOSE_KEPT: Final = f"""
             WHERE b.task_id = t.task_id AND b.status = 'success'
             ORDER BY b.ended DESC, b.id DESC LIMIT 1)
     FROM (SELECT DISTINCT a.task_id FROM temp.prune_keys AS k CROSS JOIN attempts AS a
-          ON {_RANGE} WHERE +a.status = 'success') AS t
+          ON {KEY_RANGE} WHERE +a.status = 'success') AS t
 """
 _DISAGREE: Final = (
     "SELECT task_id FROM temp.prune_kept WHERE id IS NULL OR by_task IS NULL OR id != by_task "
@@ -95,7 +92,7 @@ _DISAGREE: Final = (
 # The attempts to delete: counted, with the first whose status is none of ours.
 _COUNT_ATTEMPTS: Final = f"""
     SELECT count(*), min(CASE WHEN a.status NOT IN ({_OURS}) THEN a.id END)
-    FROM temp.prune_keys AS k CROSS JOIN attempts AS a ON {_RANGE}
+    FROM temp.prune_keys AS k CROSS JOIN attempts AS a ON {KEY_RANGE}
     WHERE a.id NOT IN (SELECT id FROM temp.prune_kept)
 """
 _BAD_STATUS: Final = "SELECT task_id, status FROM attempts WHERE id = ?"

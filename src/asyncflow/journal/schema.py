@@ -28,6 +28,7 @@ from ..errors import JournalError
 
 __all__ = [
     "APPLICATION_ID",
+    "KEY_RANGE",
     "KEY_SHIFT",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -43,6 +44,11 @@ APPLICATION_ID: Final = 0x41464C57
 
 KEY_SHIFT: Final = 32
 """``attempts.id`` is ``run_keys.key << KEY_SHIFT`` plus the attempt's number under that key."""
+
+KEY_RANGE: Final = (
+    f"a.id BETWEEN k.key << {KEY_SHIFT} AND (k.key << {KEY_SHIFT}) + {(1 << KEY_SHIFT) - 1}"
+)
+"""SQL: attempt ``a`` has run key ``k`` (an id range, so the primary key finds them)."""
 
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
