@@ -41,7 +41,8 @@ async def drain(
 
     ``process`` does what it can at once and returns what is left to await, if
     anything. Returns when the queue is empty and nothing is in flight.
-    ``process`` must not raise ``Exception`` (catch and record instead).
+    An exception of ``process`` (or of what it returned) ends the drain: the
+    other workers are cancelled and it is raised in an exception group.
     """
     if not queue:
         return
