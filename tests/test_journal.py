@@ -18,6 +18,7 @@ import anyio.lowlevel
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from tests.fixtures.postgres import query as pg_query
 
 import asyncflow
 from asyncflow.errors import JournalError
@@ -1243,6 +1244,24 @@ async def _paged_run(journal: AnyJournal) -> None:
         journal.record(TaskEvent(Event.START, Part(n=n), "paged", 1, time=T0 + 20))
         journal.record(TaskEvent(Event.SUCCESS, Part(n=n), "paged", 1, time=T0 + 21))
     await journal.end_run("paged", RunStatus.FAILED)
+
+
+async def test_a_runs_counts_name_the_task_whose_status_is_damaged(journal_where: str) -> None:
+    """A status that is none of ours, met while a run's attempts are counted, is an
+    error naming a task that has it (as reading the task's row is), on both backends."""
+    async with open_journal(journal_where) as journal:
+        await _paged_run(journal)
+    damage = "UPDATE attempts SET status = 'stccess' WHERE task_id = '{}'"
+    damaged = T(n=1).task_id
+    if journal_where.startswith("postgresql"):
+        await pg_query(journal_where, damage.format(damaged))
+    else:
+        with sqlite3.connect(journal_where) as db:
+            db.execute(damage.format(damaged))
+    for count in ("run_summary", "count_run_tasks"):
+        async with open_journal(journal_where) as journal:
+            with pytest.raises(JournalError, match=f"status of {damaged} 'stccess' is not one of"):
+                await getattr(journal, count)("paged")
 
 
 async def test_a_run_is_read_a_page_at_a_time(journal_where: str) -> None:

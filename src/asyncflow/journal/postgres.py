@@ -350,8 +350,7 @@ class PostgresJournal(RecordingJournal):
         if not rows:
             return None
         found = await self._store.fetch(sql.SUMMARY_COUNTS, run_id)
-        with rows_of_store(self._store, f"attempts of run {run_id!r}"):
-            counts = {member(AttemptStatus, status, "status"): int(n) for status, n in found}
+        counts = await self._by_status(run_id, found)
         with rows_of_store(self._store, f"runs row {run_id!r}"):
             return run_record(tuple(rows[0]), counts, ())
 
@@ -361,14 +360,27 @@ class PostgresJournal(RecordingJournal):
         statuses = await self._store.fetch(sql.TASK_COUNTS, run_id)
         families = await self._store.fetch(sql.FAMILY_COUNTS, run_id)
         [(unrun,)] = await self._store.fetch(sql.COUNT_REQUESTED, run_id, True)
+        counts = await self._by_status(run_id, statuses)
         with rows_of_store(self._store, f"attempts of run {run_id!r}"):
             return RunTasks(
-                MappingProxyType(
-                    {member(AttemptStatus, status, "status"): int(n) for status, n in statuses}
-                ),
+                MappingProxyType(counts),
                 MappingProxyType({str(family): int(n) for family, n in families}),
                 int(unrun),
             )
+
+    async def _by_status(self, run_id: str, rows: Any) -> dict[AttemptStatus, int]:
+        """Counts of ``(status, count)`` rows of a run's attempts. A status that is none
+        of ours is an error naming a task that has it, as reading its row would."""
+        counts: dict[AttemptStatus, int] = {}
+        for status, count in rows:
+            try:
+                counts[AttemptStatus(status)] = int(count)
+            except ValueError:
+                named = await self._store.fetch(sql.WITH_STATUS, run_id, status)
+                task_id = named[0][0] if named else "?"
+                with rows_of_store(self._store, f"attempts of run {run_id!r}"):
+                    member(AttemptStatus, status, f"status of {task_id}")  # raises
+        return counts
 
     async def run_tasks(
         self, run_id: str, *, status: AttemptStatus | None = None, limit: int, offset: int = 0

@@ -76,6 +76,7 @@ __all__ = [
     "TASK_COUNTS",
     "TASK_STATES",
     "UPSERT_RUN",
+    "WITH_STATUS",
     "WRITE_ATTEMPTS",
     "WRITE_NEW",
 ]
@@ -765,6 +766,8 @@ _TASKS: Final = f"""
     FROM {_OF_RUN} GROUP BY a.task_id
 """
 SUMMARY_COUNTS: Final = f"SELECT a.status, count(*) FROM {_OF_RUN} GROUP BY a.status"
+# A task of run $1 with an attempt of status $2 (to name one whose status is damaged).
+WITH_STATUS: Final = f"SELECT a.task_id FROM {_OF_RUN} AND a.status = $2 LIMIT 1"
 TASK_COUNTS: Final = f"""
     SELECT l.status, count(*) FROM ({_TASKS}) AS t JOIN attempts AS l ON l.id = t.last
     GROUP BY l.status
