@@ -8,7 +8,8 @@ half made of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from .store import Store
 __all__ = [
     "attempt_record",
     "attempts",
+    "by_status",
     "count_run_tasks",
     "count_runs",
     "find_runs",
@@ -471,21 +473,36 @@ async def run_summary(store: Store, run_id: str, requested: int) -> RunRecord | 
         return run_record(rows[0], counts, ())
 
 
-async def _by_status(
-    store: Store, run_id: str, rows: Iterable[Sequence[Any]]
+async def by_status(
+    run_id: str,
+    rows: Iterable[Sequence[Any]],
+    with_status: Callable[[object], Awaitable[Sequence[Sequence[Any]]]],
+    decoding: Callable[[str], AbstractContextManager[object]],
 ) -> dict[AttemptStatus, int]:
-    """Counts of ``(status, count)`` rows of a run's attempts. A status that is none
-    of ours is an error naming a task that has it, as reading its row would."""
+    """Counts of ``(status, count)`` rows of run ``run_id``'s attempts (either journal).
+
+    A status that is none of ours is an error naming a task that has it
+    (``with_status(status)``: rows of such task ids), as reading its row would.
+    """
     counts: dict[AttemptStatus, int] = {}
     for status, count in rows:
         try:
             counts[AttemptStatus(status)] = int(count)
         except ValueError:
-            named = await store.fetch(_WITH_STATUS, {"run": run_id, "status": status})
+            named = await with_status(status)
             task_id = named[0][0] if named else "?"
-            with store.decoding(f"attempts of run {run_id!r}"):
+            with decoding(f"attempts of run {run_id!r}"):
                 member(AttemptStatus, status, f"status of {task_id}")  # raises
     return counts
+
+
+async def _by_status(
+    store: Store, run_id: str, rows: Iterable[Sequence[Any]]
+) -> dict[AttemptStatus, int]:
+    def with_status(status: object) -> Awaitable[list[Any]]:
+        return store.fetch(_WITH_STATUS, {"run": run_id, "status": status})
+
+    return await by_status(run_id, rows, with_status, store.decoding)
 
 
 async def count_run_tasks(store: Store, run_id: str) -> RunTasks:

@@ -29,7 +29,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final, final
@@ -43,7 +43,7 @@ from ..coordination import Claim, CommitCheck, Holder, LeaseOutcome
 from ..errors import JournalError
 from . import postgres_sql as sql
 from .decode import member
-from .history import LISTED_REQUESTED, attempt_record, run_record, task_state
+from .history import LISTED_REQUESTED, attempt_record, by_status, run_record, task_state
 from .opening import Opening
 from .postgres_leases import PgLeases, recover_expired, rows_of_store
 from .postgres_store import Landed, PgStore, Unreachable, joined
@@ -369,18 +369,12 @@ class PostgresJournal(RecordingJournal):
             )
 
     async def _by_status(self, run_id: str, rows: Any) -> dict[AttemptStatus, int]:
-        """Counts of ``(status, count)`` rows of a run's attempts. A status that is none
-        of ours is an error naming a task that has it, as reading its row would."""
-        counts: dict[AttemptStatus, int] = {}
-        for status, count in rows:
-            try:
-                counts[AttemptStatus(status)] = int(count)
-            except ValueError:
-                named = await self._store.fetch(sql.WITH_STATUS, run_id, status)
-                task_id = named[0][0] if named else "?"
-                with rows_of_store(self._store, f"attempts of run {run_id!r}"):
-                    member(AttemptStatus, status, f"status of {task_id}")  # raises
-        return counts
+        def with_status(status: object) -> Awaitable[list[Any]]:
+            return self._store.fetch(sql.WITH_STATUS, run_id, status)
+
+        return await by_status(
+            run_id, rows, with_status, lambda row: rows_of_store(self._store, row)
+        )
 
     async def run_tasks(
         self, run_id: str, *, status: AttemptStatus | None = None, limit: int, offset: int = 0
